@@ -1,0 +1,145 @@
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { InputError, describeFsError } from '../errors.js';
+
+export interface FilePart {
+  path: string;
+  size: number;
+}
+
+/**
+ * Reads byte ranges of one file, or of several files taken back to back (TF.js shards), keeping at
+ * most one file open at a time so that many ingredients never exhaust file descriptors.
+ */
+export class RangeReader {
+  private handle: FileHandle | undefined;
+  private handlePart = -1;
+  private readonly starts: number[] = [];
+  readonly size: number;
+
+  constructor(private readonly parts: readonly FilePart[]) {
+    let start = 0;
+    for (const part of parts) {
+      this.starts.push(start);
+      start += part.size;
+    }
+    this.size = start;
+  }
+
+  /** Reads exactly `length` bytes at `offset` into a fresh, aligned array. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const partIndex = this.partAt(at);
+      const part = this.parts[partIndex]!;
+      const within = at - this.starts[partIndex]!;
+      const take = Math.min(length - done, part.size - within);
+      const handle = await this.handleFor(partIndex);
+      let got = 0;
+      while (got < take) {
+        const { bytesRead } = await handle.read(out, done + got, take - got, within + got).catch((error: unknown) => {
+          throw new InputError(part.path, `cannot read: ${describeFsError(error)}`, { cause: error });
+        });
+        if (bytesRead === 0) throw new InputError(part.path, 'file is shorter than when it was opened (truncated while reading?)');
+        got += bytesRead;
+      }
+      done += take;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    this.handlePart = -1;
+    await handle?.close();
+  }
+
+  private partAt(offset: number): number {
+    if (offset < 0 || offset >= this.size) throw new RangeError(`offset ${offset} outside 0..${this.size}`);
+    let lo = 0;
+    let hi = this.parts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    // Skip empty parts that share a start offset with the next one.
+    while (this.parts[lo]!.size === 0) lo++;
+    return lo;
+  }
+
+  private async handleFor(partIndex: number): Promise<FileHandle> {
+    if (this.handle !== undefined && this.handlePart === partIndex) return this.handle;
+    await this.close();
+    const part = this.parts[partIndex]!;
+    this.handle = await open(part.path, 'r').catch((error: unknown) => {
+      throw new InputError(part.path, `cannot open: ${describeFsError(error)}`, { cause: error });
+    });
+    this.handlePart = partIndex;
+    return this.handle;
+  }
+}
+
+/** Size of a regular file, or a clear error naming it. */
+export async function fileSize(file: string): Promise<number> {
+  const info = await stat(file).catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+  if (!info.isFile()) throw new InputError(file, 'not a regular file');
+  return info.size;
+}
+
+/** Reads a whole small file (a header, a manifest). */
+export async function readSmallFile(file: string, limit: number): Promise<Uint8Array> {
+  const size = await fileSize(file);
+  if (size > limit) throw new InputError(file, `file is ${size} bytes, more than the ${limit} allowed for it`);
+  const reader = new RangeReader([{ path: file, size }]);
+  try {
+    return size === 0 ? new Uint8Array(0) : await reader.read(0, size);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Resolves a path that a manifest names (a shard, a weight_map entry) and refuses one that leaves the
+ * checkpoint's folder, by `..`, an absolute path or a symlink: a downloaded checkpoint must not make
+ * us read arbitrary files.
+ */
+export async function resolveInside(folder: string, relative: string, manifest: string): Promise<string> {
+  if (relative === '' || path.isAbsolute(relative) || relative.split(/[\\/]/).includes('..')) {
+    throw new InputError(manifest, `path "${relative}" points outside the checkpoint folder`);
+  }
+  const resolved = path.join(folder, relative);
+  const [realFolder, realFile] = await Promise.all([
+    realpath(folder),
+    realpath(resolved).catch((error: unknown) => {
+      throw new InputError(manifest, `names "${relative}", which cannot be opened: ${describeFsError(error)}`, { cause: error });
+    }),
+  ]);
+  if (realFile !== realFolder && !realFile.startsWith(realFolder + path.sep)) {
+    throw new InputError(manifest, `path "${relative}" is a link that points outside the checkpoint folder`);
+  }
+  return resolved;
+}
+
+/** Decodes UTF-8 strictly, so that a corrupted header is an error, not replacement characters. */
+export function decodeUtf8(bytes: Uint8Array, file: string, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw new InputError(file, `${what} is not valid UTF-8`, { cause: error });
+  }
+}
+
+/** Parses JSON, or throws an error that names the file and what it was supposed to hold. */
+export function parseJson(text: string, file: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new InputError(file, `${what} is not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+}

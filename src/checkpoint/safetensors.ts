@@ -1,0 +1,257 @@
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { InputError, OutputError, describeFsError } from '../errors.js';
+import { decodeFloats, dtypeSize, isDType, isFloatDType, numel } from './dtype.js';
+import { RangeReader, decodeUtf8, fileSize, parseJson } from './files.js';
+import type { Checkpoint, OutputTensor, TensorInfo } from './types.js';
+
+/** The reference implementation's limit: a larger header is a hostile or broken file. */
+export const MAX_HEADER_BYTES = 100_000_000;
+const METADATA_KEY = '__metadata__';
+
+export interface SafetensorsHeader {
+  /** Tensors in data order. */
+  tensors: (TensorInfo & { begin: number; end: number })[];
+  metadata: Record<string, string>;
+  /** Where tensor data starts: 8 + header length. */
+  dataStart: number;
+}
+
+const entrySchema = z.object({
+  dtype: z.string(),
+  shape: z.array(z.number().int().nonnegative()),
+  data_offsets: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+});
+const metadataSchema = z.record(z.string(), z.string());
+
+/**
+ * Reads and validates a safetensors header with the reference reader's rules: bounded length inside
+ * the file, strict UTF-8 JSON, known dtypes, sane shapes, offsets that tile the data exactly.
+ */
+export async function readSafetensorsHeader(file: string, reader: RangeReader): Promise<SafetensorsHeader> {
+  const size = reader.size;
+  if (size < 8) throw new InputError(file, `file is ${size} bytes, too short for a safetensors header`);
+  const lengthBytes = await reader.read(0, 8);
+  const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    throw new InputError(file, `header length ${headerLength} is larger than the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`);
+  }
+  const length = Number(headerLength);
+  if (8 + length > size) {
+    throw new InputError(file, `header length ${length} runs past the end of the ${size}-byte file (truncated or not a safetensors file)`);
+  }
+  const text = decodeUtf8(await reader.read(8, length), file, 'header');
+  const json = parseJson(text, file, 'header');
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new InputError(file, 'header is not a JSON object');
+  }
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== undefined) throw new InputError(file, `duplicate tensor name in header`, { tensor: duplicate });
+
+  let metadata: Record<string, string> = {};
+  const tensors: SafetensorsHeader['tensors'] = [];
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === METADATA_KEY) {
+      const parsed = metadataSchema.safeParse(value);
+      if (!parsed.success) throw new InputError(file, '__metadata__ must map strings to strings');
+      metadata = parsed.data;
+      continue;
+    }
+    tensors.push(parseEntry(file, name, value));
+  }
+
+  tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const dataLength = size - 8 - length;
+  let expected = 0;
+  for (const tensor of tensors) {
+    if (tensor.begin !== expected) {
+      const problem = tensor.begin < expected ? 'overlaps the previous tensor' : `leaves a gap: data should start at ${expected}`;
+      throw new InputError(file, `data_offsets [${tensor.begin}, ${tensor.end}] ${problem}`, { tensor: tensor.name });
+    }
+    expected = tensor.end;
+  }
+  if (expected !== dataLength) {
+    const problem = expected > dataLength ? 'the file is truncated' : 'the file has trailing bytes';
+    throw new InputError(file, `tensor data ends at byte ${expected} but the file holds ${dataLength} data bytes: ${problem}`);
+  }
+  return { tensors, metadata, dataStart: 8 + length };
+}
+
+function parseEntry(file: string, name: string, value: unknown): SafetensorsHeader['tensors'][number] {
+  const parsed = entrySchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    throw new InputError(file, `malformed header entry: ${where}${issue.message}`, { tensor: name });
+  }
+  const { dtype, shape, data_offsets: [begin, end] } = parsed.data;
+  if (!isDType(dtype)) throw new InputError(file, `unknown or unsupported dtype "${dtype}"`, { tensor: name });
+  const count = numel(shape);
+  if (!Number.isSafeInteger(count * dtypeSize(dtype))) throw new InputError(file, `shape [${shape.join(', ')}] is too large`, { tensor: name });
+  if (end < begin) throw new InputError(file, `data_offsets [${begin}, ${end}] end before they begin`, { tensor: name });
+  const bytes = count * dtypeSize(dtype);
+  if (end - begin !== bytes) {
+    throw new InputError(
+      file,
+      `data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`,
+      { tensor: name },
+    );
+  }
+  return { name, shape, dtype, storedBytes: bytes, begin, end };
+}
+
+/**
+ * JSON.parse keeps the last of two equal keys silently; the format forbids duplicates, so scan the
+ * top-level object's keys ourselves.
+ */
+export function findDuplicateKey(json: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < json.length; i++) {
+    const ch = json[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < json.length && json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        const key = JSON.parse(json.slice(i, j + 1)) as string;
+        if (seen.has(key)) return key;
+        seen.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === '{' || ch === '[') {
+      depth++;
+      if (depth === 1) expectKey = true;
+    } else if (ch === '}' || ch === ']') {
+      depth--;
+    } else if (ch === ',' && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return undefined;
+}
+
+/** One .safetensors file. Also used for each shard of a sharded checkpoint. */
+export class SafetensorsFile implements Checkpoint {
+  readonly format = 'safetensors' as const;
+  readonly files: readonly string[];
+  private readonly byName: Map<string, SafetensorsHeader['tensors'][number]>;
+
+  private constructor(
+    readonly name: string,
+    readonly path: string,
+    private readonly header: SafetensorsHeader,
+    private readonly reader: RangeReader,
+  ) {
+    this.files = [path];
+    this.byName = new Map(header.tensors.map((tensor) => [tensor.name, tensor]));
+  }
+
+  static async open(file: string, name = path.basename(file, '.safetensors')): Promise<SafetensorsFile> {
+    const reader = new RangeReader([{ path: file, size: await fileSize(file) }]);
+    try {
+      const header = await readSafetensorsHeader(file, reader);
+      // Keep no descriptor between the header and the first weight read: a soup may open hundreds of files.
+      await reader.close();
+      return new SafetensorsFile(name, file, header, reader);
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+  }
+
+  get metadata(): Readonly<Record<string, string>> {
+    return this.header.metadata;
+  }
+
+  tensors(): readonly TensorInfo[] {
+    return this.header.tensors;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  async readBytes(name: string): Promise<Uint8Array> {
+    const tensor = this.lookup(name);
+    if (tensor.storedBytes === 0) return new Uint8Array(0);
+    return this.reader.read(this.header.dataStart + tensor.begin, tensor.storedBytes);
+  }
+
+  async readFloats(name: string): Promise<Float32Array | Float64Array> {
+    const tensor = this.lookup(name);
+    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
+    return decodeFloats(await this.readBytes(name), tensor.dtype);
+  }
+
+  async close(): Promise<void> {
+    await this.reader.close();
+  }
+
+  private lookup(name: string): SafetensorsHeader['tensors'][number] {
+    const tensor = this.byName.get(name);
+    if (tensor === undefined) throw new InputError(this.path, 'no such tensor', { tensor: name });
+    return tensor;
+  }
+}
+
+/** The header bytes for these tensors, laid out back to back in the given order, padded to 8 bytes. */
+export function encodeSafetensorsHeader(tensors: readonly OutputTensor[], metadata: Record<string, string>): Uint8Array {
+  const entries: string[] = [];
+  if (Object.keys(metadata).length > 0) entries.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  let offset = 0;
+  for (const tensor of tensors) {
+    const bytes = storedBytes(tensor);
+    // Built by hand: JSON.stringify would move integer-like tensor names ("0", "1") to the front.
+    entries.push(
+      `${JSON.stringify(tensor.name)}:${JSON.stringify({ dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes] })}`,
+    );
+    offset += bytes;
+  }
+  const json = new TextEncoder().encode(`{${entries.join(',')}}`);
+  const padded = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, 8);
+  return out;
+}
+
+export type TensorProducer = (tensor: OutputTensor, index: number) => Promise<Uint8Array>;
+
+/**
+ * Writes one safetensors file to an open handle, pulling each tensor's bytes from `produce` in order,
+ * so only one tensor is in memory at a time.
+ */
+export async function writeSafetensors(
+  handle: FileHandle,
+  file: string,
+  tensors: readonly OutputTensor[],
+  metadata: Record<string, string>,
+  produce: TensorProducer,
+): Promise<void> {
+  await writeAll(handle, file, encodeSafetensorsHeader(tensors, metadata));
+  for (const [index, tensor] of tensors.entries()) {
+    const bytes = await produce(tensor, index);
+    const expected = storedBytes(tensor);
+    if (bytes.byteLength !== expected) {
+      throw new Error(`internal: tensor ${tensor.name} produced ${bytes.byteLength} bytes, expected ${expected}`);
+    }
+    await writeAll(handle, file, bytes);
+  }
+}
+
+export async function writeAll(handle: FileHandle, file: string, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written).catch((error: unknown) => {
+      throw new OutputError(file, `cannot write: ${describeFsError(error)}`, { cause: error });
+    });
+    written += bytesWritten;
+  }
+}
+
+export function storedBytes(tensor: OutputTensor): number {
+  return numel(tensor.shape) * dtypeSize(tensor.dtype);
+}

@@ -1,0 +1,115 @@
+import path, { join as joinPath } from 'node:path';
+import { z } from 'zod';
+import { InputError } from '../errors.js';
+import { decodeUtf8, parseJson, readSmallFile, resolveInside } from './files.js';
+import { SafetensorsFile } from './safetensors.js';
+import type { Checkpoint, TensorInfo } from './types.js';
+
+export const SHARD_INDEX = 'model.safetensors.index.json';
+const MAX_INDEX_BYTES = 100_000_000;
+
+const indexSchema = z.object({
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  weight_map: z.record(z.string(), z.string()),
+});
+
+/** Hugging Face's shard naming, e.g. model-00001-of-00003.safetensors. */
+export function shardFileName(index: number, count: number): string {
+  const pad = (n: number): string => String(n).padStart(5, '0');
+  return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`;
+}
+
+/**
+ * A folder with model.safetensors.index.json: every shard's header is read and checked against the
+ * weight_map on open; weights are then read from one shard at a time.
+ */
+export class ShardedSafetensors implements Checkpoint {
+  readonly format = 'safetensors-sharded' as const;
+  readonly files: readonly string[];
+  private readonly shardOf = new Map<string, SafetensorsFile>();
+  private readonly ordered: TensorInfo[] = [];
+  private current: SafetensorsFile | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly path: string,
+    private readonly shards: SafetensorsFile[],
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {
+    this.files = [joinPath(path, SHARD_INDEX), ...shards.map((shard) => shard.path)];
+    for (const shard of shards) {
+      for (const tensor of shard.tensors()) {
+        this.shardOf.set(tensor.name, shard);
+        this.ordered.push(tensor);
+      }
+    }
+  }
+
+  static async open(folder: string, name = path.basename(path.resolve(folder))): Promise<ShardedSafetensors> {
+    const indexFile = path.join(folder, SHARD_INDEX);
+    const json = parseJson(decodeUtf8(await readSmallFile(indexFile, MAX_INDEX_BYTES), indexFile, 'index'), indexFile, 'index');
+    const parsed = indexSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new InputError(indexFile, `malformed index: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
+    }
+    const weightMap = parsed.data.weight_map;
+    if (Object.keys(weightMap).length === 0) throw new InputError(indexFile, 'weight_map is empty');
+
+    // Shards in name order, which for HF's model-0000i-of-0000N names is also their numeric order.
+    const shardNames = [...new Set(Object.values(weightMap))].sort();
+    const shards: SafetensorsFile[] = [];
+    for (const shardName of shardNames) {
+      const shardPath = await resolveInside(folder, shardName, indexFile);
+      shards.push(await SafetensorsFile.open(shardPath, shardName));
+    }
+    const byShard = new Map(shards.map((shard) => [shard.name, shard]));
+    for (const [tensor, shardName] of Object.entries(weightMap)) {
+      const shard = byShard.get(shardName)!;
+      if (!shard.has(tensor)) throw new InputError(indexFile, `weight_map puts it in ${shardName}, which does not hold it`, { tensor });
+    }
+    for (const shard of shards) {
+      for (const tensor of shard.tensors()) {
+        if (weightMap[tensor.name] !== shard.name) {
+          const listed = weightMap[tensor.name];
+          const problem = listed === undefined ? 'is missing from the index weight_map' : `is also listed in ${listed}`;
+          throw new InputError(shard.path, problem, { tensor: tensor.name });
+        }
+      }
+    }
+    const metadata = { ...shards[0]!.metadata };
+    return new ShardedSafetensors(name, folder, shards, metadata);
+  }
+
+  tensors(): readonly TensorInfo[] {
+    return this.ordered;
+  }
+
+  /** Which shard file (by name) holds each tensor, so a writer can keep the same layout. */
+  shardLayout(): Map<string, string> {
+    return new Map([...this.shardOf].map(([tensor, shard]) => [tensor, shard.name]));
+  }
+
+  async readBytes(name: string): Promise<Uint8Array> {
+    return (await this.select(name)).readBytes(name);
+  }
+
+  async readFloats(name: string): Promise<Float32Array | Float64Array> {
+    return (await this.select(name)).readFloats(name);
+  }
+
+  async close(): Promise<void> {
+    this.current = undefined;
+    await Promise.all(this.shards.map((shard) => shard.close()));
+  }
+
+  private async select(name: string): Promise<SafetensorsFile> {
+    const shard = this.shardOf.get(name);
+    if (shard === undefined) throw new InputError(this.path, 'no such tensor', { tensor: name });
+    if (this.current !== shard) {
+      await this.current?.close();
+      this.current = shard;
+    }
+    return shard;
+  }
+}

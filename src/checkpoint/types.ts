@@ -1,0 +1,44 @@
+import type { DType } from './dtype.js';
+
+export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs';
+
+export interface TensorInfo {
+  name: string;
+  shape: number[];
+  /** The dtype the values have once read (quantized TF.js weights read as F32). */
+  dtype: DType;
+  /** Bytes the tensor occupies in its file(s). */
+  storedBytes: number;
+  /** How the tensor is stored when it differs from `dtype`, e.g. "uint8 quantized". */
+  storage?: string;
+}
+
+/**
+ * One ingredient, opened lazily: the header is parsed and validated on open, weights are read one
+ * tensor at a time so that no caller ever holds a whole checkpoint in memory.
+ */
+export interface Checkpoint {
+  /** File name without extension, or folder name. */
+  readonly name: string;
+  /** What the user pointed at: a file, or a checkpoint folder. */
+  readonly path: string;
+  readonly format: CheckpointFormat;
+  /** Key/value metadata stored with the weights (safetensors __metadata__, TF.js userDefinedMetadata). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Every file the checkpoint consists of, for hashing and size reports. */
+  readonly files: readonly string[];
+  /** Tensors in storage order. */
+  tensors(): readonly TensorInfo[];
+  /** Values of a float tensor (F64 as Float64Array, everything else as Float32Array). */
+  readFloats(name: string): Promise<Float32Array | Float64Array>;
+  /** Values exactly as `dtype` stores them, little-endian: for tensors that are copied, not averaged. */
+  readBytes(name: string): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** What a writer needs to know about each output tensor before any data arrives. */
+export interface OutputTensor {
+  name: string;
+  shape: number[];
+  dtype: DType;
+}

@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { OutputError, UsageError, describeFsError } from '../errors.js';
+import { storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
+import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
+import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
+import type { Checkpoint, OutputTensor } from './types.js';
+
+export type OutputTarget =
+  | { kind: 'safetensors'; path: string }
+  /** A folder holding model.safetensors, as Hugging Face model folders do. */
+  | { kind: 'safetensors-folder'; path: string }
+  | { kind: 'safetensors-sharded'; path: string; layout: Map<string, string> }
+  | { kind: 'tfjs'; path: string; template: TfjsCheckpoint['modelJson'] };
+
+/**
+ * A `.safetensors` OUT is one file; any other OUT is a folder in the reference ingredient's format
+ * (TF.js, sharded safetensors with the same shard layout, or a model.safetensors folder).
+ */
+export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
+  if (out.endsWith('.safetensors')) return { kind: 'safetensors', path: out };
+  if (reference instanceof TfjsCheckpoint) return { kind: 'tfjs', path: out, template: reference.modelJson };
+  if (reference instanceof ShardedSafetensors) return { kind: 'safetensors-sharded', path: out, layout: reference.shardLayout() };
+  return { kind: 'safetensors-folder', path: out };
+}
+
+/** Refuses, before any slow work, an output that exists (without --force) or has no folder to go in. */
+export async function checkOutputPath(out: string, force: boolean): Promise<void> {
+  const existing = await stat(out).catch(() => undefined);
+  if (existing !== undefined && !force) throw new UsageError(`${out} already exists`, { hint: 'pass --force to replace it' });
+  const parent = await stat(path.dirname(path.resolve(out))).catch(() => undefined);
+  if (!parent?.isDirectory()) throw new UsageError(`${out}: the folder ${path.dirname(out)} does not exist`);
+}
+
+/** Fails early on dtypes the target format cannot hold (a TF.js model has no bf16 or f64). */
+export function checkOutputDtypes(target: OutputTarget, tensors: readonly OutputTensor[]): void {
+  if (target.kind !== 'tfjs') return;
+  const bad = tensors.find((tensor) => !['F32', 'F16', 'I32', 'BOOL'].includes(tensor.dtype));
+  if (bad !== undefined) {
+    throw new UsageError(`${target.path}: a TF.js model cannot store ${bad.dtype} tensors (tensor "${bad.name}")`, {
+      hint: 'use --dtype f32 or f16, or write a .safetensors file',
+    });
+  }
+}
+
+export interface WriteResult {
+  path: string;
+  files: string[];
+  bytes: number;
+}
+
+/**
+ * Writes a checkpoint into a temporary file or folder beside `target.path` and renames it into
+ * place only once everything is written, so a failure or Ctrl-C never leaves a half-written soup
+ * and never touches an existing output.
+ */
+export async function writeCheckpoint(
+  target: OutputTarget,
+  tensors: readonly OutputTensor[],
+  metadata: Record<string, string>,
+  produce: TensorProducer,
+): Promise<WriteResult> {
+  const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const files = await writeTo(temp, target, tensors, metadata, produce);
+    await replace(temp, target.path);
+    const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
+    return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Writes to `temp`; returns the files written, relative to the final path ('' for a single file). */
+async function writeTo(
+  temp: string,
+  target: OutputTarget,
+  tensors: readonly OutputTensor[],
+  metadata: Record<string, string>,
+  produce: TensorProducer,
+): Promise<string[]> {
+  switch (target.kind) {
+    case 'safetensors': {
+      await writeSafetensorsFile(temp, tensors, metadata, produce);
+      return [''];
+    }
+    case 'safetensors-folder': {
+      await makeFolder(temp);
+      await writeSafetensorsFile(path.join(temp, 'model.safetensors'), tensors, metadata, produce);
+      return ['model.safetensors'];
+    }
+    case 'safetensors-sharded': {
+      await makeFolder(temp);
+      const shards = new Map<string, OutputTensor[]>();
+      for (const tensor of tensors) {
+        const shard = target.layout.get(tensor.name)!;
+        shards.set(shard, [...(shards.get(shard) ?? []), tensor]);
+      }
+      const names = [...shards.keys()].sort();
+      for (const name of names) await writeSafetensorsFile(path.join(temp, name), shards.get(name)!, metadata, produce);
+      const totalSize = tensors.reduce((sum, tensor) => sum + storedBytes(tensor), 0);
+      const index = { metadata: { total_size: totalSize }, weight_map: Object.fromEntries(tensors.map((t) => [t.name, target.layout.get(t.name)!])) };
+      await writeSmallFile(path.join(temp, SHARD_INDEX), `${JSON.stringify(index, null, 2)}\n`);
+      return [SHARD_INDEX, ...names];
+    }
+    case 'tfjs': {
+      await makeFolder(temp);
+      await writeTfjs(temp, target.template, tensors, metadata, produce);
+      return (await readdir(temp)).sort();
+    }
+  }
+}
+
+async function writeSafetensorsFile(
+  file: string,
+  tensors: readonly OutputTensor[],
+  metadata: Record<string, string>,
+  produce: TensorProducer,
+): Promise<void> {
+  const handle = await openForWrite(file);
+  try {
+    await writeSafetensors(handle, file, tensors, metadata, produce);
+    await handle.sync().catch((error: unknown) => {
+      throw new OutputError(file, `cannot write: ${describeFsError(error)}`, { cause: error });
+    });
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeSmallFile(file: string, text: string): Promise<void> {
+  const handle = await openForWrite(file);
+  try {
+    await writeAll(handle, file, new TextEncoder().encode(text));
+  } finally {
+    await handle.close();
+  }
+}
+
+async function makeFolder(folder: string): Promise<void> {
+  await mkdir(folder).catch((error: unknown) => {
+    throw new OutputError(folder, `cannot create folder: ${describeFsError(error)}`, { cause: error });
+  });
+}
+
+/**
+ * Moves the finished output into place. A file replaces a file atomically; a folder cannot be
+ * renamed over a non-empty one, so the old output is moved aside first and removed last.
+ */
+async function replace(temp: string, final: string): Promise<void> {
+  const existing = await stat(final).catch(() => undefined);
+  const fail = (error: unknown): never => {
+    throw new OutputError(final, `cannot move the finished output into place: ${describeFsError(error)}`, { cause: error });
+  };
+  if (existing === undefined || (existing.isFile() && !(await stat(temp)).isDirectory())) {
+    await rename(temp, final).catch(fail);
+    return;
+  }
+  const aside = `${temp}.old`;
+  await rename(final, aside).catch(fail);
+  try {
+    await rename(temp, final);
+  } catch (error) {
+    await rename(aside, final).catch(() => {});
+    fail(error);
+  }
+  await rm(aside, { recursive: true, force: true });
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { closeAll } from '../../checkpoint/discover.js';
+import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
+import { uniformCoefficients } from '../../soup/uniform.js';
+import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
+import { Terminal } from '../../report/terminal.js';
+import { commonOptions, dtypeOption, parseOptions } from '../options.js';
+
+const schema = commonOptions.extend({
+  output: z.string({ error: 'is required: where to write the soup' }).min(1),
+  dtype: dtypeOption,
+  force: z.boolean().default(false),
+  allowNonfinite: z.boolean().default(false),
+});
+
+export async function runUniform(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
+  const options = parseOptions(schema, rawOptions);
+  const terminal = new Terminal(options);
+  const started = performance.now();
+  const checkpoints = await openIngredients(inputs);
+  try {
+    const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
+    const coefficients = uniformCoefficients(checkpoints.length);
+    const written = await writeSoup(checkpoints, coefficients, output, {
+      strategy: 'uniform',
+      onProgress: terminal.progress('averaging'),
+      signal,
+      allowNonFinite: options.allowNonfinite,
+      recipe: options.dtype === undefined ? {} : { dtype: options.dtype },
+    });
+    terminal.endProgress();
+    const seconds = (performance.now() - started) / 1000;
+    const names = checkpoints.map((checkpoint) => checkpoint.name);
+    const read = checkpoints.reduce((sum, checkpoint) => sum + countBytes(checkpoint), 0);
+    const reference = checkpoints[0]!;
+    if (terminal.json) {
+      terminal.printJson({
+        strategy: 'uniform',
+        ingredients: checkpoints.map((checkpoint) => ({ name: checkpoint.name, path: checkpoint.path })),
+        chosen: names,
+        output: written.path,
+        format: output.target.kind,
+        tensors: reference.tensors().length,
+        parameters: countParameters(reference),
+        bytesRead: read,
+        bytesWritten: written.bytes,
+        seconds: Number(seconds.toFixed(3)),
+        warnings: terminal.warnings,
+      });
+      return;
+    }
+    const paint = terminal.paint;
+    terminal.print(`${paint.bold('Uniform soup')} of ${checkpoints.length} ingredients -> ${paint.cyan(written.path)}`);
+    terminal.print(`  ingredients  ${names.join(', ')}`);
+    terminal.print(`  tensors      ${reference.tensors().length} (${formatCount(countParameters(reference))} parameters)`);
+    terminal.print(`  read         ${formatBytes(read)} in ${formatSeconds(seconds)}`);
+    terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind})`);
+  } finally {
+    terminal.endProgress();
+    await closeAll(checkpoints);
+  }
+}

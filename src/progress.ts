@@ -1,0 +1,13 @@
+/**
+ * Library code never prints: it reports what it is doing through these events, and the CLI decides
+ * whether that becomes a progress bar, a warning line, or nothing (--json, --quiet).
+ */
+export type ProgressEvent =
+  /** Weight bytes read so far out of the total this job will read. */
+  | { kind: 'read'; bytes: number; total: number }
+  /** Something the user should know that does not stop the job. */
+  | { kind: 'warning'; message: string };
+
+export type ProgressListener = (event: ProgressEvent) => void;
+
+export const ignoreProgress: ProgressListener = () => {};

@@ -1,0 +1,86 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import cliProgress from 'cli-progress';
+import type { ProgressEvent, ProgressListener } from '../progress.js';
+import { formatBytes } from './format.js';
+
+export interface OutputMode {
+  json?: boolean;
+  quiet?: boolean;
+  /** false with --no-color. */
+  color?: boolean;
+}
+
+/**
+ * The one place that decides what reaches the terminal: results on stdout (or one JSON document with
+ * --json), progress and warnings on stderr, colour only where wanted (--no-color, NO_COLOR, a TTY).
+ */
+export class Terminal {
+  readonly paint: ChalkInstance;
+  readonly json: boolean;
+  readonly quiet: boolean;
+  private bar: cliProgress.SingleBar | undefined;
+  readonly warnings: string[] = [];
+
+  constructor(mode: OutputMode, env: NodeJS.ProcessEnv = process.env) {
+    this.json = mode.json ?? false;
+    this.quiet = mode.quiet ?? false;
+    const noColor = mode.color === false || (env.NO_COLOR !== undefined && env.NO_COLOR !== '');
+    const level = noColor ? 0 : process.stdout.isTTY || env.FORCE_COLOR !== undefined ? new Chalk().level : 0;
+    this.paint = new Chalk({ level });
+  }
+
+  /** A line of human-readable result; suppressed with --json, where stdout holds only the document. */
+  print(line = ''): void {
+    if (!this.json) process.stdout.write(`${line}\n`);
+  }
+
+  printJson(document: unknown): void {
+    process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+  }
+
+  /** A note about progress on stderr; --quiet and --json silence it. */
+  info(line: string): void {
+    if (!this.quiet && !this.json) this.writeStderr(`${line}\n`);
+  }
+
+  warn(message: string): void {
+    this.warnings.push(message);
+    if (!this.quiet) this.writeStderr(`${this.paint.yellow('soup: warning:')} ${message}\n`);
+  }
+
+  /** Progress events become a byte bar on an interactive stderr, warnings become warning lines. */
+  progress(label: string): ProgressListener {
+    const interactive = process.stderr.isTTY && !this.quiet && !this.json;
+    return (event: ProgressEvent) => {
+      if (event.kind === 'warning') {
+        this.warn(event.message);
+        return;
+      }
+      if (!interactive) return;
+      if (this.bar === undefined) {
+        this.bar = new cliProgress.SingleBar(
+          {
+            format: `${label} {bar} {percentage}% | {done} / {size} | eta {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+            barsize: 30,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        this.bar.start(event.total, 0, { done: formatBytes(0), size: formatBytes(event.total) });
+      }
+      this.bar.update(event.bytes, { done: formatBytes(event.bytes), size: formatBytes(event.total) });
+    };
+  }
+
+  endProgress(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+
+  private writeStderr(text: string): void {
+    if (this.bar !== undefined) this.endProgress();
+    process.stderr.write(text);
+  }
+}

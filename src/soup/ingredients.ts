@@ -1,0 +1,26 @@
+import { closeAll, discoverIngredients, openAll } from '../checkpoint/discover.js';
+import { findIncompatibilities } from '../checkpoint/compatible.js';
+import type { Checkpoint } from '../checkpoint/types.js';
+import { IncompatibleError } from '../errors.js';
+
+/**
+ * Finds, opens and cross-checks the ingredients from headers alone, so that a bad file or a shape
+ * mismatch is reported before any weight is read. The caller closes them (closeAll).
+ */
+export async function openIngredients(inputs: readonly string[]): Promise<Checkpoint[]> {
+  const checkpoints = await openAll(await discoverIngredients(inputs));
+  const problems = findIncompatibilities(checkpoints);
+  if (problems.length > 0) {
+    await closeAll(checkpoints);
+    throw new IncompatibleError(problems);
+  }
+  return checkpoints;
+}
+
+export function countParameters(checkpoint: Checkpoint): number {
+  return checkpoint.tensors().reduce((sum, tensor) => sum + tensor.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+export function countBytes(checkpoint: Checkpoint): number {
+  return checkpoint.tensors().reduce((sum, tensor) => sum + tensor.storedBytes, 0);
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import { InputError } from '../../src/errors.js';
+import type { ProgressEvent } from '../../src/progress.js';
+import { Mixer, planOutput } from '../../src/soup/mix.js';
+import { tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
+
+const dir = await tempDir();
+let counter = 0;
+const opened: SafetensorsFile[] = [];
+after(() => Promise.all(opened.map((checkpoint) => checkpoint.close())));
+async function open(tensors: Record<string, RawTensor>): Promise<SafetensorsFile> {
+  const checkpoint = await SafetensorsFile.open(await writeSafetensorsFile(path.join(dir, `m${counter++}.safetensors`), tensors));
+  opened.push(checkpoint);
+  return checkpoint;
+}
+const weight = (values: number[]): Record<string, RawTensor> => ({ w: { dtype: 'F32', shape: [values.length], values } });
+
+describe('Mixer', () => {
+  it('computes the element-wise mean of three ingredients as by hand', async () => {
+    const checkpoints = [await open(weight([1, 2, 3])), await open(weight([4, 5, 6])), await open(weight([7, 8, 10]))];
+    const mean = await new Mixer(checkpoints).mean(checkpoints[0]!.tensors()[0]!, [1, 1, 1]);
+    assert.deepEqual([...mean], [4, 5, 19 / 3]);
+  });
+
+  it('skips ingredients with a zero coefficient and weights the others', async () => {
+    const checkpoints = [await open(weight([1, 1])), await open(weight([100, 100])), await open(weight([4, 7]))];
+    const mixer = new Mixer(checkpoints);
+    assert.deepEqual([...(await mixer.mean(checkpoints[0]!.tensors()[0]!, [1, 0, 1]))], [2.5, 4]);
+    assert.deepEqual([...(await mixer.mean(checkpoints[0]!.tensors()[0]!, [3, 0, 1]))], [1.75, 2.5]);
+  });
+
+  it('reports progress in bytes read, up to the total', async () => {
+    const checkpoints = [await open(weight([1, 2])), await open(weight([3, 4]))];
+    const events: ProgressEvent[] = [];
+    const mixer = new Mixer(checkpoints, { onProgress: (event) => events.push(event) });
+    const produce = mixer.producer([1, 1]);
+    const bytes = await produce(planOutput(checkpoints[0]!)[0]!, 0);
+    assert.deepEqual([...new Float32Array(bytes.buffer)], [2, 3]);
+    assert.deepEqual(events, [
+      { kind: 'read', bytes: 8, total: 16 },
+      { kind: 'read', bytes: 16, total: 16 },
+    ]);
+  });
+
+  it('encodes the mean in the output dtype', async () => {
+    const checkpoints = [await open(weight([1, 2])), await open(weight([2, 2]))];
+    const bytes = await new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [2], dtype: 'BF16' }, 0);
+    assert.deepEqual([...new Uint16Array(bytes.buffer)], [0x3fc0, 0x4000]);
+  });
+
+  it('copies integer tensors from the first ingredient and warns when the others differ', async () => {
+    const step = (n: number): Record<string, RawTensor> => ({ step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(new BigInt64Array([BigInt(n)]).buffer) } });
+    const checkpoints = [await open(step(5)), await open(step(5)), await open(step(9))];
+    const warnings: string[] = [];
+    const mixer = new Mixer(checkpoints, { onProgress: (e) => e.kind === 'warning' && warnings.push(e.message) });
+    const bytes = await mixer.producer([1, 1, 1])({ name: 'step', shape: [1], dtype: 'I64' }, 0);
+    assert.deepEqual([...new BigInt64Array(bytes.buffer)], [5n]);
+    assert.deepEqual(warnings, [
+      `I64 tensor "step" differs between ingredients (${checkpoints[2]!.name} differ from ${checkpoints[0]!.name}); kept ${checkpoints[0]!.name}'s values`,
+    ]);
+  });
+
+  it('refuses a NaN or infinite weight, naming the file, the tensor and the element', async () => {
+    const bad = await open(weight([1, Infinity]));
+    const checkpoints = [await open(weight([1, 2])), bad];
+    await assert.rejects(new Mixer(checkpoints).mean(checkpoints[0]!.tensors()[0]!, [1, 1]), (error: unknown) => {
+      assert.ok(error instanceof InputError);
+      assert.equal(error.message, `${bad.path}: tensor "w": holds Infinity at element 1; a soup of it would be Infinity too`);
+      assert.match(error.hint ?? '', /--allow-nonfinite/);
+      return true;
+    });
+  });
+
+  it('keeps non-finite values when allowed', async () => {
+    const checkpoints = [await open(weight([1, 2])), await open(weight([1, NaN]))];
+    const mean = await new Mixer(checkpoints, { allowNonFinite: true }).mean(checkpoints[0]!.tensors()[0]!, [1, 1]);
+    assert.equal(mean[0], 1);
+    assert.ok(Number.isNaN(mean[1]));
+  });
+
+  it('stops between tensors when the signal is aborted', async () => {
+    const checkpoints = [await open(weight([1])), await open(weight([2]))];
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(new Mixer(checkpoints, { signal: controller.signal }).mean(checkpoints[0]!.tensors()[0]!, [1, 1]), {
+      name: 'InterruptedError',
+    });
+  });
+});
