@@ -5,6 +5,8 @@
 export type ProgressEvent =
   /** Weight bytes read so far out of the total this job will read. */
   | { kind: 'read'; bytes: number; total: number }
+  /** Candidates scored so far out of the total the job will score; `candidate` is being scored. */
+  | { kind: 'score'; done: number; total: number; candidate: string }
   /** Something the user should know that does not stop the job. */
   | { kind: 'warning'; message: string };
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OutputError, UsageError, describeFsError } from '../errors.js';
+import { isFloatDType, type FloatDType } from './dtype.js';
 import { storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
@@ -167,4 +168,13 @@ async function replace(temp: string, final: string): Promise<void> {
     fail(error);
   }
   await rm(aside, { recursive: true, force: true });
+}
+
+/** Output tensors: the reference's names, order and shapes; floats in `dtype` when given. */
+export function planOutput(reference: Checkpoint, dtype?: FloatDType): OutputTensor[] {
+  return reference.tensors().map((tensor) => ({
+    name: tensor.name,
+    shape: tensor.shape,
+    dtype: dtype !== undefined && isFloatDType(tensor.dtype) ? dtype : tensor.dtype,
+  }));
 }

@@ -17,6 +17,19 @@ function withCommonOptions(command: Command): Command {
     .addOption(new Option('--debug', 'show stack traces of errors'));
 }
 
+function withEvaluationOptions(command: Command): Command {
+  return command
+    .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
+    .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
+    .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
+    .option('--metric <name>', 'what to maximise: accuracy, top5, margin, or loss (minimised)', 'accuracy')
+    .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
+    .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
+    .option('--batch-size <n>', 'samples per prediction batch', '512')
+    .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
+    .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
+}
+
 function examples(lines: string[]): string {
   return `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 }
@@ -35,6 +48,8 @@ function buildProgram(): Command {
       'after',
       examples([
         'soup uniform ./ckpts -o soup.safetensors',
+        'soup greedy ./ckpts --val data/val -o soup',
+        'soup eval soup --val data/test.npz --json',
         'soup inspect ./ckpts',
       ]) +
         '\nInputs are .safetensors files, sharded safetensors folders (model.safetensors.index.json),\n' +
@@ -65,6 +80,58 @@ function buildProgram(): Command {
     .action(async (inputs: string[], options: unknown) => {
       const { runUniform } = await import('./commands/uniform.js');
       await runUniform(inputs, options, interrupt.signal);
+    });
+
+  withEvaluationOptions(
+    withCommonOptions(
+      program
+        .command('greedy')
+        .summary('add ingredients best first, keeping each only if the validation score improves')
+        .description(
+          'The greedy soup (Wortsman et al., 2022): score every ingredient, sort best first, start from the best, and add each ' +
+            'next ingredient only if the soup\'s score goes up (strictly, as in the paper\'s code; --accept-ties also keeps equal scores).',
+        )
+        .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
+        .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
+        .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
+        .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
+        .option('-f, --force', 'replace an existing output')
+        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      examples([
+        'soup greedy ./ckpts --val data/val -o soup',
+        'soup greedy ./ckpts --val val.npz --metric loss -o soup',
+        'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
+        'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
+      ]),
+    )
+    .action(async (inputs: string[], options: unknown) => {
+      const { runGreedy } = await import('./commands/greedy.js');
+      await runGreedy(inputs, options, interrupt.signal);
+    });
+
+  withEvaluationOptions(
+    withCommonOptions(
+      program
+        .command('eval')
+        .summary('score one checkpoint on validation data: accuracy, top5, loss, margin')
+        .argument('<checkpoint>', 'a checkpoint'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      examples([
+        'soup eval soup --val fixtures/data/test.npz',
+        'soup eval soup.safetensors --model model.json --val val.npz --json',
+        'soup eval soup.safetensors --eval-cmd "python eval.py {ckpt}"',
+      ]),
+    )
+    .action(async (input: string, options: unknown) => {
+      const { runEval } = await import('./commands/eval.js');
+      await runEval(input, options, interrupt.signal);
     });
 
   withCommonOptions(

@@ -19,6 +19,7 @@ export class Terminal {
   readonly json: boolean;
   readonly quiet: boolean;
   private bar: cliProgress.SingleBar | undefined;
+  private barKind: ProgressEvent['kind'] | undefined;
   readonly warnings: string[] = [];
 
   constructor(mode: OutputMode, env: NodeJS.ProcessEnv = process.env) {
@@ -48,8 +49,8 @@ export class Terminal {
     if (!this.quiet) this.writeStderr(`${this.paint.yellow('soup: warning:')} ${message}\n`);
   }
 
-  /** Progress events become a byte bar on an interactive stderr, warnings become warning lines. */
-  progress(label: string): ProgressListener {
+  /** Progress events become a bar on an interactive stderr (bytes read, or candidates scored); warnings become warning lines. */
+  progress(): ProgressListener {
     const interactive = process.stderr.isTTY && !this.quiet && !this.json;
     return (event: ProgressEvent) => {
       if (event.kind === 'warning') {
@@ -57,20 +58,20 @@ export class Terminal {
         return;
       }
       if (!interactive) return;
-      if (this.bar === undefined) {
+      const [value, payload] =
+        event.kind === 'read'
+          ? [event.bytes, { label: 'reading', detail: `${formatBytes(event.bytes)} / ${formatBytes(event.total)}` }]
+          : [event.done, { label: 'scoring', detail: `${event.done} / ${event.total}  ${event.candidate}` }];
+      if (this.bar === undefined || this.barKind !== event.kind) {
+        this.endProgress();
+        this.barKind = event.kind;
         this.bar = new cliProgress.SingleBar(
-          {
-            format: `${label} {bar} {percentage}% | {done} / {size} | eta {eta_formatted}`,
-            stream: process.stderr,
-            hideCursor: true,
-            clearOnComplete: true,
-            barsize: 30,
-          },
+          { format: '{label} {bar} {percentage}% | {detail}', stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 30 },
           cliProgress.Presets.shades_classic,
         );
-        this.bar.start(event.total, 0, { done: formatBytes(0), size: formatBytes(event.total) });
+        this.bar.start(event.total, value, payload);
       }
-      this.bar.update(event.bytes, { done: formatBytes(event.bytes), size: formatBytes(event.total) });
+      this.bar.update(value, payload);
     };
   }
 

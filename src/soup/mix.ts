@@ -1,4 +1,4 @@
-import { encodeFloats, isFloatDType, type FloatDType } from '../checkpoint/dtype.js';
+import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
@@ -130,11 +130,3 @@ export class Mixer {
   }
 }
 
-/** Output tensors: the reference's names, order and shapes; floats in `dtype` when given. */
-export function planOutput(reference: Checkpoint, dtype?: FloatDType): OutputTensor[] {
-  return reference.tensors().map((tensor) => ({
-    name: tensor.name,
-    shape: tensor.shape,
-    dtype: dtype !== undefined && isFloatDType(tensor.dtype) ? dtype : tensor.dtype,
-  }));
-}

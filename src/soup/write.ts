@@ -1,15 +1,22 @@
 import type { FloatDType } from '../checkpoint/dtype.js';
 import { hashCheckpoint } from '../checkpoint/hash.js';
+import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, OutputTensor } from '../checkpoint/types.js';
-import { checkOutputDtypes, checkOutputPath, chooseOutput, writeCheckpoint, type OutputTarget, type WriteResult } from '../checkpoint/writer.js';
-import type { ProgressListener } from '../progress.js';
-import { Mixer, planOutput } from './mix.js';
+import {
+  checkOutputDtypes,
+  checkOutputPath,
+  chooseOutput,
+  planOutput,
+  writeCheckpoint,
+  type OutputTarget,
+  type WriteResult,
+} from '../checkpoint/writer.js';
 import { makeRecipe, outputMetadata, type RecipeIngredient } from './recipe.js';
 
 export interface OutputOptions {
   out: string;
   force?: boolean;
-  dtype?: FloatDType;
+  dtype?: FloatDType | undefined;
 }
 
 export interface PreparedOutput {
@@ -26,33 +33,31 @@ export async function prepareOutput(reference: Checkpoint, options: OutputOption
   return { target, tensors };
 }
 
-export interface WriteSoupOptions {
+export interface SoupRecord {
   strategy: string;
-  onProgress?: ProgressListener;
-  signal?: AbortSignal;
-  allowNonFinite?: boolean;
-  /** Per-ingredient scores to record in the recipe (greedy). */
-  scores?: readonly (number | undefined)[];
-  /** More recipe fields (metric, final score). */
-  recipe?: Record<string, unknown>;
+  /** Names of the ingredients in the soup. */
+  chosen: string[];
+  /** Per-ingredient scores, in ingredient order (greedy). */
+  scores?: readonly number[];
+  /** More recipe fields: metric, final score, steps, output dtype. */
+  extra?: Record<string, unknown>;
 }
 
-/** Hashes the ingredients, then streams the weighted mean into the prepared output with its recipe. */
+/** Hashes every ingredient, then streams the soup from `produce` into the output with its recipe. */
 export async function writeSoup(
   checkpoints: readonly Checkpoint[],
-  coefficients: readonly number[],
   output: PreparedOutput,
-  options: WriteSoupOptions,
+  produce: TensorProducer,
+  record: SoupRecord,
+  signal?: AbortSignal,
 ): Promise<WriteResult> {
   const ingredients: RecipeIngredient[] = [];
   for (const [k, checkpoint] of checkpoints.entries()) {
-    const entry: RecipeIngredient = { name: checkpoint.name, sha256: await hashCheckpoint(checkpoint, options.signal) };
-    const score = options.scores?.[k];
+    const entry: RecipeIngredient = { name: checkpoint.name, sha256: await hashCheckpoint(checkpoint, signal) };
+    const score = record.scores?.[k];
     if (score !== undefined) entry.score = score;
     ingredients.push(entry);
   }
-  const chosen = checkpoints.filter((_, k) => coefficients[k] !== 0).map((checkpoint) => checkpoint.name);
-  const recipe = makeRecipe(options.strategy, ingredients, chosen, options.recipe);
-  const mixer = new Mixer(checkpoints, options);
-  return writeCheckpoint(output.target, output.tensors, outputMetadata(checkpoints[0]!, recipe), mixer.producer(coefficients));
+  const recipe = makeRecipe(record.strategy, ingredients, record.chosen, record.extra);
+  return writeCheckpoint(output.target, output.tensors, outputMetadata(checkpoints[0]!, recipe), produce);
 }

@@ -4,7 +4,8 @@ import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { InputError } from '../../src/errors.js';
 import type { ProgressEvent } from '../../src/progress.js';
-import { Mixer, planOutput } from '../../src/soup/mix.js';
+import { planOutput } from '../../src/checkpoint/writer.js';
+import { Mixer } from '../../src/soup/mix.js';
 import { tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 
 const dir = await tempDir();

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
+import { Mixer } from '../../soup/mix.js';
 import { uniformCoefficients } from '../../soup/uniform.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
@@ -21,17 +22,17 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const checkpoints = await openIngredients(inputs);
   try {
     const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
-    const coefficients = uniformCoefficients(checkpoints.length);
-    const written = await writeSoup(checkpoints, coefficients, output, {
-      strategy: 'uniform',
-      onProgress: terminal.progress('averaging'),
+    const names = checkpoints.map((checkpoint) => checkpoint.name);
+    const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
+    const written = await writeSoup(
+      checkpoints,
+      output,
+      mixer.producer(uniformCoefficients(checkpoints.length)),
+      { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype } },
       signal,
-      allowNonFinite: options.allowNonfinite,
-      recipe: options.dtype === undefined ? {} : { dtype: options.dtype },
-    });
+    );
     terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
-    const names = checkpoints.map((checkpoint) => checkpoint.name);
     const read = checkpoints.reduce((sum, checkpoint) => sum + countBytes(checkpoint), 0);
     const reference = checkpoints[0]!;
     if (terminal.json) {

@@ -1,0 +1,38 @@
+import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
+import type { TensorProducer } from '../checkpoint/safetensors.js';
+import type { TensorInfo } from '../checkpoint/types.js';
+
+/**
+ * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
+ * into a model (or a temporary checkpoint) without a second full copy in memory.
+ */
+export interface CandidateWeights {
+  /** The tensors, in the reference ingredient's order. */
+  readonly tensors: readonly TensorInfo[];
+  /** Values of a float tensor. */
+  floats(name: string): Promise<Float32Array>;
+  /** Stored bytes of an integer or bool tensor (copied, never averaged). */
+  bytes(name: string): Promise<Uint8Array>;
+}
+
+export interface Evaluation {
+  /** Every metric the evaluator measured; the greedy loop reads the one asked for. */
+  metrics: Record<string, number>;
+  /** Samples scored (undefined when an external command scored them). */
+  n?: number;
+}
+
+export interface Evaluator {
+  /** e.g. "tfjs (wasm)" or "command: python eval.py {ckpt}" */
+  readonly description: string;
+  /** Metric names this evaluator reports. */
+  readonly metrics: readonly string[];
+  evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation>;
+  dispose(): Promise<void>;
+}
+
+/** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
+export function candidateProducer(candidate: CandidateWeights): TensorProducer {
+  return async (tensor) =>
+    isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : candidate.bytes(tensor.name);
+}

@@ -1,0 +1,183 @@
+/**
+ * The only module that loads TensorFlow.js. It builds a LayersModel once from a topology, then
+ * scores candidates by swapping their weights into it; commands that never evaluate never load it.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import { InputError, UsageError, throwIfAborted } from '../errors.js';
+import type { Dataset } from '../data/dataset.js';
+import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
+import type { CandidateWeights, Evaluation, Evaluator } from './evaluator.js';
+import { METRIC_NAMES, MetricAccumulator } from './metrics.js';
+
+type Tf = typeof TF;
+
+let loaded: Promise<Tf> | undefined;
+
+async function loadTf(): Promise<Tf> {
+  loaded ??= import('@tensorflow/tfjs').then((tf) => {
+    // PROD silences TF.js's console hints (the cpu backend's "install tfjs-node" banner included).
+    tf.env().set('PROD', true);
+    return tf;
+  });
+  return loaded;
+}
+
+/** Importing a module by a computed name keeps TypeScript from requiring the optional package. */
+async function importOptional(name: string): Promise<unknown> {
+  return import(name);
+}
+
+export interface BackendChoice {
+  backend: BackendName;
+  /** Why faster backends were passed over, for --debug and the summary. */
+  skipped: string[];
+}
+
+/**
+ * Activates the fastest backend that loads: tfjs-node (if installed and its native library loads;
+ * any error counts, not only "module not found"), then wasm, then cpu.
+ */
+export async function useBackend(forced?: BackendName): Promise<BackendChoice> {
+  const tf = await loadTf();
+  const skipped: string[] = [];
+  for (const backend of backendOrder(forced)) {
+    try {
+      if (backend === 'node') await importOptional('@tensorflow/tfjs-node');
+      if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+      if (await tf.setBackend(tfjsBackendName(backend))) {
+        await tf.ready();
+        return { backend, skipped };
+      }
+      skipped.push(`${backend}: setBackend failed`);
+    } catch (error) {
+      skipped.push(`${backend}: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new UsageError(`the TF.js backend "${forced}" is not available (${skipped.join('; ')})`, {
+    hint: forced === 'node' ? 'install @tensorflow/tfjs-node, or use --backend wasm' : undefined,
+  });
+}
+
+export interface TfjsEvaluatorOptions {
+  /** modelTopology from a model.json (an ingredient's, or --model's). */
+  modelTopology: Record<string, unknown>;
+  /** Where the topology came from, for error messages. */
+  modelSource: string;
+  dataset: Dataset;
+  backend?: BackendName;
+  batchSize?: number;
+}
+
+export class TfjsEvaluator implements Evaluator {
+  readonly metrics = METRIC_NAMES;
+
+  private constructor(
+    private readonly tf: Tf,
+    private readonly model: TF.LayersModel,
+    private readonly inputs: TF.Tensor,
+    private readonly dataset: Dataset,
+    private readonly classes: number,
+    private readonly probabilities: boolean,
+    private readonly batchSize: number,
+    readonly backend: BackendName,
+    private readonly baselineTensors: number,
+  ) {}
+
+  get description(): string {
+    return `tfjs (${this.backend})`;
+  }
+
+  static async create(options: TfjsEvaluatorOptions): Promise<TfjsEvaluator> {
+    const { backend } = await useBackend(options.backend);
+    const tf = await loadTf();
+    let model: TF.LayersModel;
+    try {
+      model = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: options.modelTopology }));
+    } catch (error) {
+      throw new InputError(options.modelSource, `TF.js cannot build the model from its topology: ${(error as Error).message}`, { cause: error });
+    }
+    const inputShape = model.inputs[0]!.shape.slice(1).map((dim) => dim ?? -1);
+    const outputShape = model.outputs[0]!.shape;
+    const classes = outputShape[outputShape.length - 1] ?? 0;
+    const { dataset } = options;
+    const sampleSize = dataset.sampleShape.reduce((a, b) => a * b, 1);
+    const modelSize = inputShape.reduce((a, b) => a * b, 1);
+    if (inputShape.includes(-1) || modelSize !== sampleSize) {
+      model.dispose();
+      throw new InputError(
+        dataset.path,
+        `samples have shape [${dataset.sampleShape.join(', ')}] (${sampleSize} values), the model expects [${inputShape.join(', ')}]`,
+      );
+    }
+    const outside = dataset.y.findIndex((label) => label >= classes);
+    if (outside >= 0) {
+      model.dispose();
+      throw new InputError(dataset.path, `label ${dataset.y[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
+    }
+    const inputs = tf.tensor(dataset.x, [dataset.n, ...inputShape], 'float32');
+    const probabilities = endsInSoftmax(model);
+    return new TfjsEvaluator(tf, model, inputs, dataset, classes, probabilities, options.batchSize ?? 512, backend, tf.memory().numTensors);
+  }
+
+  /** The model's weight names and shapes, to check a checkpoint against before any scoring. */
+  weightSpecs(): { name: string; shape: number[] }[] {
+    return this.model.weights.map((weight) => ({ name: weight.originalName, shape: weight.shape.map((dim) => dim ?? -1) }));
+  }
+
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
+    await this.load(candidate);
+    const accumulator = new MetricAccumulator(this.classes, this.probabilities);
+    const { tf, dataset } = this;
+    for (let start = 0; start < dataset.n; start += this.batchSize) {
+      throwIfAborted(signal);
+      const size = Math.min(this.batchSize, dataset.n - start);
+      const outputs = tf.tidy(() => this.model.predict(this.inputs.slice(start, size)) as TF.Tensor);
+      const values = await outputs.data();
+      outputs.dispose();
+      accumulator.add(values as Float32Array, dataset.y.subarray(start, start + size));
+    }
+    this.assertNoLeak();
+    return { metrics: accumulator.result(), n: dataset.n };
+  }
+
+  /** Swaps the candidate's weights into the model, one tensor at a time. */
+  private async load(candidate: CandidateWeights): Promise<void> {
+    const { tf } = this;
+    const byName = new Map(candidate.tensors.map((tensor) => [tensor.name, tensor]));
+    for (const weight of this.model.weights) {
+      const tensor = byName.get(weight.originalName);
+      if (tensor === undefined) throw new InputError('candidate', `has no tensor for the model weight "${weight.originalName}"`);
+      const values =
+        weight.dtype === 'int32'
+          ? new Int32Array((await candidate.bytes(tensor.name)).buffer)
+          : await candidate.floats(tensor.name);
+      const next = tf.tensor(values, weight.shape as number[], weight.dtype);
+      weight.write(next);
+      next.dispose();
+    }
+  }
+
+  private assertNoLeak(): void {
+    const now = this.tf.memory().numTensors;
+    if (now !== this.baselineTensors) throw new Error(`internal: ${now - this.baselineTensors} tensors leaked while scoring a candidate`);
+  }
+
+  /** Tensors alive now, for tests that check nothing leaks between candidates. */
+  liveTensors(): number {
+    return this.tf.memory().numTensors;
+  }
+
+  async dispose(): Promise<void> {
+    this.inputs.dispose();
+    this.model.dispose();
+  }
+}
+
+/** Whether the model's outputs are probabilities: its last layer is softmax or has a softmax activation. */
+function endsInSoftmax(model: TF.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  if (last === undefined) return false;
+  if (last.getClassName() === 'Softmax') return true;
+  const config = last.getConfig() as { activation?: unknown };
+  return config.activation === 'softmax';
+}
