@@ -88,7 +88,7 @@ export class CommandEvaluator implements Evaluator {
       try {
         return { metrics: parseCommandOutput(stdout, this.options.metric) };
       } catch (error) {
-        throw new EvalCommandError(`evaluation command \`${this.options.command}\` ${(error as Error).message}`);
+        throw new EvalCommandError(`evaluation command \`${this.options.command}\`: ${(error as Error).message}`);
       }
     } finally {
       await rm(temp, { recursive: true, force: true });

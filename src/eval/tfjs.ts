@@ -7,7 +7,7 @@ import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
 import type { CandidateWeights, Evaluation, Evaluator } from './evaluator.js';
-import { METRIC_NAMES, MetricAccumulator } from './metrics.js';
+import { METRIC_NAMES, MetricAccumulator, type Metrics } from './metrics.js';
 
 type Tf = typeof TF;
 
@@ -124,7 +124,7 @@ export class TfjsEvaluator implements Evaluator {
     return this.model.weights.map((weight) => ({ name: weight.originalName, shape: weight.shape.map((dim) => dim ?? -1) }));
   }
 
-  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation & { metrics: Metrics; n: number }> {
     await this.load(candidate);
     const accumulator = new MetricAccumulator(this.classes, this.probabilities);
     const { tf, dataset } = this;

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import { CommandEvaluator, parseCommandOutput, shellQuote } from '../../src/eval/command.js';
+import { ingredientWeights } from '../../src/soup/greedy.js';
+import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+
+const dir = await tempDir();
+const tools = path.join(dir, 'eval tools');
+await mkdir(tools);
+const checkpoint = await SafetensorsFile.open(
+  await writeSafetensorsFile(path.join(dir, 'w.safetensors'), { w: { dtype: 'F32', shape: [1], values: [0.25] } }),
+);
+after(() => checkpoint.close());
+
+/** An evaluation script as a user would write one: reads the candidate, prints its metrics. */
+const scorer = path.join(tools, 'score.mjs');
+await writeFile(
+  scorer,
+  `import { readFileSync } from 'node:fs';
+const bytes = readFileSync(process.argv[2]);
+const headerLength = Number(bytes.readBigUInt64LE(0));
+const w = bytes.readFloatLE(8 + headerLength);
+console.log('evaluating', process.argv[2]);
+console.log(JSON.stringify({ accuracy: 1 - Math.abs(w - 0.5), note: 'ok' }));
+`,
+);
+
+const evaluator = (command: string, timeoutSeconds?: number) =>
+  new CommandEvaluator({ command, metric: 'accuracy', reference: checkpoint, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) });
+
+describe('parseCommandOutput', () => {
+  it('takes the last non-empty line as JSON metrics or a bare number', () => {
+    assert.deepEqual(parseCommandOutput('loading\n{"accuracy": 0.5, "loss": 1.2, "name": "x"}\n\n', 'accuracy'), { accuracy: 0.5, loss: 1.2 });
+    assert.deepEqual(parseCommandOutput('0.75\n', 'top5'), { top5: 0.75 });
+  });
+
+  it('says what is wrong with output it cannot use', () => {
+    assert.throws(() => parseCommandOutput('', 'accuracy'), /printed nothing on stdout/);
+    assert.throws(() => parseCommandOutput('done!\n', 'accuracy'), /its last line is neither JSON nor a number: "done!"/);
+    assert.throws(() => parseCommandOutput('{"f1": 0.5}', 'accuracy'), /its output has no numeric "accuracy" \(it has: f1\); pick one with --metric/);
+    assert.throws(() => parseCommandOutput('NaN', 'accuracy'), /neither JSON nor a number/);
+  });
+});
+
+describe('shellQuote', () => {
+  it('makes spaces, quotes and $(...) plain data', () => {
+    assert.equal(shellQuote(`a b'c$(x)`), `'a b'\\''c$(x)'`);
+  });
+});
+
+describe('CommandEvaluator', () => {
+  it('writes the candidate as a temporary checkpoint, runs the command on it, and removes it', async () => {
+    const before = await readdir(process.env.TMPDIR ?? '/tmp');
+    const result = await evaluator(`node ${shellQuote(scorer)} {ckpt}`).evaluate(ingredientWeights(checkpoint));
+    assert.deepEqual(result.metrics, { accuracy: 0.75 });
+    const leftovers = (await readdir(process.env.TMPDIR ?? '/tmp')).filter((f) => f.startsWith('soup-candidate-') && !before.includes(f));
+    assert.deepEqual(leftovers, []);
+  });
+
+  it('reports a failing command with its exit code and the end of its stderr', async () => {
+    await assert.rejects(evaluator(`echo "CUDA out of memory" >&2; exit 3 # {ckpt}`).evaluate(ingredientWeights(checkpoint)), {
+      message: 'evaluation command `echo "CUDA out of memory" >&2; exit 3 # {ckpt}` exited with code 3; stderr ends: CUDA out of memory',
+    });
+  });
+
+  it('reports output it cannot parse, naming the command', async () => {
+    await assert.rejects(evaluator('echo all good {ckpt}').evaluate(ingredientWeights(checkpoint)), /evaluation command `echo all good \{ckpt\}`: its last line is neither JSON nor a number: "all good '?\/.*soup-candidate-/);
+  });
+
+  it('kills a command that runs past its timeout', async () => {
+    const started = Date.now();
+    await assert.rejects(evaluator('sleep 30; echo 1 {ckpt}', 0.3).evaluate(ingredientWeights(checkpoint)), /timed out after 0\.3 s/);
+    assert.ok(Date.now() - started < 10_000);
+  });
+
+  it('stops the command when interrupted', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    await assert.rejects(evaluator('sleep 30; echo 1 {ckpt}').evaluate(ingredientWeights(checkpoint), controller.signal), { name: 'InterruptedError' });
+  });
+});

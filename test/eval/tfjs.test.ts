@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
+import { loadDataset } from '../../src/data/dataset.js';
+import { InputError } from '../../src/errors.js';
+import { TfjsEvaluator } from '../../src/eval/tfjs.js';
+import { ingredientWeights } from '../../src/soup/greedy.js';
+
+const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
+const ingredient = await TfjsCheckpoint.open(path.join(fixtures, 'ingredients', 'lr1e-4-s1'));
+const other = await TfjsCheckpoint.open(path.join(fixtures, 'ingredients', 'lr3e-2-s8'));
+const val = await loadDataset(path.join(fixtures, 'data', 'val'));
+after(() => Promise.all([ingredient.close(), other.close()]));
+
+const create = (backend: 'wasm' | 'cpu', dataset = val) =>
+  TfjsEvaluator.create({ modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset, backend, batchSize: 300 });
+
+describe('TfjsEvaluator', () => {
+  it('scores a fixture ingredient on the validation set, and wasm and cpu agree', async () => {
+    const wasm = await create('wasm');
+    assert.equal(wasm.description, 'tfjs (wasm)');
+    const onWasm = await wasm.evaluate(ingredientWeights(ingredient));
+    await wasm.dispose();
+    const cpu = await create('cpu');
+    const onCpu = await cpu.evaluate(ingredientWeights(ingredient));
+    await cpu.dispose();
+    assert.equal(onWasm.n, 2000);
+    assert.equal(onWasm.metrics.accuracy, 0.842, 'the accuracy make-fixtures measured with TF.js itself');
+    assert.equal(onCpu.metrics.accuracy, onWasm.metrics.accuracy);
+    assert.equal(onCpu.metrics.top5, onWasm.metrics.top5);
+    assert.ok(Math.abs(onCpu.metrics.loss - onWasm.metrics.loss) < 1e-4, `${onCpu.metrics.loss} vs ${onWasm.metrics.loss}`);
+    assert.ok(Math.abs(onCpu.metrics.margin - onWasm.metrics.margin) < 1e-4);
+    assert.ok(onWasm.metrics.top5 > onWasm.metrics.accuracy);
+    assert.ok(onWasm.metrics.loss > 0 && onWasm.metrics.loss < 1);
+  });
+
+  it('leaks no tensor from one candidate to the next', async () => {
+    const evaluator = await create('wasm');
+    const baseline = evaluator.liveTensors();
+    const first = await evaluator.evaluate(ingredientWeights(ingredient));
+    const second = await evaluator.evaluate(ingredientWeights(other));
+    const again = await evaluator.evaluate(ingredientWeights(ingredient));
+    assert.equal(evaluator.liveTensors(), baseline);
+    assert.deepEqual(again, first, 'swapping weights back gives the same scores');
+    assert.notEqual(second.metrics.accuracy, first.metrics.accuracy);
+    await evaluator.dispose();
+  });
+
+  it('refuses labels outside the model\'s classes', async () => {
+    const bad = { ...val, y: Int32Array.from(val.y, (label, i) => (i === 7 ? 10 : label)) };
+    await assert.rejects(create('cpu', bad), (error: unknown) => {
+      assert.ok(error instanceof InputError);
+      assert.match(error.message, /val: label 10 of sample 7 is outside the model's 10 classes \(0 to 9\)/);
+      return true;
+    });
+  });
+
+  it('refuses samples whose size does not fit the model\'s input', async () => {
+    const bad = { ...val, sampleShape: [27, 28], x: val.x.subarray(0, 2000 * 27 * 28) };
+    await assert.rejects(create('cpu', bad), /samples have shape \[27, 28\] \(756 values\), the model expects \[784\]/);
+  });
+
+  it('says when a forced backend is not available', async () => {
+    await assert.rejects(TfjsEvaluator.create({ modelTopology: ingredient.modelJson.modelTopology, modelSource: 'm', dataset: val, backend: 'node' }), {
+      message: /the TF\.js backend "node" is not available \(node: /,
+    });
+  });
+});

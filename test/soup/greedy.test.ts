@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import type { CandidateWeights } from '../../src/eval/evaluator.js';
+import { greedySoup } from '../../src/soup/greedy.js';
+import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+
+const dir = await tempDir();
+const opened: SafetensorsFile[] = [];
+after(() => Promise.all(opened.map((c) => c.close())));
+
+/** Ingredients named a, b, c... each holding one weight w with the given value. */
+async function ingredients(values: number[]): Promise<SafetensorsFile[]> {
+  const folder = path.join(dir, `set-${opened.length}`);
+  const list = [];
+  for (const [i, value] of values.entries()) {
+    const file = await writeSafetensorsFile(path.join(folder, `${String.fromCharCode(97 + i)}.safetensors`), {
+      w: { dtype: 'F32', shape: [1], values: [value] },
+    });
+    list.push(await SafetensorsFile.open(file));
+  }
+  opened.push(...list);
+  return list;
+}
+
+/** A fake evaluator: the score is a function of the candidate's single weight; it records every call. */
+function fakeScore(score: (w: number) => number) {
+  const calls: number[] = [];
+  const fn = async (candidate: CandidateWeights) => {
+    const w = (await candidate.floats('w'))[0]!;
+    calls.push(w);
+    return score(w);
+  };
+  return { fn, calls };
+}
+
+describe('greedySoup', () => {
+  it('scores every ingredient, starts from the best and keeps only strict improvements', async () => {
+    // Values exact in float32, so every score below is exact too.
+    const list = await ingredients([0.25, 0.4375, 0.625, 0.75]);
+    const { fn, calls } = fakeScore((w) => 1 - Math.abs(w - 0.5));
+    const result = await greedySoup(list, fn, { metric: 'accuracy' });
+    assert.deepEqual(result.scores, [0.75, 0.9375, 0.875, 0.75]);
+    // Order: b (0.9375), c (0.875), then the tie a/d (0.75) by name.
+    assert.deepEqual(
+      result.steps.map((s) => [s.candidate, s.score, s.accepted]),
+      [
+        ['c', 0.96875, true],
+        ['a', 0.9375, false],
+        ['d', Math.fround(1 - Math.abs(Math.fround((0.4375 + 0.625 + 0.75) / 3) - 0.5)), false],
+      ],
+    );
+    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['b', 'c']);
+    assert.equal(result.score, 0.96875);
+    assert.equal(calls.length, 4 + 3, 'one evaluation per ingredient and exactly one per step');
+    assert.equal(result.evaluations, 7);
+    assert.equal(calls[4], 0.53125, 'the first step scores the mean of b and c');
+  });
+
+  it('rejects a tie unless ties are accepted', async () => {
+    const list = await ingredients([1, 3, 5]);
+    // Scores: a 0.5, b 0.9, c 0.5. The soup b + a has mean 2, and b + a + c mean 3: both tie with b alone.
+    const score = (w: number) => (w === 3 || w === 2 ? 0.9 : 0.5);
+    const strict = await greedySoup(list, fakeScore(score).fn, { metric: 'accuracy' });
+    assert.deepEqual(strict.soup.chosen.map((c) => c.name), ['b']);
+    assert.deepEqual(strict.steps.map((s) => s.accepted), [false, false]);
+    const ties = await greedySoup(list, fakeScore(score).fn, { metric: 'accuracy', acceptTies: true });
+    assert.deepEqual(ties.soup.chosen.map((c) => c.name), ['b', 'a', 'c']);
+  });
+
+  it('minimises loss', async () => {
+    const list = await ingredients([0.2, 0.6]);
+    const result = await greedySoup(list, fakeScore((w) => Math.abs(w - 0.4)).fn, { metric: 'loss' });
+    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a', 'b'], 'a has the lower loss and starts; their mean hits 0.4');
+    assert.ok(result.score < 1e-6);
+  });
+
+  it('averages the soup exactly as the mean of its chosen ingredients', async () => {
+    const list = await ingredients([1, 2, 4]);
+    const result = await greedySoup(list, fakeScore(() => 1).fn, { metric: 'accuracy', acceptTies: true });
+    assert.deepEqual([...(await result.soup.weights().floats('w'))], [7 / 3].map(Math.fround));
+  });
+
+  it('refuses an ingredient with a NaN weight, naming file and tensor', async () => {
+    const list = await ingredients([1, NaN]);
+    await assert.rejects(greedySoup(list, fakeScore(() => 1).fn, { metric: 'accuracy' }), /b\.safetensors: tensor "w": holds NaN at element 0/);
+  });
+});
