@@ -91,3 +91,21 @@ describe('Mixer', () => {
     });
   });
 });
+
+describe('Mixer with half and double precision ingredients', () => {
+  it('averages F16, BF16 and F64 tensors and writes each back in its own dtype', async () => {
+    const { encodeFloats, decodeFloats } = await import('../../src/checkpoint/dtype.js');
+    const tensors = (a: number, b: number, c: number): Record<string, RawTensor> => ({
+      h: { dtype: 'F16', shape: [1], bytes: encodeFloats([a], 'F16') },
+      b: { dtype: 'BF16', shape: [1], bytes: encodeFloats([b], 'BF16') },
+      d: { dtype: 'F64', shape: [1], bytes: encodeFloats([c], 'F64') },
+    });
+    const checkpoints = [await open(tensors(1, 2, 0.1)), await open(tensors(2, 4, 0.2))];
+    const produce = new Mixer(checkpoints).producer([1, 1]);
+    const out = planOutput(checkpoints[0]!);
+    assert.deepEqual(out.map((t) => t.dtype), ['F16', 'BF16', 'F64']);
+    assert.deepEqual([...decodeFloats(await produce(out[0]!, 0), 'F16')], [1.5]);
+    assert.deepEqual([...decodeFloats(await produce(out[1]!, 1), 'BF16')], [3]);
+    assert.deepEqual([...decodeFloats(await produce(out[2]!, 2), 'F64')], [(0.1 + 0.2) / 2], 'F64 keeps double precision');
+  });
+});
