@@ -66,6 +66,13 @@ export class OutputError extends SoupError {
   }
 }
 
+/** A CI gate (a threshold or a regression check) failed: the build should fail, exit 3. */
+export class GateError extends SoupError {
+  constructor(message: string) {
+    super(message, ExitCode.gateFailed);
+  }
+}
+
 export class InterruptedError extends SoupError {
   constructor(signal = 'SIGINT') {
     super(`interrupted by ${signal}; nothing was written`, ExitCode.interrupted);

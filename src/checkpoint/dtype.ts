@@ -166,3 +166,30 @@ export function parseFloatDType(text: string): FloatDType | undefined {
   };
   return aliases[text.toLowerCase()];
 }
+
+/** The values of any tensor as numbers (int64 ones rounded to the nearest double), for comparisons. */
+export function decodeNumbers(bytes: Uint8Array, dtype: DType): ArrayLike<number> {
+  if (isFloatDType(dtype)) return decodeFloats(bytes, dtype);
+  const aligned = alignedCopyIfNeeded(bytes, dtypeSize(dtype));
+  const { buffer, byteOffset, byteLength } = aligned;
+  const count = byteLength / dtypeSize(dtype);
+  switch (dtype) {
+    case 'I64':
+      return Float64Array.from(new BigInt64Array(buffer, byteOffset, count), Number);
+    case 'U64':
+      return Float64Array.from(new BigUint64Array(buffer, byteOffset, count), Number);
+    case 'I32':
+      return new Int32Array(buffer, byteOffset, count);
+    case 'U32':
+      return new Uint32Array(buffer, byteOffset, count);
+    case 'I16':
+      return new Int16Array(buffer, byteOffset, count);
+    case 'U16':
+      return new Uint16Array(buffer, byteOffset, count);
+    case 'I8':
+      return new Int8Array(buffer, byteOffset, count);
+    case 'U8':
+    case 'BOOL':
+      return aligned;
+  }
+}

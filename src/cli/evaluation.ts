@@ -34,23 +34,27 @@ export interface EvaluationSetup {
  * Builds the evaluator the options ask for: TF.js on --val data (with the ingredients' own
  * topology or --model's), or the user's --eval-cmd. Everything is checked before any scoring.
  */
-export async function createEvaluator(options: EvaluationOptions, reference: Checkpoint): Promise<EvaluationSetup> {
-  if (options.val !== undefined && options.evalCmd !== undefined) throw new UsageError('give either --val or --eval-cmd, not both');
+export async function createEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string | undefined = options.val): Promise<EvaluationSetup> {
   if (options.evalCmd !== undefined) {
     if (!options.evalCmd.includes('{ckpt}')) {
       throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes', {
         hint: `e.g. --eval-cmd "python eval.py --weights {ckpt}"`,
       });
     }
-    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout });
+    if (data !== undefined && !options.evalCmd.includes('{data}')) {
+      throw new UsageError(`--eval-cmd has no {data}, so it cannot be pointed at ${data}`, {
+        hint: 'put {data} where the data set path goes, or leave out --val and --test',
+      });
+    }
+    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data });
     return { evaluator, backend: 'command' };
   }
-  if (options.val === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js models) or --eval-cmd CMD (any framework)');
+  if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js models) or --eval-cmd CMD (any framework)');
   if (!(METRIC_NAMES as readonly string[]).includes(options.metric)) {
     throw new UsageError(`--metric: unknown metric "${options.metric}" (TF.js scoring measures ${METRIC_NAMES.join(', ')})`);
   }
   const { modelTopology, source } = await topologyFor(options.model, reference);
-  const dataset = await loadDataset(options.val, { scale: options.scale, offset: options.offset });
+  const dataset = await loadDataset(data, { scale: options.scale, offset: options.offset });
   const { TfjsEvaluator } = await import('../eval/tfjs.js');
   const evaluator = await TfjsEvaluator.create({ modelTopology, modelSource: source, dataset, backend: options.backend, batchSize: options.batchSize });
   try {

@@ -134,6 +134,63 @@ function buildProgram(): Command {
       await runEval(input, options, interrupt.signal);
     });
 
+  withEvaluationOptions(
+    withCommonOptions(
+      program
+        .command('compare')
+        .summary('score ingredients, uniform soup, greedy soup and ensemble on validation and test sets; CI gates')
+        .description(
+          'Scores every ingredient, the uniform soup, the greedy soup (chosen on --val only) and the ensemble of all ' +
+            'ingredients (mean of their outputs) on the validation set and every --test set. Soups are not written unless ' +
+            '--save-dir asks. Gates exit 3 when they fail.',
+        )
+        .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
+        .option('--test <name=data>', 'a test set, repeatable (NAME=DATA; NAME defaults to the file name)', (value: string, previous: string[] = []) => [...previous, value])
+        .option('--accept-ties', 'greedy soup: also keep an ingredient that leaves the score unchanged')
+        .option('--save-dir <dir>', 'also write the uniform and greedy soups into this folder')
+        .option('-f, --force', 'replace soups already in --save-dir')
+        .option('--markdown <file>', 'write a GitHub-flavoured Markdown report (for a PR comment or a job summary)')
+        .option('--plot <file.svg>', 'write the paper\'s Figure 1: validation score against mean test score')
+        .option('--fail-under <value>', 'gate: fail (exit 3) if the greedy soup\'s validation score is worse than this')
+        .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
+        .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
+        .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
+        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      examples([
+        'soup compare fixtures/ingredients --val fixtures/data/val --test test=fixtures/data/test.npz --test shifted=fixtures/data/test-shifted.npz',
+        'soup compare ./ckpts --val val.npz --markdown report.md --plot soups.svg --require-greedy-beats-best',
+        'soup compare ./ckpts --val val.npz --json > today.json',
+        'soup compare ./ckpts --val val.npz --baseline yesterday.json --max-drop 0.005',
+        'soup compare ./ckpts --eval-cmd "python eval.py {ckpt} {data}" --val val.jsonl --test ood=ood.jsonl',
+      ]),
+    )
+    .action(async (inputs: string[], options: unknown) => {
+      const { runCompare } = await import('./commands/compare.js');
+      await runCompare(inputs, options, interrupt.signal);
+    });
+
+  withCommonOptions(
+    program
+      .command('diff')
+      .summary('per-tensor differences of two checkpoints; exit 3 above --tolerance')
+      .description(
+        'Per-tensor max absolute difference and cosine similarity of two checkpoints with the same tensors, and a one-line ' +
+          'verdict. Exits 3 when they differ by more than --tolerance: a check that a soup is reproducible.',
+      )
+      .argument('<a>', 'a checkpoint')
+      .argument('<b>', 'another checkpoint with the same tensors')
+      .option('--tolerance <t>', 'largest absolute difference accepted', '0'),
+  )
+    .addHelpText('after', examples(['soup diff soup.safetensors rebuilt.safetensors', 'soup diff soup-a soup-b --tolerance 1e-6 --json']))
+    .action(async (a: string, b: string, options: unknown) => {
+      const { runDiff } = await import('./commands/diff.js');
+      await runDiff(a, b, options, interrupt.signal);
+    });
+
   withCommonOptions(
     program
       .command('inspect')

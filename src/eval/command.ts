@@ -60,7 +60,9 @@ export interface CommandEvaluatorOptions {
   /** The ingredient whose format, dtypes and metadata the temporary checkpoints copy. */
   reference: Checkpoint;
   /** Seconds before the command is killed; 0 or undefined for none. */
-  timeoutSeconds?: number;
+  timeoutSeconds?: number | undefined;
+  /** A data set path to put where the command says {data}. */
+  data?: string | undefined;
 }
 
 /**
@@ -76,6 +78,11 @@ export class CommandEvaluator implements Evaluator {
 
   get description(): string {
     return `command: ${this.options.command}`;
+  }
+
+  /** Where {data} points, if the command takes a data set. */
+  get data(): string | undefined {
+    return this.options.data;
   }
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
@@ -99,7 +106,8 @@ export class CommandEvaluator implements Evaluator {
 
   private run(checkpointPath: string, signal?: AbortSignal): Promise<string> {
     throwIfAborted(signal);
-    const command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath));
+    let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath));
+    if (this.options.data !== undefined) command = command.replaceAll('{data}', shellQuote(this.options.data));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });

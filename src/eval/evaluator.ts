@@ -28,6 +28,10 @@ export interface Evaluator {
   /** Metric names this evaluator reports. */
   readonly metrics: readonly string[];
   evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation>;
+  /** Raw model outputs, when the evaluator runs the model itself (needed for output ensembles). */
+  predict?(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array>;
+  /** Metrics of raw outputs, such as an ensemble's mean outputs. */
+  scoreOutputs?(outputs: ArrayLike<number>): Record<string, number>;
   dispose(): Promise<void>;
 }
 

@@ -80,7 +80,6 @@ export class TfjsEvaluator implements Evaluator {
     private readonly probabilities: boolean,
     private readonly batchSize: number,
     readonly backend: BackendName,
-    private readonly baselineTensors: number,
   ) {}
 
   get description(): string {
@@ -116,7 +115,7 @@ export class TfjsEvaluator implements Evaluator {
     }
     const inputs = tf.tensor(dataset.x, [dataset.n, ...inputShape], 'float32');
     const probabilities = endsInSoftmax(model);
-    return new TfjsEvaluator(tf, model, inputs, dataset, classes, probabilities, options.batchSize ?? 512, backend, tf.memory().numTensors);
+    return new TfjsEvaluator(tf, model, inputs, dataset, classes, probabilities, options.batchSize ?? 512, backend);
   }
 
   /** The model's weight names and shapes, to check a checkpoint against before any scoring. */
@@ -125,19 +124,32 @@ export class TfjsEvaluator implements Evaluator {
   }
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation & { metrics: Metrics; n: number }> {
-    await this.load(candidate);
-    const accumulator = new MetricAccumulator(this.classes, this.probabilities);
+    return { metrics: this.scoreOutputs(await this.predict(candidate, signal)), n: this.dataset.n };
+  }
+
+  /** The model's outputs on every sample (n rows of `classes` values), for ensembles. */
+  async predict(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array> {
     const { tf, dataset } = this;
+    const tensorsBefore = tf.memory().numTensors;
+    await this.load(candidate);
+    const outputs = new Float32Array(dataset.n * this.classes);
     for (let start = 0; start < dataset.n; start += this.batchSize) {
       throwIfAborted(signal);
       const size = Math.min(this.batchSize, dataset.n - start);
-      const outputs = tf.tidy(() => this.model.predict(this.inputs.slice(start, size)) as TF.Tensor);
-      const values = await outputs.data();
-      outputs.dispose();
-      accumulator.add(values as Float32Array, dataset.y.subarray(start, start + size));
+      const batch = tf.tidy(() => this.model.predict(this.inputs.slice(start, size)) as TF.Tensor);
+      outputs.set((await batch.data()) as Float32Array, start * this.classes);
+      batch.dispose();
     }
-    this.assertNoLeak();
-    return { metrics: accumulator.result(), n: dataset.n };
+    const leaked = tf.memory().numTensors - tensorsBefore;
+    if (leaked !== 0) throw new Error(`internal: ${leaked} tensors leaked while scoring a candidate`);
+    return outputs;
+  }
+
+  /** Metrics of outputs on this evaluator's data set (a model's, or an ensemble's mean). */
+  scoreOutputs(outputs: ArrayLike<number>): Metrics {
+    const accumulator = new MetricAccumulator(this.classes, this.probabilities);
+    accumulator.add(outputs, this.dataset.y);
+    return accumulator.result();
   }
 
   /** Swaps the candidate's weights into the model, one tensor at a time. */
@@ -155,11 +167,6 @@ export class TfjsEvaluator implements Evaluator {
       weight.write(next);
       next.dispose();
     }
-  }
-
-  private assertNoLeak(): void {
-    const now = this.tf.memory().numTensors;
-    if (now !== this.baselineTensors) throw new Error(`internal: ${now - this.baselineTensors} tensors leaked while scoring a candidate`);
   }
 
   /** Tensors alive now, for tests that check nothing leaks between candidates. */

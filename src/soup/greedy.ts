@@ -111,6 +111,8 @@ export interface GreedyOptions {
   allowNonFinite?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Each ingredient's score, when the caller has measured them already (soup compare). */
+  scores?: readonly number[];
 }
 
 /**
@@ -120,7 +122,7 @@ export interface GreedyOptions {
  */
 export async function greedySoup(checkpoints: readonly Checkpoint[], score: ScoreFunction, options: GreedyOptions): Promise<GreedyResult> {
   const onProgress = options.onProgress ?? ignoreProgress;
-  const total = checkpoints.length * 2 - 1;
+  const total = (options.scores === undefined ? checkpoints.length : 0) + checkpoints.length - 1;
   let evaluations = 0;
   const scoreOne = async (candidate: CandidateWeights, label: string): Promise<number> => {
     throwIfAborted(options.signal);
@@ -131,8 +133,10 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     return value;
   };
 
-  const scores: number[] = [];
-  for (const checkpoint of checkpoints) scores.push(await scoreOne(ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name));
+  const scores: number[] = [...(options.scores ?? [])];
+  if (options.scores === undefined) {
+    for (const checkpoint of checkpoints) scores.push(await scoreOne(ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name));
+  }
 
   const sign = higherIsBetter(options.metric) ? -1 : 1;
   const order = checkpoints

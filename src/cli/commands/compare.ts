@@ -1,0 +1,163 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { closeAll } from '../../checkpoint/discover.js';
+import type { Checkpoint } from '../../checkpoint/types.js';
+import { candidateProducer, type Evaluator } from '../../eval/evaluator.js';
+import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
+import { compareSoups, type CompareDataset } from '../../soup/compare.js';
+import { compareDocumentSchema, type CompareDocument } from '../../soup/compare-document.js';
+import { checkGates } from '../../soup/gates.js';
+import { openIngredients } from '../../soup/ingredients.js';
+import { prepareOutput, writeSoup, type PreparedOutput } from '../../soup/write.js';
+import { compareMarkdown, compareTable } from '../../report/compare.js';
+import { writeReport } from '../../report/output.js';
+import { comparePlot } from '../../report/plot.js';
+import { Terminal } from '../../report/terminal.js';
+import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { commonOptions, parseOptions } from '../options.js';
+
+const schema = commonOptions.extend(evaluationOptions.shape).extend({
+  test: z.array(z.string()).default([]),
+  acceptTies: z.boolean().default(false),
+  allowNonfinite: z.boolean().default(false),
+  saveDir: z.string().min(1).optional(),
+  force: z.boolean().default(false),
+  markdown: z.string().min(1).optional(),
+  plot: z.string().min(1).optional(),
+  failUnder: z.coerce.number().finite().optional(),
+  baseline: z.string().min(1).optional(),
+  maxDrop: z.coerce.number().nonnegative().optional(),
+  requireGreedyBeatsBest: z.boolean().default(false),
+});
+
+/** The column name of the validation set, stable across runs so that baselines line up. */
+const VALIDATION = 'val';
+
+/** `--test NAME=DATA`, or `--test DATA` named after the file or folder. */
+function parseTests(specs: string[]): { name: string; data: string }[] {
+  const tests = specs.map((spec) => {
+    const match = /^([A-Za-z0-9_.-]+)=(.+)$/.exec(spec);
+    if (match !== null) return { name: match[1]!, data: match[2]! };
+    return { name: path.basename(spec).replace(/\.[^.]+$/, ''), data: spec };
+  });
+  const names = [VALIDATION, ...tests.map((t) => t.name)];
+  const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+  if (duplicate !== undefined) throw new UsageError(`two data sets are named "${duplicate}"`, { hint: 'name them with --test NAME=DATA' });
+  return tests;
+}
+
+async function readBaseline(file: string): Promise<CompareDocument> {
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, `cannot read the baseline: ${describeFsError(error)}`, { cause: error });
+  });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(file, `the baseline is not JSON (${(error as Error).message}); it should be the output of soup compare --json`);
+  }
+  const parsed = compareDocumentSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(file, `not a soup compare --json document: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export async function runCompare(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
+  const options = parseOptions(schema, rawOptions);
+  const terminal = new Terminal(options);
+  const tests = parseTests(options.test);
+  if (options.maxDrop !== undefined && options.baseline === undefined) throw new UsageError('--max-drop needs --baseline previous.json');
+  const baseline = options.baseline === undefined ? undefined : await readBaseline(options.baseline);
+  if (baseline !== undefined && baseline.metric !== options.metric) {
+    throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, { hint: `pass --metric ${baseline.metric}` });
+  }
+  const checkpoints = await openIngredients(inputs);
+  const evaluators: Evaluator[] = [];
+  try {
+    const reference = checkpoints[0]!;
+    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, reference);
+    const datasets: CompareDataset[] = [];
+    let backend = '';
+    for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
+      const setup = await createEvaluator(options, reference, data);
+      evaluators.push(setup.evaluator);
+      datasets.push({ name, evaluator: setup.evaluator });
+      backend = setup.backend;
+    }
+    const result = await compareSoups(checkpoints, datasets, {
+      metric: options.metric,
+      acceptTies: options.acceptTies,
+      allowNonFinite: options.allowNonfinite,
+      signal,
+      onProgress: terminal.progress(),
+    });
+    terminal.endProgress();
+
+    const saved: Record<string, string> = {};
+    if (saveTargets !== undefined) {
+      const names = checkpoints.map((c) => c.name);
+      const soups = [
+        { kind: 'uniform', output: saveTargets.uniform, weights: result.uniform.weights(), chosen: names },
+        { kind: 'greedy', output: saveTargets.greedy, weights: result.greedy.soup.weights(), chosen: result.greedy.soup.chosen.map((c) => c.name) },
+      ];
+      for (const soup of soups) {
+        const written = await writeSoup(checkpoints, soup.output, candidateProducer(soup.weights), {
+          strategy: soup.kind,
+          chosen: soup.chosen,
+          scores: result.greedy.scores,
+          extra: { metric: options.metric, scores: result.rows.find((row) => row.kind === soup.kind)?.scores },
+        }, signal);
+        saved[soup.kind] = written.path;
+      }
+    }
+
+    const document: CompareDocument = { metric: options.metric, backend, datasets: result.datasets, rows: result.rows, notes: result.notes };
+    const gates = checkGates(document, {
+      failUnder: options.failUnder,
+      baseline,
+      maxDrop: options.maxDrop,
+      requireGreedyBeatsBest: options.requireGreedyBeatsBest,
+    });
+    if (gates.length > 0) document.gates = gates;
+    if (Object.keys(saved).length > 0) document.saved = saved;
+    if (options.markdown !== undefined) await writeReport(options.markdown, compareMarkdown(document));
+    if (options.plot !== undefined) await writeReport(options.plot, comparePlot(document));
+
+    if (terminal.json) {
+      terminal.printJson(document);
+    } else {
+      const { paint } = terminal;
+      terminal.print(`${paint.bold('Comparison')} of ${checkpoints.length} ingredients, ${options.metric}, ${datasets[0]!.evaluator.description}`);
+      terminal.print();
+      for (const line of compareTable(document, paint)) terminal.print(`  ${line}`);
+      terminal.print();
+      terminal.print(`* best of its column. The greedy soup was chosen on ${VALIDATION} only: ${result.greedy.soup.chosen.map((c) => c.name).join(', ')}.`);
+      for (const note of result.notes) terminal.print(`Note: ${note}.`);
+      for (const [kind, file] of Object.entries(saved)) terminal.print(`Saved the ${kind} soup to ${paint.cyan(file)}.`);
+      if (options.markdown !== undefined) terminal.print(`Markdown report: ${options.markdown}`);
+      if (options.plot !== undefined) terminal.print(`Plot: ${options.plot}`);
+      for (const gate of gates) terminal.print(`${gate.passed ? paint.green('PASS') : paint.red('FAIL')} ${gate.gate}: ${gate.detail}`);
+    }
+    const failed = gates.filter((gate) => !gate.passed);
+    if (failed.length > 0) throw new GateError(`${failed.length} gate${failed.length > 1 ? 's' : ''} failed: ${failed.map((g) => `${g.gate} (${g.detail})`).join('; ')}`);
+  } finally {
+    terminal.endProgress();
+    await Promise.allSettled(evaluators.map((evaluator) => evaluator.dispose()));
+    await closeAll(checkpoints);
+  }
+}
+
+/** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
+async function prepareSaves(dir: string, force: boolean, reference: Checkpoint): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
+  const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
+  await mkdir(dir, { recursive: true }).catch((error: unknown) => {
+    throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
+  });
+  return {
+    uniform: await prepareOutput(reference, { out: path.join(dir, `uniform-soup${suffix}`), force }),
+    greedy: await prepareOutput(reference, { out: path.join(dir, `greedy-soup${suffix}`), force }),
+  };
+}

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+
+/** The --json document of `soup compare`: a contract with CI scripts (fields may be added, never removed). */
+export const compareDocumentSchema = z.object({
+  metric: z.string(),
+  backend: z.string(),
+  datasets: z.array(z.string()).min(1),
+  rows: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.enum(['ingredient', 'uniform', 'greedy', 'ensemble']),
+      scores: z.record(z.string(), z.number()),
+      chosen: z.array(z.string()).optional(),
+      inGreedy: z.boolean().optional(),
+    }),
+  ),
+  notes: z.array(z.string()).optional(),
+  gates: z.array(z.object({ gate: z.string(), passed: z.boolean(), detail: z.string() })).optional(),
+  saved: z.record(z.string(), z.string()).optional(),
+});
+
+export type CompareDocument = z.infer<typeof compareDocumentSchema>;

@@ -1,0 +1,131 @@
+import type { Checkpoint } from '../checkpoint/types.js';
+import { throwIfAborted } from '../errors.js';
+import type { CandidateWeights, Evaluator } from '../eval/evaluator.js';
+import { ignoreProgress, type ProgressListener } from '../progress.js';
+import { RunningSoup, greedySoup, ingredientWeights, type GreedyResult } from './greedy.js';
+
+export interface CompareDataset {
+  /** Column name: "val" for the validation set, the NAME of --test NAME=DATA otherwise. */
+  name: string;
+  evaluator: Evaluator;
+}
+
+export type RowKind = 'ingredient' | 'uniform' | 'greedy' | 'ensemble';
+
+export interface CompareRow {
+  name: string;
+  kind: RowKind;
+  scores: Record<string, number>;
+  /** Soups: the ingredients in them. */
+  chosen?: string[];
+  /** Ingredients: whether the greedy soup kept them. */
+  inGreedy?: boolean;
+}
+
+export interface CompareResult {
+  datasets: string[];
+  rows: CompareRow[];
+  greedy: GreedyResult;
+  uniform: RunningSoup;
+  /** Things the reader should know, e.g. why a row is missing. */
+  notes: string[];
+  evaluations: number;
+}
+
+export interface CompareOptions {
+  metric: string;
+  acceptTies?: boolean;
+  allowNonFinite?: boolean;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+/**
+ * Scores every ingredient, the uniform soup, the greedy soup (chosen on the first data set only)
+ * and the output ensemble of all ingredients (the paper's baseline, N times the inference cost) on
+ * every data set. Each ingredient runs once per data set; its outputs also feed the ensemble.
+ */
+export async function compareSoups(
+  checkpoints: readonly Checkpoint[],
+  datasets: readonly CompareDataset[],
+  options: CompareOptions,
+): Promise<CompareResult> {
+  const { metric, signal } = options;
+  const onProgress = options.onProgress ?? ignoreProgress;
+  const [validation] = datasets;
+  if (validation === undefined) throw new Error('internal: compare needs a validation set');
+  const n = checkpoints.length;
+  const total = datasets.length * n + (n - 1) + datasets.length * 2 - 1;
+  let done = 0;
+  const step = (candidate: string): void => onProgress({ kind: 'score', done: done++, total, candidate });
+
+  const canEnsemble = datasets.every(({ evaluator }) => evaluator.predict !== undefined && evaluator.scoreOutputs !== undefined);
+  const ingredientScores = checkpoints.map(() => ({}) as Record<string, number>);
+  const ensembleScores: Record<string, number> = {};
+  for (const { name, evaluator } of datasets) {
+    let sum: Float64Array | undefined;
+    for (const [k, checkpoint] of checkpoints.entries()) {
+      throwIfAborted(signal);
+      step(`${checkpoint.name} on ${name}`);
+      const weights = ingredientWeights(checkpoint, options.allowNonFinite);
+      if (canEnsemble) {
+        const outputs = await evaluator.predict!(weights, signal);
+        sum ??= new Float64Array(outputs.length);
+        for (let i = 0; i < outputs.length; i++) sum[i]! += outputs[i]!;
+        ingredientScores[k]![name] = evaluator.scoreOutputs!(outputs)[metric]!;
+      } else {
+        ingredientScores[k]![name] = (await evaluator.evaluate(weights, signal)).metrics[metric]!;
+      }
+    }
+    if (sum !== undefined) ensembleScores[name] = evaluator.scoreOutputs!(sum.map((v) => v / n))[metric]!;
+  }
+
+  const greedy = await greedySoup(checkpoints, (candidate, label) => {
+    step(label);
+    return score(validation.evaluator, candidate);
+  }, {
+    metric,
+    acceptTies: options.acceptTies ?? false,
+    allowNonFinite: options.allowNonFinite ?? false,
+    signal,
+    scores: ingredientScores.map((scores) => scores[validation.name]!),
+    onProgress: (event) => {
+      if (event.kind !== 'score') onProgress(event);
+    },
+  });
+
+  const uniform = new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
+  for (const checkpoint of checkpoints) await uniform.add(checkpoint);
+  const uniformScores: Record<string, number> = {};
+  const greedyScores: Record<string, number> = { [validation.name]: greedy.score };
+  for (const { name, evaluator } of datasets) {
+    step(`uniform soup on ${name}`);
+    uniformScores[name] = await score(evaluator, uniform.weights());
+    if (name === validation.name) continue;
+    step(`greedy soup on ${name}`);
+    greedyScores[name] = await score(evaluator, greedy.soup.weights());
+  }
+  onProgress({ kind: 'score', done: total, total, candidate: 'done' });
+
+  const chosen = new Set(greedy.soup.chosen.map((checkpoint) => checkpoint.name));
+  const rows: CompareRow[] = checkpoints.map((checkpoint, k) => ({
+    name: checkpoint.name,
+    kind: 'ingredient',
+    scores: ingredientScores[k]!,
+    inGreedy: chosen.has(checkpoint.name),
+  }));
+  rows.push({ name: 'uniform soup', kind: 'uniform', scores: uniformScores, chosen: checkpoints.map((c) => c.name) });
+  rows.push({ name: 'greedy soup', kind: 'greedy', scores: greedyScores, chosen: greedy.soup.chosen.map((c) => c.name) });
+  const notes: string[] = [];
+  if (canEnsemble) {
+    rows.push({ name: 'ensemble', kind: 'ensemble', scores: ensembleScores });
+  } else {
+    notes.push('no ensemble row: it averages model outputs, and --eval-cmd returns only metrics');
+  }
+  return { datasets: datasets.map((d) => d.name), rows, greedy, uniform, notes, evaluations: done };
+
+  async function score(evaluator: Evaluator, candidate: CandidateWeights): Promise<number> {
+    throwIfAborted(signal);
+    return (await evaluator.evaluate(candidate, signal)).metrics[metric]!;
+  }
+}
