@@ -53,11 +53,19 @@ describe('shellQuote', () => {
 
 describe('CommandEvaluator', () => {
   it('writes the candidate as a temporary checkpoint, runs the command on it, and removes it', async () => {
-    const before = await readdir(process.env.TMPDIR ?? '/tmp');
-    const result = await evaluator(`node ${shellQuote(scorer)} {ckpt}`).evaluate(ingredientWeights(checkpoint));
-    assert.deepEqual(result.metrics, { accuracy: 0.75 });
-    const leftovers = (await readdir(process.env.TMPDIR ?? '/tmp')).filter((f) => f.startsWith('soup-candidate-') && !before.includes(f));
-    assert.deepEqual(leftovers, []);
+    // A private temporary folder: other test files run evaluations at the same time.
+    const privateTmp = path.join(dir, 'tmp');
+    await mkdir(privateTmp);
+    const previous = process.env.TMPDIR;
+    process.env.TMPDIR = privateTmp;
+    try {
+      const result = await evaluator(`node ${shellQuote(scorer)} {ckpt}`).evaluate(ingredientWeights(checkpoint));
+      assert.deepEqual(result.metrics, { accuracy: 0.75 });
+      assert.deepEqual(await readdir(privateTmp), []);
+    } finally {
+      if (previous === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = previous;
+    }
   });
 
   it('reports a failing command with its exit code and the end of its stderr', async () => {
