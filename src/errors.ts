@@ -61,8 +61,11 @@ export class IncompatibleError extends SoupError {
 
 /** A file could not be written (full disk, read-only folder, ...). */
 export class OutputError extends SoupError {
+  readonly problem: string;
+
   constructor(file: string, problem: string, options?: SoupErrorOptions) {
     super(`${file}: ${problem}`, ExitCode.badInput, options);
+    this.problem = problem;
   }
 }
 

@@ -70,6 +70,8 @@ export async function writeCheckpoint(
     return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
+    // Name the output the user asked for, not our temporary file beside it.
+    if (error instanceof OutputError && error.message.startsWith(temp)) throw new OutputError(target.path, error.problem, { cause: error });
     throw error;
   }
 }

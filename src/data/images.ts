@@ -14,13 +14,20 @@ export interface ImageData {
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
+/** Larger images are refused before decoding: a header can claim any size, and decoders allocate it. */
+const MAX_MEGAPIXELS = 64;
+
 function decode(bytes: Buffer, file: string): { width: number; height: number; rgba: Uint8Array } {
+  if (file.toLowerCase().endsWith('.png') && bytes.length >= 24) {
+    const pixels = bytes.readUInt32BE(16) * bytes.readUInt32BE(20);
+    if (pixels > MAX_MEGAPIXELS * 1e6) throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
+  }
   try {
     if (file.toLowerCase().endsWith('.png')) {
       const png = PNG.sync.read(bytes);
       return { width: png.width, height: png.height, rgba: png.data };
     }
-    const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 512 });
+    const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 512, maxResolutionInMP: MAX_MEGAPIXELS });
     return { width: image.width, height: image.height, rgba: image.data };
   } catch (error) {
     throw new InputError(file, `cannot decode image: ${(error as Error).message}`, { cause: error });

@@ -1,4 +1,4 @@
-import { unzipSync } from 'fflate';
+import { unzipSync, type UnzipFileInfo } from 'fflate';
 import { InputError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
 
@@ -6,8 +6,9 @@ import { parseNpy, type NumericArray } from './npy.js';
 export function parseNpz(bytes: Uint8Array, file: string): Map<string, NumericArray> {
   let entries: Record<string, Uint8Array>;
   try {
-    entries = unzipSync(bytes);
+    entries = unzipSync(bytes, { filter: (entry) => entry.name.endsWith('.npy') && checkEntrySize(entry, bytes.length, file) });
   } catch (error) {
+    if (error instanceof InputError) throw error;
     throw new InputError(file, `not a readable .npz (zip) file: ${(error as Error).message}`, { cause: error });
   }
   const arrays = new Map<string, NumericArray>();
@@ -16,4 +17,25 @@ export function parseNpz(bytes: Uint8Array, file: string): Map<string, NumericAr
     arrays.set(name.slice(0, -4), parseNpy(data, `${file}:${name}`));
   }
   return arrays;
+}
+
+/** Deflate cannot expand data more than about 1032 times; a larger claim is a corrupt or hostile size field. */
+const MAX_DEFLATE_RATIO = 1032;
+
+/**
+ * The unzipper allocates each entry's declared size up front, so a lying size field must be refused
+ * before it becomes an allocation the file does not back.
+ */
+function checkEntrySize(entry: UnzipFileInfo, archiveBytes: number, file: string): boolean {
+  if (entry.size > archiveBytes) {
+    throw new InputError(`${file}:${entry.name}`, `claims ${entry.size} compressed bytes, but the archive holds ${archiveBytes} (truncated or corrupt)`);
+  }
+  const limit = entry.compression === 0 ? entry.size : entry.size * MAX_DEFLATE_RATIO + 1024;
+  if (entry.originalSize > limit) {
+    throw new InputError(
+      `${file}:${entry.name}`,
+      `claims ${entry.originalSize} bytes from ${entry.size} compressed bytes, more than the data can hold (corrupt or hostile file)`,
+    );
+  }
+  return true;
 }

@@ -10,6 +10,8 @@ import { candidateProducer, type CandidateWeights, type Evaluation, type Evaluat
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
 const KEEP_BYTES = 64 * 1024;
+/** An evaluation that prints more than this on stdout is stuck in a loop or dumping data, not reporting metrics. */
+export const MAX_STDOUT_BYTES = 16 * 1024 * 1024;
 
 export class EvalCommandError extends SoupError {
   constructor(message: string) {
@@ -46,6 +48,9 @@ export function parseCommandOutput(stdout: string, metric: string): Record<strin
   }
   const metrics: Record<string, number> = {};
   for (const [key, value] of Object.entries(parsed)) if (typeof value === 'number') metrics[key] = value;
+  if (metric in parsed && !(metric in metrics)) {
+    throw new Error(`it reported ${metric} = ${JSON.stringify((parsed as Record<string, unknown>)[metric])}, not a number`);
+  }
   if (!(metric in metrics)) {
     throw new Error(`its output has no numeric "${metric}" (it has: ${Object.keys(parsed).join(', ') || 'nothing'}); pick one with --metric`);
   }
@@ -113,12 +118,17 @@ export class CommandEvaluator implements Evaluator {
       const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let stdout = '';
       let stderr = '';
+      let stdoutBytes = 0;
       const keep = (text: string, chunk: Buffer): string => (text + chunk.toString('utf8')).slice(-KEEP_BYTES);
-      child.stdout.on('data', (chunk: Buffer) => (stdout = keep(stdout, chunk)));
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout = keep(stdout, chunk);
+        stdoutBytes += chunk.length;
+        if (stdoutBytes > MAX_STDOUT_BYTES && why === undefined) kill('flood');
+      });
       child.stderr.on('data', (chunk: Buffer) => (stderr = keep(stderr, chunk)));
-      let why: 'timeout' | 'interrupt' | undefined;
+      let why: 'timeout' | 'interrupt' | 'flood' | undefined;
       // The command runs in its own process group so that a timeout or Ctrl-C stops its children too.
-      const kill = (reason: 'timeout' | 'interrupt'): void => {
+      const kill = (reason: 'timeout' | 'interrupt' | 'flood'): void => {
         why = reason;
         try {
           process.kill(-child.pid!, 'SIGKILL');
@@ -135,6 +145,9 @@ export class CommandEvaluator implements Evaluator {
         signal?.removeEventListener('abort', onAbort);
         const tail = lastLines(stderr);
         if (why === 'interrupt') return reject(signal?.reason instanceof SoupError ? signal.reason : new InterruptedError());
+        if (why === 'flood') {
+          return reject(new EvalCommandError(`evaluation command \`${this.options.command}\` printed more than ${MAX_STDOUT_BYTES / 1024 / 1024} MB on stdout; it should print its metrics as the last line`));
+        }
         if (why === 'timeout') {
           return reject(new EvalCommandError(`evaluation command \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s${tail}`));
         }

@@ -62,6 +62,8 @@ describe('ShardedSafetensors', () => {
 
   it('refuses weight_map paths that leave the folder, directly or through a symlink', async () => {
     const outside = await writeSafetensorsFile(path.join(dir, 'outside.safetensors'), { x: { dtype: 'F32', shape: [1], values: [1] } });
+    const absolute = await makeSharded('absolute', { x: outside });
+    await assert.rejects(ShardedSafetensors.open(absolute), /points outside the checkpoint folder/);
     const dotdot = await makeSharded('dotdot', { x: '../outside.safetensors' });
     await assert.rejects(ShardedSafetensors.open(dotdot), /path "\.\.\/outside\.safetensors" points outside the checkpoint folder/);
     const linked = await makeSharded('linked', { x: 'link.safetensors' });

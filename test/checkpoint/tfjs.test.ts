@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { encodeFloats } from '../../src/checkpoint/dtype.js';
@@ -96,6 +96,20 @@ describe('TfjsCheckpoint', () => {
     await saveTinyModel(folder, 5);
     await editModelJson(folder, (json) => (json.weightsManifest[0].paths = ['../../etc/passwd']));
     await expectInputError(folder, /path "\.\.\/\.\.\/etc\/passwd" points outside the checkpoint folder/);
+  });
+
+  it('refuses an absolute shard path and a shard that is a symlink out of the folder', async () => {
+    const folder = path.join(dir, 'absolute');
+    await saveTinyModel(folder, 9);
+    await editModelJson(folder, (json) => (json.weightsManifest[0].paths = [path.join(folder, 'group1-shard1of1.bin')]));
+    await expectInputError(folder, /points outside the checkpoint folder/);
+    const linked = path.join(dir, 'linked');
+    await saveTinyModel(linked, 10);
+    const outside = path.join(dir, 'outside.bin');
+    await writeFile(outside, await readFile(path.join(linked, 'group1-shard1of1.bin')));
+    await rm(path.join(linked, 'group1-shard1of1.bin'));
+    await symlink(outside, path.join(linked, 'group1-shard1of1.bin'));
+    await expectInputError(linked, /path "group1-shard1of1\.bin" is a link that points outside the checkpoint folder/);
   });
 
   it('refuses a model.json without a weights manifest', async () => {

@@ -78,6 +78,18 @@ describe('CommandEvaluator', () => {
     await assert.rejects(evaluator('echo all good {ckpt}').evaluate(ingredientWeights(checkpoint)), /evaluation command `echo all good \{ckpt\}`: its last line is neither JSON nor a number: "all good '?\/.*soup-candidate-/);
   });
 
+  it('stops a command that floods stdout, and refuses binary output', async () => {
+    await assert.rejects(evaluator('head -c 40000000 /dev/zero; echo 0.5 # {ckpt}').evaluate(ingredientWeights(checkpoint)), {
+      message: 'evaluation command `head -c 40000000 /dev/zero; echo 0.5 # {ckpt}` printed more than 16 MB on stdout; it should print its metrics as the last line',
+    });
+    await assert.rejects(evaluator("printf '\\000\\001\\377\\n' # {ckpt}").evaluate(ingredientWeights(checkpoint)), /its last line is neither JSON nor a number: "\\u0000\\u0001/);
+  });
+
+  it('refuses a NaN score, whether bare or in JSON', async () => {
+    await assert.rejects(evaluator('echo nan # {ckpt}').evaluate(ingredientWeights(checkpoint)), /its last line is neither JSON nor a number: "nan"/);
+    await assert.rejects(evaluator(`echo '{"accuracy": null}' # {ckpt}`).evaluate(ingredientWeights(checkpoint)), /it reported accuracy = null, not a number/);
+  });
+
   it('kills a command that runs past its timeout', async () => {
     const started = Date.now();
     await assert.rejects(evaluator('sleep 30; echo 1 {ckpt}', 0.3).evaluate(ingredientWeights(checkpoint)), /timed out after 0\.3 s/);
