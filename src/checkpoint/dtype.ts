@@ -105,26 +105,30 @@ function halfTable(): Float32Array {
   return f16Table;
 }
 
-/** The float values of a float tensor's bytes; F64 stays double so nothing is lost. */
-export function decodeFloats(bytes: Uint8Array, dtype: FloatDType): Float32Array | Float64Array {
+/**
+ * The float values of a float tensor's bytes; F64 stays double so nothing is lost. F32 and F64 are
+ * views of `bytes` when it is aligned; F16 and BF16 are decoded into `into` when given.
+ */
+export function decodeFloats(bytes: Uint8Array, dtype: FloatDType, into?: Float32Array): Float32Array | Float64Array {
   const aligned = alignedCopyIfNeeded(bytes, dtypeSize(dtype));
+  const count = aligned.byteLength / dtypeSize(dtype);
   switch (dtype) {
     case 'F64':
-      return new Float64Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 8);
+      return new Float64Array(aligned.buffer, aligned.byteOffset, count);
     case 'F32':
-      return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+      return new Float32Array(aligned.buffer, aligned.byteOffset, count);
     case 'F16': {
-      const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+      const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
       const table = halfTable();
-      const out = new Float32Array(bits.length);
-      for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]!]!;
+      const out = into?.subarray(0, count) ?? new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = table[bits[i]!]!;
       return out;
     }
     case 'BF16': {
-      const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
-      const out = new Float32Array(bits.length);
-      const outBits = new Uint32Array(out.buffer);
-      for (let i = 0; i < bits.length; i++) outBits[i] = bits[i]! << 16;
+      const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+      const out = into?.subarray(0, count) ?? new Float32Array(count);
+      const outBits = new Uint32Array(out.buffer, out.byteOffset, count);
+      for (let i = 0; i < count; i++) outBits[i] = bits[i]! << 16;
       return out;
     }
   }

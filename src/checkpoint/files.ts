@@ -28,7 +28,12 @@ export class RangeReader {
 
   /** Reads exactly `length` bytes at `offset` into a fresh, aligned array. */
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length);
+    return this.readInto(offset, new Uint8Array(length));
+  }
+
+  /** Fills `out` with the bytes at `offset`: streaming code reuses its buffers instead of allocating. */
+  async readInto(offset: number, out: Uint8Array): Promise<Uint8Array> {
+    const length = out.byteLength;
     let done = 0;
     while (done < length) {
       const at = offset + done;

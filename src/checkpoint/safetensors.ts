@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { InputError, OutputError, describeFsError } from '../errors.js';
 import { decodeFloats, dtypeSize, isDType, isFloatDType, numel } from './dtype.js';
 import { RangeReader, decodeUtf8, fileSize, parseJson } from './files.js';
-import type { Checkpoint, OutputTensor, TensorInfo } from './types.js';
+import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from './types.js';
 
 /** The reference implementation's limit: a larger header is a hostile or broken file. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -186,6 +186,15 @@ export class SafetensorsFile implements Checkpoint {
     return decodeFloats(await this.readBytes(name), tensor.dtype);
   }
 
+  async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
+    const tensor = this.lookup(name);
+    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
+    const size = dtypeSize(tensor.dtype);
+    const bytes = scratch === undefined ? new Uint8Array(count * size) : scratch.bytes.subarray(0, count * size);
+    if (count > 0) await this.reader.readInto(this.header.dataStart + tensor.begin + start * size, bytes);
+    return decodeFloats(bytes, tensor.dtype, scratch?.floats);
+  }
+
   async close(): Promise<void> {
     await this.reader.close();
   }
@@ -218,11 +227,15 @@ export function encodeSafetensorsHeader(tensors: readonly OutputTensor[], metada
   return out;
 }
 
-export type TensorProducer = (tensor: OutputTensor, index: number) => Promise<Uint8Array>;
+/**
+ * Yields a tensor's bytes in its output dtype, in one or more chunks; the writer writes each chunk
+ * before asking for the next, so a producer may reuse one buffer for all of them.
+ */
+export type TensorProducer = (tensor: OutputTensor, index: number) => AsyncIterable<Uint8Array>;
 
 /**
  * Writes one safetensors file to an open handle, pulling each tensor's bytes from `produce` in order,
- * so only one tensor is in memory at a time.
+ * so only a chunk of one tensor is in memory at a time.
  */
 export async function writeSafetensors(
   handle: FileHandle,
@@ -233,19 +246,22 @@ export async function writeSafetensors(
 ): Promise<void> {
   await writeAll(handle, file, encodeSafetensorsHeader(tensors, metadata));
   for (const [index, tensor] of tensors.entries()) {
-    const bytes = await produce(tensor, index);
-    const expected = storedBytes(tensor);
-    if (bytes.byteLength !== expected) {
-      throw new Error(`internal: tensor ${tensor.name} produced ${bytes.byteLength} bytes, expected ${expected}`);
+    let written = 0;
+    for await (const chunk of produce(tensor, index)) {
+      await writeAll(handle, file, chunk);
+      written += chunk.byteLength;
     }
-    await writeAll(handle, file, bytes);
+    const expected = storedBytes(tensor);
+    if (written !== expected) throw new Error(`internal: tensor ${tensor.name} produced ${written} bytes, expected ${expected}`);
   }
 }
 
-export async function writeAll(handle: FileHandle, file: string, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes`, at `position` or else at the file's current position. */
+export async function writeAll(handle: FileHandle, file: string, bytes: Uint8Array, position?: number): Promise<void> {
   let written = 0;
   while (written < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written).catch((error: unknown) => {
+    const at = position === undefined ? null : position + written;
+    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written, at).catch((error: unknown) => {
       throw new OutputError(file, `cannot write: ${describeFsError(error)}`, { cause: error });
     });
     written += bytesWritten;

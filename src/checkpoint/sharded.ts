@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { decodeUtf8, parseJson, readSmallFile, resolveInside } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
-import type { Checkpoint, TensorInfo } from './types.js';
+import type { Checkpoint, ChunkScratch, TensorInfo } from './types.js';
 
 export const SHARD_INDEX = 'model.safetensors.index.json';
 const MAX_INDEX_BYTES = 100_000_000;
@@ -96,6 +96,10 @@ export class ShardedSafetensors implements Checkpoint {
 
   async readFloats(name: string): Promise<Float32Array | Float64Array> {
     return (await this.select(name)).readFloats(name);
+  }
+
+  async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
+    return (await this.select(name)).readFloatRange(name, start, count, scratch);
   }
 
   async close(): Promise<void> {

@@ -62,6 +62,7 @@ export async function readModelJson(file: string): Promise<ModelJson> {
 export class TfjsCheckpoint implements Checkpoint {
   readonly format = 'tfjs' as const;
   private readonly byName: Map<string, TfjsWeight>;
+  private lastRead: { name: string; values: Float32Array } | undefined;
 
   private constructor(
     readonly name: string,
@@ -124,6 +125,12 @@ export class TfjsCheckpoint implements Checkpoint {
     return this.dequantize(weight, await this.readStored(weight));
   }
 
+  /** TF.js weights are small and may be quantized: the whole weight is read once and sliced. */
+  async readFloatRange(name: string, start: number, count: number): Promise<Float32Array> {
+    if (this.lastRead?.name !== name) this.lastRead = { name, values: await this.readFloats(name) };
+    return this.lastRead.values.subarray(start, start + count);
+  }
+
   async readBytes(name: string): Promise<Uint8Array> {
     const weight = this.lookup(name);
     const stored = await this.readStored(weight);
@@ -135,6 +142,7 @@ export class TfjsCheckpoint implements Checkpoint {
   }
 
   async close(): Promise<void> {
+    this.lastRead = undefined;
     await Promise.all(this.groups.map((group) => group.close()));
   }
 
@@ -201,6 +209,8 @@ export async function writeTfjs(
   tensors: readonly OutputTensor[],
   metadata: Record<string, string>,
   produce: TensorProducer,
+  /** Metadata known only once the weights are written (model.json is written last anyway). */
+  finalMetadata?: () => Promise<Record<string, string>>,
 ): Promise<void> {
   const entries = tensors.map((tensor) => {
     if (tensor.dtype === 'F16') return { name: tensor.name, shape: tensor.shape, dtype: 'float32', quantization: { dtype: 'float16' } };
@@ -215,14 +225,15 @@ export async function writeTfjs(
 
   const shards = new ShardSink(folder, paths);
   try {
-    for (const [index, tensor] of tensors.entries()) await shards.write(await produce(tensor, index));
+    for (const [index, tensor] of tensors.entries()) for await (const chunk of produce(tensor, index)) await shards.write(chunk);
     await shards.finish();
   } finally {
     await shards.close();
   }
 
   const { weightsManifest: _replaced, userDefinedMetadata: _old, ...rest } = template;
-  const modelJson = { ...rest, weightsManifest: [{ paths, weights: entries }], userDefinedMetadata: metadata };
+  const userDefinedMetadata = finalMetadata === undefined ? metadata : await finalMetadata();
+  const modelJson = { ...rest, weightsManifest: [{ paths, weights: entries }], userDefinedMetadata };
   const handle = await openForWrite(path.join(folder, MODEL_JSON));
   try {
     await writeAll(handle, path.join(folder, MODEL_JSON), new TextEncoder().encode(JSON.stringify(modelJson)));

@@ -31,9 +31,20 @@ export interface Checkpoint {
   tensors(): readonly TensorInfo[];
   /** Values of a float tensor (F64 as Float64Array, everything else as Float32Array). */
   readFloats(name: string): Promise<Float32Array | Float64Array>;
+  /**
+   * Elements [start, start + count) of a float tensor, for streaming: decoded into `scratch` when given
+   * (the result may be a view of it), so a caller reading chunk after chunk allocates nothing.
+   */
+  readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array>;
   /** Values exactly as `dtype` stores them, little-endian: for tensors that are copied, not averaged. */
   readBytes(name: string): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/** Reusable buffers for readFloatRange: bytes for count * 8, floats for count elements. */
+export interface ChunkScratch {
+  bytes: Uint8Array;
+  floats: Float32Array;
 }
 
 /** What a writer needs to know about each output tensor before any data arrives. */

@@ -3,7 +3,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OutputError, UsageError, describeFsError } from '../errors.js';
 import { isFloatDType, type FloatDType } from './dtype.js';
-import { storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
+import { encodeSafetensorsHeader, storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
 import type { Checkpoint, OutputTensor } from './types.js';
@@ -45,6 +45,20 @@ export function checkOutputDtypes(target: OutputTarget, tensors: readonly Output
   }
 }
 
+/**
+ * Metadata that may be known only once the data is written (hashes computed meanwhile): the header is
+ * first written from `placeholder`, then rewritten in place from `resolve()`, which must encode to the
+ * same length (hex hashes in place of as many zeros).
+ */
+export interface MetadataSource {
+  placeholder: Record<string, string>;
+  resolve(): Promise<Record<string, string>>;
+}
+
+export function fixedMetadata(metadata: Record<string, string>): MetadataSource {
+  return { placeholder: metadata, resolve: async () => metadata };
+}
+
 export interface WriteResult {
   path: string;
   files: string[];
@@ -59,12 +73,13 @@ export interface WriteResult {
 export async function writeCheckpoint(
   target: OutputTarget,
   tensors: readonly OutputTensor[],
-  metadata: Record<string, string>,
+  metadata: MetadataSource | Record<string, string>,
   produce: TensorProducer,
 ): Promise<WriteResult> {
   const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const files = await writeTo(temp, target, tensors, metadata, produce);
+    const source = 'resolve' in metadata && typeof metadata.resolve === 'function' ? (metadata as MetadataSource) : fixedMetadata(metadata as Record<string, string>);
+    const files = await writeTo(temp, target, tensors, source, produce);
     await replace(temp, target.path);
     const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
@@ -81,7 +96,7 @@ async function writeTo(
   temp: string,
   target: OutputTarget,
   tensors: readonly OutputTensor[],
-  metadata: Record<string, string>,
+  metadata: MetadataSource,
   produce: TensorProducer,
 ): Promise<string[]> {
   switch (target.kind) {
@@ -110,7 +125,7 @@ async function writeTo(
     }
     case 'tfjs': {
       await makeFolder(temp);
-      await writeTfjs(temp, target.template, tensors, metadata, produce);
+      await writeTfjs(temp, target.template, tensors, metadata.placeholder, produce, metadata.resolve);
       return (await readdir(temp)).sort();
     }
   }
@@ -119,15 +134,16 @@ async function writeTo(
 async function writeSafetensorsFile(
   file: string,
   tensors: readonly OutputTensor[],
-  metadata: Record<string, string>,
+  metadata: MetadataSource,
   produce: TensorProducer,
 ): Promise<void> {
   const handle = await openForWrite(file);
   try {
-    await writeSafetensors(handle, file, tensors, metadata, produce);
-    await handle.sync().catch((error: unknown) => {
-      throw new OutputError(file, `cannot write: ${describeFsError(error)}`, { cause: error });
-    });
+    const placeholder = encodeSafetensorsHeader(tensors, metadata.placeholder);
+    await writeSafetensors(handle, file, tensors, metadata.placeholder, produce);
+    const header = encodeSafetensorsHeader(tensors, await metadata.resolve());
+    if (header.byteLength !== placeholder.byteLength) throw new Error('internal: the final metadata does not fit the space kept for it');
+    if (Buffer.compare(header, placeholder) !== 0) await writeAll(handle, file, header, 0);
   } finally {
     await handle.close();
   }

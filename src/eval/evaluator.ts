@@ -37,6 +37,7 @@ export interface Evaluator {
 
 /** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
 export function candidateProducer(candidate: CandidateWeights): TensorProducer {
-  return async (tensor) =>
-    isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : candidate.bytes(tensor.name);
+  return async function* (tensor) {
+    yield isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : await candidate.bytes(tensor.name);
+  };
 }

@@ -1,21 +1,30 @@
-import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
+import { f32ToBf16Bits, f32ToF16Bits, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
-import type { Checkpoint, OutputTensor, TensorInfo } from '../checkpoint/types.js';
+import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { addScaled, divideInPlace, indexOfNonFinite } from './average.js';
+import { indexOfNonFinite, sumBlock } from './average.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
   signal?: AbortSignal;
   /** Keep NaN and infinities instead of refusing the ingredient that holds them. */
   allowNonFinite?: boolean;
+  /** Elements per chunk; by default chosen so all read buffers together stay near 48 MB. */
+  chunkElements?: number;
 }
 
+/** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond one chunk of output. */
+const READ_BUDGET_BYTES = 48 * 1024 * 1024;
+/** Sums are kept for this many elements at a time, so they stay in the CPU cache while every input is added. */
+const BLOCK = 4096;
+
 /**
- * Streams a weighted mean of checkpoints, one tensor at a time: for each tensor it reads that
- * tensor from each ingredient in turn and adds it into one float64 sum, so memory holds one output
- * tensor and one input tensor whatever the number of ingredients.
+ * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
+ * that range from every ingredient into preallocated buffers, then adds all inputs block by block
+ * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
+ * The next chunk is read while this one is computed, so reading and adding use both cores. Memory
+ * holds two chunks per ingredient and one of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -24,6 +33,11 @@ export class Mixer {
   private readonly onProgress: ProgressListener;
   private readonly warnedCopies = new Set<string>();
   private readonly infos: Map<string, TensorInfo>[];
+  private readonly chunk: number;
+  /** Two sets of read buffers, one per ingredient each; allocated on first use. */
+  private scratch: [ChunkScratch[], ChunkScratch[]] | undefined;
+  private readonly sums = new Float64Array(BLOCK);
+  private outBuffer: ArrayBuffer | undefined;
 
   constructor(
     private readonly checkpoints: readonly Checkpoint[],
@@ -31,6 +45,7 @@ export class Mixer {
   ) {
     this.onProgress = options.onProgress ?? ignoreProgress;
     this.infos = checkpoints.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
+    this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (2 * 8 * Math.max(1, checkpoints.length)))));
   }
 
   /** Bytes one full pass with these coefficients will read, for progress totals. */
@@ -42,27 +57,76 @@ export class Mixer {
     );
   }
 
-  /** sum_k c_k x_k / sum_k c_k for one float tensor. */
+  /** sum_k c_k x_k / sum_k c_k for one float tensor, whole (for tests and small tensors). */
   async mean(tensor: TensorInfo, coefficients: readonly number[]): Promise<Float64Array> {
-    const sum = new Float64Array(tensor.shape.reduce((a, b) => a * b, 1));
-    const nonZero = coefficients.filter((c) => c !== 0);
-    const equal = nonZero.every((c) => c === nonZero[0]);
-    let weightTotal = 0;
-    let used = 0;
-    for (const [k, checkpoint] of this.checkpoints.entries()) {
-      const coefficient = coefficients[k]!;
-      if (coefficient === 0) continue;
-      throwIfAborted(this.options.signal);
-      const values = await checkpoint.readFloats(tensor.name);
-      addScaled(sum, values, equal ? 1 : coefficient);
-      weightTotal += coefficient;
-      used++;
-      this.advance(k, tensor.name);
+    const out = new Float64Array(numel(tensor.shape));
+    let at = 0;
+    for await (const chunk of this.stream(tensor, coefficients, 'F64')) {
+      out.set(new Float64Array(chunk.buffer, chunk.byteOffset, chunk.byteLength / 8), at);
+      at += chunk.byteLength / 8;
     }
-    if (used === 0) throw new Error('internal: a soup needs at least one ingredient with a non-zero coefficient');
-    divideInPlace(sum, equal ? used : weightTotal);
-    if (!this.options.allowNonFinite && indexOfNonFinite(sum) >= 0) await this.blameNonFinite(tensor, coefficients);
-    return sum;
+    return out;
+  }
+
+  /** The mean of one float tensor in `dtype`, chunk by chunk; each chunk is valid until the next is requested. */
+  async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType): AsyncGenerator<Uint8Array> {
+    const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
+    if (active.length === 0) throw new Error('internal: a soup needs at least one ingredient with a non-zero coefficient');
+    const weights = active.map((k) => coefficients[k]!);
+    const equal = weights.every((w) => w === weights[0]);
+    const divisor = equal ? active.length : weights.reduce((a, b) => a + b, 0);
+    const total = numel(tensor.shape);
+    const scratch = this.buffers();
+    const out = this.output(Math.min(this.chunk, total), dtype);
+
+    const readChunk = (start: number, set: 0 | 1): Promise<(Float32Array | Float64Array)[]> => {
+      const count = Math.min(this.chunk, total - start);
+      return Promise.all(
+        active.map(async (k, j) => {
+          const values = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[set][j]);
+          this.advance(k, tensor.name, count, total);
+          return values;
+        }),
+      );
+    };
+
+    // A read that fails while the consumer is still busy must not become an unhandled rejection.
+    const quietly = <T>(promise: Promise<T>): Promise<T> => (promise.catch(() => {}), promise);
+    let pending = total > 0 ? quietly(readChunk(0, 0)) : undefined;
+    for (let start = 0, set: 0 | 1 = 0; start < total; start += this.chunk, set = set === 0 ? 1 : 0) {
+      throwIfAborted(this.options.signal);
+      const inputs = await pending!;
+      const next = start + this.chunk;
+      // Read the next chunk into the other buffers while this one is added up.
+      pending = next < total ? quietly(readChunk(next, set === 0 ? 1 : 0)) : undefined;
+      const count = inputs[0]!.length;
+      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      if (!finite && !this.options.allowNonFinite) {
+        await pending?.catch(() => {});
+        await this.blameNonFinite(tensor, coefficients);
+      }
+      yield out.bytes.subarray(0, count * out.elementBytes);
+    }
+  }
+
+  /**
+   * Adds the inputs block by block into float64 sums and writes sum / divisor in the output dtype.
+   * Returns false if any mean is NaN or infinite.
+   */
+  private combine(
+    inputs: readonly (Float32Array | Float64Array)[],
+    weights: readonly number[] | undefined,
+    divisor: number,
+    out: ChunkOutput,
+    count: number,
+  ): boolean {
+    let finite = true;
+    for (let base = 0; base < count; base += BLOCK) {
+      const size = Math.min(BLOCK, count - base);
+      sumBlock(this.sums, inputs, weights, base, size);
+      finite = out.write(this.sums, size, base, divisor) && finite;
+    }
+    return finite;
   }
 
   /**
@@ -101,19 +165,34 @@ export class Mixer {
     this.passBytes = this.bytesToRead(coefficients);
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
-    return async (output: OutputTensor) => {
+    const mixer = this;
+    return async function* (output: OutputTensor) {
       const tensor = byName.get(output.name)!;
-      if (!isFloatDType(output.dtype)) return this.copy(tensor, coefficients);
-      return encodeFloats(await this.mean(tensor, coefficients), output.dtype);
+      if (isFloatDType(output.dtype)) yield* mixer.stream(tensor, coefficients, output.dtype);
+      else yield await mixer.copy(tensor, coefficients);
     };
   }
 
-  private advance(ingredient: number, name: string): void {
-    this.bytesRead += this.infos[ingredient]!.get(name)?.storedBytes ?? 0;
-    this.onProgress({ kind: 'read', bytes: this.bytesRead, total: this.passBytes });
+  private buffers(): [ChunkScratch[], ChunkScratch[]] {
+    this.scratch ??= [0, 1].map(() =>
+      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.chunk * 8), floats: new Float32Array(this.chunk) })),
+    ) as [ChunkScratch[], ChunkScratch[]];
+    return this.scratch;
   }
 
-  /** The sum is not finite: find the ingredient and element responsible, for the error message. */
+  private output(count: number, dtype: FloatDType): ChunkOutput {
+    const bytes = count * 8;
+    if (this.outBuffer === undefined || this.outBuffer.byteLength < bytes) this.outBuffer = new ArrayBuffer(Math.max(bytes, this.chunk * 8));
+    return new ChunkOutput(this.outBuffer, dtype);
+  }
+
+  private advance(ingredient: number, name: string, elements?: number, total?: number): void {
+    const stored = this.infos[ingredient]!.get(name)?.storedBytes ?? 0;
+    this.bytesRead += elements === undefined || total === undefined || total === 0 ? stored : (stored * elements) / total;
+    this.onProgress({ kind: 'read', bytes: Math.round(this.bytesRead), total: this.passBytes });
+  }
+
+  /** The mean is not finite: find the ingredient and element responsible, for the error message. */
   private async blameNonFinite(tensor: TensorInfo, coefficients: readonly number[]): Promise<never> {
     for (const [k, checkpoint] of this.checkpoints.entries()) {
       if (coefficients[k] === 0) continue;
@@ -130,3 +209,51 @@ export class Mixer {
   }
 }
 
+/** A chunk of output in its dtype, written straight from the float64 sums. */
+class ChunkOutput {
+  readonly elementBytes: number;
+  readonly bytes: Uint8Array;
+  private readonly f64: Float64Array | undefined;
+  private readonly f32: Float32Array | undefined;
+  private readonly u16: Uint16Array | undefined;
+
+  constructor(
+    buffer: ArrayBuffer,
+    private readonly dtype: FloatDType,
+  ) {
+    this.elementBytes = dtype === 'F64' ? 8 : dtype === 'F32' ? 4 : 2;
+    this.bytes = new Uint8Array(buffer);
+    if (dtype === 'F64') this.f64 = new Float64Array(buffer);
+    else if (dtype === 'F32') this.f32 = new Float32Array(buffer);
+    else this.u16 = new Uint16Array(buffer);
+  }
+
+  /** Writes sums[0..size) / divisor at offset `at`; false if any value is NaN or infinite. */
+  write(sums: Float64Array, size: number, at: number, divisor: number): boolean {
+    let bad = 0;
+    if (this.f32 !== undefined) {
+      const out = this.f32;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = v;
+      }
+    } else if (this.f64 !== undefined) {
+      const out = this.f64;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = v;
+      }
+    } else {
+      const out = this.u16!;
+      const encode = this.dtype === 'F16' ? f32ToF16Bits : f32ToBf16Bits;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = encode(v);
+      }
+    }
+    return bad === 0;
+  }
+}

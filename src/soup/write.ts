@@ -1,5 +1,5 @@
 import type { FloatDType } from '../checkpoint/dtype.js';
-import { hashCheckpoint } from '../checkpoint/hash.js';
+import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, OutputTensor } from '../checkpoint/types.js';
 import {
@@ -43,7 +43,11 @@ export interface SoupRecord {
   extra?: Record<string, unknown>;
 }
 
-/** Hashes every ingredient, then streams the soup from `produce` into the output with its recipe. */
+/**
+ * Streams the soup from `produce` into the output with its recipe. The ingredients are hashed in a
+ * worker thread meanwhile (or taken from the hash cache); the header is written with placeholder
+ * hashes of the same length and patched once they are known.
+ */
 export async function writeSoup(
   checkpoints: readonly Checkpoint[],
   output: PreparedOutput,
@@ -51,13 +55,27 @@ export async function writeSoup(
   record: SoupRecord,
   signal?: AbortSignal,
 ): Promise<WriteResult> {
-  const ingredients: RecipeIngredient[] = [];
-  for (const [k, checkpoint] of checkpoints.entries()) {
-    const entry: RecipeIngredient = { name: checkpoint.name, sha256: await hashCheckpoint(checkpoint, signal) };
-    const score = record.scores?.[k];
-    if (score !== undefined) entry.score = score;
-    ingredients.push(entry);
+  const stopHashing = new AbortController();
+  const onAbort = (): void => stopHashing.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const hashing = hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), stopHashing.signal);
+  hashing.catch(() => {});
+  const recipe = (hashes: ReadonlyMap<string, string>): Record<string, string> => {
+    const ingredients = checkpoints.map((checkpoint, k): RecipeIngredient => {
+      const entry: RecipeIngredient = { name: checkpoint.name, sha256: checkpointHashes(checkpoint, hashes) };
+      const score = record.scores?.[k];
+      if (score !== undefined) entry.score = score;
+      return entry;
+    });
+    return outputMetadata(checkpoints[0]!, makeRecipe(record.strategy, ingredients, record.chosen, record.extra));
+  };
+  const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
+  try {
+    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce);
+  } catch (error) {
+    stopHashing.abort(error);
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
-  const recipe = makeRecipe(record.strategy, ingredients, record.chosen, record.extra);
-  return writeCheckpoint(output.target, output.tensors, outputMetadata(checkpoints[0]!, recipe), produce);
 }

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { encodeFloats } from '../../src/checkpoint/dtype.js';
 import { MAX_HEADER_BYTES, SafetensorsFile, encodeSafetensorsHeader, findDuplicateKey, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { InputError } from '../../src/errors.js';
-import { f32, rawSafetensors, safetensorsBytes, tempDir } from '../helpers/files.js';
+import { f32, rawSafetensors, safetensorsBytes, tempDir, once } from '../helpers/files.js';
 
 const dir = await tempDir();
 let counter = 0;
@@ -188,7 +188,7 @@ describe('writeSafetensors', () => {
       { name: 'n', shape: [1], dtype: 'I32' as const },
     ];
     const data = [encodeFloats([1.5, -2], 'F16'), new Uint8Array(new Int32Array([42]).buffer)];
-    await writeSafetensors(handle, file, tensors, { format: 'pt' }, async (_, index) => data[index]!);
+    await writeSafetensors(handle, file, tensors, { format: 'pt' }, (_, index) => once(data[index]!));
     await handle.close();
     const back = await SafetensorsFile.open(file);
     assert.deepEqual(back.metadata, { format: 'pt' });

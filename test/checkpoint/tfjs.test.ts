@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { encodeFloats } from '../../src/checkpoint/dtype.js';
 import { TFJS_SHARD_BYTES, TfjsCheckpoint, writeTfjs } from '../../src/checkpoint/tfjs.js';
 import { InputError } from '../../src/errors.js';
-import { listFiles, tempDir } from '../helpers/files.js';
+import { listFiles, tempDir, once } from '../helpers/files.js';
 import { saveTinyModel } from '../helpers/tfjs.js';
 
 const dir = await tempDir();
@@ -139,8 +139,8 @@ describe('writeTfjs', () => {
     const bigValues = Float32Array.from({ length: big }, (_, i) => i % 1000);
     const out = path.join(dir, 'written');
     await mkdir(out);
-    await writeTfjs(out, template.modelJson, tensors, { note: 'x' }, async (tensor) =>
-      tensor.name === 'big' ? new Uint8Array(bigValues.buffer) : encodeFloats([1.5, 2], 'F16'),
+    await writeTfjs(out, template.modelJson, tensors, { note: 'x' }, (tensor) =>
+      once(tensor.name === 'big' ? new Uint8Array(bigValues.buffer) : encodeFloats([1.5, 2], 'F16')),
     );
     assert.deepEqual(await listFiles(out), ['group1-shard1of2.bin', 'group1-shard2of2.bin', 'model.json']);
     assert.equal((await stat(path.join(out, 'group1-shard1of2.bin'))).size, TFJS_SHARD_BYTES);

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { checkOutputPath, writeCheckpoint } from '../../src/checkpoint/writer.js';
 import { UsageError } from '../../src/errors.js';
-import { f32, tempDir } from '../helpers/files.js';
+import { f32, tempDir, once } from '../helpers/files.js';
 
 const dir = await tempDir();
 const tensors = [{ name: 'w', shape: [2], dtype: 'F32' as const }];
@@ -32,7 +32,7 @@ describe('writeCheckpoint', () => {
     const out = path.join(dir, 'folder-out');
     await mkdir(out);
     await writeFile(path.join(out, 'stale.txt'), 'old');
-    const result = await writeCheckpoint({ kind: 'safetensors-folder', path: out }, tensors, {}, async () => f32([1, 2]));
+    const result = await writeCheckpoint({ kind: 'safetensors-folder', path: out }, tensors, {}, () => once(f32([1, 2])));
     assert.deepEqual(await readdir(out), ['model.safetensors']);
     assert.deepEqual(result.files, [path.join(out, 'model.safetensors')]);
     const back = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
@@ -44,7 +44,8 @@ describe('writeCheckpoint', () => {
   it('removes its temporary file when producing a tensor fails', async () => {
     const out = path.join(dir, 'failing.safetensors');
     await assert.rejects(
-      writeCheckpoint({ kind: 'safetensors', path: out }, tensors, {}, async () => {
+      writeCheckpoint({ kind: 'safetensors', path: out }, tensors, {}, async function* () {
+        yield f32([1]);
         throw new Error('boom');
       }),
       /boom/,

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { SOUP_BIN } from '../helpers/cli.js';
+import { SOUP_BIN, TEST_CACHE_HOME } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -20,7 +20,7 @@ async function bigSweep(name: string, count: number, floats: number): Promise<st
 }
 
 function start(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [SOUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
+  const child = spawn(process.execPath, [SOUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, ...env } });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -48,7 +48,7 @@ function inSmallFilesystem(mountPoint: string, mountOptions: string, setup: stri
     `ls -A ${quoted(mountPoint)}`,
     `cat ${quoted(path.join(mountPoint, 'out.safetensors'))} 2>/dev/null || true`,
   ].join('; ');
-  const result = spawnSync('unshare', ['-rm', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  const result = spawnSync('unshare', ['-rm', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME } });
   assert.equal(result.status, 0, `unshare failed: ${result.stderr}`);
   return result;
 }

@@ -8,7 +8,7 @@ import { ShardedSafetensors, shardFileName } from '../../src/checkpoint/sharded.
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/soup/recipe.js';
-import { SOUP_BIN, runSoup } from '../helpers/cli.js';
+import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { mlpTensors, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 import { saveTinyModel } from '../helpers/tfjs.js';
 
@@ -70,6 +70,31 @@ describe('soup uniform', () => {
     assert.deepEqual(recipe.chosen, ['run-4', 'run-5']);
     assert.deepEqual(recipe.ingredients[0], { name: 'run-4', sha256: { 'run-4.safetensors': sha } });
     await soup.close();
+  });
+
+  it('remembers ingredient hashes between runs, and hashes a file again once it changes', async () => {
+    const folder = await sweep('cache', [1, 2]);
+    const out = path.join(dir, 'cache.safetensors');
+    assert.equal((await runSoup(['uniform', folder, '-o', out])).code, 0);
+    const cacheFile = path.join(TEST_CACHE_HOME, 'model-soup', 'sha256-v1.json');
+    const cache = JSON.parse(await readFile(cacheFile, 'utf8'));
+    const file = path.join(folder, 'run-1.safetensors');
+    const real = createHash('sha256').update(await readFile(file)).digest('hex');
+    assert.equal(cache[file].sha256, real);
+    // A planted hash is used as long as the file is unchanged: proof that the cache is read.
+    cache[file].sha256 = 'f'.repeat(64);
+    await writeFile(cacheFile, JSON.stringify(cache));
+    assert.equal((await runSoup(['uniform', folder, '-o', out, '--force'])).code, 0);
+    const recipeOf = async () => {
+      const soup = await SafetensorsFile.open(out);
+      const recipe = readRecipe(soup)!;
+      await soup.close();
+      return recipe.ingredients[0]!.sha256['run-1.safetensors'];
+    };
+    assert.equal(await recipeOf(), 'f'.repeat(64));
+    await writeFile(file, await readFile(file));
+    assert.equal((await runSoup(['uniform', folder, '-o', out, '--force'])).code, 0);
+    assert.equal(await recipeOf(), real, 'a rewritten file is hashed again');
   });
 
   it('writes byte-identical soups from the same inputs', async () => {
@@ -263,7 +288,7 @@ describe('soup uniform', () => {
     const outDir = path.join(dir, 'sigint');
     await mkdir(outDir);
     const out = path.join(outDir, 'big.safetensors');
-    const child = spawn(process.execPath, [SOUP_BIN, 'uniform', folder, '-o', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [SOUP_BIN, 'uniform', folder, '-o', out], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_CACHE_HOME: TEST_CACHE_HOME } });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));

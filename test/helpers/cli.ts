@@ -1,5 +1,9 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from './files.js';
+
+/** The hash cache of the soups that tests run, away from the user's own ~/.cache. */
+export const TEST_CACHE_HOME = await tempDir('soup-cache-');
 
 export const SOUP_BIN = fileURLToPath(new URL('../../../bin/soup.js', import.meta.url));
 
@@ -14,7 +18,7 @@ export function runSoup(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [SOUP_BIN, ...args], {
       cwd: options.cwd,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined, ...options.env },
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined, XDG_CACHE_HOME: TEST_CACHE_HOME, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

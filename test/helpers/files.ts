@@ -66,3 +66,15 @@ export function mlpTensors(seed: number): Record<string, RawTensor> {
 export async function listFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).sort();
 }
+
+/** All chunks of a tensor producer, joined. */
+export async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const chunk of chunks) parts.push(chunk.slice());
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+/** A producer's output for one tensor, as the writer would see it. */
+export async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}

@@ -6,7 +6,7 @@ import { InputError } from '../../src/errors.js';
 import type { ProgressEvent } from '../../src/progress.js';
 import { planOutput } from '../../src/checkpoint/writer.js';
 import { Mixer } from '../../src/soup/mix.js';
-import { tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
+import { collect, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 
 const dir = await tempDir();
 let counter = 0;
@@ -38,7 +38,7 @@ describe('Mixer', () => {
     const events: ProgressEvent[] = [];
     const mixer = new Mixer(checkpoints, { onProgress: (event) => events.push(event) });
     const produce = mixer.producer([1, 1]);
-    const bytes = await produce(planOutput(checkpoints[0]!)[0]!, 0);
+    const bytes = await collect(produce(planOutput(checkpoints[0]!)[0]!, 0));
     assert.deepEqual([...new Float32Array(bytes.buffer)], [2, 3]);
     assert.deepEqual(events, [
       { kind: 'read', bytes: 8, total: 16 },
@@ -48,7 +48,7 @@ describe('Mixer', () => {
 
   it('encodes the mean in the output dtype', async () => {
     const checkpoints = [await open(weight([1, 2])), await open(weight([2, 2]))];
-    const bytes = await new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [2], dtype: 'BF16' }, 0);
+    const bytes = await collect(new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [2], dtype: 'BF16' }, 0));
     assert.deepEqual([...new Uint16Array(bytes.buffer)], [0x3fc0, 0x4000]);
   });
 
@@ -57,7 +57,7 @@ describe('Mixer', () => {
     const checkpoints = [await open(step(5)), await open(step(5)), await open(step(9))];
     const warnings: string[] = [];
     const mixer = new Mixer(checkpoints, { onProgress: (e) => e.kind === 'warning' && warnings.push(e.message) });
-    const bytes = await mixer.producer([1, 1, 1])({ name: 'step', shape: [1], dtype: 'I64' }, 0);
+    const bytes = await collect(mixer.producer([1, 1, 1])({ name: 'step', shape: [1], dtype: 'I64' }, 0));
     assert.deepEqual([...new BigInt64Array(bytes.buffer)], [5n]);
     assert.deepEqual(warnings, [
       `I64 tensor "step" differs between ingredients (${checkpoints[2]!.name} differ from ${checkpoints[0]!.name}); kept ${checkpoints[0]!.name}'s values`,
@@ -104,8 +104,8 @@ describe('Mixer with half and double precision ingredients', () => {
     const produce = new Mixer(checkpoints).producer([1, 1]);
     const out = planOutput(checkpoints[0]!);
     assert.deepEqual(out.map((t) => t.dtype), ['F16', 'BF16', 'F64']);
-    assert.deepEqual([...decodeFloats(await produce(out[0]!, 0), 'F16')], [1.5]);
-    assert.deepEqual([...decodeFloats(await produce(out[1]!, 1), 'BF16')], [3]);
-    assert.deepEqual([...decodeFloats(await produce(out[2]!, 2), 'F64')], [(0.1 + 0.2) / 2], 'F64 keeps double precision');
+    assert.deepEqual([...decodeFloats(await collect(produce(out[0]!, 0)), 'F16')], [1.5]);
+    assert.deepEqual([...decodeFloats(await collect(produce(out[1]!, 1)), 'BF16')], [3]);
+    assert.deepEqual([...decodeFloats(await collect(produce(out[2]!, 2)), 'F64')], [(0.1 + 0.2) / 2], 'F64 keeps double precision');
   });
 });
