@@ -94,6 +94,7 @@ function buildProgram(): Command {
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
         .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
         .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
+        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
         .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
         .option('-f, --force', 'replace an existing output')
         .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),

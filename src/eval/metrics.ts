@@ -75,8 +75,23 @@ export class MetricAccumulator {
     return this.n;
   }
 
-  get correctCount(): number {
-    return this.correct;
+  /**
+   * The best final score still reachable after `remaining` more samples, for exact early stopping:
+   * all of them right (accuracy, top5), or all of them at zero loss (cross-entropy is never
+   * negative). Undefined for metrics without such a bound (margin).
+   */
+  bestReachable(metric: string, remaining: number): number | undefined {
+    const n = this.n + remaining;
+    switch (metric) {
+      case 'accuracy':
+        return (this.correct + remaining) / n;
+      case 'top5':
+        return (this.top5 + remaining) / n;
+      case 'loss':
+        return this.lossSum / n;
+      default:
+        return undefined;
+    }
   }
 
   result(): Metrics {

@@ -6,8 +6,8 @@ import type * as TF from '@tensorflow/tfjs';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
-import type { CandidateWeights, Evaluation, Evaluator } from './evaluator.js';
-import { METRIC_NAMES, MetricAccumulator, type Metrics } from './metrics.js';
+import type { CandidateWeights, Evaluation, Evaluator, ScoreBound } from './evaluator.js';
+import { METRIC_NAMES, MetricAccumulator, improves, type MetricName, type Metrics } from './metrics.js';
 
 type Tf = typeof TF;
 
@@ -123,26 +123,52 @@ export class TfjsEvaluator implements Evaluator {
     return this.model.weights.map((weight) => ({ name: weight.originalName, shape: weight.shape.map((dim) => dim ?? -1) }));
   }
 
-  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation & { metrics: Metrics; n: number }> {
-    return { metrics: this.scoreOutputs(await this.predict(candidate, signal)), n: this.dataset.n };
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation & { metrics: Metrics; n: number }> {
+    const accumulator = new MetricAccumulator(this.classes, this.probabilities);
+    const { pruned, scored } = await this.run(candidate, signal, (outputs, start, size) => {
+      accumulator.add(outputs, this.dataset.y.subarray(start, start + size));
+      if (bound === undefined) return false;
+      const reachable = accumulator.bestReachable(bound.metric, this.dataset.n - start - size);
+      return reachable !== undefined && !improves(bound.metric, reachable, bound.best, bound.acceptTies);
+    });
+    const metrics = accumulator.result();
+    if (pruned) metrics[bound!.metric as MetricName] = accumulator.bestReachable(bound!.metric, this.dataset.n - scored)!;
+    return { metrics, n: this.dataset.n, scored, pruned };
   }
 
   /** The model's outputs on every sample (n rows of `classes` values), for ensembles. */
   async predict(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array> {
+    const outputs = new Float32Array(this.dataset.n * this.classes);
+    await this.run(candidate, signal, (batch, start) => {
+      outputs.set(batch, start * this.classes);
+      return false;
+    });
+    return outputs;
+  }
+
+  /** Runs the model batch by batch, handing each batch's outputs to `onBatch`, which may stop the run. */
+  private async run(
+    candidate: CandidateWeights,
+    signal: AbortSignal | undefined,
+    onBatch: (outputs: Float32Array, start: number, size: number) => boolean,
+  ): Promise<{ pruned: boolean; scored: number }> {
     const { tf, dataset } = this;
     const tensorsBefore = tf.memory().numTensors;
     await this.load(candidate);
-    const outputs = new Float32Array(dataset.n * this.classes);
-    for (let start = 0; start < dataset.n; start += this.batchSize) {
+    let scored = 0;
+    let pruned = false;
+    for (let start = 0; start < dataset.n && !pruned; start += this.batchSize) {
       throwIfAborted(signal);
       const size = Math.min(this.batchSize, dataset.n - start);
       const batch = tf.tidy(() => this.model.predict(this.inputs.slice(start, size)) as TF.Tensor);
-      outputs.set((await batch.data()) as Float32Array, start * this.classes);
+      const values = (await batch.data()) as Float32Array;
       batch.dispose();
+      scored += size;
+      pruned = onBatch(values, start, size);
     }
     const leaked = tf.memory().numTensors - tensorsBefore;
     if (leaked !== 0) throw new Error(`internal: ${leaked} tensors leaked while scoring a candidate`);
-    return outputs;
+    return { pruned: pruned && scored < dataset.n, scored };
   }
 
   /** Metrics of outputs on this evaluator's data set (a model's, or an ensemble's mean). */

@@ -87,12 +87,28 @@ async function readChecked(checkpoint: Checkpoint, name: string, allowNonFinite:
   return values;
 }
 
-export type ScoreFunction = (candidate: CandidateWeights, label: string) => Promise<number>;
+/** A candidate's score, and how it was reached when the scorer stopped early. */
+export interface Scored {
+  score: number;
+  /** Scoring stopped once the candidate could not beat the bound; `score` is the best it could still reach. */
+  pruned?: boolean;
+  /** Samples run, and samples in the data set. */
+  scored?: number;
+  total?: number;
+}
+
+/**
+ * Scores a candidate. `bound`, when given, is the score to beat: the scorer may stop early once the
+ * candidate provably cannot, which leaves every greedy decision as full scoring would make it.
+ */
+export type ScoreFunction = (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }) => Promise<number | Scored>;
 
 export interface GreedyStep {
   candidate: string;
   score: number;
   accepted: boolean;
+  /** Scoring stopped early: `score` is the best the soup could still have reached. */
+  pruned?: boolean;
 }
 
 export interface GreedyResult {
@@ -103,6 +119,9 @@ export interface GreedyResult {
   soup: RunningSoup;
   score: number;
   evaluations: number;
+  /** Samples run through the model over all evaluations, and those early stopping saved. */
+  samplesScored: number;
+  samplesSaved: number;
 }
 
 export interface GreedyOptions {
@@ -124,18 +143,23 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   const onProgress = options.onProgress ?? ignoreProgress;
   const total = (options.scores === undefined ? checkpoints.length : 0) + checkpoints.length - 1;
   let evaluations = 0;
-  const scoreOne = async (candidate: CandidateWeights, label: string): Promise<number> => {
+  let samplesScored = 0;
+  let samplesSaved = 0;
+  const scoreOne = async (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }): Promise<Scored> => {
     throwIfAborted(options.signal);
     onProgress({ kind: 'score', done: evaluations, total, candidate: label });
-    const value = await score(candidate, label);
+    const value = await score(candidate, label, bound);
+    const scored: Scored = typeof value === 'number' ? { score: value } : value;
     evaluations++;
+    samplesScored += scored.scored ?? 0;
+    samplesSaved += (scored.total ?? 0) - (scored.scored ?? scored.total ?? 0);
     onProgress({ kind: 'score', done: evaluations, total, candidate: label });
-    return value;
+    return scored;
   };
 
   const scores: number[] = [...(options.scores ?? [])];
   if (options.scores === undefined) {
-    for (const checkpoint of checkpoints) scores.push(await scoreOne(ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name));
+    for (const checkpoint of checkpoints) scores.push((await scoreOne(ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name)).score);
   }
 
   const sign = higherIsBetter(options.metric) ? -1 : 1;
@@ -149,13 +173,14 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   const steps: GreedyStep[] = [];
   for (const k of order.slice(1)) {
     const candidate = checkpoints[k]!;
-    const trial = await scoreOne(soup.weights(candidate), `${candidate.name} (+${soup.size} in soup)`);
-    const accepted = improves(options.metric, trial, best, options.acceptTies ?? false);
-    steps.push({ candidate: candidate.name, score: trial, accepted });
+    const acceptTies = options.acceptTies ?? false;
+    const trial = await scoreOne(soup.weights(candidate), `${candidate.name} (+${soup.size} in soup)`, { best, acceptTies });
+    const accepted = !trial.pruned && improves(options.metric, trial.score, best, acceptTies);
+    steps.push({ candidate: candidate.name, score: trial.score, accepted, ...(trial.pruned ? { pruned: true } : {}) });
     if (accepted) {
       await soup.add(candidate);
-      best = trial;
+      best = trial.score;
     }
   }
-  return { scores, steps, soup, score: best, evaluations };
+  return { scores, steps, soup, score: best, evaluations, samplesScored, samplesSaved };
 }

@@ -44,13 +44,28 @@ describe('soup greedy', () => {
     assert.equal(JSON.parse(check.stdout).metrics.accuracy, doc.score, 'the written soup scores what greedy measured');
   });
 
+  it('stops scoring hopeless candidates early, with the same soup as full scoring', async () => {
+    const pruned = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'pruned'), '--json'])).stdout);
+    const full = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'full'), '--json', '--no-prune'])).stdout);
+    assert.deepEqual(pruned.chosen, full.chosen);
+    assert.equal(pruned.score, full.score);
+    assert.deepEqual(pruned.steps.map((s: { accepted: boolean }) => s.accepted), full.steps.map((s: { accepted: boolean }) => s.accepted));
+    const stopped = pruned.steps.find((s: { pruned?: boolean }) => s.pruned);
+    assert.equal(stopped.candidate, 'lr3e-2-s8', 'the soup spoiled by the aggressive run is stopped early');
+    assert.ok(pruned.samplesSaved > 0);
+    assert.equal(pruned.samplesScored + pruned.samplesSaved, full.samplesScored);
+    assert.equal(full.samplesSaved, 0);
+    const diff = await runSoup(['diff', path.join(dir, 'pruned'), path.join(dir, 'full')]);
+    assert.equal(diff.code, 0, 'the two soups are identical');
+  });
+
   it('shows the steps as a table with the chosen list, the score and the output', async () => {
     const out = path.join(dir, 'table-soup');
     const result = await runSoup(['greedy', ingredients, '--val', val, '-o', out, '--metric', 'loss']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^Greedy soup of 8 ingredients, loss on val \(2000 samples\), tfjs \((wasm|node)\)$/m);
     assert.match(result.stdout, /^Steps:\n {2}candidate +score +change\s*\n {2}\S+ +\d\.\d{4} +start$/m);
-    assert.match(result.stdout, /^ {2}lr3e-2-s8 +\d\.\d{4} +\+\d\.\d{4} +left out$/m);
+    assert.match(result.stdout, /^ {2}lr3e-2-s8 +>= \d\.\d{4} +left out \(stopped early\)$/m);
     assert.match(result.stdout, /^Chosen: .+ \(\d of 8\)$/m);
     assert.match(result.stdout, /^Wrote: {2}.*table-soup \(tfjs; recipe and every score in its metadata\)/m);
   });

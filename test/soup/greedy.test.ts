@@ -87,3 +87,47 @@ describe('greedySoup', () => {
     await assert.rejects(greedySoup(list, fakeScore(() => 1).fn, { metric: 'accuracy' }), /b\.safetensors: tensor "w": holds NaN at element 0/);
   });
 });
+
+describe('greedySoup with early stopping', () => {
+  /**
+   * A fake evaluator over 50 samples: sample i is right when a hash of (candidate weight, i) falls
+   * below a rate that peaks at w = 0.5. With a bound it stops, batch by batch, as soon as the
+   * candidate cannot beat it, the way the TF.js evaluator does.
+   */
+  function batchScorer(stopEarly: boolean) {
+    return async (candidate: CandidateWeights, _label: string, bound?: { best: number; acceptTies: boolean }) => {
+      const w = (await candidate.floats('w'))[0]!;
+      const n = 50;
+      let correct = 0;
+      for (let start = 0; start < n; start += 7) {
+        for (let i = start; i < Math.min(n, start + 7); i++) {
+          const hash = Math.abs(Math.sin(w * 7919 + i * 104729)) % 1;
+          if (hash < 1 - Math.abs(w - 0.5)) correct++;
+        }
+        const seen = Math.min(n, start + 7);
+        const reachable = (correct + n - seen) / n;
+        if (stopEarly && bound !== undefined && seen < n && !(reachable > bound.best || (bound.acceptTies && reachable === bound.best))) {
+          return { score: reachable, pruned: true, scored: seen, total: n };
+        }
+      }
+      return { score: correct / n, scored: n, total: n };
+    };
+  }
+
+  it('makes exactly the decisions of full scoring, on random sweeps', async () => {
+    const fc = (await import('fast-check')).default;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 2, maxLength: 7 }), fc.boolean(), async (values, acceptTies) => {
+        const list = await ingredients(values.map(Math.fround));
+        const full = await greedySoup(list, batchScorer(false), { metric: 'accuracy', acceptTies });
+        const pruned = await greedySoup(list, batchScorer(true), { metric: 'accuracy', acceptTies });
+        assert.deepEqual(pruned.soup.chosen.map((c) => c.name), full.soup.chosen.map((c) => c.name));
+        assert.deepEqual(pruned.steps.map((s) => s.accepted), full.steps.map((s) => s.accepted));
+        assert.equal(pruned.score, full.score);
+        assert.equal(pruned.samplesScored + pruned.samplesSaved, full.samplesScored);
+        for (const [i, step] of pruned.steps.entries()) if (step.pruned) assert.ok(step.score >= full.steps[i]!.score, 'a pruned score bounds the full one');
+      }),
+      { numRuns: 40 },
+    );
+  });
+});

@@ -17,7 +17,9 @@ const schema = commonOptions.extend(evaluationOptions.shape).extend({
   force: z.boolean().default(false),
   acceptTies: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
-});
+  /** commander's --no-prune sets prune: false. */
+  prune: z.boolean().default(true),
+}).transform((options) => ({ ...options, noPrune: !options.prune }));
 
 export async function runGreedy(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
@@ -32,7 +34,10 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     try {
       result = await greedySoup(
         checkpoints,
-        async (candidate) => (await evaluator.evaluate(candidate, signal)).metrics[options.metric]!,
+        async (candidate, _label, bound) => {
+          const evaluation = await evaluator.evaluate(candidate, signal, bound === undefined || options.noPrune ? undefined : { metric: options.metric, ...bound });
+          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0 };
+        },
         { metric: options.metric, acceptTies: options.acceptTies, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() },
       );
     } finally {
@@ -68,6 +73,8 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         output: written.path,
         evaluations: result.evaluations,
         samples: dataset?.n ?? null,
+        samplesScored: result.samplesScored,
+        samplesSaved: result.samplesSaved,
         seconds: Number(seconds.toFixed(3)),
         warnings: terminal.warnings,
       });
@@ -88,7 +95,12 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const rows = [[paint.dim('candidate'), paint.dim('score'), paint.dim('change'), ''], [best.name, formatScore(best.score), '', 'start']];
     for (const step of steps) {
       const change = step.score - current;
-      rows.push([step.candidate, formatScore(step.score), `${change >= 0 ? '+' : ''}${formatScore(change)}`, step.accepted ? paint.green('kept') : paint.dim('left out')]);
+      if (step.pruned) {
+        const bound = higherIsBetter(options.metric) ? '<=' : '>=';
+        rows.push([step.candidate, `${bound} ${formatScore(step.score)}`, '', paint.dim('left out (stopped early)')]);
+      } else {
+        rows.push([step.candidate, formatScore(step.score), `${change >= 0 ? '+' : ''}${formatScore(change)}`, step.accepted ? paint.green('kept') : paint.dim('left out')]);
+      }
       if (step.accepted) current = step.score;
     }
     for (const line of table(rows, [false, true, true, false])) terminal.print(`  ${line}`);
@@ -96,6 +108,10 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const gain = result.score - best.score;
     terminal.print(`Chosen: ${chosen.join(', ')} (${chosen.length} of ${checkpoints.length})`);
     terminal.print(`Score:  ${paint.bold(formatScore(result.score))} ${options.metric} (best ingredient ${formatScore(best.score)}, ${gain >= 0 ? '+' : ''}${formatScore(gain)})`);
+    if (result.samplesSaved > 0) {
+      const share = ((100 * result.samplesSaved) / (result.samplesSaved + result.samplesScored)).toFixed(0);
+      terminal.print(`Early stopping skipped ${result.samplesSaved} of ${result.samplesSaved + result.samplesScored} sample evaluations (${share}%), with the same decisions.`);
+    }
     terminal.print(`Wrote:  ${paint.cyan(written.path)} (${output.target.kind}; recipe and every score in its metadata) in ${formatSeconds(seconds)}`);
   } finally {
     terminal.endProgress();
