@@ -7,6 +7,7 @@ import { InputError, UsageError } from '../errors.js';
 import { BACKENDS } from '../eval/backend.js';
 import { CommandEvaluator } from '../eval/command.js';
 import type { Evaluator } from '../eval/evaluator.js';
+import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
 import { METRIC_NAMES } from '../eval/metrics.js';
 
 /** Options of every command that scores checkpoints (greedy, eval). */
@@ -18,6 +19,7 @@ export const evaluationOptions = z.object({
   metric: z.string().min(1).default('accuracy'),
   backend: z.enum(BACKENDS).optional(),
   batchSize: z.coerce.number().int().positive().default(512),
+  jobs: z.coerce.number().int().positive().optional(),
   scale: z.coerce.number().finite().optional(),
   offset: z.coerce.number().finite().optional(),
 });
@@ -26,6 +28,8 @@ export type EvaluationOptions = z.output<typeof evaluationOptions>;
 export interface EvaluationSetup {
   evaluator: Evaluator;
   dataset?: Dataset;
+  /** How to build the same TF.js evaluator in a worker thread (absent for --eval-cmd). */
+  tfjs?: TfjsEvaluatorOptions;
   /** The TF.js backend in use, or "command" for --eval-cmd. */
   backend: string;
 }
@@ -57,13 +61,14 @@ export async function createEvaluator(options: EvaluationOptions, reference: Che
   const dataset = await loadDataset(data, { scale: options.scale, offset: options.offset });
   const { TfjsEvaluator } = await import('../eval/tfjs.js');
   const evaluator = await TfjsEvaluator.create({ modelTopology, modelSource: source, dataset, backend: options.backend, batchSize: options.batchSize });
+  const tfjs: TfjsEvaluatorOptions = { modelTopology, modelSource: source, dataset, backend: evaluator.backend, batchSize: options.batchSize };
   try {
     checkWeightsMatch(evaluator.weightSpecs(), reference, source);
   } catch (error) {
     await evaluator.dispose();
     throw error;
   }
-  return { evaluator, dataset, backend: evaluator.backend };
+  return { evaluator, dataset, tfjs, backend: evaluator.backend };
 }
 
 async function topologyFor(model: string | undefined, reference: Checkpoint): Promise<{ modelTopology: Record<string, unknown>; source: string }> {

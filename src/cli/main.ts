@@ -26,6 +26,7 @@ function withEvaluationOptions(command: Command): Command {
     .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', 'samples per prediction batch', '512')
+    .option('--jobs <n>', 'worker threads for scoring ingredients (default: all cores when scoring is slow enough to pay for them)')
     .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
 }

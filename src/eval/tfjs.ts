@@ -74,7 +74,8 @@ export class TfjsEvaluator implements Evaluator {
   private constructor(
     private readonly tf: Tf,
     private readonly model: TF.LayersModel,
-    private readonly inputs: TF.Tensor,
+    /** The data set cut into batches once: slicing a tensor on the wasm backend copies all of it. */
+    private readonly batches: TF.Tensor[],
     private readonly dataset: Dataset,
     private readonly classes: number,
     private readonly probabilities: boolean,
@@ -113,9 +114,14 @@ export class TfjsEvaluator implements Evaluator {
       model.dispose();
       throw new InputError(dataset.path, `label ${dataset.y[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
     }
-    const inputs = tf.tensor(dataset.x, [dataset.n, ...inputShape], 'float32');
+    const batchSize = options.batchSize ?? 512;
+    const batches: TF.Tensor[] = [];
+    for (let start = 0; start < dataset.n; start += batchSize) {
+      const size = Math.min(batchSize, dataset.n - start);
+      batches.push(tf.tensor(dataset.x.subarray(start * sampleSize, (start + size) * sampleSize), [size, ...inputShape], 'float32'));
+    }
     const probabilities = endsInSoftmax(model);
-    return new TfjsEvaluator(tf, model, inputs, dataset, classes, probabilities, options.batchSize ?? 512, backend);
+    return new TfjsEvaluator(tf, model, batches, dataset, classes, probabilities, batchSize, backend);
   }
 
   /** The model's weight names and shapes, to check a checkpoint against before any scoring. */
@@ -160,7 +166,8 @@ export class TfjsEvaluator implements Evaluator {
     for (let start = 0; start < dataset.n && !pruned; start += this.batchSize) {
       throwIfAborted(signal);
       const size = Math.min(this.batchSize, dataset.n - start);
-      const batch = tf.tidy(() => this.model.predict(this.inputs.slice(start, size)) as TF.Tensor);
+      // predictOnBatch: predict() would cut the batch again into slices of 32, each a full copy on wasm.
+      const batch = tf.tidy(() => this.model.predictOnBatch(this.batches[start / this.batchSize]!) as TF.Tensor);
       const values = (await batch.data()) as Float32Array;
       batch.dispose();
       scored += size;
@@ -201,7 +208,7 @@ export class TfjsEvaluator implements Evaluator {
   }
 
   async dispose(): Promise<void> {
-    this.inputs.dispose();
+    this.tf.dispose(this.batches);
     this.model.dispose();
   }
 }

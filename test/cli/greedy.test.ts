@@ -44,6 +44,16 @@ describe('soup greedy', () => {
     assert.equal(JSON.parse(check.stdout).metrics.accuracy, doc.score, 'the written soup scores what greedy measured');
   });
 
+  it('scores ingredients on two worker threads with --jobs 2, with the same result', async () => {
+    const serial = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'serial'), '--json', '--jobs', '1'])).stdout);
+    const parallel = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'parallel'), '--json', '--jobs', '2'])).stdout);
+    assert.equal(serial.jobs, 1);
+    assert.equal(parallel.jobs, 2);
+    assert.deepEqual(parallel.ingredients, serial.ingredients);
+    assert.deepEqual(parallel.steps, serial.steps);
+    assert.equal(parallel.samplesScored, serial.samplesScored);
+  });
+
   it('stops scoring hopeless candidates early, with the same soup as full scoring', async () => {
     const pruned = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'pruned'), '--json'])).stdout);
     const full = JSON.parse((await runSoup(['greedy', ingredients, '--val', val, '-o', path.join(dir, 'full'), '--json', '--no-prune'])).stdout);

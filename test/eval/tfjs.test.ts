@@ -84,3 +84,30 @@ describe('TfjsEvaluator', () => {
     });
   });
 });
+
+describe('scoring on worker threads', () => {
+  it('gives exactly the scores of serial scoring', async () => {
+    const { scoreInParallel } = await import('../../src/eval/pool.js');
+    const { discoverIngredients } = await import('../../src/checkpoint/discover.js');
+    const ingredients = await discoverIngredients([path.join(fixtures, 'ingredients')]);
+    const options = { modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset: val, backend: 'wasm' as const, batchSize: 512 };
+    const parallel = await scoreInParallel(ingredients, options, { jobs: 2 });
+    const serialEvaluator = await TfjsEvaluator.create(options);
+    for (const [k, found] of ingredients.entries()) {
+      const checkpoint = await TfjsCheckpoint.open(found.path);
+      const serial = await serialEvaluator.evaluate(ingredientWeights(checkpoint));
+      await checkpoint.close();
+      assert.deepEqual(parallel[k], serial, found.name);
+    }
+    await serialEvaluator.dispose();
+  });
+
+  it('reports an ingredient that fails in a worker as the same typed error', async () => {
+    const { scoreInParallel } = await import('../../src/eval/pool.js');
+    const options = { modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset: val, backend: 'wasm' as const };
+    await assert.rejects(scoreInParallel([{ name: 'gone', path: path.join(fixtures, 'no-such-run'), format: 'tfjs' }], options, { jobs: 2 }), {
+      name: 'SoupError',
+      message: /no-such-run\/model\.json: no such file or directory/,
+    });
+  });
+});

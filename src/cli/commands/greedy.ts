@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import { candidateProducer } from '../../eval/evaluator.js';
 import { higherIsBetter } from '../../eval/metrics.js';
+import { scoreIngredients } from '../../eval/pool.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { openIngredients } from '../../soup/ingredients.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
@@ -29,17 +30,37 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
-    const { evaluator, dataset, backend } = await createEvaluator(options, reference);
+    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
     let result;
+    let jobs = 1;
     try {
+      const progress = terminal.progress();
+      const total = checkpoints.length * 2 - 1;
+      const ingredientScores = await scoreIngredients(checkpoints, evaluator, tfjs, {
+        metric: options.metric,
+        jobs: options.jobs,
+        allowNonFinite: options.allowNonfinite,
+        signal,
+        onProgress: (done, _total, candidate) => progress({ kind: 'score', done, total, candidate }),
+      });
+      jobs = ingredientScores.jobs;
       result = await greedySoup(
         checkpoints,
         async (candidate, _label, bound) => {
           const evaluation = await evaluator.evaluate(candidate, signal, bound === undefined || options.noPrune ? undefined : { metric: options.metric, ...bound });
           return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0 };
         },
-        { metric: options.metric, acceptTies: options.acceptTies, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() },
+        {
+          metric: options.metric,
+          acceptTies: options.acceptTies,
+          allowNonFinite: options.allowNonfinite,
+          signal,
+          scores: ingredientScores.scores,
+          onProgress: (event) => progress(event.kind === 'score' ? { ...event, done: event.done + checkpoints.length, total } : event),
+        },
       );
+      result.evaluations += checkpoints.length;
+      result.samplesScored += ingredientScores.samples;
     } finally {
       terminal.endProgress();
       await evaluator.dispose();
@@ -66,6 +87,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         strategy: 'greedy',
         metric: options.metric,
         backend,
+        jobs,
         ingredients,
         steps,
         chosen,
