@@ -247,10 +247,18 @@ export async function writeSafetensors(
   await writeAll(handle, file, encodeSafetensorsHeader(tensors, metadata));
   for (const [index, tensor] of tensors.entries()) {
     let written = 0;
-    for await (const chunk of produce(tensor, index)) {
-      await writeAll(handle, file, chunk);
-      written += chunk.byteLength;
+    // Each chunk is written while the producer computes the next one (chunks stay valid that long).
+    let writing: Promise<void> | undefined;
+    try {
+      for await (const chunk of produce(tensor, index)) {
+        await writing;
+        writing = writeAll(handle, file, chunk);
+        written += chunk.byteLength;
+      }
+    } finally {
+      await writing?.catch(() => {});
     }
+    await writing;
     const expected = storedBytes(tensor);
     if (written !== expected) throw new Error(`internal: tensor ${tensor.name} produced ${written} bytes, expected ${expected}`);
   }

@@ -1,4 +1,5 @@
 /** The arithmetic of soups on plain typed arrays: no I/O, no TensorFlow.js. */
+import { f32ToBf16Bits, f32ToF16Bits, type FloatDType } from '../checkpoint/dtype.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -62,4 +63,78 @@ export function sumBlock(sums: Float64Array, inputs: readonly Values[], weights:
     for (; k + 2 <= inputs.length; k += 2) add2(sums, inputs[k]!, inputs[k + 1]!, base, size, k === 0);
   }
   for (; k < inputs.length; k++) add1(sums, inputs[k]!, weights?.[k] ?? 1, base, size, k === 0);
+}
+
+/** A chunk of output in its dtype, written straight from the float64 sums. */
+export class ChunkOutput {
+  readonly elementBytes: number;
+  readonly bytes: Uint8Array;
+  private readonly f64: Float64Array | undefined;
+  private readonly f32: Float32Array | undefined;
+  private readonly u16: Uint16Array | undefined;
+
+  constructor(
+    buffer: ArrayBufferLike,
+    readonly dtype: FloatDType,
+  ) {
+    this.elementBytes = dtype === 'F64' ? 8 : dtype === 'F32' ? 4 : 2;
+    this.bytes = new Uint8Array(buffer);
+    if (dtype === 'F64') this.f64 = new Float64Array(buffer);
+    else if (dtype === 'F32') this.f32 = new Float32Array(buffer);
+    else this.u16 = new Uint16Array(buffer);
+  }
+
+  /** Writes sums[0..size) / divisor at offset `at`; false if any value is NaN or infinite. */
+  write(sums: Float64Array, size: number, at: number, divisor: number): boolean {
+    let bad = 0;
+    if (this.f32 !== undefined) {
+      const out = this.f32;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = v;
+      }
+    } else if (this.f64 !== undefined) {
+      const out = this.f64;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = v;
+      }
+    } else {
+      const out = this.u16!;
+      const encode = this.dtype === 'F16' ? f32ToF16Bits : f32ToBf16Bits;
+      for (let i = 0; i < size; i++) {
+        const v = sums[i]! / divisor;
+        bad += v - v === 0 ? 0 : 1;
+        out[at + i] = encode(v);
+      }
+    }
+    return bad === 0;
+  }
+}
+
+/** Sums are kept for this many elements at a time, so they stay in the CPU cache while every input is added. */
+export const BLOCK = 4096;
+
+/**
+ * Means of elements [from, to) of a chunk: the inputs added block by block into float64 `sums`, then
+ * written as sum / divisor in the output's dtype. Returns false if any mean is NaN or infinite.
+ */
+export function combineRange(
+  inputs: readonly Values[],
+  weights: readonly number[] | undefined,
+  divisor: number,
+  out: ChunkOutput,
+  from: number,
+  to: number,
+  sums: Float64Array,
+): boolean {
+  let finite = true;
+  for (let base = from; base < to; base += BLOCK) {
+    const size = Math.min(BLOCK, to - base);
+    sumBlock(sums, inputs, weights, base, size);
+    finite = out.write(sums, size, base, divisor) && finite;
+  }
+  return finite;
 }

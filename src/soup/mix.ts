@@ -1,9 +1,11 @@
-import { f32ToBf16Bits, f32ToF16Bits, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
+import { availableParallelism } from 'node:os';
+import { isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { indexOfNonFinite, sumBlock } from './average.js';
+import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite } from './average.js';
+import { KernelHelper } from './parallel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -12,12 +14,14 @@ export interface MixOptions {
   allowNonFinite?: boolean;
   /** Elements per chunk; by default chosen so all read buffers together stay near 48 MB. */
   chunkElements?: number;
+  /** Add up each chunk on two threads (default: when the machine has more than one core). */
+  parallel?: boolean;
 }
 
 /** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond one chunk of output. */
 const READ_BUDGET_BYTES = 48 * 1024 * 1024;
-/** Sums are kept for this many elements at a time, so they stay in the CPU cache while every input is added. */
-const BLOCK = 4096;
+/** Chunks smaller than this are added on the main thread alone: a round trip to the helper would cost more. */
+const PARALLEL_MIN_ELEMENTS = 1 << 16;
 
 /**
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
@@ -37,7 +41,10 @@ export class Mixer {
   /** Two sets of read buffers, one per ingredient each; allocated on first use. */
   private scratch: [ChunkScratch[], ChunkScratch[]] | undefined;
   private readonly sums = new Float64Array(BLOCK);
-  private outBuffer: ArrayBuffer | undefined;
+  /** Two output buffers: the writer writes one chunk while the next is computed into the other. */
+  private outBuffers: [ArrayBufferLike, ArrayBufferLike] | undefined;
+  private readonly parallel: boolean;
+  private helper: KernelHelper | undefined;
 
   constructor(
     private readonly checkpoints: readonly Checkpoint[],
@@ -45,6 +52,7 @@ export class Mixer {
   ) {
     this.onProgress = options.onProgress ?? ignoreProgress;
     this.infos = checkpoints.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
+    this.parallel = options.parallel ?? availableParallelism() > 1;
     this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (2 * 8 * Math.max(1, checkpoints.length)))));
   }
 
@@ -68,7 +76,11 @@ export class Mixer {
     return out;
   }
 
-  /** The mean of one float tensor in `dtype`, chunk by chunk; each chunk is valid until the next is requested. */
+  /**
+   * The mean of one float tensor in `dtype`, chunk by chunk. Chunks alternate between two buffers: a
+   * chunk stays valid until the one after next is requested, so a writer may write one while the
+   * next is computed.
+   */
   async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType): AsyncGenerator<Uint8Array> {
     const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
     if (active.length === 0) throw new Error('internal: a soup needs at least one ingredient with a non-zero coefficient');
@@ -77,7 +89,7 @@ export class Mixer {
     const divisor = equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
-    const out = this.output(Math.min(this.chunk, total), dtype);
+    const outputs = this.outputs(dtype);
 
     const readChunk = (start: number, set: 0 | 1): Promise<(Float32Array | Float64Array)[]> => {
       const count = Math.min(this.chunk, total - start);
@@ -94,13 +106,14 @@ export class Mixer {
     const quietly = <T>(promise: Promise<T>): Promise<T> => (promise.catch(() => {}), promise);
     let pending = total > 0 ? quietly(readChunk(0, 0)) : undefined;
     for (let start = 0, set: 0 | 1 = 0; start < total; start += this.chunk, set = set === 0 ? 1 : 0) {
+      const out = outputs[set];
       throwIfAborted(this.options.signal);
       const inputs = await pending!;
       const next = start + this.chunk;
       // Read the next chunk into the other buffers while this one is added up.
       pending = next < total ? quietly(readChunk(next, set === 0 ? 1 : 0)) : undefined;
       const count = inputs[0]!.length;
-      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      const finite = await this.combine(inputs, equal ? undefined : weights, divisor, out, count);
       if (!finite && !this.options.allowNonFinite) {
         await pending?.catch(() => {});
         await this.blameNonFinite(tensor, coefficients);
@@ -113,20 +126,26 @@ export class Mixer {
    * Adds the inputs block by block into float64 sums and writes sum / divisor in the output dtype.
    * Returns false if any mean is NaN or infinite.
    */
-  private combine(
+  /** Adds up one chunk: the second half on the helper thread while this thread does the first. */
+  private async combine(
     inputs: readonly (Float32Array | Float64Array)[],
     weights: readonly number[] | undefined,
     divisor: number,
     out: ChunkOutput,
     count: number,
-  ): boolean {
-    let finite = true;
-    for (let base = 0; base < count; base += BLOCK) {
-      const size = Math.min(BLOCK, count - base);
-      sumBlock(this.sums, inputs, weights, base, size);
-      finite = out.write(this.sums, size, base, divisor) && finite;
-    }
-    return finite;
+  ): Promise<boolean> {
+    if (!this.parallel || count < PARALLEL_MIN_ELEMENTS) return combineRange(inputs, weights, divisor, out, 0, count, this.sums);
+    this.helper ??= new KernelHelper();
+    const middle = Math.ceil(count / 2 / BLOCK) * BLOCK;
+    const other = this.helper.combine(inputs, weights, divisor, out, middle, count);
+    const mine = combineRange(inputs, weights, divisor, out, 0, middle, this.sums);
+    return (await other) && mine;
+  }
+
+  /** Stops the helper thread. */
+  async close(): Promise<void> {
+    await this.helper?.close();
+    this.helper = undefined;
   }
 
   /**
@@ -173,17 +192,21 @@ export class Mixer {
     };
   }
 
+  /** Shared memory when a helper thread adds half of each chunk, so it reads the very same buffers. */
+  private allocate(bytes: number): ArrayBufferLike {
+    return this.parallel ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+  }
+
   private buffers(): [ChunkScratch[], ChunkScratch[]] {
     this.scratch ??= [0, 1].map(() =>
-      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.chunk * 8), floats: new Float32Array(this.chunk) })),
+      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.allocate(this.chunk * 8)), floats: new Float32Array(this.allocate(this.chunk * 4)) })),
     ) as [ChunkScratch[], ChunkScratch[]];
     return this.scratch;
   }
 
-  private output(count: number, dtype: FloatDType): ChunkOutput {
-    const bytes = count * 8;
-    if (this.outBuffer === undefined || this.outBuffer.byteLength < bytes) this.outBuffer = new ArrayBuffer(Math.max(bytes, this.chunk * 8));
-    return new ChunkOutput(this.outBuffer, dtype);
+  private outputs(dtype: FloatDType): [ChunkOutput, ChunkOutput] {
+    this.outBuffers ??= [this.allocate(this.chunk * 8), this.allocate(this.chunk * 8)];
+    return [new ChunkOutput(this.outBuffers[0], dtype), new ChunkOutput(this.outBuffers[1], dtype)];
   }
 
   private advance(ingredient: number, name: string, elements?: number, total?: number): void {
@@ -209,51 +232,3 @@ export class Mixer {
   }
 }
 
-/** A chunk of output in its dtype, written straight from the float64 sums. */
-class ChunkOutput {
-  readonly elementBytes: number;
-  readonly bytes: Uint8Array;
-  private readonly f64: Float64Array | undefined;
-  private readonly f32: Float32Array | undefined;
-  private readonly u16: Uint16Array | undefined;
-
-  constructor(
-    buffer: ArrayBuffer,
-    private readonly dtype: FloatDType,
-  ) {
-    this.elementBytes = dtype === 'F64' ? 8 : dtype === 'F32' ? 4 : 2;
-    this.bytes = new Uint8Array(buffer);
-    if (dtype === 'F64') this.f64 = new Float64Array(buffer);
-    else if (dtype === 'F32') this.f32 = new Float32Array(buffer);
-    else this.u16 = new Uint16Array(buffer);
-  }
-
-  /** Writes sums[0..size) / divisor at offset `at`; false if any value is NaN or infinite. */
-  write(sums: Float64Array, size: number, at: number, divisor: number): boolean {
-    let bad = 0;
-    if (this.f32 !== undefined) {
-      const out = this.f32;
-      for (let i = 0; i < size; i++) {
-        const v = sums[i]! / divisor;
-        bad += v - v === 0 ? 0 : 1;
-        out[at + i] = v;
-      }
-    } else if (this.f64 !== undefined) {
-      const out = this.f64;
-      for (let i = 0; i < size; i++) {
-        const v = sums[i]! / divisor;
-        bad += v - v === 0 ? 0 : 1;
-        out[at + i] = v;
-      }
-    } else {
-      const out = this.u16!;
-      const encode = this.dtype === 'F16' ? f32ToF16Bits : f32ToBf16Bits;
-      for (let i = 0; i < size; i++) {
-        const v = sums[i]! / divisor;
-        bad += v - v === 0 ? 0 : 1;
-        out[at + i] = encode(v);
-      }
-    }
-    return bad === 0;
-  }
-}

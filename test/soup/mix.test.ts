@@ -109,3 +109,34 @@ describe('Mixer with half and double precision ingredients', () => {
     assert.deepEqual([...decodeFloats(await collect(produce(out[2]!, 2)), 'F64')], [(0.1 + 0.2) / 2], 'F64 keeps double precision');
   });
 });
+
+describe('Mixer on two threads', () => {
+  const big = 300_000;
+  const values = (seed: number) => Array.from({ length: big }, (_, i) => Math.sin(seed * 1000 + i) * 10);
+
+  it('writes exactly the bytes of the single-threaded kernel, chunk boundaries included', async () => {
+    const checkpoints = [
+      await open({ w: { dtype: 'F32', shape: [big], values: values(1) } }),
+      await open({ w: { dtype: 'F32', shape: [big], values: values(2) } }),
+      await open({ w: { dtype: 'F16', shape: [big], bytes: (await import('../../src/checkpoint/dtype.js')).encodeFloats(values(3), 'F16') } }),
+    ];
+    for (const dtype of ['F32', 'BF16'] as const) {
+      const output = { name: 'w', shape: [big], dtype };
+      const serial = new Mixer(checkpoints, { parallel: false, chunkElements: 100_000 });
+      const parallel = new Mixer(checkpoints, { parallel: true, chunkElements: 100_000 });
+      const [a, b] = [await collect(serial.producer([1, 1, 1])(output, 0)), await collect(parallel.producer([1, 1, 1])(output, 0))];
+      await parallel.close();
+      assert.equal(a.byteLength, big * (dtype === 'F32' ? 4 : 2));
+      assert.deepEqual(b, a, dtype);
+    }
+  });
+
+  it('finds a NaN in the half the helper thread adds up', async () => {
+    const withNaN = values(4);
+    withNaN[big - 5] = NaN;
+    const checkpoints = [await open({ w: { dtype: 'F32', shape: [big], values: values(5) } }), await open({ w: { dtype: 'F32', shape: [big], values: withNaN } })];
+    const mixer = new Mixer(checkpoints, { parallel: true });
+    await assert.rejects(collect(mixer.producer([1, 1])({ name: 'w', shape: [big], dtype: 'F32' }, 0)), new RegExp(`tensor "w": holds NaN at element ${big - 5}`));
+    await mixer.close();
+  });
+});
