@@ -1,11 +1,9 @@
-import { availableParallelism } from 'node:os';
 import { isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite } from './average.js';
-import { KernelHelper } from './parallel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -14,21 +12,18 @@ export interface MixOptions {
   allowNonFinite?: boolean;
   /** Elements per chunk; by default chosen so all read buffers together stay near 48 MB. */
   chunkElements?: number;
-  /** Add up each chunk on two threads (default: when the machine has more than one core). */
-  parallel?: boolean;
 }
 
 /** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond one chunk of output. */
 const READ_BUDGET_BYTES = 48 * 1024 * 1024;
-/** Chunks smaller than this are added on the main thread alone: a round trip to the helper would cost more. */
-const PARALLEL_MIN_ELEMENTS = 1 << 16;
 
 /**
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
  * that range from every ingredient into preallocated buffers, then adds all inputs block by block
  * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
- * The next chunk is read while this one is computed, so reading and adding use both cores. Memory
- * holds two chunks per ingredient and one of output, whatever the size of the tensors.
+ * The next chunk is read (on libuv's threads) while this one is added up, and the previous one is
+ * written meanwhile, so reading and adding use both cores. Memory holds two chunks per ingredient and
+ * two of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -42,9 +37,7 @@ export class Mixer {
   private scratch: [ChunkScratch[], ChunkScratch[]] | undefined;
   private readonly sums = new Float64Array(BLOCK);
   /** Two output buffers: the writer writes one chunk while the next is computed into the other. */
-  private outBuffers: [ArrayBufferLike, ArrayBufferLike] | undefined;
-  private readonly parallel: boolean;
-  private helper: KernelHelper | undefined;
+  private outBuffers: [ArrayBuffer, ArrayBuffer] | undefined;
 
   constructor(
     private readonly checkpoints: readonly Checkpoint[],
@@ -52,7 +45,6 @@ export class Mixer {
   ) {
     this.onProgress = options.onProgress ?? ignoreProgress;
     this.infos = checkpoints.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
-    this.parallel = options.parallel ?? availableParallelism() > 1;
     this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (2 * 8 * Math.max(1, checkpoints.length)))));
   }
 
@@ -113,39 +105,13 @@ export class Mixer {
       // Read the next chunk into the other buffers while this one is added up.
       pending = next < total ? quietly(readChunk(next, set === 0 ? 1 : 0)) : undefined;
       const count = inputs[0]!.length;
-      const finite = await this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      const finite = combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums);
       if (!finite && !this.options.allowNonFinite) {
         await pending?.catch(() => {});
         await this.blameNonFinite(tensor, coefficients);
       }
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
-  }
-
-  /**
-   * Adds the inputs block by block into float64 sums and writes sum / divisor in the output dtype.
-   * Returns false if any mean is NaN or infinite.
-   */
-  /** Adds up one chunk: the second half on the helper thread while this thread does the first. */
-  private async combine(
-    inputs: readonly (Float32Array | Float64Array)[],
-    weights: readonly number[] | undefined,
-    divisor: number,
-    out: ChunkOutput,
-    count: number,
-  ): Promise<boolean> {
-    if (!this.parallel || count < PARALLEL_MIN_ELEMENTS) return combineRange(inputs, weights, divisor, out, 0, count, this.sums);
-    this.helper ??= new KernelHelper();
-    const middle = Math.ceil(count / 2 / BLOCK) * BLOCK;
-    const other = this.helper.combine(inputs, weights, divisor, out, middle, count);
-    const mine = combineRange(inputs, weights, divisor, out, 0, middle, this.sums);
-    return (await other) && mine;
-  }
-
-  /** Stops the helper thread. */
-  async close(): Promise<void> {
-    await this.helper?.close();
-    this.helper = undefined;
   }
 
   /**
@@ -192,20 +158,15 @@ export class Mixer {
     };
   }
 
-  /** Shared memory when a helper thread adds half of each chunk, so it reads the very same buffers. */
-  private allocate(bytes: number): ArrayBufferLike {
-    return this.parallel ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
-  }
-
   private buffers(): [ChunkScratch[], ChunkScratch[]] {
     this.scratch ??= [0, 1].map(() =>
-      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.allocate(this.chunk * 8)), floats: new Float32Array(this.allocate(this.chunk * 4)) })),
+      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.chunk * 8), floats: new Float32Array(this.chunk) })),
     ) as [ChunkScratch[], ChunkScratch[]];
     return this.scratch;
   }
 
   private outputs(dtype: FloatDType): [ChunkOutput, ChunkOutput] {
-    this.outBuffers ??= [this.allocate(this.chunk * 8), this.allocate(this.chunk * 8)];
+    this.outBuffers ??= [new ArrayBuffer(this.chunk * 8), new ArrayBuffer(this.chunk * 8)];
     return [new ChunkOutput(this.outBuffers[0], dtype), new ChunkOutput(this.outBuffers[1], dtype)];
   }
 

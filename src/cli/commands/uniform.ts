@@ -20,11 +20,10 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const terminal = new Terminal(options);
   const started = performance.now();
   const checkpoints = await openIngredients(inputs);
-  let mixer: Mixer | undefined;
   try {
     const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
     const names = checkpoints.map((checkpoint) => checkpoint.name);
-    mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
+    const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
     const written = await writeSoup(
       checkpoints,
       output,
@@ -60,7 +59,6 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
     terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind})`);
   } finally {
     terminal.endProgress();
-    await mixer?.close();
     await closeAll(checkpoints);
   }
 }
