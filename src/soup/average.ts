@@ -13,12 +13,6 @@ export function addScaled(sum: Float64Array, values: ArrayLike<number>, weight =
   }
 }
 
-/** sum[i] /= divisor, in place: dividing (not multiplying by 1/n) keeps means of equal values exact. */
-export function divideInPlace(sum: Float64Array, divisor: number): Float64Array {
-  for (let i = 0; i < sum.length; i++) sum[i]! /= divisor;
-  return sum;
-}
-
 /** Index of the first NaN or infinity, or -1. */
 export function indexOfNonFinite(values: ArrayLike<number>): number {
   for (let i = 0; i < values.length; i++) {

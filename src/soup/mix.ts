@@ -57,17 +57,6 @@ export class Mixer {
     );
   }
 
-  /** sum_k c_k x_k / sum_k c_k for one float tensor, whole (for tests and small tensors). */
-  async mean(tensor: TensorInfo, coefficients: readonly number[]): Promise<Float64Array> {
-    const out = new Float64Array(numel(tensor.shape));
-    let at = 0;
-    for await (const chunk of this.stream(tensor, coefficients, 'F64')) {
-      out.set(new Float64Array(chunk.buffer, chunk.byteOffset, chunk.byteLength / 8), at);
-      at += chunk.byteLength / 8;
-    }
-    return out;
-  }
-
   /**
    * The mean of one float tensor in `dtype`, chunk by chunk. Chunks alternate between two buffers: a
    * chunk stays valid until the one after next is requested, so a writer may write one while the

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import type { TensorInfo } from '../../src/checkpoint/types.js';
 import { InputError } from '../../src/errors.js';
 import type { ProgressEvent } from '../../src/progress.js';
 import { planOutput } from '../../src/checkpoint/writer.js';
@@ -9,6 +10,12 @@ import { Mixer } from '../../src/soup/mix.js';
 import { collect, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 
 const dir = await tempDir();
+
+/** The whole mean of one tensor, read back from the mixer's float64 stream. */
+async function meanOf(mixer: Mixer, tensor: TensorInfo, coefficients: number[]): Promise<Float64Array> {
+  const bytes = await collect(mixer.stream(tensor, coefficients, 'F64'));
+  return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+}
 let counter = 0;
 const opened: SafetensorsFile[] = [];
 after(() => Promise.all(opened.map((checkpoint) => checkpoint.close())));
@@ -22,15 +29,15 @@ const weight = (values: number[]): Record<string, RawTensor> => ({ w: { dtype: '
 describe('Mixer', () => {
   it('computes the element-wise mean of three ingredients as by hand', async () => {
     const checkpoints = [await open(weight([1, 2, 3])), await open(weight([4, 5, 6])), await open(weight([7, 8, 10]))];
-    const mean = await new Mixer(checkpoints).mean(checkpoints[0]!.tensors()[0]!, [1, 1, 1]);
+    const mean = await meanOf(new Mixer(checkpoints), checkpoints[0]!.tensors()[0]!, [1, 1, 1]);
     assert.deepEqual([...mean], [4, 5, 19 / 3]);
   });
 
   it('skips ingredients with a zero coefficient and weights the others', async () => {
     const checkpoints = [await open(weight([1, 1])), await open(weight([100, 100])), await open(weight([4, 7]))];
     const mixer = new Mixer(checkpoints);
-    assert.deepEqual([...(await mixer.mean(checkpoints[0]!.tensors()[0]!, [1, 0, 1]))], [2.5, 4]);
-    assert.deepEqual([...(await mixer.mean(checkpoints[0]!.tensors()[0]!, [3, 0, 1]))], [1.75, 2.5]);
+    assert.deepEqual([...(await meanOf(mixer, checkpoints[0]!.tensors()[0]!, [1, 0, 1]))], [2.5, 4]);
+    assert.deepEqual([...(await meanOf(mixer, checkpoints[0]!.tensors()[0]!, [3, 0, 1]))], [1.75, 2.5]);
   });
 
   it('reports progress in bytes read, up to the total', async () => {
@@ -67,7 +74,7 @@ describe('Mixer', () => {
   it('refuses a NaN or infinite weight, naming the file, the tensor and the element', async () => {
     const bad = await open(weight([1, Infinity]));
     const checkpoints = [await open(weight([1, 2])), bad];
-    await assert.rejects(new Mixer(checkpoints).mean(checkpoints[0]!.tensors()[0]!, [1, 1]), (error: unknown) => {
+    await assert.rejects(meanOf(new Mixer(checkpoints), checkpoints[0]!.tensors()[0]!, [1, 1]), (error: unknown) => {
       assert.ok(error instanceof InputError);
       assert.equal(error.message, `${bad.path}: tensor "w": holds Infinity at element 1; a soup of it would be Infinity too`);
       assert.match(error.hint ?? '', /--allow-nonfinite/);
@@ -77,7 +84,7 @@ describe('Mixer', () => {
 
   it('keeps non-finite values when allowed', async () => {
     const checkpoints = [await open(weight([1, 2])), await open(weight([1, NaN]))];
-    const mean = await new Mixer(checkpoints, { allowNonFinite: true }).mean(checkpoints[0]!.tensors()[0]!, [1, 1]);
+    const mean = await meanOf(new Mixer(checkpoints, { allowNonFinite: true }), checkpoints[0]!.tensors()[0]!, [1, 1]);
     assert.equal(mean[0], 1);
     assert.ok(Number.isNaN(mean[1]));
   });
@@ -86,7 +93,7 @@ describe('Mixer', () => {
     const checkpoints = [await open(weight([1])), await open(weight([2]))];
     const controller = new AbortController();
     controller.abort();
-    await assert.rejects(new Mixer(checkpoints, { signal: controller.signal }).mean(checkpoints[0]!.tensors()[0]!, [1, 1]), {
+    await assert.rejects(meanOf(new Mixer(checkpoints, { signal: controller.signal }), checkpoints[0]!.tensors()[0]!, [1, 1]), {
       name: 'InterruptedError',
     });
   });
