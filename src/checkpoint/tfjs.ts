@@ -26,11 +26,11 @@ const weightSchema = z.object({
   quantization: quantizationSchema.optional(),
 });
 const groupSchema = z.object({ paths: z.array(z.string()).min(1), weights: z.array(weightSchema) });
-const modelJsonSchema = z.looseObject({
+const modelJsonSchema = z.object({
   modelTopology: z.record(z.string(), z.unknown()),
   weightsManifest: z.array(groupSchema),
   userDefinedMetadata: z.record(z.string(), z.unknown()).optional(),
-});
+}).passthrough();
 
 export type ModelJson = z.infer<typeof modelJsonSchema>;
 type Quantization = z.infer<typeof quantizationSchema>;

@@ -13,7 +13,7 @@ import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commonOptions, dtypeOption, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
-  output: z.string({ error: 'is required: where to write the soup' }).min(1),
+  output: z.string({ required_error: 'is required: where to write the soup' }).min(1),
   dtype: dtypeOption,
   force: z.boolean().default(false),
   acceptTies: z.boolean().default(false),

@@ -9,7 +9,7 @@ import { Terminal } from '../../report/terminal.js';
 import { commonOptions, dtypeOption, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend({
-  output: z.string({ error: 'is required: where to write the soup' }).min(1),
+  output: z.string({ required_error: 'is required: where to write the soup' }).min(1),
   dtype: dtypeOption,
   force: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
