@@ -1,0 +1,59 @@
+import { higherIsBetter } from '../eval/metrics.js';
+import type { GreedyStep } from '../soup/greedy.js';
+import { formatSeconds, table } from './format.js';
+import { formatScore } from './scores.js';
+import type { Terminal } from './terminal.js';
+
+/** The --json document of `soup greedy` (a contract with CI scripts: fields may be added, never removed). */
+export interface GreedyDocument {
+  strategy: 'greedy';
+  metric: string;
+  backend: string;
+  jobs: number;
+  ingredients: { name: string; path: string; score: number }[];
+  steps: GreedyStep[];
+  chosen: string[];
+  score: number;
+  output: string;
+  evaluations: number;
+  samples: number | null;
+  samplesScored: number;
+  samplesSaved: number;
+  seconds: number;
+  warnings: string[];
+}
+
+/** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
+export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string }): void {
+  const { paint } = terminal;
+  const higher = higherIsBetter(doc.metric);
+  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || (a.name < b.name ? -1 : 1));
+  const best = ranked[0]!;
+  terminal.print(`${paint.bold('Greedy soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
+  terminal.print();
+  terminal.print('Ingredients, best first:');
+  for (const line of table(ranked.map((i) => [i.name, formatScore(i.score)]), [false, true])) terminal.print(`  ${line}`);
+  terminal.print();
+  terminal.print('Steps:');
+  let current = best.score;
+  const rows = [[paint.dim('candidate'), paint.dim('score'), paint.dim('change'), ''], [best.name, formatScore(best.score), '', 'start']];
+  for (const step of doc.steps) {
+    if (step.pruned) {
+      rows.push([step.candidate, `${higher ? '<=' : '>='} ${formatScore(step.score)}`, '', paint.dim('left out (stopped early)')]);
+    } else {
+      const change = step.score - current;
+      rows.push([step.candidate, formatScore(step.score), `${change >= 0 ? '+' : ''}${formatScore(change)}`, step.accepted ? paint.green('kept') : paint.dim('left out')]);
+    }
+    if (step.accepted) current = step.score;
+  }
+  for (const line of table(rows, [false, true, true, false])) terminal.print(`  ${line}`);
+  terminal.print();
+  const gain = doc.score - best.score;
+  terminal.print(`Chosen: ${doc.chosen.join(', ')} (${doc.chosen.length} of ${doc.ingredients.length})`);
+  terminal.print(`Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (best ingredient ${formatScore(best.score)}, ${gain >= 0 ? '+' : ''}${formatScore(gain)})`);
+  if (doc.samplesSaved > 0) {
+    const all = doc.samplesSaved + doc.samplesScored;
+    terminal.print(`Early stopping skipped ${doc.samplesSaved} of ${all} sample evaluations (${((100 * doc.samplesSaved) / all).toFixed(0)}%), with the same decisions.`);
+  }
+  terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; recipe and every score in its metadata) in ${formatSeconds(doc.seconds)}`);
+}
