@@ -38,7 +38,8 @@ export function table(rows: readonly (readonly string[])[], right: readonly bool
         const pad = ' '.repeat(widths[i]! - visibleLength(cell));
         return right[i] ? pad + cell : i === row.length - 1 ? cell : cell + pad;
       })
-      .join('  '),
+      .join('  ')
+      .trimEnd(),
   );
 }
 
