@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SOUP_BIN, TEST_CACHE_HOME } from '../helpers/cli.js';
@@ -69,14 +69,20 @@ describe('interrupts', () => {
     assert.equal(await readFile(out, 'utf8'), 'old soup');
   });
 
-  it('SIGINT at any moment of a uniform soup exits 130 and leaves the old output as it was', async () => {
+  it('SIGINT while the ingredients are being read exits 130 and leaves the old output as it was', async () => {
     const runs = await bigSweep('early', 8, 12_000_000);
     const outDir = path.join(dir, 'early-out');
     await mkdir(outDir);
     const out = path.join(outDir, 'soup.safetensors');
     await writeFile(out, 'old soup');
     const run = start(['uniform', runs, '-o', out, '--force']);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Interrupt once the process holds an ingredient open (Linux shows a process's files in /proc).
+    const readingAnIngredient = async () => {
+      const fds = await readdir(`/proc/${run.child.pid}/fd`).catch(() => []);
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${run.child.pid}/fd/${fd}`).catch(() => '')));
+      return targets.some((target) => target.startsWith(runs));
+    };
+    await waitFor(readingAnIngredient, run.child);
     run.child.kill('SIGINT');
     assert.equal(await run.exit, 130, run.stderr());
     assert.deepEqual(await readdir(outDir), ['soup.safetensors']);
