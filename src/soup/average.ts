@@ -64,18 +64,20 @@ export class ChunkOutput {
   readonly elementBytes: number;
   readonly bytes: Uint8Array;
   private readonly f64: Float64Array | undefined;
-  private readonly f32: Float32Array | undefined;
+  readonly f32: Float32Array | undefined;
   private readonly u16: Uint16Array | undefined;
 
+  /** `region` is 8-byte aligned memory for the chunk (an ArrayBuffer, or a slice of wasm memory). */
   constructor(
-    buffer: ArrayBufferLike,
+    region: Uint8Array,
     readonly dtype: FloatDType,
   ) {
     this.elementBytes = dtype === 'F64' ? 8 : dtype === 'F32' ? 4 : 2;
-    this.bytes = new Uint8Array(buffer);
-    if (dtype === 'F64') this.f64 = new Float64Array(buffer);
-    else if (dtype === 'F32') this.f32 = new Float32Array(buffer);
-    else this.u16 = new Uint16Array(buffer);
+    this.bytes = region;
+    const { buffer, byteOffset, byteLength } = region;
+    if (dtype === 'F64') this.f64 = new Float64Array(buffer, byteOffset, byteLength / 8);
+    else if (dtype === 'F32') this.f32 = new Float32Array(buffer, byteOffset, byteLength / 4);
+    else this.u16 = new Uint16Array(buffer, byteOffset, byteLength / 2);
   }
 
   /** Writes sums[0..size) / divisor at offset `at`; false if any value is NaN or infinite. */

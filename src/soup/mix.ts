@@ -4,6 +4,7 @@ import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../chec
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite } from './average.js';
+import { WasmKernel } from './wasm-kernel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -12,6 +13,8 @@ export interface MixOptions {
   allowNonFinite?: boolean;
   /** Elements per chunk; by default chosen so all read buffers together stay near 48 MB. */
   chunkElements?: number;
+  /** Use the WebAssembly SIMD kernel where it applies (default); false runs the JS kernel only. */
+  simd?: boolean;
 }
 
 /** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond one chunk of output. */
@@ -37,7 +40,9 @@ export class Mixer {
   private scratch: [ChunkScratch[], ChunkScratch[]] | undefined;
   private readonly sums = new Float64Array(BLOCK);
   /** Two output buffers: the writer writes one chunk while the next is computed into the other. */
-  private outBuffers: [ArrayBuffer, ArrayBuffer] | undefined;
+  private outBuffers: [Uint8Array, Uint8Array] | undefined;
+  /** The WebAssembly SIMD kernel, whose memory holds all the buffers above; undefined where unavailable. */
+  private kernel: WasmKernel | undefined | null;
 
   constructor(
     private readonly checkpoints: readonly Checkpoint[],
@@ -94,13 +99,34 @@ export class Mixer {
       // Read the next chunk into the other buffers while this one is added up.
       pending = next < total ? quietly(readChunk(next, set === 0 ? 1 : 0)) : undefined;
       const count = inputs[0]!.length;
-      const finite = combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums);
+      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
       if (!finite && !this.options.allowNonFinite) {
         await pending?.catch(() => {});
         await this.blameNonFinite(tensor, coefficients);
       }
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
+  }
+
+  /**
+   * Means of one chunk: float32 inputs with equal weights into float32 output run in the SIMD kernel
+   * (the common case); anything else, and an odd last element, in the JS kernel. Both compute the
+   * same bits. Returns false if any mean is NaN or infinite.
+   */
+  private combine(
+    inputs: readonly (Float32Array | Float64Array)[],
+    weights: readonly number[] | undefined,
+    divisor: number,
+    out: ChunkOutput,
+    count: number,
+  ): boolean {
+    const kernel = this.kernel;
+    if (kernel && weights === undefined && out.f32 !== undefined && inputs.every((values) => kernel.owns(values))) {
+      const even = count - (count % 2);
+      const finite = kernel.combine(inputs as Float32Array[], divisor, out.f32, even);
+      return combineRange(inputs, weights, divisor, out, even, count, this.sums) && finite;
+    }
+    return combineRange(inputs, weights, divisor, out, 0, count, this.sums);
   }
 
   /**
@@ -147,15 +173,35 @@ export class Mixer {
     };
   }
 
+  /** Read and output buffers, in the SIMD kernel's memory when it is available. */
+  private memory(): (bytes: number) => Uint8Array {
+    if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
+    if (this.kernel === undefined) {
+      const perSet = this.checkpoints.length * (this.chunk * 8 + this.chunk * 4 + 32);
+      this.kernel = WasmKernel.create(2 * perSet + 2 * (this.chunk * 8 + 16)) ?? null;
+    }
+    const kernel = this.kernel;
+    return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
+  }
+
   private buffers(): [ChunkScratch[], ChunkScratch[]] {
-    this.scratch ??= [0, 1].map(() =>
-      this.checkpoints.map(() => ({ bytes: new Uint8Array(this.chunk * 8), floats: new Float32Array(this.chunk) })),
-    ) as [ChunkScratch[], ChunkScratch[]];
+    if (this.scratch === undefined) {
+      const allocate = this.memory();
+      const set = (): ChunkScratch[] =>
+        this.checkpoints.map(() => {
+          const floats = allocate(this.chunk * 4);
+          return { bytes: allocate(this.chunk * 8), floats: new Float32Array(floats.buffer, floats.byteOffset, this.chunk) };
+        });
+      this.scratch = [set(), set()];
+    }
     return this.scratch;
   }
 
   private outputs(dtype: FloatDType): [ChunkOutput, ChunkOutput] {
-    this.outBuffers ??= [new ArrayBuffer(this.chunk * 8), new ArrayBuffer(this.chunk * 8)];
+    if (this.outBuffers === undefined) {
+      const allocate = this.memory();
+      this.outBuffers = [allocate(this.chunk * 8), allocate(this.chunk * 8)];
+    }
     return [new ChunkOutput(this.outBuffers[0], dtype), new ChunkOutput(this.outBuffers[1], dtype)];
   }
 

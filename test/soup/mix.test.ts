@@ -145,3 +145,35 @@ describe('Mixer in chunks', () => {
     await assert.rejects(collect(mixer.producer([1, 1])({ name: 'w', shape: [big], dtype: 'F32' }, 0)), new RegExp(`tensor "w": holds NaN at element ${big - 5}`));
   });
 });
+
+describe('the WebAssembly SIMD kernel', () => {
+  it('computes exactly the bits of the JS kernel, for 1 to 9 ingredients and odd lengths', async () => {
+    const fc = (await import('fast-check')).default;
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 9000 }),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        async (count, length, seed) => {
+          const checkpoints = [];
+          for (let k = 0; k < count; k++) {
+            const values = Array.from({ length }, (_, i) => Math.fround(Math.sin(seed + k * 7919 + i) * 10 ** ((i % 7) - 3)));
+            checkpoints.push(await open({ w: { dtype: 'F32', shape: [length], values } }));
+          }
+          const output = { name: 'w', shape: [length], dtype: 'F32' as const };
+          const ones = checkpoints.map(() => 1);
+          const simd = await collect(new Mixer(checkpoints, { chunkElements: 5000 }).producer(ones)(output, run));
+          const js = await collect(new Mixer(checkpoints, { chunkElements: 5000, simd: false }).producer(ones)(output, run++));
+          assert.deepEqual(simd, js);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it('reports a NaN it meets', async () => {
+    const checkpoints = [await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, 3, 4] } }), await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, NaN, 4] } })];
+    await assert.rejects(collect(new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [4], dtype: 'F32' }, 0)), /holds NaN at element 2/);
+  });
+});
