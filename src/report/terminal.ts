@@ -1,7 +1,11 @@
 import { Chalk, type ChalkInstance } from 'chalk';
-import cliProgress from 'cli-progress';
+import type cliProgressTypes from 'cli-progress';
+import { createRequire } from 'node:module';
 import type { ProgressEvent, ProgressListener } from '../progress.js';
 import { formatBytes } from './format.js';
+
+/** cli-progress is loaded only when a bar is drawn: runs in pipelines and CI never pay for it. */
+const loadProgress = (): typeof cliProgressTypes => createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
 
 export interface OutputMode {
   json?: boolean;
@@ -18,7 +22,7 @@ export class Terminal {
   readonly paint: ChalkInstance;
   readonly json: boolean;
   readonly quiet: boolean;
-  private bar: cliProgress.SingleBar | undefined;
+  private bar: cliProgressTypes.SingleBar | undefined;
   private barKind: ProgressEvent['kind'] | undefined;
   readonly warnings: string[] = [];
 
@@ -65,6 +69,7 @@ export class Terminal {
       if (this.bar === undefined || this.barKind !== event.kind) {
         this.endProgress();
         this.barKind = event.kind;
+        const cliProgress = loadProgress();
         this.bar = new cliProgress.SingleBar(
           { format: '{label} {bar} {percentage}% | {detail}', stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 30 },
           cliProgress.Presets.shades_classic,

@@ -11,14 +11,14 @@ export interface MixOptions {
   signal?: AbortSignal;
   /** Keep NaN and infinities instead of refusing the ingredient that holds them. */
   allowNonFinite?: boolean;
-  /** Elements per chunk; by default chosen so all read buffers together stay near 48 MB. */
+  /** Elements per chunk; by default chosen so all read buffers together stay near 24 MB. */
   chunkElements?: number;
   /** Use the WebAssembly SIMD kernel where it applies (default); false runs the JS kernel only. */
   simd?: boolean;
 }
 
-/** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond one chunk of output. */
-const READ_BUDGET_BYTES = 48 * 1024 * 1024;
+/** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond two chunks of output. */
+const READ_BUDGET_BYTES = 24 * 1024 * 1024;
 
 /**
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
