@@ -17,6 +17,15 @@ function withCommonOptions(command: Command): Command {
     .addOption(new Option('--debug', 'show stack traces of errors'));
 }
 
+/** Options of the commands that write a soup. */
+function withSoupOutputOptions(command: Command): Command {
+  return command
+    .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
+    .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
+    .option('-f, --force', 'replace an existing output')
+    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them');
+}
+
 function withEvaluationOptions(command: Command): Command {
   return command
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
@@ -58,17 +67,13 @@ function buildProgram(): Command {
         '\nExit codes: 0 success, 1 internal error, 2 bad usage or input, 3 CI gate failed, 130 interrupted.\n',
     );
 
-  withCommonOptions(
+  withCommonOptions(withSoupOutputOptions(
     program
       .command('uniform')
       .summary('average every ingredient with equal weight')
       .description('The uniform soup: the element-wise mean of every ingredient, streamed tensor by tensor.')
-      .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-      .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
-      .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
-      .option('-f, --force', 'replace an existing output')
-      .option('--allow-nonfinite', 'average NaN and infinite weights instead of refusing them'),
-  )
+      .argument('<inputs...>', 'checkpoints, or folders of checkpoints'),
+  ))
     .addHelpText(
       'after',
       examples([
@@ -83,8 +88,7 @@ function buildProgram(): Command {
       await runUniform(inputs, options, interrupt.signal);
     });
 
-  withEvaluationOptions(
-    withCommonOptions(
+  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
       program
         .command('greedy')
         .summary('add ingredients best first, keeping each only if the validation score improves')
@@ -93,14 +97,9 @@ function buildProgram(): Command {
             'next ingredient only if the soup\'s score goes up (strictly, as in the paper\'s code; --accept-ties also keeps equal scores).',
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
         .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
-        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
-        .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
-        .option('-f, --force', 'replace an existing output')
-        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
-    ),
-  )
+        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)'),
+  )))
     .addHelpText(
       'after',
       examples([

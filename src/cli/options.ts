@@ -22,6 +22,14 @@ export const dtypeOption = z
   })
   .optional();
 
+/** Options of every command that writes a soup (uniform, greedy). */
+export const soupOutputOptions = z.object({
+  output: z.string({ required_error: 'is required: where to write the soup' }).min(1),
+  dtype: dtypeOption,
+  force: z.boolean().default(false),
+  allowNonfinite: z.boolean().default(false),
+});
+
 /** Validates commander's options object; every problem becomes one `--flag: message` line. */
 export function parseOptions<S extends z.ZodType>(schema: S, options: unknown): z.output<S> {
   const parsed = schema.safeParse(options);

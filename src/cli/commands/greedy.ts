@@ -8,14 +8,10 @@ import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, dtypeOption, parseOptions } from '../options.js';
+import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
-const schema = commonOptions.extend(evaluationOptions.shape).extend({
-  output: z.string({ required_error: 'is required: where to write the soup' }).min(1),
-  dtype: dtypeOption,
-  force: z.boolean().default(false),
+const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
   acceptTies: z.boolean().default(false),
-  allowNonfinite: z.boolean().default(false),
   /** commander's --no-prune sets prune: false. */
   prune: z.boolean().default(true),
 });

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
 import { Mixer } from '../../soup/mix.js';
@@ -6,14 +5,9 @@ import { uniformCoefficients } from '../../soup/uniform.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commonOptions, dtypeOption, parseOptions } from '../options.js';
+import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
-const schema = commonOptions.extend({
-  output: z.string({ required_error: 'is required: where to write the soup' }).min(1),
-  dtype: dtypeOption,
-  force: z.boolean().default(false),
-  allowNonfinite: z.boolean().default(false),
-});
+const schema = commonOptions.extend(soupOutputOptions.shape);
 
 export async function runUniform(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
