@@ -41,10 +41,13 @@ export interface Checkpoint {
   close(): Promise<void>;
 }
 
-/** Reusable buffers for readFloatRange: bytes for count * 8, floats for count elements. */
+/**
+ * Reusable buffers for readFloatRange: bytes for count elements of the widest stored dtype, and
+ * floats for count elements where half-precision values are widened (absent if none are).
+ */
 export interface ChunkScratch {
   bytes: Uint8Array;
-  floats: Float32Array;
+  floats?: Float32Array;
 }
 
 /** What a writer needs to know about each output tensor before any data arrives. */

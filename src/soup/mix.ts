@@ -1,4 +1,4 @@
-import { isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
+import { dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
@@ -17,16 +17,16 @@ export interface MixOptions {
   simd?: boolean;
 }
 
-/** Read buffers, all ingredients together, double-buffered: the memory a soup needs beyond two chunks of output. */
-const READ_BUDGET_BYTES = 24 * 1024 * 1024;
+/** Read buffers, all ingredients together: the memory a soup needs beyond two chunks of output. */
+const READ_BUDGET_BYTES = 12 * 1024 * 1024;
 
 /**
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
  * that range from every ingredient into preallocated buffers, then adds all inputs block by block
  * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
- * The next chunk is read (on libuv's threads) while this one is added up, and the previous one is
- * written meanwhile, so reading and adding use both cores. Memory holds two chunks per ingredient and
- * two of output, whatever the size of the tensors.
+ * Reads complete synchronously (see RangeReader.readInto), so a chunk is read and added on this
+ * thread while the writer writes the previous chunk on libuv's. Memory holds one chunk per
+ * ingredient and two of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -35,9 +35,11 @@ export class Mixer {
   private readonly onProgress: ProgressListener;
   private readonly warnedCopies = new Set<string>();
   private readonly infos: Map<string, TensorInfo>[];
+  /** Per ingredient: bytes per element of its widest stored float dtype, and whether it stores halves to widen. */
+  private readonly readLayouts: { widest: number; widens: boolean }[];
   private readonly chunk: number;
-  /** Two sets of read buffers, one per ingredient each; allocated on first use. */
-  private scratch: [ChunkScratch[], ChunkScratch[]] | undefined;
+  /** Read buffers, one per ingredient; allocated on first use. */
+  private scratch: ChunkScratch[] | undefined;
   private readonly sums = new Float64Array(BLOCK);
   /** Two output buffers: the writer writes one chunk while the next is computed into the other. */
   private outBuffers: [Uint8Array, Uint8Array] | undefined;
@@ -50,7 +52,11 @@ export class Mixer {
   ) {
     this.onProgress = options.onProgress ?? ignoreProgress;
     this.infos = checkpoints.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
-    this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (2 * 8 * Math.max(1, checkpoints.length)))));
+    this.readLayouts = checkpoints.map((checkpoint) => {
+      const sizes = checkpoint.tensors().filter((tensor) => isFloatDType(tensor.dtype)).map((tensor) => dtypeSize(tensor.dtype));
+      return { widest: Math.max(0, ...sizes), widens: sizes.includes(2) };
+    });
+    this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (8 * Math.max(1, checkpoints.length)))));
   }
 
   /** Bytes one full pass with these coefficients will read, for progress totals. */
@@ -77,33 +83,17 @@ export class Mixer {
     const scratch = this.buffers();
     const outputs = this.outputs(dtype);
 
-    const readChunk = (start: number, set: 0 | 1): Promise<(Float32Array | Float64Array)[]> => {
-      const count = Math.min(this.chunk, total - start);
-      return Promise.all(
-        active.map(async (k, j) => {
-          const values = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[set][j]);
-          this.advance(k, tensor.name, count, total);
-          return values;
-        }),
-      );
-    };
-
-    // A read that fails while the consumer is still busy must not become an unhandled rejection.
-    const quietly = <T>(promise: Promise<T>): Promise<T> => (promise.catch(() => {}), promise);
-    let pending = total > 0 ? quietly(readChunk(0, 0)) : undefined;
+    const inputs: (Float32Array | Float64Array)[] = [];
     for (let start = 0, set: 0 | 1 = 0; start < total; start += this.chunk, set = set === 0 ? 1 : 0) {
-      const out = outputs[set];
       throwIfAborted(this.options.signal);
-      const inputs = await pending!;
-      const next = start + this.chunk;
-      // Read the next chunk into the other buffers while this one is added up.
-      pending = next < total ? quietly(readChunk(next, set === 0 ? 1 : 0)) : undefined;
-      const count = inputs[0]!.length;
-      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
-      if (!finite && !this.options.allowNonFinite) {
-        await pending?.catch(() => {});
-        await this.blameNonFinite(tensor, coefficients);
+      const count = Math.min(this.chunk, total - start);
+      for (const [j, k] of active.entries()) {
+        inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
+        this.advance(k, tensor.name, count, total);
       }
+      const out = outputs[set];
+      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
   }
@@ -177,25 +167,26 @@ export class Mixer {
   private memory(): (bytes: number) => Uint8Array {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
-      const perSet = this.checkpoints.length * (this.chunk * 8 + this.chunk * 4 + 32);
-      this.kernel = WasmKernel.create(2 * perSet + 2 * (this.chunk * 8 + 16)) ?? null;
+      const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
+      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16)) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
   }
 
-  private buffers(): [ChunkScratch[], ChunkScratch[]] {
+  private buffers(): ChunkScratch[] {
     if (this.scratch === undefined) {
       const allocate = this.memory();
-      const set = (): ChunkScratch[] =>
-        this.checkpoints.map(() => {
-          const floats = allocate(this.chunk * 4);
-          return { bytes: allocate(this.chunk * 8), floats: new Float32Array(floats.buffer, floats.byteOffset, this.chunk) };
-        });
-      this.scratch = [set(), set()];
+      this.scratch = this.readLayouts.map(({ widest, widens }) => {
+        const bytes = allocate(this.chunk * widest);
+        if (!widens) return { bytes };
+        const floats = allocate(this.chunk * 4);
+        return { bytes, floats: new Float32Array(floats.buffer, floats.byteOffset, this.chunk) };
+      });
     }
     return this.scratch;
   }
+
 
   private outputs(dtype: FloatDType): [ChunkOutput, ChunkOutput] {
     if (this.outBuffers === undefined) {
