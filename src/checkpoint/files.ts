@@ -1,5 +1,5 @@
-import { readSync } from 'node:fs';
-import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, describeFsError } from '../errors.js';
 
@@ -13,8 +13,8 @@ export interface FilePart {
  * most one file open at a time so that many ingredients never exhaust file descriptors.
  */
 export class RangeReader {
-  private handle: FileHandle | undefined;
-  private handlePart = -1;
+  private fd: number | undefined;
+  private fdPart = -1;
   private readonly starts: number[] = [];
   readonly size: number;
 
@@ -35,11 +35,11 @@ export class RangeReader {
   /**
    * Fills `out` with the bytes at `offset`: streaming code reuses its buffers instead of allocating.
    *
-   * The reads are synchronous on purpose. Checkpoints are read from the page cache at about 10 GB/s,
-   * and handing each read to libuv's thread pool costs a thread wake-up (about 65 µs on our 2-core
-   * VMs, more than copying a 512 KB chunk); measured on a soup of 8 × 69 MB, the mixing took
-   * 200 ms with async reads and 90 ms with these. What waits meanwhile is only this process's
-   * event loop, which the writer's awaits hand back to once per chunk.
+   * Opening and reading are synchronous on purpose. Checkpoints are read from the page cache at
+   * about 10 GB/s, and handing each call to libuv's thread pool costs a thread wake-up (about 65 µs
+   * on our 2-core VMs, more than copying a 512 KB chunk); measured on a soup of 8 × 69 MB, the
+   * mixing took 200 ms with async reads and 90 ms with these. What waits meanwhile is only this
+   * process's event loop, which the writer's awaits hand back to once per chunk.
    */
   async readInto(offset: number, out: Uint8Array): Promise<Uint8Array> {
     const length = out.byteLength;
@@ -50,12 +50,12 @@ export class RangeReader {
       const part = this.parts[partIndex]!;
       const within = at - this.starts[partIndex]!;
       const take = Math.min(length - done, part.size - within);
-      const handle = await this.handleFor(partIndex);
+      const fd = this.fdFor(partIndex);
       let got = 0;
       while (got < take) {
         let bytesRead: number;
         try {
-          bytesRead = readSync(handle.fd, out, done + got, take - got, within + got);
+          bytesRead = readSync(fd, out, done + got, take - got, within + got);
         } catch (error) {
           throw new InputError(part.path, `cannot read: ${describeFsError(error)}`, { cause: error });
         }
@@ -68,10 +68,14 @@ export class RangeReader {
   }
 
   async close(): Promise<void> {
-    const handle = this.handle;
-    this.handle = undefined;
-    this.handlePart = -1;
-    await handle?.close();
+    this.closeFd();
+  }
+
+  private closeFd(): void {
+    const fd = this.fd;
+    this.fd = undefined;
+    this.fdPart = -1;
+    if (fd !== undefined) closeSync(fd);
   }
 
   private partAt(offset: number): number {
@@ -88,15 +92,17 @@ export class RangeReader {
     return lo;
   }
 
-  private async handleFor(partIndex: number): Promise<FileHandle> {
-    if (this.handle !== undefined && this.handlePart === partIndex) return this.handle;
-    await this.close();
+  private fdFor(partIndex: number): number {
+    if (this.fd !== undefined && this.fdPart === partIndex) return this.fd;
+    this.closeFd();
     const part = this.parts[partIndex]!;
-    this.handle = await open(part.path, 'r').catch((error: unknown) => {
+    try {
+      this.fd = openSync(part.path, 'r');
+    } catch (error) {
       throw new InputError(part.path, `cannot open: ${describeFsError(error)}`, { cause: error });
-    });
-    this.handlePart = partIndex;
-    return this.handle;
+    }
+    this.fdPart = partIndex;
+    return this.fd;
   }
 }
 
