@@ -99,6 +99,22 @@ describe('SafetensorsFile', () => {
     assert.match(error.message, /tensor "w": unknown or unsupported dtype "F12"/);
   });
 
+  it('refuses a malformed entry, saying which field is wrong', async () => {
+    const cases: [string, RegExp][] = [
+      ['"w":[1,2]', /tensor "w": malformed header entry: entry: expected an object/],
+      ['"w":{"dtype":32,"shape":[1],"data_offsets":[0,4]}', /tensor "w": malformed header entry: dtype: expected a string/],
+      ['"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}', /tensor "w": malformed header entry: shape: expected an array/],
+      ['"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}', /tensor "w": malformed header entry: data_offsets: expected \[begin, end\]/],
+      ['"w":{"dtype":"F32","shape":[1]}', /tensor "w": malformed header entry: data_offsets: expected \[begin, end\]/],
+      ['"w":{"dtype":"F32","shape":[1],"data_offsets":[0,"4"]}', /tensor "w": malformed header entry: data_offsets\.1: expected a non-negative integer/],
+    ];
+    for (const [entry, message] of cases) {
+      const error = await openError(rawSafetensors(`{${entry}}`, [f32([1])]));
+      assert.equal(error.tensor, 'w', entry);
+      assert.match(error.message, message, entry);
+    }
+  });
+
   it('refuses negative or fractional shapes', async () => {
     const negative = await openError(rawSafetensors('{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', [f32([1])]));
     assert.match(negative.message, /tensor "w": malformed header entry: shape\.0: /);

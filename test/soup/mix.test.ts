@@ -137,6 +137,20 @@ describe('Mixer in chunks', () => {
     }
   });
 
+  it('reads one tensor stored as F64, F32 and F16 by different ingredients, each into buffers of its own width', async () => {
+    const { encodeFloats, decodeFloats } = await import('../../src/checkpoint/dtype.js');
+    const stored = [
+      { dtype: 'F64' as const, bytes: encodeFloats(values(6), 'F64') },
+      { dtype: 'F32' as const, bytes: encodeFloats(values(7), 'F32') },
+      { dtype: 'F16' as const, bytes: encodeFloats(values(8), 'F16') },
+    ];
+    const checkpoints = await Promise.all(stored.map(({ dtype, bytes }) => open({ w: { dtype, shape: [big], bytes } })));
+    const mixed = await collect(new Mixer(checkpoints, { chunkElements: 70_001 }).producer([1, 1, 1])({ name: 'w', shape: [big], dtype: 'F32' }, 0));
+    const [a, b, c] = stored.map(({ dtype, bytes }) => decodeFloats(bytes, dtype));
+    const expected = Float32Array.from({ length: big }, (_, i) => (a![i]! + b![i]! + c![i]!) / 3);
+    assert.deepEqual(new Float32Array(mixed.buffer, mixed.byteOffset, big), expected);
+  });
+
   it('finds a NaN in a later chunk and names its element', async () => {
     const withNaN = values(4);
     withNaN[big - 5] = NaN;
