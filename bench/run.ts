@@ -2,7 +2,11 @@
  * `npm run bench`: speed and memory of soup next to baselines measured side by side in one run
  * (runs alternate, several each; medians and ratios). Prints one table and writes bench/results.json.
  *
- *   SOUP_BENCH_RUNS=7 npm run bench     # more runs per command (default 5)
+ *   SOUP_BENCH_RUNS=9 npm run bench     # more runs per command (default 7)
+ *
+ * Where NODE_EXTRA_CA_CERTS is set (these machines set it), every Node process parses that CA bundle
+ * as it starts, before any of soup's code runs: about 75 ms here, against 35 ms for the rest of
+ * Node's start-up. Python does not, so the bench also times soup and `node -e 0` without it.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -15,7 +19,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SOUP = path.join(ROOT, 'bin', 'soup.js');
 const MEASURE = path.join(ROOT, 'bench', 'measure.py');
 const NUMPY_SCRIPT = path.join(ROOT, 'bench', 'numpy_uniform.py');
-const RUNS = Number(process.env.SOUP_BENCH_RUNS ?? 5);
+const NODE_SCRIPT = fileURLToPath(new URL('./node-uniform.js', import.meta.url));
+const RUNS = Number(process.env.SOUP_BENCH_RUNS ?? 7);
+const CA_CERTS = process.env.NODE_EXTRA_CA_CERTS;
+const UNSET_CA = 'NODE_EXTRA_CA_CERTS unset';
+
+function withoutCaCerts(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NODE_EXTRA_CA_CERTS: _unused, ...rest } = env;
+  return rest;
+}
 
 interface Measurement {
   seconds: number;
@@ -31,8 +43,8 @@ const median = (values: number[]): number => {
 };
 
 /** Wall time and peak RSS of one command, measured by a Python wrapper (getrusage of its child). */
-function measure(command: string[], env: NodeJS.ProcessEnv = {}): Measurement {
-  const result = spawnSync('python3', [MEASURE, ...command], { encoding: 'utf8', env: { ...process.env, ...env } });
+function measure(command: string[], env: NodeJS.ProcessEnv = process.env): Measurement {
+  const result = spawnSync('python3', [MEASURE, ...command], { encoding: 'utf8', env });
   if (result.status !== 0) throw new Error(`cannot measure ${command.join(' ')}: ${result.stderr}`);
   const measurement = JSON.parse(result.stdout) as Measurement;
   if (measurement.code !== 0) throw new Error(`${command.join(' ')} failed: ${measurement.stderr}`);
@@ -66,21 +78,23 @@ async function benchUniform(work: string, rows: Row[], results: Record<string, u
   const inputBytes = (await Promise.all(eight.map((f) => stat(f)))).reduce((sum, s) => sum + s.size, 0);
   const out = path.join(work, 'soup.safetensors');
   const cache = path.join(work, 'cache');
-  const soupEnv = { XDG_CACHE_HOME: cache };
+  const soupEnv = { ...process.env, XDG_CACHE_HOME: cache };
   const soup = (inputs: string[]) => [process.execPath, SOUP, 'uniform', ...inputs, '-o', out, '--force', '--quiet'];
   const numpy = findNumpy();
 
   // The first run hashes every ingredient (SHA-256 for the recipe); later runs find the hashes cached.
   await rm(cache, { recursive: true, force: true });
   const cold = measure(soup(eight), soupEnv);
-  const times: Record<string, number[]> = { cat: [], soup: [], numpy: [] };
+  const times: Record<string, number[]> = { cat: [], soup: [], soupWithoutCaCerts: [], node: [], numpy: [] };
   const rss: Record<string, number[]> = { soup: [], soup2: [], numpy: [] };
   for (let run = 0; run < RUNS; run++) {
     times.cat!.push(measure(['cat', ...eight]).seconds);
     const s = measure(soup(eight), soupEnv);
     times.soup!.push(s.seconds);
     rss.soup!.push(s.peakRssBytes);
+    if (CA_CERTS !== undefined) times.soupWithoutCaCerts!.push(measure(soup(eight), withoutCaCerts(soupEnv)).seconds);
     rss.soup2!.push(measure(soup(two), soupEnv).peakRssBytes);
+    times.node!.push(measure([process.execPath, NODE_SCRIPT, path.join(work, 'node.safetensors'), ...eight]).seconds);
     if ('python' in numpy) {
       const n = measure([numpy.python, NUMPY_SCRIPT, path.join(work, 'numpy.safetensors'), ...eight]);
       times.numpy!.push(n.seconds);
@@ -100,9 +114,17 @@ async function benchUniform(work: string, rows: Row[], results: Record<string, u
     rows.push({ name: '  numpy memmap baseline', value: `${numpySeconds.toFixed(3)} s (${gbps(numpySeconds)}), peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB` });
     rows.push({ name: '  soup / numpy', value: (soupSeconds / numpySeconds).toFixed(2), target: '<= 1.0', holds: soupSeconds / numpySeconds <= 1 });
     rows.push({ name: '  soup first run / numpy', value: (cold.seconds / numpySeconds).toFixed(2) });
+    if (CA_CERTS !== undefined) {
+      const clean = median(times.soupWithoutCaCerts!);
+      rows.push({ name: `  soup, ${UNSET_CA}`, value: `${clean.toFixed(3)} s (${gbps(clean)})` });
+      rows.push({ name: `  soup / numpy, ${UNSET_CA}`, value: (clean / numpySeconds).toFixed(2), target: '<= 1.0', holds: clean / numpySeconds <= 1 });
+    }
   } else {
     rows.push({ name: '  numpy memmap baseline', value: `missing: ${numpy.missing}` });
   }
+  const nodeSeconds = median(times.node!);
+  rows.push({ name: '  node baseline (no checks, in place)', value: `${nodeSeconds.toFixed(3)} s (${gbps(nodeSeconds)})` });
+  rows.push({ name: '  soup / node baseline', value: (soupSeconds / nodeSeconds).toFixed(2) });
   const limit = outputBytes + 100e6;
   const peak8 = median(rss.soup!);
   const peak2 = median(rss.soup2!);
@@ -132,15 +154,19 @@ function benchGreedy(work: string, rows: Row[], results: Record<string, unknown>
 function benchStartup(rows: Row[], results: Record<string, unknown>): void {
   const help: number[] = [];
   const bare: number[] = [];
+  const clean: number[] = [];
   for (let run = 0; run < RUNS * 2; run++) {
     bare.push(measure([process.execPath, '-e', '0']).seconds);
     help.push(measure([process.execPath, SOUP, '--help']).seconds);
+    if (CA_CERTS !== undefined) clean.push(measure([process.execPath, '-e', '0'], withoutCaCerts(process.env)).seconds);
   }
+  const ms = (values: number[]): string => `${(median(values) * 1000).toFixed(0)} ms`;
   const ratio = median(help) / median(bare);
-  rows.push({ name: 'soup --help', value: `${(median(help) * 1000).toFixed(0)} ms` });
-  rows.push({ name: '  node -e 0', value: `${(median(bare) * 1000).toFixed(0)} ms` });
+  rows.push({ name: 'soup --help', value: ms(help) });
+  rows.push({ name: '  node -e 0', value: ms(bare) });
+  if (CA_CERTS !== undefined) rows.push({ name: `  node -e 0, ${UNSET_CA}`, value: ms(clean) });
   rows.push({ name: '  soup --help / node -e 0', value: ratio.toFixed(2), target: '< 3', holds: ratio < 3 });
-  results.startup = { helpSeconds: help, nodeSeconds: bare };
+  results.startup = { helpSeconds: help, nodeSeconds: bare, nodeWithoutCaCertsSeconds: clean };
 }
 
 async function main(): Promise<void> {

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -258,31 +259,31 @@ export async function writeSafetensors(
   await writeAll(handle, file, encodeSafetensorsHeader(tensors, metadata));
   for (const [index, tensor] of tensors.entries()) {
     let written = 0;
-    // Each chunk is written while the producer computes the next one (chunks stay valid that long).
-    let writing: Promise<void> | undefined;
-    try {
-      for await (const chunk of produce(tensor, index)) {
-        await writing;
-        writing = writeAll(handle, file, chunk);
-        written += chunk.byteLength;
-      }
-    } finally {
-      await writing?.catch(() => {});
+    for await (const chunk of produce(tensor, index)) {
+      await writeAll(handle, file, chunk);
+      written += chunk.byteLength;
     }
-    await writing;
     const expected = storedBytes(tensor);
     if (written !== expected) throw new Error(`internal: tensor ${tensor.name} produced ${written} bytes, expected ${expected}`);
   }
 }
 
-/** Writes all of `bytes`, at `position` or else at the file's current position. */
+/**
+ * Writes all of `bytes`, at `position` or else at the file's current position. Synchronously, as
+ * RangeReader reads: a write to the page cache costs less than waking a thread-pool thread for it
+ * (measured on a soup of 8 × 69 MB: 15-30 ms faster in all). Long loops yield to the event loop
+ * themselves, so that signals are still handled (Mixer.stream, once per chunk).
+ */
 export async function writeAll(handle: FileHandle, file: string, bytes: Uint8Array, position?: number): Promise<void> {
   let written = 0;
   while (written < bytes.byteLength) {
     const at = position === undefined ? null : position + written;
-    const { bytesWritten } = await handle.write(bytes, written, bytes.byteLength - written, at).catch((error: unknown) => {
+    let bytesWritten: number;
+    try {
+      bytesWritten = writeSync(handle.fd, bytes, written, bytes.byteLength - written, at);
+    } catch (error) {
       throw new OutputError(file, `cannot write: ${describeFsError(error)}`, { cause: error });
-    });
+    }
     written += bytesWritten;
   }
 }

@@ -1,3 +1,4 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
@@ -17,16 +18,16 @@ export interface MixOptions {
   simd?: boolean;
 }
 
-/** Read buffers, all ingredients together: the memory a soup needs beyond two chunks of output. */
+/** Read buffers, all ingredients together: the memory a soup needs beyond one chunk of output. */
 const READ_BUDGET_BYTES = 12 * 1024 * 1024;
 
 /**
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
  * that range from every ingredient into preallocated buffers, then adds all inputs block by block
  * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
- * Reads complete synchronously (see RangeReader.readInto), so a chunk is read and added on this
- * thread while the writer writes the previous chunk on libuv's. Memory holds one chunk per
- * ingredient and two of output, whatever the size of the tensors.
+ * Reads and writes are synchronous (see RangeReader.readInto): on these page-cache speeds, one
+ * thread doing all of it beat handing reads and writes to libuv's threads. Memory holds one chunk
+ * per ingredient and one of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -41,8 +42,8 @@ export class Mixer {
   /** Read buffers, one per ingredient; allocated on first use. */
   private scratch: ChunkScratch[] | undefined;
   private readonly sums = new Float64Array(BLOCK);
-  /** Two output buffers: the writer writes one chunk while the next is computed into the other. */
-  private outBuffers: [Uint8Array, Uint8Array] | undefined;
+  /** The output chunk; the writer writes it before asking for the next. */
+  private outBuffer: Uint8Array | undefined;
   /** The WebAssembly SIMD kernel, whose memory holds all the buffers above; undefined where unavailable. */
   private kernel: WasmKernel | undefined | null;
 
@@ -68,11 +69,7 @@ export class Mixer {
     );
   }
 
-  /**
-   * The mean of one float tensor in `dtype`, chunk by chunk. Chunks alternate between two buffers: a
-   * chunk stays valid until the one after next is requested, so a writer may write one while the
-   * next is computed.
-   */
+  /** The mean of one float tensor in `dtype`, chunk by chunk; a chunk stays valid until the next is requested. */
   async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType): AsyncGenerator<Uint8Array> {
     const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
     if (active.length === 0) throw new Error('internal: a soup needs at least one ingredient with a non-zero coefficient');
@@ -81,17 +78,18 @@ export class Mixer {
     const divisor = equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
-    const outputs = this.outputs(dtype);
+    const out = this.output(dtype);
 
     const inputs: (Float32Array | Float64Array)[] = [];
-    for (let start = 0, set: 0 | 1 = 0; start < total; start += this.chunk, set = set === 0 ? 1 : 0) {
+    for (let start = 0; start < total; start += this.chunk) {
+      // Reads and writes are synchronous: let the event loop run, to see a Ctrl-C or draw progress.
+      await yieldToEventLoop();
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
       for (const [j, k] of active.entries()) {
         inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
         this.advance(k, tensor.name, count, total);
       }
-      const out = outputs[set];
       const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
       if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
       yield out.bytes.subarray(0, count * out.elementBytes);
@@ -168,7 +166,7 @@ export class Mixer {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
-      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16)) ?? null;
+      this.kernel = WasmKernel.create(reads + this.chunk * 8 + 16) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
@@ -188,12 +186,9 @@ export class Mixer {
   }
 
 
-  private outputs(dtype: FloatDType): [ChunkOutput, ChunkOutput] {
-    if (this.outBuffers === undefined) {
-      const allocate = this.memory();
-      this.outBuffers = [allocate(this.chunk * 8), allocate(this.chunk * 8)];
-    }
-    return [new ChunkOutput(this.outBuffers[0], dtype), new ChunkOutput(this.outBuffers[1], dtype)];
+  private output(dtype: FloatDType): ChunkOutput {
+    this.outBuffer ??= this.memory()(this.chunk * 8);
+    return new ChunkOutput(this.outBuffer, dtype);
   }
 
   private advance(ingredient: number, name: string, elements?: number, total?: number): void {
