@@ -39,7 +39,7 @@ export class RangeReader {
    * about 10 GB/s, and handing each call to libuv's thread pool costs a thread wake-up (about 65 µs
    * on our 2-core VMs, more than copying a 512 KB chunk); measured on a soup of 8 × 69 MB, the
    * mixing took 200 ms with async reads and 90 ms with these. What waits meanwhile is only this
-   * process's event loop, which the writer's awaits hand back to once per chunk.
+   * process's event loop, which the mixer lets run once per chunk.
    */
   async readInto(offset: number, out: Uint8Array): Promise<Uint8Array> {
     const length = out.byteLength;

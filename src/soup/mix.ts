@@ -18,7 +18,10 @@ export interface MixOptions {
   simd?: boolean;
 }
 
-/** Read buffers, all ingredients together: the memory a soup needs beyond one chunk of output. */
+/**
+ * Read buffers of all ingredients together, sized for float64 inputs (float32 ones fill half): the
+ * memory a soup needs beyond one chunk of output.
+ */
 const READ_BUDGET_BYTES = 12 * 1024 * 1024;
 
 /**
