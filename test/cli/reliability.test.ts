@@ -88,6 +88,24 @@ describe('interrupts', () => {
     assert.deepEqual(await readdir(outDir), ['soup.safetensors']);
     assert.equal(await readFile(out, 'utf8'), 'old soup');
   });
+
+  it('SIGINT in the middle of mixing, with no hashing left to wait for, exits 130 and leaves the old output as it was', async () => {
+    // With the hashes cached the soup never waits on a worker: reads and writes are synchronous, and
+    // only the mixer's own pauses let the signal through before the output is renamed into place.
+    const runs = await bigSweep('cached', 4, 16_000_000);
+    const outDir = path.join(dir, 'cached-out');
+    await mkdir(outDir);
+    const out = path.join(outDir, 'soup.safetensors');
+    const first = start(['uniform', runs, '-o', out]);
+    assert.equal(await first.exit, 0, first.stderr());
+    await writeFile(out, 'old soup');
+    const run = start(['uniform', runs, '-o', out, '--force']);
+    await waitFor(async () => (await readdir(outDir)).length > 1, run.child);
+    run.child.kill('SIGINT');
+    assert.equal(await run.exit, 130, run.stderr());
+    assert.deepEqual(await readdir(outDir), ['soup.safetensors']);
+    assert.equal(await readFile(out, 'utf8'), 'old soup');
+  });
 });
 
 describe('write errors', () => {
