@@ -73,13 +73,12 @@ export interface WriteResult {
 export async function writeCheckpoint(
   target: OutputTarget,
   tensors: readonly OutputTensor[],
-  metadata: MetadataSource | Record<string, string>,
+  metadata: MetadataSource,
   produce: TensorProducer,
 ): Promise<WriteResult> {
   const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const source = 'resolve' in metadata && typeof metadata.resolve === 'function' ? (metadata as MetadataSource) : fixedMetadata(metadata as Record<string, string>);
-    const files = await writeTo(temp, target, tensors, source, produce);
+    const files = await writeTo(temp, target, tensors, metadata, produce);
     await replace(temp, target.path);
     const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };

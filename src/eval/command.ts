@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { chooseOutput, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
+import { chooseOutput, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import { candidateProducer, type CandidateWeights, type Evaluation, type Evaluator } from './evaluator.js';
 
@@ -95,7 +95,7 @@ export class CommandEvaluator implements Evaluator {
     const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
     const temp = path.join(tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${suffix}`);
     try {
-      await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), { ...reference.metadata }, candidateProducer(candidate));
+      await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
       const stdout = await this.run(temp, signal);
       try {
         return { metrics: parseCommandOutput(stdout, this.options.metric) };

@@ -3,7 +3,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { checkOutputPath, writeCheckpoint } from '../../src/checkpoint/writer.js';
+import { checkOutputPath, fixedMetadata, writeCheckpoint } from '../../src/checkpoint/writer.js';
 import { UsageError } from '../../src/errors.js';
 import { f32, tempDir, once } from '../helpers/files.js';
 
@@ -32,7 +32,7 @@ describe('writeCheckpoint', () => {
     const out = path.join(dir, 'folder-out');
     await mkdir(out);
     await writeFile(path.join(out, 'stale.txt'), 'old');
-    const result = await writeCheckpoint({ kind: 'safetensors-folder', path: out }, tensors, {}, () => once(f32([1, 2])));
+    const result = await writeCheckpoint({ kind: 'safetensors-folder', path: out }, tensors, fixedMetadata({}), () => once(f32([1, 2])));
     assert.deepEqual(await readdir(out), ['model.safetensors']);
     assert.deepEqual(result.files, [path.join(out, 'model.safetensors')]);
     const back = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
@@ -44,7 +44,7 @@ describe('writeCheckpoint', () => {
   it('removes its temporary file when producing a tensor fails', async () => {
     const out = path.join(dir, 'failing.safetensors');
     await assert.rejects(
-      writeCheckpoint({ kind: 'safetensors', path: out }, tensors, {}, async function* () {
+      writeCheckpoint({ kind: 'safetensors', path: out }, tensors, fixedMetadata({}), async function* () {
         yield f32([1]);
         throw new Error('boom');
       }),
