@@ -247,7 +247,7 @@ export type TensorProducer = (tensor: OutputTensor, index: number) => AsyncItera
 
 /**
  * Writes one safetensors file to an open handle, pulling each tensor's bytes from `produce` in order,
- * so only a chunk of one tensor is in memory at a time.
+ * so only a chunk of one tensor is in memory at a time. Returns the header it wrote.
  */
 export async function writeSafetensors(
   handle: FileHandle,
@@ -255,8 +255,9 @@ export async function writeSafetensors(
   tensors: readonly OutputTensor[],
   metadata: Record<string, string>,
   produce: TensorProducer,
-): Promise<void> {
-  await writeAll(handle, file, encodeSafetensorsHeader(tensors, metadata));
+): Promise<Uint8Array> {
+  const header = encodeSafetensorsHeader(tensors, metadata);
+  await writeAll(handle, file, header);
   for (const [index, tensor] of tensors.entries()) {
     let written = 0;
     for await (const chunk of produce(tensor, index)) {
@@ -266,6 +267,7 @@ export async function writeSafetensors(
     const expected = storedBytes(tensor);
     if (written !== expected) throw new Error(`internal: tensor ${tensor.name} produced ${written} bytes, expected ${expected}`);
   }
+  return header;
 }
 
 /**

@@ -138,8 +138,7 @@ async function writeSafetensorsFile(
 ): Promise<void> {
   const handle = await openForWrite(file);
   try {
-    const placeholder = encodeSafetensorsHeader(tensors, metadata.placeholder);
-    await writeSafetensors(handle, file, tensors, metadata.placeholder, produce);
+    const placeholder = await writeSafetensors(handle, file, tensors, metadata.placeholder, produce);
     const header = encodeSafetensorsHeader(tensors, await metadata.resolve());
     if (header.byteLength !== placeholder.byteLength) throw new Error('internal: the final metadata does not fit the space kept for it');
     if (Buffer.compare(header, placeholder) !== 0) await writeAll(handle, file, header, 0);
