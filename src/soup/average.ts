@@ -23,7 +23,6 @@ export function indexOfNonFinite(values: ArrayLike<number>): number {
   return -1;
 }
 
-
 type Values = Float32Array | Float64Array;
 
 /*

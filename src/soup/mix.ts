@@ -12,7 +12,7 @@ export interface MixOptions {
   signal?: AbortSignal;
   /** Keep NaN and infinities instead of refusing the ingredient that holds them. */
   allowNonFinite?: boolean;
-  /** Elements per chunk; by default chosen so all read buffers together stay near 24 MB. */
+  /** Elements per chunk; by default chosen so all read buffers together stay within READ_BUDGET_BYTES. */
   chunkElements?: number;
   /** Use the WebAssembly SIMD kernel where it applies (default); false runs the JS kernel only. */
   simd?: boolean;
@@ -187,7 +187,6 @@ export class Mixer {
     }
     return this.scratch;
   }
-
 
   private output(dtype: FloatDType): ChunkOutput {
     this.outBuffer ??= this.memory()(this.chunk * 8);
