@@ -1,4 +1,3 @@
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
@@ -85,8 +84,6 @@ export class Mixer {
 
     const inputs: (Float32Array | Float64Array)[] = [];
     for (let start = 0; start < total; start += this.chunk) {
-      // Reads and writes are synchronous: let the event loop run, to see a Ctrl-C or draw progress.
-      await yieldToEventLoop();
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
       for (const [j, k] of active.entries()) {

@@ -21,10 +21,19 @@ async function bigSweep(name: string, count: number, floats: number): Promise<st
 
 function start(args: string[], env: NodeJS.ProcessEnv = {}) {
   const child = spawn(process.execPath, [SOUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, ...env } });
+  let stdout = '';
   let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
-  return { child, exit, stderr: () => stderr };
+  return { child, exit, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Whether the process holds a file under `prefix` open (Linux shows a process's files in /proc). */
+async function holdsOpen(pid: number | undefined, prefix: string): Promise<boolean> {
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => []);
+  const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return targets.some((target) => target.startsWith(prefix));
 }
 
 async function waitFor(condition: () => Promise<boolean>, child: { exitCode: number | null }): Promise<void> {
@@ -76,13 +85,7 @@ describe('interrupts', () => {
     const out = path.join(outDir, 'soup.safetensors');
     await writeFile(out, 'old soup');
     const run = start(['uniform', runs, '-o', out, '--force']);
-    // Interrupt once the process holds an ingredient open (Linux shows a process's files in /proc).
-    const readingAnIngredient = async () => {
-      const fds = await readdir(`/proc/${run.child.pid}/fd`).catch(() => []);
-      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${run.child.pid}/fd/${fd}`).catch(() => '')));
-      return targets.some((target) => target.startsWith(runs));
-    };
-    await waitFor(readingAnIngredient, run.child);
+    await waitFor(() => holdsOpen(run.child.pid, runs), run.child);
     run.child.kill('SIGINT');
     assert.equal(await run.exit, 130, run.stderr());
     assert.deepEqual(await readdir(outDir), ['soup.safetensors']);
@@ -105,6 +108,23 @@ describe('interrupts', () => {
     assert.equal(await run.exit, 130, run.stderr());
     assert.deepEqual(await readdir(outDir), ['soup.safetensors']);
     assert.equal(await readFile(out, 'utf8'), 'old soup');
+  });
+});
+
+describe('interrupting commands that only read', () => {
+  it('SIGINT while diffing two checkpoints stops before the report, with exit 130', async () => {
+    // Reads are synchronous: the signal is seen only because the reader lets the event loop run.
+    const folder = path.join(dir, 'diff');
+    const tensors = (fill: number) =>
+      Object.fromEntries(Array.from({ length: 16 }, (_, k) => [`t${k}`, { dtype: 'F32' as const, shape: [2_000_000], bytes: new Uint8Array(8_000_000).fill(fill) }]));
+    const a = await writeSafetensorsFile(path.join(folder, 'a.safetensors'), tensors(1));
+    const b = await writeSafetensorsFile(path.join(folder, 'b.safetensors'), tensors(2));
+    const run = start(['diff', a, b]);
+    await waitFor(() => holdsOpen(run.child.pid, folder), run.child);
+    run.child.kill('SIGINT');
+    assert.equal(await run.exit, 130, run.stderr());
+    assert.match(run.stderr(), /interrupted by SIGINT/);
+    assert.equal(run.stdout(), '', 'no report of a diff that did not finish');
   });
 });
 
