@@ -101,6 +101,10 @@ export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint
       return ShardedSafetensors.open(ingredient.path, ingredient.name);
     case 'tfjs':
       return TfjsCheckpoint.open(ingredient.path, ingredient.name);
+    case 'pytorch':
+    case 'pytorch-sharded':
+    case 'onnx':
+      throw new InputError(ingredient.path, `${ingredient.format} checkpoints cannot be read yet`);
   }
 }
 

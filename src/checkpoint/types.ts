@@ -1,6 +1,6 @@
 import type { DType } from './dtype.js';
 
-export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs';
+export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs' | 'pytorch' | 'pytorch-sharded' | 'onnx';
 
 export interface TensorInfo {
   name: string;
@@ -11,6 +11,11 @@ export interface TensorInfo {
   storedBytes: number;
   /** How the tensor is stored when it differs from `dtype`, e.g. "uint8 quantized". */
   storage?: string;
+  /**
+   * An earlier tensor this one shares its storage with (same storage, offset, shape and strides), as
+   * PyTorch's tied weights do; a writer that can store aliases (torch.save) stores the data once.
+   */
+  tiedTo?: string;
 }
 
 /**
@@ -38,6 +43,8 @@ export interface Checkpoint {
   readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array>;
   /** Values exactly as `dtype` stores them, little-endian: for tensors that are copied, not averaged. */
   readBytes(name: string): Promise<Uint8Array>;
+  /** Which shard file (by name) holds each tensor, for sharded checkpoints, so a writer can keep the layout. */
+  shardLayout?(): Map<string, string>;
   close(): Promise<void>;
 }
 
