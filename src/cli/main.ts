@@ -23,7 +23,9 @@ function withSoupOutputOptions(command: Command): Command {
     .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
     .option('-f, --force', 'replace an existing output')
-    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them');
+    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
+    .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
+    .option('--no-card', 'no README.md model card in a folder output');
 }
 
 function withEvaluationOptions(command: Command): Command {
@@ -206,6 +208,23 @@ function buildProgram(): Command {
     .action(async (inputs: string[], options: unknown) => {
       const { runInspect } = await import('./commands/inspect.js');
       await runInspect(inputs, options);
+    });
+
+  withCommonOptions(
+    program
+      .command('card')
+      .summary('print the model card (README.md) of a soup, from the recipe in its metadata')
+      .description(
+        'Prints the Hugging Face model card of a soup made by soup: the same README.md a folder output gets, rendered from ' +
+          'the recipe stored in the weights\' metadata (method, metric, every ingredient with its score, greedy\'s steps, ' +
+          'the command that made it).',
+      )
+      .argument('<soup>', 'a soup written by soup uniform, greedy or compare --save-dir'),
+  )
+    .addHelpText('after', examples(['soup card soup.safetensors > README.md', 'soup card soup.safetensors --json | jq -r .card']))
+    .action(async (input: string, options: unknown) => {
+      const { runCard } = await import('./commands/card.js');
+      await runCard(input, options);
     });
 
   return program;

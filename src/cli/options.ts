@@ -28,7 +28,15 @@ export const soupOutputOptions = z.object({
   dtype: dtypeOption,
   force: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
+  copyFrom: z.string().min(1).optional(),
+  /** commander's --no-card sets card: false. */
+  card: z.boolean().default(true),
 });
+
+/** The arguments after `soup`, recorded in the recipe so the model card can show how to make the soup again. */
+export function commandArguments(): string[] {
+  return process.argv.slice(2);
+}
 
 /** Validates commander's options object; every problem becomes one `--flag: message` line. */
 export function parseOptions<S extends z.ZodType>(schema: S, options: unknown): z.output<S> {

@@ -1,4 +1,5 @@
 import { higherIsBetter } from '../eval/metrics.js';
+import { compareNatural } from '../natural-order.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from './scores.js';
@@ -27,7 +28,7 @@ export interface GreedyDocument {
 export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string }): void {
   const { paint } = terminal;
   const higher = higherIsBetter(doc.metric);
-  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || (a.name < b.name ? -1 : 1));
+  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || compareNatural(a.name, b.name));
   const best = ranked[0]!;
   terminal.print(`${paint.bold('Greedy soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
   terminal.print();

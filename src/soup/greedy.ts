@@ -136,7 +136,7 @@ export interface GreedyOptions {
 
 /**
  * The greedy soup as the paper's reference code runs it: score every ingredient, sort best first
- * (ties by name), start from the best, and keep each next ingredient only if the soup's score
+ * (ties in ingredient order: natural name order, as discovered), start from the best, and keep each next ingredient only if the soup's score
  * strictly improves (or ties, with acceptTies). One evaluation per ingredient and one per step.
  */
 export async function greedySoup(checkpoints: readonly Checkpoint[], score: ScoreFunction, options: GreedyOptions): Promise<GreedyResult> {

@@ -4,11 +4,11 @@ import { candidateProducer } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { openIngredients } from '../../soup/ingredients.js';
-import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
   acceptTies: z.boolean().default(false),
@@ -24,6 +24,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
+    for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
     let result;
     let jobs = 1;
@@ -73,6 +74,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         steps,
         ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
       },
+      command: commandArguments(),
     }, signal);
     const seconds = (performance.now() - started) / 1000;
     const document: GreedyDocument = {
