@@ -37,7 +37,8 @@ function withEvaluationOptions(command: Command): Command {
     .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', 'samples per prediction batch', '512')
-    .option('--jobs <n>', 'worker threads for scoring ingredients (default: all cores when scoring is slow enough to pay for them)')
+    .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
+    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
     .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
 }
@@ -100,7 +101,8 @@ function buildProgram(): Command {
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
         .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
-        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)'),
+        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
+        .option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run scores nothing it has scored before'),
   )))
     .addHelpText(
       'after',
@@ -108,6 +110,7 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --val data/val -o soup',
         'soup greedy ./ckpts --val val.npz --metric loss -o soup',
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
+        'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir /shared/tmp --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
       ]),
     )

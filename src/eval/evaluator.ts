@@ -1,6 +1,6 @@
 import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
-import type { TensorInfo } from '../checkpoint/types.js';
+import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 
 /**
  * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
@@ -13,6 +13,8 @@ export interface CandidateWeights {
   floats(name: string): Promise<Float32Array>;
   /** Stored bytes of an integer or bool tensor (copied, never averaged). */
   bytes(name: string): Promise<Uint8Array>;
+  /** What the candidate is made of, when it is a weighted mean of ingredients: the key of the score cache. */
+  readonly parts?: readonly { checkpoint: Checkpoint; weight: number }[];
 }
 
 export interface Evaluation {
@@ -38,6 +40,8 @@ export interface Evaluator {
   readonly description: string;
   /** Metric names this evaluator reports. */
   readonly metrics: readonly string[];
+  /** evaluate() may be called again before an earlier call has finished (each call is independent). */
+  readonly concurrent?: boolean;
   evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation>;
   /** Raw model outputs, when the evaluator runs the model itself (needed for output ensembles). */
   predict?(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array>;
