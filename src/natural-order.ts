@@ -15,11 +15,6 @@ export function compareNatural(a: string, b: string): number {
   return left.length - right.length || compareCodeUnits(a, b);
 }
 
-/** Sorts a copy of `items` in natural order of `name(item)`. */
-export function sortNatural<T>(items: readonly T[], name: (item: T) => string): T[] {
-  return [...items].sort((a, b) => compareNatural(name(a), name(b)));
-}
-
 function splitRuns(text: string): string[] {
   return text.match(/\d+|\D+/g) ?? [];
 }
