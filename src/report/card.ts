@@ -2,12 +2,16 @@ import { shellQuote } from '../eval/command.js';
 import type { Recipe } from '../soup/recipe.js';
 import { formatScore } from './scores.js';
 
+/** Where the recorded command line had the output path: the card puts the path of the soup it describes there. */
+export const OUTPUT_PLACEHOLDER = '{output}';
+
 /**
  * A Hugging Face model card (README.md) for a soup, rendered from its recipe alone, so that the card
  * written into a folder output and `soup card` on any output say the same. Any method's recipe
  * renders: a score column appears when ingredients have scores, a weight column when they have weights.
+ * `output` is the soup's path as the user gave it, shown in the command that makes it again.
  */
-export function renderCard(recipe: Recipe, name: string): string {
+export function renderCard(recipe: Recipe, name: string, output: string = name): string {
   const metric = typeof recipe.metric === 'string' ? recipe.metric : undefined;
   const lines = [...frontMatter(recipe), '', `# ${name}`, '', summary(recipe), '', '## Recipe', ''];
   lines.push(`- Method: ${methodDescription(recipe)}`);
@@ -20,7 +24,7 @@ export function renderCard(recipe: Recipe, name: string): string {
   const steps = greedySteps(recipe, metric);
   if (steps.length > 0) lines.push('', '### Greedy steps', '', ...steps);
   lines.push('', '## Reproduce', '');
-  if (Array.isArray(recipe.command)) lines.push('```sh', commandLine(recipe.command as string[]), '```', '');
+  if (Array.isArray(recipe.command)) lines.push('```sh', commandLine((recipe.command as string[]).map((arg) => arg.replaceAll(OUTPUT_PLACEHOLDER, output))), '```', '');
   lines.push(
     `Made with ${recipe.tool} ${recipe.version}. The recipe, with the SHA-256 of every ingredient file, is stored in the ` +
       'weights\' metadata under `soup.recipe`; `soup card` prints this card from it.',

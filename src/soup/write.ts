@@ -129,6 +129,6 @@ function folderFiles(output: PreparedOutput, finalRecipe: () => Promise<Recipe>)
   const files = output.modelFiles;
   if (files === undefined || !isFolderOutput(output.target)) return new Map();
   const extra = new Map<string, string | (() => Promise<Uint8Array>)>(files.companions.files);
-  if (files.card) extra.set('README.md', async () => new TextEncoder().encode(renderCard(await finalRecipe(), path.basename(path.resolve(output.target.path)))));
+  if (files.card) extra.set('README.md', async () => new TextEncoder().encode(renderCard(await finalRecipe(), path.basename(path.resolve(output.target.path)), output.target.path)));
   return extra;
 }

@@ -90,6 +90,11 @@ Made with model-soup 1.2.3. The recipe, with the SHA-256 of every ingredient fil
     assert.match(card, /^\| ingredient \| weight \| in the soup \|\n\| --- \| ---: \| --- \|\n\| a\\\|b \| 0\.25 \| yes \|\n\| c \| 0\.75 \| yes \|$/m);
   });
 
+  it('puts the path of the soup it describes where the recorded command had {output}', () => {
+    const card = renderCard({ ...greedy, command: ['uniform', 'runs', '-o', '{output}'] }, 'soup', 'out/soup');
+    assert.match(card, /^soup uniform runs -o out\/soup$/m);
+  });
+
   it('quotes arguments of the reproducing command that a shell would split or expand', () => {
     assert.equal(commandLine(['greedy', 'runs', '--eval-cmd', 'python eval.py {ckpt}', '-o', "it's"]), `soup greedy runs --eval-cmd 'python eval.py {ckpt}' -o 'it'\\''s'`);
   });

@@ -17,7 +17,7 @@ export async function runCard(input: string, rawOptions: unknown): Promise<void>
     if (recipe === undefined) {
       throw new InputError(soup!.path, `has no soup recipe in its metadata (key ${RECIPE_KEY}), so it was not made by soup`);
     }
-    const card = renderCard(recipe, soup!.name);
+    const card = renderCard(recipe, soup!.name, input);
     if (terminal.json) terminal.printJson({ checkpoint: soup!.path, card, recipe });
     else process.stdout.write(card);
   } finally {
