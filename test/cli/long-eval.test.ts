@@ -138,6 +138,21 @@ describe('long evaluations', () => {
     assert.deepEqual(await readFile(path.join(broken, 'soup.safetensors')), await readFile(path.join(whole, 'soup.safetensors')));
   });
 
+  it('keys TF.js scores by model and data, so a re-run on the same validation data scores nothing, and other data scores again', async () => {
+    const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
+    const cwd = path.join(dir, 'tfjs-journal');
+    await mkdir(cwd);
+    const args = (val: string) => ['greedy', path.join(fixtures, 'ingredients'), '--val', path.join(fixtures, 'data', val), '-o', 'soup', '--force', '--json', '--backend', 'wasm', '--jobs', '1', '--score-cache', 'scores.jsonl'];
+    const first = JSON.parse((await runSoup(args('val'), { cwd })).stdout);
+    const again = JSON.parse((await runSoup(args('val'), { cwd })).stdout);
+    assert.equal(first.evaluationsFromCache, 0);
+    assert.equal(again.evaluationsFromCache, again.evaluations, 'every score, stopped-early ones included, came from the journal');
+    assert.deepEqual(again.steps, first.steps);
+    assert.deepEqual(again.chosen, first.chosen);
+    const other = JSON.parse((await runSoup(args('test.npz'), { cwd })).stdout);
+    assert.equal(other.evaluationsFromCache, 0, 'another data set is another evaluator');
+  });
+
   it('skips a torn last line of the journal with a warning and scores that candidate again', async () => {
     const cwd = await workspace('torn', ['a', 'b', 'c']);
     assert.equal((await runSoup(greedyArgs(['--score-cache', 'scores.jsonl']), { cwd })).code, 0);
