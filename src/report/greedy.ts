@@ -27,7 +27,7 @@ export interface GreedyDocument {
 }
 
 /** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
-export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined }): void {
+export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined }): void {
   const { paint } = terminal;
   const higher = higherIsBetter(doc.metric);
   const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || compareNatural(a.name, b.name));
@@ -62,4 +62,5 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
     terminal.print(`Score cache: ${doc.evaluationsFromCache} of ${doc.evaluations} evaluations came from ${about.scoreCache}; ${doc.evaluations - doc.evaluationsFromCache} were run and added to it.`);
   }
   terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; recipe and every score in its metadata) in ${formatSeconds(doc.seconds)}`);
+  if (about.modelFiles !== undefined) terminal.print(`        with ${about.modelFiles}`);
 }

@@ -113,6 +113,16 @@ export async function writeSoup(
   }
 }
 
+/** What a folder output holds beside the weights, for the summary: "config.json, vocab.txt (from checkpoint-500), README.md". */
+export function describeModelFiles(output: PreparedOutput): string | undefined {
+  const files = output.modelFiles;
+  if (files === undefined || !isFolderOutput(output.target)) return undefined;
+  const parts: string[] = [];
+  if (files.companions.files.size > 0) parts.push(`${[...files.companions.files.keys()].join(', ')} (from ${files.companions.from})`);
+  if (files.card) parts.push('README.md (model card)');
+  return parts.length === 0 ? undefined : parts.join(', ');
+}
+
 /** Recipe fields about the model and the command line, for the model card. */
 function modelFields(output: PreparedOutput, record: SoupRecord): Record<string, unknown> {
   const fields: Record<string, unknown> = {};

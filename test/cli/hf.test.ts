@@ -77,6 +77,11 @@ describe('Hugging Face model folders', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, 'soup: warning: tokenizer.json differs between ingredients; the soup takes it from checkpoint-500 (--copy-from NAME picks another ingredient)\n');
     assert.equal(await readFile(path.join(out, 'tokenizer.json'), 'utf8'), LOADING_FILES['tokenizer.json']);
+    assert.match(result.stdout, /^ {2}ingredients {2}checkpoint-500, checkpoint-1000, checkpoint-1500$/m);
+    assert.match(
+      result.stdout,
+      /^ {2}with {9}config\.json, generation_config\.json, special_tokens_map\.json, tokenizer\.json, tokenizer_config\.json, vocab\.txt \(from checkpoint-500\), README\.md \(model card\)$/m,
+    );
 
     const chosen = path.join(dir, 'chosen-soup');
     const copied = await runSoup(['uniform', run, '-o', chosen, '--copy-from', 'checkpoint-1500', '--json']);

@@ -8,7 +8,7 @@ import { candidateProducer } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { openIngredients } from '../../soup/ingredients.js';
-import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
@@ -122,7 +122,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     if (terminal.json) terminal.printJson(document);
     else {
       const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
-      printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind, scoreCache: options.scoreCache });
+      printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind, scoreCache: options.scoreCache, modelFiles: describeModelFiles(output) });
     }
   } finally {
     terminal.endProgress();

@@ -2,7 +2,7 @@ import { closeAll } from '../../checkpoint/discover.js';
 import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
 import { Mixer } from '../../soup/mix.js';
 import { uniformCoefficients } from '../../soup/uniform.js';
-import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
@@ -52,6 +52,8 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
     terminal.print(`  tensors      ${reference.tensors().length} (${formatCount(countParameters(reference))} parameters)`);
     terminal.print(`  read         ${formatBytes(read)} in ${formatSeconds(seconds)}`);
     terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind})`);
+    const modelFiles = describeModelFiles(output);
+    if (modelFiles !== undefined) terminal.print(`  with         ${modelFiles}`);
   } finally {
     terminal.endProgress();
     await closeAll(checkpoints);
