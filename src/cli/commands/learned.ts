@@ -44,16 +44,21 @@ const schema = commonOptions
     maxMemory: sizeOption.optional(),
   });
 
-const GREEDY_HINT = 'soup greedy needs only scores: soup greedy INPUTS --eval-cmd CMD -o OUT';
+const GREEDY_HINT = 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT';
 
 /** The learned soup trains through the model's gradients, which only TF.js models give soup. */
 function checkTrainable(options: { evalCmd?: string | undefined; model?: string | undefined }, reference: Checkpoint): void {
   if (options.evalCmd !== undefined) {
     throw new UsageError('soup learned needs gradients of the loss, so it trains TF.js models on --val data; --eval-cmd gives only scores', { hint: GREEDY_HINT });
   }
+  if (reference.format === 'onnx') {
+    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored`, {
+      hint: GREEDY_HINT,
+    });
+  }
   if (reference.format !== 'tfjs' && options.model === undefined) {
-    throw new UsageError(`${reference.path}: soup learned needs gradients, which soup takes from TF.js models; a ${reference.format} checkpoint has none`, {
-      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup: ${GREEDY_HINT}`,
+    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; a ${reference.format} checkpoint has no model to run`, {
+      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
     });
   }
 }
