@@ -14,14 +14,13 @@ export interface InterpolationDocument {
   points: InterpolationPoint[];
   /** The largest fall below the straight line between the end points' scores, and where. */
   dip: { t: number; dip: number };
+  /** The dip is larger than noise (isBarrier): the runs may lie in different basins. */
+  barrier: boolean;
   samples: number | null;
   plot?: string;
   seconds: number;
   warnings: string[];
 }
-
-/** Below this, a dip is noise on a validation set: one sample in ten thousand. */
-const NOISE = 1e-4;
 
 export function printInterpolation(terminal: Terminal, doc: InterpolationDocument, about: { names: [string, string]; source: string; evaluator: string }): void {
   const { paint } = terminal;
@@ -37,14 +36,13 @@ export function printInterpolation(terminal: Terminal, doc: InterpolationDocumen
   const best = doc.points.reduce((top, point) => ((higher ? point.score > top.score : point.score < top.score) ? point : top));
   const ends = [doc.points[0]!, doc.points[last]!];
   const bestEnd = higher ? Math.max(ends[0]!.score, ends[1]!.score) : Math.min(ends[0]!.score, ends[1]!.score);
-  if (doc.dip.dip > NOISE) {
-    terminal.print(
-      `The ${doc.metric} falls ${formatScore(doc.dip.dip)} below the straight line between the end points (at t = ${doc.dip.t.toFixed(2)}): ` +
-        'a barrier between the runs, which may not soup well.',
-    );
-  } else {
-    terminal.print(`No dip below the straight line between the end points: the runs look like one basin, and should soup well.`);
-  }
+  const where = doc.dip.dip > 0 ? ` at t = ${doc.dip.t.toFixed(2)}` : '';
+  terminal.print(`Largest fall below the straight line between the end points: ${formatScore(Math.max(0, doc.dip.dip))}${where}.`);
+  terminal.print(
+    doc.barrier
+      ? paint.yellow('A barrier between the runs: they may lie in different basins, and may not soup well.')
+      : paint.green('No barrier: the runs look like one basin, and should soup well.'),
+  );
   if (best !== ends[0] && best !== ends[1]) {
     terminal.print(`Best: ${paint.bold(formatScore(best.score))} at t = ${best.t.toFixed(2)}, ${formatScore(Math.abs(best.score - bestEnd))} better than the better end point.`);
   }

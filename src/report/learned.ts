@@ -47,7 +47,7 @@ export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { 
   const h = doc.hyperparameters;
   terminal.print(`${paint.bold('Learned soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
   terminal.print(
-    `AdamW lr ${h.lr}, weight decay ${h.weightDecay}, ${h.epochs} epochs of batches of ${h.batchSize}, seed ${h.seed}; ` +
+    `AdamW lr ${h.lr}, weight decay ${h.weightDecay}, ${h.epochs} epoch${h.epochs === 1 ? '' : 's'} of batches of ${h.batchSize}, seed ${h.seed}; ` +
       `${h.byModel ? 'one weight per ingredient' : 'one weight per tensor per ingredient'}; ${formatBytes(doc.memoryBytes)} of weights in memory`,
   );
   terminal.print();

@@ -72,3 +72,13 @@ export function largestDip(points: readonly InterpolationPoint[], higherIsBetter
   return worst;
 }
 
+
+/**
+ * Whether a dip is a barrier rather than noise: for accuracy and top5, more than half a point and more
+ * than two samples; for other metrics, more than 1% of the end points' mean magnitude.
+ */
+export function isBarrier(dip: number, metric: string, points: readonly InterpolationPoint[], samples?: number): boolean {
+  if (metric === 'accuracy' || metric === 'top5') return dip > Math.max(0.005, samples === undefined ? 0 : 2 / samples);
+  const ends = [points[0]!.score, points[points.length - 1]!.score];
+  return dip > 0.01 * ((Math.abs(ends[0]!) + Math.abs(ends[1]!)) / 2);
+}

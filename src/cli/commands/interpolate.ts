@@ -7,7 +7,7 @@ import { printInterpolation, type InterpolationDocument } from '../../report/int
 import { linePlot } from '../../report/line-plot.js';
 import { writeReport } from '../../report/output.js';
 import { Terminal } from '../../report/terminal.js';
-import { largestDip, scoreInterpolation } from '../../soup/interpolate.js';
+import { isBarrier, largestDip, scoreInterpolation } from '../../soup/interpolate.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commonOptions, parseOptions } from '../options.js';
 
@@ -43,6 +43,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
       terminal.endProgress();
       await evaluator.dispose();
     }
+    const dip = largestDip(points, higherIsBetter(options.metric));
     const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
     const document: InterpolationDocument = {
       a: a.path,
@@ -50,7 +51,8 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
       metric: options.metric,
       backend,
       points,
-      dip: largestDip(points, higherIsBetter(options.metric)),
+      dip,
+      barrier: isBarrier(dip.dip, options.metric, points, dataset?.n),
       samples: dataset?.n ?? null,
       ...(options.plot === undefined ? {} : { plot: options.plot }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
