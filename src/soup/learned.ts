@@ -11,6 +11,7 @@ import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import type { CandidateWeights, GradientSource } from '../eval/evaluator.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
+import { seededRandom, shuffledIndices } from '../random.js';
 import { indexOfNonFinite, type FloatArray } from './average.js';
 
 export interface LearnedParams {
@@ -51,28 +52,6 @@ export function learnedMemoryBytes(checkpoints: readonly Checkpoint[]): number {
   const floats = checkpoints[0]!.tensors().filter((tensor) => isFloatDType(tensor.dtype));
   const perModel = floats.reduce((sum, tensor) => sum + numel(tensor.shape) * (tensor.dtype === 'F64' ? 8 : 4), 0);
   return perModel * checkpoints.length + 3 * floats.reduce((sum, tensor) => sum + numel(tensor.shape) * 4, 0);
-}
-
-/** A small seeded generator (mulberry32): the same seed gives the same batches on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** 0..n-1 in a random order (Fisher-Yates). */
-export function shuffledIndices(n: number, random: () => number): Int32Array {
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
 }
 
 export function softmax(logits: ArrayLike<number>): number[] {

@@ -4,7 +4,8 @@ import { after, describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import type { Dataset } from '../../src/data/dataset.js';
 import { TfjsEvaluator } from '../../src/eval/tfjs.js';
-import { AdamW, LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, seededRandom, shuffledIndices, softmax, trainLearnedSoup } from '../../src/soup/learned.js';
+import { seededRandom, shuffledIndices } from '../../src/random.js';
+import { AdamW, LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, softmax, trainLearnedSoup } from '../../src/soup/learned.js';
 import { tempDir } from '../helpers/files.js';
 import { saveTinyModel } from '../helpers/tfjs.js';
 
