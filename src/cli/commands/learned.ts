@@ -63,6 +63,11 @@ function checkTrainable(options: { evalCmd?: string | undefined; model?: string 
   }
 }
 
+function gradientSource(evaluator: Evaluator): Evaluator & GradientSource {
+  if (!('lossGradients' in evaluator)) throw new Error(`internal: the evaluator ${evaluator.description} takes no gradients`);
+  return evaluator as Evaluator & GradientSource;
+}
+
 export async function runLearned(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
@@ -106,7 +111,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       const soup = await LearnedSoup.load(checkpoints, params, signal);
       const score = async (): Promise<number> => (await evaluator.evaluate(soup.weights(), signal)).metrics[options.metric]!;
       const uniformScore = await score();
-      const epochs = await trainLearnedSoup(soup, evaluator as Evaluator & GradientSource, { signal, onProgress: progress });
+      const epochs = await trainLearnedSoup(soup, gradientSource(evaluator), { signal, onProgress: progress });
       trained = { soup, epochs, uniformScore, score: await score(), scores: ingredientScores.scores };
     } finally {
       terminal.endProgress();
