@@ -55,6 +55,8 @@ function methodDescription(recipe: Recipe): string {
       return 'uniform soup (the mean of every ingredient)';
     case 'greedy':
       return `greedy soup (ingredients added best first, each kept only if the score ${recipe.acceptTies === true ? 'does not get worse' : 'improves'}; the mean of those kept)`;
+    case 'learned':
+      return 'learned soup (a mixing weight per tensor and ingredient, trained on the validation data; every weight is in the recipe)';
     default:
       return recipe.strategy;
   }
