@@ -75,10 +75,18 @@ export async function writeCheckpoint(
   tensors: readonly OutputTensor[],
   metadata: MetadataSource,
   produce: TensorProducer,
+  extraFiles?: ReadonlyMap<string, Uint8Array>,
 ): Promise<WriteResult> {
   const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     const files = await writeTo(temp, target, tensors, metadata, produce);
+    // Companion files (a recipe, a tokenizer) go inside the folder before the rename, so they appear with the weights or not at all.
+    if (target.kind !== 'safetensors') {
+      for (const [name, bytes] of extraFiles ?? []) {
+        await writeSmallFile(path.join(temp, name), bytes);
+        files.push(name);
+      }
+    }
     await replace(temp, target.path);
     const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
@@ -147,10 +155,10 @@ async function writeSafetensorsFile(
   }
 }
 
-async function writeSmallFile(file: string, text: string): Promise<void> {
+async function writeSmallFile(file: string, content: string | Uint8Array): Promise<void> {
   const handle = await openForWrite(file);
   try {
-    await writeAll(handle, file, new TextEncoder().encode(text));
+    await writeAll(handle, file, typeof content === 'string' ? new TextEncoder().encode(content) : content);
   } finally {
     await handle.close();
   }

@@ -2,7 +2,8 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
 import type { CandidateWeights, Evaluator } from '../eval/evaluator.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { RunningSoup, greedySoup, ingredientWeights, type GreedyResult } from './greedy.js';
+import { RunningSoup, ingredientWeights } from './candidate.js';
+import { greedySoup, type GreedyResult } from './greedy.js';
 
 export interface CompareDataset {
   /** Column name: "val" for the validation set, the NAME of --test NAME=DATA otherwise. */

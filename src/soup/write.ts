@@ -54,6 +54,7 @@ export async function writeSoup(
   produce: TensorProducer,
   record: SoupRecord,
   signal?: AbortSignal,
+  extraFiles?: ReadonlyMap<string, Uint8Array>,
 ): Promise<WriteResult> {
   const stopHashing = new AbortController();
   const onAbort = (): void => stopHashing.abort(signal?.reason);
@@ -71,7 +72,7 @@ export async function writeSoup(
   };
   const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
   try {
-    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce);
+    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles);
   } catch (error) {
     stopHashing.abort(error);
     throw error;
