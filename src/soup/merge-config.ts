@@ -46,7 +46,10 @@ function readDtype(file: string, key: string, value: unknown): FloatDType | unde
 export function parseMergeYaml(text: string, file: string): MergeConfig {
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   const error = document.errors[0];
-  if (error !== undefined) throw new InputError(file, `not valid YAML: ${error.message.split('\n')[0]}`);
+  if (error !== undefined) {
+    const line = text.slice(0, error.pos[0]).split('\n').length;
+    throw new InputError(file, `not valid YAML at line ${line}: ${error.message.split('\n')[0]}`);
+  }
   const root: unknown = document.toJS({ maxAliasCount: 100 });
   if (!isRecord(root)) throw new InputError(file, 'expected a mapping with merge_method and models');
   for (const key of Object.keys(root)) {
