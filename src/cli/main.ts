@@ -207,7 +207,8 @@ function buildProgram(): Command {
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
-        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
+        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them')
+        .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect),
     ),
   )
     .addHelpText(
@@ -217,6 +218,7 @@ function buildProgram(): Command {
         'soup compare ./ckpts --val val.npz --markdown report.md --plot soups.svg --require-greedy-beats-best',
         'soup compare ./ckpts --val val.npz --json > today.json',
         'soup compare ./ckpts --val val.npz --baseline yesterday.json --max-drop 0.005',
+        'soup compare ./ckpts --val val.npz --merge ties.yml --merge dare.yml --plot soups.svg',
         'soup compare ./ckpts --eval-cmd "python eval.py {ckpt} {data}" --val val.jsonl --test ood=ood.jsonl',
       ]),
     )

@@ -11,7 +11,7 @@ export interface CompareDataset {
   evaluator: Evaluator;
 }
 
-export type RowKind = 'ingredient' | 'uniform' | 'greedy' | 'ensemble';
+export type RowKind = 'ingredient' | 'uniform' | 'greedy' | 'ensemble' | 'merge';
 
 export interface CompareRow {
   name: string;
@@ -129,4 +129,21 @@ export async function compareSoups(
     throwIfAborted(signal);
     return (await evaluator.evaluate(candidate, signal)).metrics[metric]!;
   }
+}
+
+/** A row for a merge (soup compare --merge): the merged model scored on every data set. */
+export async function scoreMergeRow(
+  name: string,
+  candidate: CandidateWeights,
+  chosen: string[],
+  datasets: readonly CompareDataset[],
+  options: { metric: string; signal?: AbortSignal; onProgress?: ProgressListener },
+): Promise<CompareRow> {
+  const scores: Record<string, number> = {};
+  for (const [done, dataset] of datasets.entries()) {
+    throwIfAborted(options.signal);
+    options.onProgress?.({ kind: 'score', done, total: datasets.length, candidate: `${name} on ${dataset.name}` });
+    scores[dataset.name] = (await dataset.evaluator.evaluate(candidate, options.signal)).metrics[options.metric]!;
+  }
+  return { name, kind: 'merge', scores, chosen };
 }

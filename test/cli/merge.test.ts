@@ -197,3 +197,36 @@ describe('soup greedy --method', () => {
     assert.equal(stray.stderr, 'soup: error: --density: only used with --method (greedy over a merge method)\n');
   });
 });
+
+describe('soup compare --merge', () => {
+  it('adds a row of kind merge per recipe to the JSON, the Markdown and the plot', async () => {
+    const data = fileURLToPath(new URL('../../../fixtures/data', import.meta.url));
+    const file = await recipe('fixtures-ties.yml', [
+      'merge_method: ties',
+      `base_model: ${path.join(FIXTURES, 'lr1e-4-s1')}`,
+      'models:',
+      `  - model: ${path.join(FIXTURES, 'lr3e-4-s2')}`,
+      '    parameters: {weight: 1, density: 0.5}',
+      `  - model: ${path.join(FIXTURES, 'lr3e-4-e4-s6')}`,
+      '    parameters: {weight: 1, density: 0.5}',
+    ]);
+    const markdown = path.join(dir, 'compare.md');
+    const plot = path.join(dir, 'compare.svg');
+    const result = await runSoup(['compare', FIXTURES, '--val', path.join(data, 'val'), '--test', `test=${path.join(data, 'test.npz')}`, '--merge', file, '--markdown', markdown, '--plot', plot, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const document = JSON.parse(result.stdout) as { rows: { name: string; kind: string; scores: Record<string, number>; chosen?: string[] }[] };
+    const row = document.rows.find((candidate) => candidate.kind === 'merge')!;
+    assert.equal(row.name, 'ties (fixtures-ties.yml)');
+    assert.deepEqual(Object.keys(row.scores), ['val', 'test']);
+    assert.deepEqual(row.chosen, ['lr3e-4-s2', 'lr3e-4-e4-s6']);
+    assert.match(await readFile(markdown, 'utf8'), /\| \*\*ties \(fixtures-ties\.yml\)\*\* \| merge \|/);
+    assert.match(await readFile(plot, 'utf8'), /<polygon class="merge" /);
+  });
+
+  it('checks every recipe before scoring anything', async () => {
+    const file = await recipe('compare-bad.yml', ['merge_method: ties', 'models: []']);
+    const result = await runSoup(['compare', FIXTURES, '--val', 'nowhere.npz', '--merge', file]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, `soup: error: ${file}: base_model: is required: ties adds to it\n`);
+  });
+});
