@@ -1,6 +1,11 @@
 /** The flags that describe a merge (soup merge's flag form, soup greedy --method), turned into a recipe. */
+import path from 'node:path';
 import { z } from 'zod';
+import { discoverIngredients } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
+import { checkFlagConfig, type MergeConfig } from '../soup/merge-config.js';
+import type { MergeMethod } from '../soup/methods/method.js';
+import { METHOD_NAMES, findMethod } from '../soup/methods/registry.js';
 import type { ParameterValue } from '../soup/methods/parameters.js';
 import { LayerIndex } from '../soup/methods/parameters.js';
 
@@ -87,4 +92,30 @@ export function layerIndex(options: MergeOptions, names: readonly string[]): Lay
     throw new UsageError(`--layer-pattern: not a regular expression: ${(error as Error).message}`);
   }
   return new LayerIndex(names, pattern);
+}
+
+/**
+ * A recipe from flags: INPUTS are the ingredients, --base the base (never an ingredient, even where
+ * INPUTS hold it). `allow` may refuse a method this command cannot use.
+ */
+export async function configFromFlags(inputs: readonly string[], options: MergeOptions, allow?: (method: MergeMethod) => void): Promise<MergeConfig> {
+  if (options.method === undefined) {
+    throw new UsageError(`say how to merge: --method NAME (${METHOD_NAMES.join(', ')}), or give a mergekit YAML recipe`);
+  }
+  const method = findMethod(options.method);
+  if (method === undefined) throw new UsageError(`--method: "${options.method}" is not a merge method (${METHOD_NAMES.join(', ')})`);
+  allow?.(method);
+  if (options.base !== undefined && method.base === 'none') throw new UsageError(`--base: ${method.name} takes no base model`);
+  const base = options.base === undefined ? undefined : (await discoverIngredients([options.base]))[0]?.path;
+  const ingredients = (await discoverIngredients(inputs)).filter((ingredient) => base === undefined || path.resolve(ingredient.path) !== path.resolve(base));
+  const names = ingredients.map((ingredient) => ingredient.name);
+  const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);
+  const config: MergeConfig = {
+    method,
+    base,
+    models: ingredients.map((ingredient) => ({ model: ingredient.path, parameters: perModel.get(ingredient.name)! })),
+    parameters: global,
+  };
+  checkFlagConfig(config);
+  return config;
 }

@@ -10,6 +10,8 @@ import { throwIfAborted } from '../errors.js';
 import type { CandidateWeights } from '../eval/evaluator.js';
 import { readChecked, type SoupBuilder } from './candidate.js';
 import type { MergeMethod, TensorInputs } from './methods/method.js';
+import type { MergeConfig } from './merge-config.js';
+import type { MergeCheckpoints } from './merge-inputs.js';
 import { LayerIndex, resolveParameters, type ParameterValue } from './methods/parameters.js';
 
 export interface MergePlan {
@@ -160,4 +162,20 @@ export class MethodSoup implements SoupBuilder {
   weights(extra?: Checkpoint): CandidateWeights {
     return this.merge(extra).weights();
   }
+}
+
+/** The merge a recipe describes, over its opened checkpoints. */
+export function mergeFromConfig(
+  config: MergeConfig,
+  opened: MergeCheckpoints,
+  options: { seed: number; layers: LayerIndex; allowNonFinite?: boolean; signal?: AbortSignal },
+): Merge {
+  return new Merge({
+    method: config.method,
+    base: opened.base,
+    models: opened.models,
+    modelParameters: config.models.map((entry) => entry.parameters),
+    parameters: config.parameters,
+    ...options,
+  });
 }

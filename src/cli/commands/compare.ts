@@ -8,7 +8,7 @@ import { GateError, InputError, UsageError, describeFsError } from '../../errors
 import { compareSoups, scoreMergeRow, type CompareDataset, type CompareRow } from '../../soup/compare.js';
 import { findIncompatibilities } from '../../checkpoint/compatible.js';
 import { IncompatibleError } from '../../errors.js';
-import { Merge } from '../../soup/merge.js';
+import { mergeFromConfig } from '../../soup/merge.js';
 import { parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints } from '../../soup/merge-inputs.js';
 import { LayerIndex } from '../../soup/methods/parameters.js';
@@ -194,12 +194,7 @@ async function scoreMerge(
   try {
     const problems = findIncompatibilities([reference, ...opened.all]);
     if (problems.length > 0) throw new IncompatibleError(problems.map((problem) => `--merge ${file}: ${problem}`));
-    const merge = new Merge({
-      method: config.method,
-      base: opened.base,
-      models: opened.models,
-      modelParameters: config.models.map((entry) => entry.parameters),
-      parameters: config.parameters,
+    const merge = mergeFromConfig(config, opened, {
       seed: 0,
       layers: new LayerIndex(reference.tensors().map((tensor) => tensor.name)),
       allowNonFinite: options.allowNonFinite,

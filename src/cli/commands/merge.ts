@@ -1,41 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { closeAll, discoverIngredients } from '../../checkpoint/discover.js';
+import { closeAll } from '../../checkpoint/discover.js';
 import { InputError, UsageError, describeFsError } from '../../errors.js';
 import { formatBytes, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { Merge } from '../../soup/merge.js';
-import { checkFlagConfig, mergekitYaml, parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
+import { mergeFromConfig } from '../../soup/merge.js';
+import { mergekitYaml, parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints, refuseSingleFileCompanions, tokenizerFiles } from '../../soup/merge-inputs.js';
-import { METHOD_NAMES, findMethod } from '../../soup/methods/registry.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
-import { flagParameters, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
+import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
 import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
 
 export const MERGEKIT_CONFIG = 'mergekit_config.yml';
-
-/** A recipe from flags: INPUTS are the ingredients, --base the base (never an ingredient, even if INPUTS hold it). */
-async function configFromFlags(inputs: string[], options: ReturnType<typeof schema.parse>): Promise<MergeConfig> {
-  if (options.method === undefined) {
-    throw new UsageError(`say how to merge: --method NAME (${METHOD_NAMES.join(', ')}), or give a mergekit YAML recipe`);
-  }
-  const method = findMethod(options.method);
-  if (method === undefined) throw new UsageError(`--method: "${options.method}" is not a merge method (${METHOD_NAMES.join(', ')})`);
-  const base = options.base === undefined ? undefined : (await discoverIngredients([options.base]))[0]?.path;
-  const ingredients = (await discoverIngredients(inputs)).filter((ingredient) => base === undefined || path.resolve(ingredient.path) !== path.resolve(base));
-  const names = ingredients.map((ingredient) => ingredient.name);
-  const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);
-  const config: MergeConfig = {
-    method,
-    base,
-    models: ingredients.map((ingredient) => ({ model: ingredient.path, parameters: perModel.get(ingredient.name)! })),
-    parameters: global,
-  };
-  checkFlagConfig(config);
-  return config;
-}
 
 async function configFromYaml(file: string, options: ReturnType<typeof schema.parse>): Promise<MergeConfig> {
   const flag = givesParameters(options);
@@ -66,12 +44,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       for (const [name, bytes] of await tokenizerFiles(config.tokenizerSource, opened, config, source)) extraFiles.set(name, bytes);
     }
     if (folder) extraFiles.set(MERGEKIT_CONFIG, new TextEncoder().encode(yaml));
-    const merge = new Merge({
-      method: config.method,
-      base: opened.base,
-      models: opened.models,
-      modelParameters: config.models.map((entry) => entry.parameters),
-      parameters: config.parameters,
+    const merge = mergeFromConfig(config, opened, {
       seed: options.randomSeed,
       layers: layerIndex(options, reference.tensors().map((tensor) => tensor.name)),
       allowNonFinite: options.allowNonfinite,
