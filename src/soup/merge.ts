@@ -28,16 +28,19 @@ export interface MergePlan {
   signal?: AbortSignal;
 }
 
+/** A fresh float64 copy: methods compute in place in their inputs, and a reader's array may be shared. */
 function toFloat64(values: Float32Array | Float64Array): Float64Array {
-  return values instanceof Float64Array ? values : Float64Array.from(values);
+  return new Float64Array(values);
 }
 
 export class Merge {
   private readonly reference: Checkpoint;
+  private readonly byName: Map<string, TensorInfo>;
   private prepared: Promise<unknown> | undefined;
 
   constructor(readonly plan: MergePlan) {
     this.reference = plan.base ?? plan.models[0]!;
+    this.byName = new Map(this.reference.tensors().map((tensor) => [tensor.name, tensor]));
   }
 
   get tensors(): readonly TensorInfo[] {
@@ -98,7 +101,7 @@ export class Merge {
 
   /** The merged values of one float tensor, in float64. */
   async mergeTensor(name: string): Promise<Float64Array> {
-    const tensor = this.tensors.find((info) => info.name === name);
+    const tensor = this.byName.get(name);
     if (tensor === undefined) throw new Error(`internal: no tensor "${name}" to merge`);
     const prepared = await this.prepare();
     const inputs = await this.inputs(tensor);
@@ -114,7 +117,7 @@ export class Merge {
   weights(): CandidateWeights {
     return {
       tensors: this.tensors,
-      floats: async (name) => Float32Array.from(await this.mergeTensor(name)),
+      floats: async (name) => new Float32Array(await this.mergeTensor(name)),
       bytes: (name) => this.copy(name),
     };
   }

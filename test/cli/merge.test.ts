@@ -60,6 +60,9 @@ describe('soup merge', () => {
     assert.equal(written.base, 'base');
     assert.deepEqual(written.chosen, ['a', 'b']);
     assert.deepEqual(written.modelParameters, { a: { weight: 1, density: 0.5 }, b: { weight: 1, density: 0.5 } });
+    assert.deepEqual(written.resolvedParameters, { lambda: 1, normalize: true, rescale: false, int8_mask: false, ties_scope: 'tensor' });
+    assert.equal(written.randomSeed, 0);
+    assert.match(written.mergekit as string, /^merge_method: ties\n/);
     assert.deepEqual(written.ingredients.map((ingredient) => ingredient.name), ['base', 'a', 'b']);
   });
 

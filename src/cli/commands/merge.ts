@@ -7,6 +7,7 @@ import { Terminal } from '../../report/terminal.js';
 import { mergeFromConfig } from '../../soup/merge.js';
 import { mergekitYaml, parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints, refuseSingleFileCompanions, tokenizerFiles } from '../../soup/merge-inputs.js';
+import type { MergeMethod } from '../../soup/methods/method.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
 import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
@@ -14,6 +15,12 @@ import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
 
 export const MERGEKIT_CONFIG = 'mergekit_config.yml';
+
+function globalDefaults(method: MergeMethod): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(method.parameters).filter(([, def]) => def.scope === 'global' && def.default !== undefined).map(([name, def]) => [name, def.default]),
+  );
+}
 
 async function configFromYaml(file: string, options: ReturnType<typeof schema.parse>): Promise<MergeConfig> {
   const flag = givesParameters(options);
@@ -55,6 +62,8 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       method: config.method.name,
       base: opened.base?.name ?? null,
       parameters: config.parameters,
+      // Every global parameter as the merge used it, defaults included, so the recipe says what ran.
+      resolvedParameters: { ...globalDefaults(config.method), ...config.parameters },
       modelParameters: Object.fromEntries(opened.models.map((model, k) => [model.name, config.models[k]!.parameters])),
       randomSeed: options.randomSeed,
       ...(options.layerPattern === undefined ? {} : { layerPattern: options.layerPattern }),

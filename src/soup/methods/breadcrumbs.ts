@@ -1,6 +1,6 @@
 import type { MergeMethod } from './method.js';
 import { fraction, type ParameterDefs } from './parameters.js';
-import { applyMask, byMagnitude, taskVectorMethod, taskVectorParameters } from './task-vectors.js';
+import { applyMask, keepRanks, taskVectorMethod, taskVectorParameters } from './task-vectors.js';
 
 const parameters = {
   ...taskVectorParameters({ normalize: false, rescale: false }),
@@ -18,10 +18,7 @@ export function keepBreadcrumbs(delta: Float64Array, density: number, gamma: num
   const target = Math.floor(density * n);
   let top = Math.floor(gamma * n);
   if (n - target - top < 0) top = n - target;
-  const order = byMagnitude(delta);
-  const keep = new Uint8Array(n);
-  for (let j = top; j < top + target; j++) keep[order[j]!] = 1;
-  return applyMask(delta, keep, rescale);
+  return applyMask(delta, keepRanks(delta, top, top + target), rescale);
 }
 
 /** Model Breadcrumbs (Davari and Belilovsky, 2023): drop the largest outliers and the smallest entries. */

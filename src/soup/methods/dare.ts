@@ -52,9 +52,8 @@ export function dropAndRescale(delta: Float64Array, density: number, inputs: Pic
   const keep = new Uint8Array(delta.length);
   for (let i = 0; i < delta.length; i++) keep[i] = random.at(i) < density ? 1 : 0;
   if (!rescale || mode === 'l1') return applyMask(delta, keep, rescale);
-  const out = new Float64Array(delta.length);
-  for (let i = 0; i < delta.length; i++) if (keep[i]) out[i] = delta[i]! / density;
-  return out;
+  for (let i = 0; i < delta.length; i++) delta[i] = keep[i] ? delta[i]! / density : 0;
+  return delta;
 }
 
 const parameters = {

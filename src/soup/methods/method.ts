@@ -6,7 +6,7 @@ export interface TensorInputs {
   tensor: TensorInfo;
   /** The base model's values; undefined for methods that take no base. */
   base: Float64Array | undefined;
-  /** The ingredients' values, never including the base. */
+  /** The ingredients' values, never including the base; fresh arrays the method may overwrite. */
   models: readonly Float64Array[];
   /** The ingredients' names, in the same order (random masks are keyed by them). */
   names: readonly string[];

@@ -7,41 +7,90 @@
 import type { MergeMethod, TensorInputs } from './method.js';
 import { boolean, number, unitInterval, type ParameterDefs } from './parameters.js';
 
+/** delta_i = theta_i - theta_base, computed in place in the models' arrays (the merge owns them). */
 export function taskVectors(inputs: TensorInputs): Float64Array[] {
   const base = inputs.base!;
-  return inputs.models.map((model) => {
-    const delta = new Float64Array(model.length);
-    for (let i = 0; i < delta.length; i++) delta[i] = model[i]! - base[i]!;
+  return inputs.models.map((delta) => {
+    for (let i = 0; i < delta.length; i++) delta[i]! -= base[i]!;
     return delta;
   });
 }
 
-/** Indices ordered by |delta| descending; equal magnitudes keep index order, so results never depend on a sort's whims. */
-export function byMagnitude(delta: Float64Array): Uint32Array {
-  const order = new Uint32Array(delta.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  return order.sort((a, b) => Math.abs(delta[b]!) - Math.abs(delta[a]!) || a - b);
+/** The value of rank k (0-based, largest first) among `values`, which it reorders (quickselect, O(n)). */
+function selectDescending(values: Float64Array, k: number): number {
+  let left = 0;
+  let right = values.length - 1;
+  while (left < right) {
+    const pivot = values[(left + right) >>> 1]!;
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (values[i]! > pivot) i++;
+      while (values[j]! < pivot) j--;
+      if (i <= j) {
+        const swap = values[i]!;
+        values[i++] = values[j]!;
+        values[j--] = swap;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else return values[k]!;
+  }
+  return values[k]!;
 }
 
 /**
- * delta * mask, rescaled to the L1 norm of the unmasked delta when `rescale` is set (as mergekit's
- * rescaled_masked_tensor does; norms under 1e-7 leave it unscaled).
+ * A mask keeping the entries ranked [from, to) by |delta|, largest first, equal magnitudes ranked by
+ * index (torch's sort is not stable; this is, so results never depend on a sort's whims). Two
+ * selections and one pass, never a full sort: tensors of millions of entries stay fast.
+ */
+export function keepRanks(delta: Float64Array, from: number, to: number): Uint8Array {
+  const keep = new Uint8Array(delta.length);
+  if (from >= to || from >= delta.length) return keep;
+  const magnitudes = new Float64Array(delta.length);
+  for (let i = 0; i < delta.length; i++) magnitudes[i] = Math.abs(delta[i]!);
+  const high = selectDescending(magnitudes, from);
+  const low = selectDescending(magnitudes, Math.min(to, delta.length) - 1);
+  let nextHigh = 0;
+  let nextLow = 0;
+  for (let i = 0; i < delta.length; i++) {
+    const m = Math.abs(delta[i]!);
+    if (m > high) nextHigh++;
+    if (m > low) nextLow++;
+  }
+  for (let i = 0; i < delta.length; i++) {
+    const m = Math.abs(delta[i]!);
+    if (m > high || m < low) continue;
+    if (m === high) {
+      const rank = nextHigh++;
+      if (m === low) nextLow++;
+      keep[i] = rank >= from && rank < to ? 1 : 0;
+    } else if (m === low) {
+      keep[i] = nextLow++ < to ? 1 : 0;
+    } else {
+      keep[i] = 1;
+    }
+  }
+  return keep;
+}
+
+/**
+ * delta * mask, in place, rescaled to the L1 norm of the unmasked delta when `rescale` is set (as
+ * mergekit's rescaled_masked_tensor does; norms under 1e-7 leave it unscaled).
  */
 export function applyMask(delta: Float64Array, keep: Uint8Array, rescale: boolean): Float64Array {
-  const out = new Float64Array(delta.length);
   let before = 0;
   let after = 0;
   for (let i = 0; i < delta.length; i++) {
     before += Math.abs(delta[i]!);
-    if (keep[i]) {
-      out[i] = delta[i]!;
-      after += Math.abs(delta[i]!);
-    }
+    if (keep[i]) after += Math.abs(delta[i]!);
+    else delta[i] = 0;
   }
-  if (!rescale || before < 1e-7 || after < 1e-7) return out;
+  if (!rescale || before < 1e-7 || after < 1e-7) return delta;
   const scale = before / after;
-  for (let i = 0; i < out.length; i++) out[i]! *= scale;
-  return out;
+  for (let i = 0; i < delta.length; i++) delta[i]! *= scale;
+  return delta;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { MergeMethod } from './method.js';
 import type { ParameterDefs } from './parameters.js';
-import { applyMask, byMagnitude, taskVectorMethod, taskVectorParameters } from './task-vectors.js';
+import { applyMask, keepRanks, taskVectorMethod, taskVectorParameters } from './task-vectors.js';
 import { globalTopK, type GlobalTopK } from './top-k.js';
 import { numel } from '../../checkpoint/dtype.js';
 
@@ -18,11 +18,7 @@ const parameters = {
 /** Keeps the k = floor(density * n) largest |delta| (ties in magnitude: lower index first). */
 export function keepTopK(delta: Float64Array, density: number, rescale: boolean): Float64Array {
   if (density >= 1) return delta;
-  const k = Math.floor(density * delta.length);
-  const keep = new Uint8Array(delta.length);
-  const order = byMagnitude(delta);
-  for (let j = 0; j < k; j++) keep[order[j]!] = 1;
-  return applyMask(delta, keep, rescale);
+  return applyMask(delta, keepRanks(delta, 0, Math.floor(density * delta.length)), rescale);
 }
 
 /**

@@ -165,3 +165,21 @@ describe('breadcrumbs', () => {
     assert.deepEqual(merged, [10, 5, 4, 3, 2, 0, 0, 0, 0, 0]);
   });
 });
+
+describe('ranking by magnitude', () => {
+  it('keeps exactly the ranks a stable sort by |delta| gives, ties included', async () => {
+    const { keepRanks } = await import('../../../src/soup/methods/task-vectors.js');
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: -4, max: 4 }), { minLength: 1, maxLength: 40 }), fc.nat(), fc.nat(), (values, a, b) => {
+        const from = a % (values.length + 1);
+        const to = from + (b % (values.length - from + 1));
+        const order = values.map((_, i) => i).sort((x, y) => Math.abs(values[y]!) - Math.abs(values[x]!) || x - y);
+        const expected = new Uint8Array(values.length);
+        for (const i of order.slice(from, to)) expected[i] = 1;
+        assert.deepEqual(keepRanks(Float64Array.from(values), from, to), expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
