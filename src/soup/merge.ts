@@ -6,7 +6,10 @@
 import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
-import { throwIfAborted } from '../errors.js';
+import { InputError, throwIfAborted } from '../errors.js';
+import type { ProgressListener } from '../progress.js';
+import { indexOfNonFinite } from './average.js';
+import { copiedTensorWarning } from './mix.js';
 import type { CandidateWeights } from '../eval/evaluator.js';
 import { readChecked, type SoupBuilder } from './candidate.js';
 import type { MergeMethod, TensorInputs } from './methods/method.js';
@@ -26,6 +29,8 @@ export interface MergePlan {
   layers: LayerIndex;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
+  /** Bytes read (for a bar) and warnings (integer tensors that differ). */
+  onProgress?: ProgressListener;
 }
 
 /** A fresh float64 copy: methods compute in place in their inputs, and a reader's array may be shared. */
@@ -37,10 +42,29 @@ export class Merge {
   private readonly reference: Checkpoint;
   private readonly byName: Map<string, TensorInfo>;
   private prepared: Promise<unknown> | undefined;
+  private bytesRead = 0;
+  private readonly totalBytes: number;
+  /** Stored bytes of each tensor summed over every input, for progress. */
+  private readonly tensorBytes = new Map<string, number>();
 
   constructor(readonly plan: MergePlan) {
     this.reference = plan.base ?? plan.models[0]!;
     this.byName = new Map(this.reference.tensors().map((tensor) => [tensor.name, tensor]));
+    for (const checkpoint of this.inputs()) {
+      for (const tensor of checkpoint.tensors()) this.tensorBytes.set(tensor.name, (this.tensorBytes.get(tensor.name) ?? 0) + tensor.storedBytes);
+    }
+    this.totalBytes = [...this.tensorBytes.values()].reduce((a, b) => a + b, 0);
+  }
+
+  /** The base (when there is one) and the models: everything a pass reads. */
+  private inputs(): Checkpoint[] {
+    return this.plan.base === undefined ? [...this.plan.models] : [this.plan.base, ...this.plan.models];
+  }
+
+  private advance(name: string): void {
+    if (this.plan.onProgress === undefined) return;
+    this.bytesRead += this.tensorBytes.get(name) ?? 0;
+    this.plan.onProgress({ kind: 'read', bytes: this.bytesRead, total: this.totalBytes });
   }
 
   get tensors(): readonly TensorInfo[] {
@@ -56,7 +80,7 @@ export class Merge {
     return resolveParameters(method.parameters, parameters, modelParameters, name, layers);
   }
 
-  private async inputs(tensor: TensorInfo): Promise<TensorInputs> {
+  private async tensorInputs(tensor: TensorInfo): Promise<TensorInputs> {
     throwIfAborted(this.plan.signal);
     const { base, models, seed } = this.plan;
     const resolved = this.resolve(tensor.name);
@@ -104,13 +128,32 @@ export class Merge {
     const tensor = this.byName.get(name);
     if (tensor === undefined) throw new Error(`internal: no tensor "${name}" to merge`);
     const prepared = await this.prepare();
-    const inputs = await this.inputs(tensor);
-    return this.plan.method.mergeTensor(prepared === undefined ? inputs : { ...inputs, prepared });
+    const inputs = await this.tensorInputs(tensor);
+    const merged = this.plan.method.mergeTensor(prepared === undefined ? inputs : { ...inputs, prepared });
+    this.advance(name);
+    const at = this.plan.allowNonFinite ? -1 : indexOfNonFinite(merged);
+    if (at >= 0) {
+      throw new InputError(this.reference.path, `the ${this.plan.method.name} merge gives ${merged[at]} at element ${at}`, {
+        tensor: name,
+        hint: 'check the parameters (a weight sum or a ratio near zero), or pass --allow-nonfinite to keep it',
+      });
+    }
+    return merged;
   }
 
-  /** Integer and bool tensors are copied, as soups copy them: the base's, else the first ingredient's. */
-  copy(name: string): Promise<Uint8Array> {
-    return this.reference.readBytes(name);
+  /**
+   * Integer and bool tensors (step counters, position ids) are copied, as soups copy them: the
+   * base's, else the first ingredient's, with a warning if the models disagree.
+   */
+  async copy(name: string): Promise<Uint8Array> {
+    const kept = await this.reference.readBytes(name);
+    const differing: string[] = [];
+    for (const model of this.plan.models) {
+      if (model !== this.reference && Buffer.compare(kept, await model.readBytes(name)) !== 0) differing.push(model.name);
+    }
+    this.advance(name);
+    if (differing.length > 0) this.plan.onProgress?.({ kind: 'warning', message: copiedTensorWarning(this.byName.get(name)!, differing, this.reference.name) });
+    return kept;
   }
 
   /** The merge as a candidate, for evaluators (float32 values). */
@@ -171,7 +214,7 @@ export class MethodSoup implements SoupBuilder {
 export function mergeFromConfig(
   config: MergeConfig,
   opened: MergeCheckpoints,
-  options: { seed: number; layers: LayerIndex; allowNonFinite?: boolean; signal?: AbortSignal },
+  options: { seed: number; layers: LayerIndex; allowNonFinite?: boolean; signal?: AbortSignal; onProgress?: ProgressListener },
 ): Merge {
   return new Merge({
     method: config.method,

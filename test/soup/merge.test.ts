@@ -8,6 +8,7 @@ import { Merge, MethodSoup } from '../../src/soup/merge.js';
 import { LayerIndex } from '../../src/soup/methods/parameters.js';
 import { taskArithmetic } from '../../src/soup/methods/task-arithmetic.js';
 import { ties } from '../../src/soup/methods/ties.js';
+import { modelStock } from '../../src/soup/methods/model-stock.js';
 import { tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -45,6 +46,26 @@ describe('Merge', () => {
     const merge = new Merge({ method: taskArithmetic, base, models: [model], modelParameters: [{ weight: 1 }], parameters: {}, seed: 0, layers: new LayerIndex([]) });
     assert.deepEqual(await merge.weights().bytes('step'), steps);
     assert.deepEqual([...(await merge.weights().floats('w'))], [1]);
+  });
+
+  it('refuses a merge that is not finite, naming the tensor', async () => {
+    const base = await checkpoint('base', { w: [0, 0] });
+    // Opposite deltas: cos = -1, so model_stock's t = 2 cos / (1 + cos) divides by zero.
+    const models = [await checkpoint('p', { w: [1, 0] }), await checkpoint('q', { w: [-1, 0] })];
+    const merge = new Merge({ method: modelStock, base, models, modelParameters: [{}, {}], parameters: {}, seed: 0, layers: new LayerIndex([]) });
+    await assert.rejects(merge.mergeTensor('w'), { message: `${base.path}: tensor "w": the model_stock merge gives NaN at element 0` });
+  });
+
+  it('warns when the models\' integer tensors differ', async () => {
+    const base = await checkpoint('base', { w: [0] }, { step: { dtype: 'I64', shape: [1], bytes: steps } });
+    const model = await checkpoint('m', { w: [1] }, { step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) } });
+    const warnings: string[] = [];
+    const merge = new Merge({
+      method: taskArithmetic, base, models: [model], modelParameters: [{ weight: 1 }], parameters: {}, seed: 0, layers: new LayerIndex([]),
+      onProgress: (event) => { if (event.kind === 'warning') warnings.push(event.message); },
+    });
+    await merge.copy('step');
+    assert.deepEqual(warnings, [`I64 tensor "step" differs between ingredients (${model.name} differ from ${base.name}); kept ${base.name}'s values`]);
   });
 
   it('refuses an ingredient holding NaN, naming the file and the tensor', async () => {

@@ -56,6 +56,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       layers: layerIndex(options, reference.tensors().map((tensor) => tensor.name)),
       allowNonFinite: options.allowNonfinite,
       signal,
+      onProgress: terminal.progress(),
     });
     const chosen = opened.models.map((model) => model.name);
     const recipe = {
@@ -71,6 +72,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       mergekit: yaml,
     };
     const written = await writeSoup(opened.all, output, merge.producer(), { strategy: 'merge', chosen, extra: recipe }, signal, extraFiles);
+    terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
     if (terminal.json) {
       terminal.printJson({
