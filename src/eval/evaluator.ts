@@ -1,19 +1,7 @@
-import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
-import type { TensorProducer } from '../checkpoint/safetensors.js';
-import type { TensorInfo } from '../checkpoint/types.js';
+import type { CandidateWeights } from '../soup/candidate.js';
 
-/**
- * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
- * into a model (or a temporary checkpoint) without a second full copy in memory.
- */
-export interface CandidateWeights {
-  /** The tensors, in the reference ingredient's order. */
-  readonly tensors: readonly TensorInfo[];
-  /** Values of a float tensor. */
-  floats(name: string): Promise<Float32Array>;
-  /** Stored bytes of an integer or bool tensor (copied, never averaged). */
-  bytes(name: string): Promise<Uint8Array>;
-}
+// Candidates live with the code that builds them (soup/candidate.ts); evaluators only consume them.
+export type { CandidateWeights };
 
 export interface Evaluation {
   /** Every metric the evaluator measured; the greedy loop reads the one asked for. */
@@ -44,11 +32,4 @@ export interface Evaluator {
   /** Metrics of raw outputs, such as an ensemble's mean outputs. */
   scoreOutputs?(outputs: ArrayLike<number>): Record<string, number>;
   dispose(): Promise<void>;
-}
-
-/** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
-export function candidateProducer(candidate: CandidateWeights): TensorProducer {
-  return async function* (tensor) {
-    yield isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : await candidate.bytes(tensor.name);
-  };
 }

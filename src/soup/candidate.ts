@@ -3,11 +3,31 @@
  * Every strategy, method, evaluator and scorer builds its candidates here, so none of them imports
  * another's module for it.
  */
-import { isFloatDType } from '../checkpoint/dtype.js';
+import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
+import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { InputError } from '../errors.js';
-import type { CandidateWeights } from '../eval/evaluator.js';
 import { addScaled, indexOfNonFinite } from './average.js';
+
+/**
+ * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
+ * into a model (or a temporary checkpoint) without a second full copy in memory.
+ */
+export interface CandidateWeights {
+  /** The tensors, in the reference ingredient's order. */
+  readonly tensors: readonly TensorInfo[];
+  /** Values of a float tensor. */
+  floats(name: string): Promise<Float32Array>;
+  /** Stored bytes of an integer or bool tensor (copied, never averaged). */
+  bytes(name: string): Promise<Uint8Array>;
+}
+
+/** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
+export function candidateProducer(candidate: CandidateWeights): TensorProducer {
+  return async function* (tensor) {
+    yield isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : await candidate.bytes(tensor.name);
+  };
+}
 
 /** A soup that greedy selection grows one ingredient at a time, and the candidates it would make. */
 export interface SoupBuilder {

@@ -1,8 +1,8 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
-import type { CandidateWeights, Evaluator } from '../eval/evaluator.js';
+import type { Evaluator } from '../eval/evaluator.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { RunningSoup, ingredientWeights } from './candidate.js';
+import { RunningSoup, ingredientWeights, type CandidateWeights } from './candidate.js';
 import { greedySoup, type GreedyResult } from './greedy.js';
 
 export interface CompareDataset {

@@ -1,9 +1,8 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
-import type { CandidateWeights } from '../eval/evaluator.js';
 import { higherIsBetter, improves } from '../eval/metrics.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { RunningSoup, ingredientWeights, type SoupBuilder } from './candidate.js';
+import { RunningSoup, ingredientWeights, type CandidateWeights, type SoupBuilder } from './candidate.js';
 
 /** A candidate's score, and how it was reached when the scorer stopped early. */
 export interface Scored {

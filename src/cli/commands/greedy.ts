@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
-import { candidateProducer } from '../../eval/evaluator.js';
+import { candidateProducer } from '../../soup/candidate.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { MethodSoup } from '../../soup/merge.js';
