@@ -84,6 +84,17 @@ describe('soup merge', () => {
     assert.deepEqual(await readW(out), [1.75, -1.75, 1.75, 0.625]);
   });
 
+  it('refuses linear weights summing to zero, and merges per-tensor weights through the method', async () => {
+    const zero = await runSoup(['merge', a, b, '--method', 'linear', '--weight', 'a=1', '--weight', 'b=-1', '-o', path.join(dir, 'zero.safetensors')]);
+    assert.equal(zero.code, 2);
+    assert.equal(zero.stderr, 'soup: error: linear: the weights for tensor "w" sum to 0, and normalize divides by their sum (give weights with a non-zero sum, or set normalize: false)\n');
+    const out = path.join(dir, 'filtered.safetensors');
+    const file = await recipe('filtered.yml', ['merge_method: linear', 'models:', `  - model: ${a}`, '    parameters: {weight: [{filter: w, value: 3}]}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const result = await runSoup(['merge', file, '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await readW(out), [1.75, -1.75, 1.75, 0.625]);
+  });
+
   it('writes mergekit_config.yml and the tokenizer beside a folder output', async () => {
     const out = path.join(dir, 'ties-folder');
     const file = await recipe('ties-tokenizer.yml', [...tiesLines, 'tokenizer_source: base', 'out_dtype: float16']);

@@ -34,6 +34,16 @@ describe('linear', () => {
   });
 });
 
+describe('the plain weighted mean fast path', () => {
+  it('applies to linear merges with one number per weight and normalize on, only', async () => {
+    const { plainMeanWeights } = await import('../../../src/soup/methods/linear.js');
+    assert.deepEqual(plainMeanWeights({ weight: 1 }, [{}, { weight: 3 }]), [1, 3]);
+    assert.equal(plainMeanWeights({ weight: 1, normalize: false }, [{}, {}]), undefined);
+    assert.equal(plainMeanWeights({}, [{ weight: [0, 1] }, { weight: 1 }]), undefined);
+    assert.equal(plainMeanWeights({}, [{ weight: [{ filter: 'fc', value: 1 }] }]), undefined);
+  });
+});
+
 describe('task_arithmetic', () => {
   it('adds lambda times the weighted sum of deltas to the base', () => {
     // deltas [1, 2] and [-1, 0]; 1 * [1, 2] + 0.5 * [-1, 0] = [0.5, 2]; base + 2 * that.
