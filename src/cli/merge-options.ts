@@ -106,7 +106,9 @@ export async function configFromFlags(inputs: readonly string[], options: MergeO
   if (method === undefined) throw new UsageError(`--method: "${options.method}" is not a merge method (${METHOD_NAMES.join(', ')})`);
   allow?.(method);
   if (options.base !== undefined && method.base === 'none') throw new UsageError(`--base: ${method.name} takes no base model`);
-  const base = options.base === undefined ? undefined : (await discoverIngredients([options.base]))[0]?.path;
+  const bases = options.base === undefined ? [] : await discoverIngredients([options.base]);
+  if (bases.length > 1) throw new UsageError(`--base: ${options.base} holds ${bases.length} checkpoints; name one`);
+  const base = bases[0]?.path;
   const ingredients = (await discoverIngredients(inputs)).filter((ingredient) => base === undefined || path.resolve(ingredient.path) !== path.resolve(base));
   const names = ingredients.map((ingredient) => ingredient.name);
   const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);

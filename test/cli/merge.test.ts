@@ -148,6 +148,7 @@ describe('soup merge', () => {
     const cases: [string[], string][] = [
       [['--method', 'ties', '--base', base, '--density', '0'], '--density: must be in (0, 1]'],
       [['--method', 'ties'], '--base: is required: ties adds to it'],
+      [['--method', 'ties', '--base', path.join(dir, 'ckpts')], `--base: ${path.join(dir, 'ckpts')} holds 2 checkpoints; name one`],
       [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)'],
       [['--method', 'linear', '--weight', 'zz=1'], '--weight: no ingredient named "zz" (ingredients: a, b)'],
       [['--method', 'slerp', '--base', base, '--t', '0.5'], '--inputs: slerp takes exactly 1 model besides base_model; got 2'.replace('--inputs', 'inputs')],
