@@ -62,4 +62,13 @@ describe('architecture', () => {
       assert.doesNotMatch(text, /console\.|process\.(stdout|stderr)|from 'chalk'|from 'cli-progress'|process\.exit/, name);
     }
   });
+
+  it('gives candidates one home that evaluators use without reaching into strategies', async () => {
+    for (const file of await sources(path.join(srcRoot, 'eval'))) {
+      const fromSoup = (await staticImports(file)).filter((specifier) => specifier.includes('/soup/'));
+      assert.deepEqual(fromSoup.filter((specifier) => specifier !== '../soup/candidate.js'), [], relative(file));
+    }
+    const candidate = (await staticImports(path.join(srcRoot, 'soup', 'candidate.ts'))).filter((specifier) => specifier.includes('/eval/'));
+    assert.deepEqual(candidate, []);
+  });
 });

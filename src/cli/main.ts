@@ -43,6 +43,29 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
 }
 
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Flags describing a merge method and its parameters (soup merge, soup greedy --method). */
+function withMergeOptions(command: Command): Command {
+  return command
+    .option('--method <name>', 'merge method: linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs')
+    .option('--base <checkpoint>', 'base model the task vectors are taken from (never counted as an ingredient)')
+    .option('--weight <w|name=w>', 'weight of every ingredient, or of one (repeatable; default 1)', collect)
+    .option('--density <d|name=d>', 'fraction of each task vector kept (ties, dare, breadcrumbs; repeatable)', collect)
+    .option('--gamma <g|name=g>', 'breadcrumbs: fraction of the largest entries dropped (repeatable)', collect)
+    .option('--lambda <x>', 'scale of the merged task vector (default 1)')
+    .option('--t <x>', 'slerp: 0 is the base, 1 the other model')
+    .option('--normalize', 'divide by the sum of the weights')
+    .option('--no-normalize', 'do not divide by the sum of the weights')
+    .option('--rescale', 'dare: rescale kept entries')
+    .option('--no-rescale', 'dare: do not rescale kept entries')
+    .addOption(new Option('--rescale-mode <mode>', 'dare: l1 (match the delta\'s L1 norm, as mergekit) or inverse_density (the DARE paper)').choices(['l1', 'inverse_density']))
+    .addOption(new Option('--ties-scope <scope>', 'ties: top-k per tensor (mergekit) or over the whole model (TIES paper)').choices(['tensor', 'global']))
+    .option('--filter-wise', 'model_stock: one ratio per row')
+    .option('--random-seed <n>', 'seed of dare\'s masks (default 0); same seed, same bytes on any machine')
+    .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for parameter gradients');
+}
+
 function examples(lines: string[]): string {
   return `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 }
@@ -64,6 +87,7 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --val data/val -o soup',
         'soup eval soup --val data/test.npz --json',
         'soup inspect ./ckpts',
+        'soup merge ties.yml -o merged',
       ]) +
         '\nInputs are .safetensors files, sharded safetensors folders (model.safetensors.index.json),\n' +
         'TF.js LayersModel folders (model.json), or folders holding any of these.\n' +
@@ -91,7 +115,7 @@ function buildProgram(): Command {
       await runUniform(inputs, options, interrupt.signal);
     });
 
-  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
+  withCommonOptions(withSoupOutputOptions(withMergeOptions(withEvaluationOptions(
       program
         .command('greedy')
         .summary('add ingredients best first, keeping each only if the validation score improves')
@@ -103,7 +127,7 @@ function buildProgram(): Command {
         .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
         .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
         .option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run scores nothing it has scored before'),
-  )))
+  ))))
     .addHelpText(
       'after',
       examples([
@@ -112,6 +136,7 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
         'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir /shared/tmp --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
+        'soup greedy ./ckpts --val val.npz --method ties --base base.safetensors --density 0.5 -o soup',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
@@ -181,6 +206,32 @@ function buildProgram(): Command {
       await runInterpolate(a, b, options, interrupt.signal);
     });
 
+  withCommonOptions(withSoupOutputOptions(withMergeOptions(
+    program
+      .command('merge')
+      .summary('merge with a mergekit method (ties, dare, slerp, ...) from a mergekit YAML recipe or flags')
+      .description(
+        'Merges checkpoints with one of mergekit\'s methods, with mergekit\'s semantics, tensor by tensor in float64. Give a ' +
+          'mergekit YAML recipe (merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source), or the ' +
+          'inputs and --method with its parameters. A folder output also gets mergekit_config.yml.',
+      )
+      .argument('<inputs...>', 'a mergekit YAML recipe, or checkpoints and folders of checkpoints'),
+  )))
+    .addHelpText(
+      'after',
+      examples([
+        'soup merge ties.yml -o merged',
+        'soup merge ./ckpts --method ties --base base.safetensors --density 0.5 -o merged.safetensors',
+        'soup merge a.safetensors b.safetensors --method linear --weight a=0.7 --weight b=0.3 -o soup.safetensors',
+        'soup merge ./ckpts --method dare_ties --base base --density 0.3 --random-seed 7 -o merged --json',
+        'soup merge base.safetensors tuned.safetensors --method slerp --base base.safetensors --t 0.5 -o merged.safetensors',
+      ]),
+    )
+    .action(async (inputs: string[], options: unknown) => {
+      const { runMerge } = await import('./commands/merge.js');
+      await runMerge(inputs, options, interrupt.signal);
+    });
+
   withEvaluationOptions(
     withCommonOptions(
       program
@@ -223,7 +274,8 @@ function buildProgram(): Command {
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
-        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
+        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them')
+        .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect),
     ),
   )
     .addHelpText(
@@ -233,6 +285,7 @@ function buildProgram(): Command {
         'soup compare ./ckpts --val val.npz --markdown report.md --plot soups.svg --require-greedy-beats-best',
         'soup compare ./ckpts --val val.npz --json > today.json',
         'soup compare ./ckpts --val val.npz --baseline yesterday.json --max-drop 0.005',
+        'soup compare ./ckpts --val val.npz --merge ties.yml --merge dare.yml --plot soups.svg',
         'soup compare ./ckpts --eval-cmd "python eval.py {ckpt} {data}" --val val.jsonl --test ood=ood.jsonl',
       ]),
     )

@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { chooseOutput, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
-import { candidateProducer, type CandidateWeights, type Evaluation, type Evaluator } from './evaluator.js';
+import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
+import type { Evaluation, Evaluator } from './evaluator.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
 const KEEP_BYTES = 64 * 1024;

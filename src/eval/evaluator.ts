@@ -1,21 +1,7 @@
-import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
-import type { TensorProducer } from '../checkpoint/safetensors.js';
-import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
+import type { CandidateWeights } from '../soup/candidate.js';
 
-/**
- * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
- * into a model (or a temporary checkpoint) without a second full copy in memory.
- */
-export interface CandidateWeights {
-  /** The tensors, in the reference ingredient's order. */
-  readonly tensors: readonly TensorInfo[];
-  /** Values of a float tensor. */
-  floats(name: string): Promise<Float32Array>;
-  /** Stored bytes of an integer or bool tensor (copied, never averaged). */
-  bytes(name: string): Promise<Uint8Array>;
-  /** What the candidate is made of, when it is a weighted mean of ingredients: the key of the score cache. */
-  readonly parts?: readonly { checkpoint: Checkpoint; weight: number }[];
-}
+// Candidates live with the code that builds them (soup/candidate.ts); evaluators only consume them.
+export type { CandidateWeights };
 
 export interface Evaluation {
   /** Every metric the evaluator measured; the greedy loop reads the one asked for. */
@@ -63,11 +49,4 @@ export interface GradientSource {
   readonly samples: number;
   /** Mean cross-entropy of beta * logits on `samples` (indices into the data set), and its gradients. */
   lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients>;
-}
-
-/** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
-export function candidateProducer(candidate: CandidateWeights): TensorProducer {
-  return async function* (tensor) {
-    yield isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : await candidate.bytes(tensor.name);
-  };
 }

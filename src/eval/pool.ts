@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { Ingredient } from '../checkpoint/discover.js';
 import { SoupError, throwIfAborted, type ExitCode } from '../errors.js';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { ingredientWeights } from '../soup/greedy.js';
+import { ingredientWeights } from '../soup/candidate.js';
 import { JournaledEvaluator } from '../soup/score-cache.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
 import type { TfjsEvaluatorOptions } from './tfjs.js';

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { closeAll, openCheckpoint } from '../checkpoint/discover.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { SoupError } from '../errors.js';
-import { ingredientWeights } from '../soup/greedy.js';
+import { ingredientWeights } from '../soup/candidate.js';
 import type { ScoreJob } from './pool.js';
 import { TfjsEvaluator } from './tfjs.js';
 

@@ -6,7 +6,8 @@ import type * as TF from '@tensorflow/tfjs';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
-import type { CandidateWeights, Evaluation, Evaluator, GradientSource, LossGradients, ScoreBound } from './evaluator.js';
+import type { CandidateWeights } from '../soup/candidate.js';
+import type { Evaluation, Evaluator, GradientSource, LossGradients, ScoreBound } from './evaluator.js';
 import { METRIC_NAMES, MetricAccumulator, PROBABILITY_EPSILON, improves, type MetricName, type Metrics } from './metrics.js';
 
 type Tf = typeof TF;

@@ -8,6 +8,9 @@ import type { Terminal } from './terminal.js';
 /** The --json document of `soup greedy` (a contract with CI scripts: fields may be added, never removed). */
 export interface GreedyDocument {
   strategy: 'greedy';
+  /** With --method: the merge method every candidate is made with, and its base model. */
+  method?: string;
+  base?: string;
   metric: string;
   backend: string;
   jobs: number;
@@ -32,7 +35,7 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
   const higher = higherIsBetter(doc.metric);
   const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || compareNatural(a.name, b.name));
   const best = ranked[0]!;
-  terminal.print(`${paint.bold('Greedy soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
+  terminal.print(`${paint.bold(doc.method === undefined ? 'Greedy soup' : `Greedy ${doc.method} merge`)} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
   terminal.print();
   terminal.print('Ingredients, best first:');
   for (const line of table(ranked.map((i) => [i.name, formatScore(i.score)]), [false, true])) terminal.print(`  ${line}`);

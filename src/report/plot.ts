@@ -38,6 +38,7 @@ const MARKS: Record<Point['kind'], { colour: string; label: string }> = {
   uniform: { colour: '#1f77b4', label: 'uniform soup' },
   greedy: { colour: '#d62728', label: 'greedy soup' },
   ensemble: { colour: '#2ca02c', label: 'ensemble' },
+  merge: { colour: '#9467bd', label: 'merge' },
 };
 
 function mark(point: Point, cx: number, cy: number): string {
@@ -50,6 +51,8 @@ function mark(point: Point, cx: number, cy: number): string {
       return `<rect class="uniform" x="${(cx - 7).toFixed(1)}" y="${(cy - 7).toFixed(1)}" width="14" height="14" fill="${colour}">${title}</rect>`;
     case 'ensemble':
       return `<polygon class="ensemble" points="${cx.toFixed(1)},${(cy - 9).toFixed(1)} ${(cx + 8).toFixed(1)},${(cy + 6).toFixed(1)} ${(cx - 8).toFixed(1)},${(cy + 6).toFixed(1)}" fill="${colour}">${title}</polygon>`;
+    case 'merge':
+      return `<polygon class="merge" points="${cx.toFixed(1)},${(cy - 8).toFixed(1)} ${(cx + 8).toFixed(1)},${cy.toFixed(1)} ${cx.toFixed(1)},${(cy + 8).toFixed(1)} ${(cx - 8).toFixed(1)},${cy.toFixed(1)}" fill="${colour}">${title}</polygon>`;
     case 'greedy': {
       const star = Array.from({ length: 10 }, (_, i) => {
         const r = i % 2 === 0 ? 11 : 4.5;
@@ -148,7 +151,7 @@ export function comparePlot(document: CompareDocument): string {
     `<text class="y-title" transform="translate(22 ${MARGIN.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escapeXml(yTitle)}</text>`,
   );
   // Soups last, so they sit on top of the ingredient points.
-  const order: Point['kind'][] = ['ingredient', 'ensemble', 'uniform', 'greedy'];
+  const order: Point['kind'][] = ['ingredient', 'ensemble', 'merge', 'uniform', 'greedy'];
   const placed = [...points].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
   for (const point of placed) parts.push(mark(point, sx(point.x), sy(point.y)));
   parts.push(...labels(placed.map((point) => ({ point, cx: sx(point.x), cy: sy(point.y) }))));

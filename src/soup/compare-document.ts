@@ -8,7 +8,7 @@ export const compareDocumentSchema = z.object({
   rows: z.array(
     z.object({
       name: z.string(),
-      kind: z.enum(['ingredient', 'uniform', 'greedy', 'ensemble']),
+      kind: z.enum(['ingredient', 'uniform', 'greedy', 'ensemble', 'merge']),
       scores: z.record(z.string(), z.number()),
       chosen: z.array(z.string()).optional(),
       inGreedy: z.boolean().optional(),

@@ -1,8 +1,9 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
-import type { CandidateWeights, Evaluator } from '../eval/evaluator.js';
+import type { Evaluator } from '../eval/evaluator.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { RunningSoup, greedySoup, ingredientWeights, type GreedyResult } from './greedy.js';
+import { RunningSoup, ingredientWeights, type CandidateWeights } from './candidate.js';
+import { greedySoup, type GreedyResult } from './greedy.js';
 
 export interface CompareDataset {
   /** Column name: "val" for the validation set, the NAME of --test NAME=DATA otherwise. */
@@ -10,7 +11,7 @@ export interface CompareDataset {
   evaluator: Evaluator;
 }
 
-export type RowKind = 'ingredient' | 'uniform' | 'greedy' | 'ensemble';
+export type RowKind = 'ingredient' | 'uniform' | 'greedy' | 'ensemble' | 'merge';
 
 export interface CompareRow {
   name: string;
@@ -128,4 +129,21 @@ export async function compareSoups(
     throwIfAborted(signal);
     return (await evaluator.evaluate(candidate, signal)).metrics[metric]!;
   }
+}
+
+/** A row for a merge (soup compare --merge): the merged model scored on every data set. */
+export async function scoreMergeRow(
+  name: string,
+  candidate: CandidateWeights,
+  chosen: string[],
+  datasets: readonly CompareDataset[],
+  options: { metric: string; signal?: AbortSignal; onProgress?: ProgressListener },
+): Promise<CompareRow> {
+  const scores: Record<string, number> = {};
+  for (const [done, dataset] of datasets.entries()) {
+    throwIfAborted(options.signal);
+    options.onProgress?.({ kind: 'score', done, total: datasets.length, candidate: `${name} on ${dataset.name}` });
+    scores[dataset.name] = (await dataset.evaluator.evaluate(candidate, options.signal)).metrics[options.metric]!;
+  }
+  return { name, kind: 'merge', scores, chosen };
 }

@@ -50,7 +50,8 @@ export function checkGates(result: CompareDocument, gates: Gates): GateResult[] 
     let worst = -Infinity;
     for (const row of result.rows) {
       if (row.kind === 'ingredient') continue;
-      const before = gates.baseline.rows.find((candidate) => candidate.kind === row.kind);
+      // Several merges may be compared: a merge row lines up with the baseline's row of the same name.
+      const before = gates.baseline.rows.find((candidate) => candidate.kind === row.kind && (row.kind !== 'merge' || candidate.name === row.name));
       if (before === undefined) continue;
       for (const [dataset, score] of Object.entries(row.scores)) {
         const previous = before.scores[dataset];

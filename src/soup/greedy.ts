@@ -1,94 +1,8 @@
-import { isFloatDType } from '../checkpoint/dtype.js';
-import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
-import { InputError, throwIfAborted } from '../errors.js';
-import type { CandidateWeights } from '../eval/evaluator.js';
+import type { Checkpoint } from '../checkpoint/types.js';
+import { throwIfAborted } from '../errors.js';
 import { higherIsBetter, improves } from '../eval/metrics.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { addScaled, indexOfNonFinite } from './average.js';
-
-/**
- * A soup kept as a running float64 sum of its ingredients, so that trying one more ingredient costs
- * one pass over the weights, not one per ingredient already in the soup.
- */
-export class RunningSoup {
-  private readonly sums = new Map<string, Float64Array>();
-  private members: Checkpoint[] = [];
-
-  constructor(
-    readonly tensors: readonly TensorInfo[],
-    private readonly allowNonFinite = false,
-  ) {}
-
-  get size(): number {
-    return this.members.length;
-  }
-
-  get chosen(): readonly Checkpoint[] {
-    return this.members;
-  }
-
-  async add(checkpoint: Checkpoint): Promise<void> {
-    for (const tensor of this.tensors) {
-      if (!isFloatDType(tensor.dtype)) continue;
-      const values = await readChecked(checkpoint, tensor.name, this.allowNonFinite);
-      let sum = this.sums.get(tensor.name);
-      if (sum === undefined) {
-        sum = new Float64Array(values.length);
-        this.sums.set(tensor.name, sum);
-      }
-      addScaled(sum, values);
-    }
-    this.members.push(checkpoint);
-  }
-
-  /** The soup as it stands, or with `extra` added, without changing the running sum. */
-  weights(extra?: Checkpoint): CandidateWeights {
-    const count = this.members.length + (extra === undefined ? 0 : 1);
-    const first = this.members[0] ?? extra;
-    if (first === undefined) throw new Error('internal: an empty soup has no weights');
-    const members = extra === undefined ? this.members : [...this.members, extra];
-    return {
-      tensors: this.tensors,
-      parts: members.map((checkpoint) => ({ checkpoint, weight: 1 / count })),
-      floats: async (name) => {
-        const sum = this.sums.get(name);
-        const out = new Float32Array(sum?.length ?? 0);
-        const added = extra === undefined ? undefined : await readChecked(extra, name, this.allowNonFinite);
-        if (sum === undefined) return added === undefined ? out : Float32Array.from(added);
-        for (let i = 0; i < out.length; i++) out[i] = (sum[i]! + (added === undefined ? 0 : added[i]!)) / count;
-        return out;
-      },
-      bytes: (name) => first.readBytes(name),
-    };
-  }
-}
-
-/** One ingredient's weights as a candidate (for scoring ingredients on their own). */
-export function ingredientWeights(checkpoint: Checkpoint, allowNonFinite = false): CandidateWeights {
-  return {
-    tensors: checkpoint.tensors(),
-    parts: [{ checkpoint, weight: 1 }],
-    floats: async (name) => {
-      const values = await readChecked(checkpoint, name, allowNonFinite);
-      return values instanceof Float32Array ? values : Float32Array.from(values);
-    },
-    bytes: (name) => checkpoint.readBytes(name),
-  };
-}
-
-async function readChecked(checkpoint: Checkpoint, name: string, allowNonFinite: boolean): Promise<Float32Array | Float64Array> {
-  const values = await checkpoint.readFloats(name);
-  if (!allowNonFinite) {
-    const at = indexOfNonFinite(values);
-    if (at >= 0) {
-      throw new InputError(checkpoint.path, `holds ${values[at]} at element ${at}`, {
-        tensor: name,
-        hint: 'remove this ingredient, or pass --allow-nonfinite to keep non-finite values',
-      });
-    }
-  }
-  return values;
-}
+import { RunningSoup, ingredientWeights, type CandidateWeights, type SoupBuilder } from './candidate.js';
 
 /** A candidate's score, and how it was reached when the scorer stopped early. */
 export interface Scored {
@@ -119,7 +33,7 @@ export interface GreedyResult {
   scores: number[];
   /** Steps after the first (the best ingredient starts the soup). */
   steps: GreedyStep[];
-  soup: RunningSoup;
+  soup: SoupBuilder;
   score: number;
   evaluations: number;
   /** Samples run through the model over all evaluations, and those early stopping saved. */
@@ -135,6 +49,10 @@ export interface GreedyOptions {
   onProgress?: ProgressListener;
   /** Each ingredient's score, when the caller has measured them already (soup compare). */
   scores?: readonly number[];
+  /** The soup to grow; by default the uniform running sum (the paper's greedy soup). */
+  soup?: SoupBuilder;
+  /** How one ingredient alone is scored; by default its own weights (a method may ship it otherwise). */
+  single?: (checkpoint: Checkpoint) => CandidateWeights;
 }
 
 /**
@@ -166,7 +84,7 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
 
   const scores: number[] = [...(options.scores ?? [])];
   if (options.scores === undefined) {
-    for (const checkpoint of checkpoints) scores.push((await scoreOne(ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name)).score);
+    for (const checkpoint of checkpoints) scores.push((await scoreOne(options.single?.(checkpoint) ?? ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name)).score);
   }
 
   const sign = higherIsBetter(options.metric) ? -1 : 1;
@@ -174,7 +92,7 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     .map((_, k) => k)
     .sort((a, b) => sign * (scores[a]! - scores[b]!) || (Number.isNaN(scores[a]!) ? 1 : 0) - (Number.isNaN(scores[b]!) ? 1 : 0) || a - b);
 
-  const soup = new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
+  const soup = options.soup ?? new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
   await soup.add(checkpoints[order[0]!]!);
   let best = scores[order[0]!]!;
   const steps: GreedyStep[] = [];

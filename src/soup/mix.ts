@@ -144,10 +144,7 @@ export class Mixer {
     if (kept === undefined || keptFrom === undefined) throw new Error('internal: a soup needs at least one ingredient');
     if (differing.length > 0 && !this.warnedCopies.has(tensor.name)) {
       this.warnedCopies.add(tensor.name);
-      this.onProgress({
-        kind: 'warning',
-        message: `${tensor.dtype} tensor "${tensor.name}" differs between ingredients (${differing.join(', ')} differ from ${keptFrom.name}); kept ${keptFrom.name}'s values`,
-      });
+      this.onProgress({ kind: 'warning', message: copiedTensorWarning(tensor, differing, keptFrom.name) });
     }
     return kept;
   }
@@ -222,3 +219,8 @@ export class Mixer {
   }
 }
 
+
+/** The warning when an integer or bool tensor differs between ingredients and one copy is kept. */
+export function copiedTensorWarning(tensor: TensorInfo, differing: readonly string[], kept: string): string {
+  return `${tensor.dtype} tensor "${tensor.name}" differs between ingredients (${differing.join(', ')} differ from ${kept}); kept ${kept}'s values`;
+}

@@ -85,6 +85,8 @@ export async function writeSoup(
   produce: TensorProducer,
   record: SoupRecord,
   signal?: AbortSignal,
+  /** Files a folder output holds beside the weights, companions and card (e.g. mergekit_config.yml). */
+  moreFiles: ReadonlyMap<string, Uint8Array> = new Map(),
 ): Promise<WriteResult> {
   const stopHashing = new AbortController();
   const onAbort = (): void => stopHashing.abort(signal?.reason);
@@ -102,7 +104,7 @@ export async function writeSoup(
   };
   const recipe = (hashes: ReadonlyMap<string, string>): Record<string, string> => outputMetadata(checkpoints[0]!, recipeWith(hashes));
   const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
-  const extraFiles = folderFiles(output, async () => recipeWith(await hashing));
+  const extraFiles = new Map([...folderFiles(output, async () => recipeWith(await hashing)), ...moreFiles]);
   try {
     return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles);
   } catch (error) {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { CommandEvaluator, parseCommandOutput, shellQuote } from '../../src/eval/command.js';
-import { ingredientWeights } from '../../src/soup/greedy.js';
+import { ingredientWeights } from '../../src/soup/candidate.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
 const dir = await tempDir();

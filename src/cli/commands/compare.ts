@@ -3,9 +3,17 @@ import path from 'node:path';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
-import { candidateProducer, type Evaluator } from '../../eval/evaluator.js';
+import type { Evaluator } from '../../eval/evaluator.js';
+import { candidateProducer } from '../../soup/candidate.js';
 import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
-import { compareSoups, type CompareDataset } from '../../soup/compare.js';
+import { compareSoups, scoreMergeRow, type CompareDataset, type CompareRow } from '../../soup/compare.js';
+import { findIncompatibilities } from '../../checkpoint/compatible.js';
+import { IncompatibleError } from '../../errors.js';
+import { mergeFromConfig } from '../../soup/merge.js';
+import { parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
+import { openMergeCheckpoints } from '../../soup/merge-inputs.js';
+import { LayerIndex } from '../../soup/methods/parameters.js';
+import type { ProgressListener } from '../../progress.js';
 import { compareDocumentSchema, type CompareDocument } from '../../soup/compare-document.js';
 import { checkGates } from '../../soup/gates.js';
 import { openIngredients } from '../../soup/ingredients.js';
@@ -29,6 +37,7 @@ const schema = commonOptions.extend(evaluationOptions.shape).extend({
   baseline: z.string().min(1).optional(),
   maxDrop: z.coerce.number().nonnegative().optional(),
   requireGreedyBeatsBest: z.boolean().default(false),
+  merge: z.array(z.string()).default([]),
 });
 
 /** The column name of the validation set, stable across runs so that baselines line up. */
@@ -74,6 +83,8 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   if (baseline !== undefined && baseline.metric !== options.metric) {
     throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, { hint: `pass --metric ${baseline.metric}` });
   }
+  // Recipes are checked before any scoring, so a typo in one does not cost a whole comparison.
+  const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
   const checkpoints = await openIngredients(inputs);
   const evaluators: Evaluator[] = [];
   try {
@@ -97,6 +108,9 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       signal,
       onProgress: terminal.progress(),
     });
+    for (const { file, config } of merges) {
+      result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
+    }
     terminal.endProgress();
 
     const saved: Record<string, string> = {};
@@ -164,4 +178,36 @@ async function prepareSaves(dir: string, force: boolean, reference: Checkpoint):
     uniform: await prepareOutput(reference, { out: path.join(dir, `uniform-soup${suffix}`), force }),
     greedy: await prepareOutput(reference, { out: path.join(dir, `greedy-soup${suffix}`), force }),
   };
+}
+
+async function readMergeRecipe(file: string): Promise<MergeConfig> {
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, `--merge: ${describeFsError(error)}`, { cause: error });
+  });
+  return parseMergeYaml(text, file);
+}
+
+/** Scores one --merge recipe's result on every data set; its models must be the compared model's shape. */
+async function scoreMerge(
+  file: string,
+  config: MergeConfig,
+  reference: Checkpoint,
+  datasets: readonly CompareDataset[],
+  options: { metric: string; allowNonFinite: boolean; signal: AbortSignal; onProgress: ProgressListener },
+): Promise<CompareRow> {
+  const opened = await openMergeCheckpoints(config, file);
+  try {
+    const problems = findIncompatibilities([reference, ...opened.all]);
+    if (problems.length > 0) throw new IncompatibleError(problems.map((problem) => `--merge ${file}: ${problem}`));
+    const merge = mergeFromConfig(config, opened, {
+      seed: 0,
+      layers: new LayerIndex(reference.tensors().map((tensor) => tensor.name)),
+      allowNonFinite: options.allowNonFinite,
+      signal: options.signal,
+    });
+    const name = `${config.method.name} (${path.basename(file)})`;
+    return await scoreMergeRow(name, merge.weights(), opened.models.map((model) => model.name), datasets, options);
+  } finally {
+    await closeAll(opened.all);
+  }
 }

@@ -1,6 +1,6 @@
 import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
 import { UsageError } from '../../errors.js';
-import { ingredientWeights } from '../../soup/greedy.js';
+import { ingredientWeights } from '../../soup/candidate.js';
 import { formatScore, } from '../../report/scores.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';

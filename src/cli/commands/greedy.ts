@@ -3,18 +3,20 @@ import { closeAll } from '../../checkpoint/discover.js';
 import { hashFiles } from '../../checkpoint/hash.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import type { Evaluator } from '../../eval/evaluator.js';
-import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../soup/score-cache.js';
-import { candidateProducer } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
-import { greedySoup } from '../../soup/greedy.js';
-import { openIngredients } from '../../soup/ingredients.js';
-import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
+import { candidateProducer } from '../../soup/candidate.js';
+import { greedySoup } from '../../soup/greedy.js';
+import { MethodSoup } from '../../soup/merge.js';
+import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../soup/score-cache.js';
+import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
+import { openGreedyMethod, type GreedyMethod } from '../greedy-method.js';
+import { mergeOptions } from '../merge-options.js';
 import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
-const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
+const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend(mergeOptions.shape).extend({
   acceptTies: z.boolean().default(false),
   /** commander's --no-prune sets prune: false. */
   prune: z.boolean().default(true),
@@ -34,9 +36,9 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const { checkpoints, method, all } = await openGreedyMethod(inputs, options, signal);
   try {
-    const reference = checkpoints[0]!;
+    const reference = method?.base ?? checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const setup = await createEvaluator(options, reference);
@@ -55,14 +57,16 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     try {
       const progress = terminal.progress();
       const total = checkpoints.length * 2 - 1;
-      const ingredientScores = await scoreIngredients(checkpoints, evaluator, tfjs, {
+      // Under a method, an ingredient alone is scored as the method ships it (ties: the base plus its trimmed delta).
+      const ingredientScores = method !== undefined ? undefined : await scoreIngredients(checkpoints, evaluator, tfjs, {
         metric: options.metric,
         jobs: options.jobs,
         allowNonFinite: options.allowNonfinite,
         signal,
         onProgress: (done, _total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
       });
-      jobs = ingredientScores.jobs;
+      jobs = ingredientScores?.jobs ?? 1;
+      const soup = method === undefined ? undefined : new MethodSoup(method.plan, method.parametersOf);
       result = await greedySoup(
         checkpoints,
         async (candidate, _label, bound) => {
@@ -74,19 +78,24 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
           acceptTies: options.acceptTies,
           allowNonFinite: options.allowNonfinite,
           signal,
-          scores: ingredientScores.scores,
-          onProgress: (event) => progress(event.kind === 'score' ? { ...event, done: event.done + checkpoints.length, total } : event),
+          ...(ingredientScores === undefined ? {} : { scores: ingredientScores.scores }),
+          ...(soup === undefined ? {} : { soup, single: (checkpoint) => soup.weights(checkpoint) }),
+          onProgress: (event) =>
+            progress(event.kind === 'score' && ingredientScores !== undefined ? { ...event, done: event.done + checkpoints.length, total } : event),
         },
       );
-      result.evaluations += checkpoints.length;
-      result.samplesScored += ingredientScores.samples;
+      if (ingredientScores !== undefined) {
+        result.evaluations += checkpoints.length;
+        result.samplesScored += ingredientScores.samples;
+      }
     } finally {
       terminal.endProgress();
       await evaluator.dispose();
     }
     const chosen = result.soup.chosen.map((checkpoint) => checkpoint.name);
     const steps = result.steps;
-    const written = await writeSoup(checkpoints, output, candidateProducer(result.soup.weights()), {
+    const produce = result.soup instanceof MethodSoup ? result.soup.merge().producer() : candidateProducer(result.soup.weights());
+    const written = await writeSoup(all, output, produce, {
       strategy: 'greedy',
       chosen,
       scores: result.scores,
@@ -96,6 +105,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         validation: dataset?.path ?? options.evalCmd,
         acceptTies: options.acceptTies,
         steps,
+        ...(method === undefined ? {} : methodRecord(method)),
         ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
       },
       command: commandArguments(),
@@ -103,6 +113,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const seconds = (performance.now() - started) / 1000;
     const document: GreedyDocument = {
       strategy: 'greedy',
+      ...(method === undefined ? {} : { method: method.plan.method.name, ...(method.base === undefined ? {} : { base: method.base.name }) }),
       metric: options.metric,
       backend,
       jobs,
@@ -126,6 +137,10 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     }
   } finally {
     terminal.endProgress();
-    await closeAll(checkpoints);
+    await closeAll(all);
   }
+}
+
+function methodRecord(method: GreedyMethod): Record<string, unknown> {
+  return { method: method.plan.method.name, base: method.base?.name ?? null, parameters: method.parameters, randomSeed: method.plan.seed };
 }

@@ -1,0 +1,122 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { closeAll } from '../../checkpoint/discover.js';
+import { InputError, UsageError, describeFsError } from '../../errors.js';
+import { formatBytes, formatSeconds } from '../../report/format.js';
+import { Terminal } from '../../report/terminal.js';
+import { mergeFromConfig } from '../../soup/merge.js';
+import { mergekitYaml, parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
+import { openMergeCheckpoints, refuseSingleFileCompanions, tokenizerFiles } from '../../soup/merge-inputs.js';
+import { isFloatDType } from '../../checkpoint/dtype.js';
+import type { TensorProducer } from '../../checkpoint/safetensors.js';
+import type { Checkpoint } from '../../checkpoint/types.js';
+import { Mixer } from '../../soup/mix.js';
+import { linear, plainMeanWeights, refuseZeroSum } from '../../soup/methods/linear.js';
+import type { MergeMethod } from '../../soup/methods/method.js';
+import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
+import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+
+const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
+
+export const MERGEKIT_CONFIG = 'mergekit_config.yml';
+
+/** A linear merge that is a plain weighted mean streams through the chunked mixer, as fast as soup uniform. */
+function fastLinear(config: MergeConfig, models: readonly Checkpoint[], options: { allowNonfinite: boolean }, signal: AbortSignal, terminal: Terminal): TensorProducer | undefined {
+  if (config.method !== linear) return undefined;
+  const weights = plainMeanWeights(config.parameters, config.models.map((entry) => entry.parameters));
+  if (weights === undefined) return undefined;
+  const firstFloat = models[0]!.tensors().find((tensor) => isFloatDType(tensor.dtype));
+  if (weights.reduce((a, b) => a + b, 0) === 0 && firstFloat !== undefined) refuseZeroSum(firstFloat.name);
+  return new Mixer(models, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite }).producer(weights);
+}
+
+function globalDefaults(method: MergeMethod): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(method.parameters).filter(([, def]) => def.scope === 'global' && def.default !== undefined).map(([name, def]) => [name, def.default]),
+  );
+}
+
+async function configFromYaml(file: string, options: ReturnType<typeof schema.parse>): Promise<MergeConfig> {
+  const flag = givesParameters(options);
+  if (flag !== undefined) throw new UsageError(`--${flag}: a YAML recipe says how to merge; set it in ${file}, or use the flag form without a recipe`);
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+  return parseMergeYaml(text, file);
+}
+
+export async function runMerge(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
+  const options = parseOptions(schema, rawOptions);
+  const terminal = new Terminal(options);
+  const started = performance.now();
+  const recipeFile = inputs.length === 1 && /\.ya?ml$/i.test(inputs[0]!) ? inputs[0]! : undefined;
+  const config = recipeFile === undefined ? await configFromFlags(inputs, options) : await configFromYaml(recipeFile, options);
+  const source = recipeFile ?? 'the command line';
+  const opened = await openMergeCheckpoints(config, source);
+  try {
+    const reference = opened.base ?? opened.models[0]!;
+    const dtype = options.dtype ?? config.outDtype ?? config.dtype;
+    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype });
+    const folder = output.target.kind !== 'safetensors';
+    const yaml = mergekitYaml(config);
+    const extraFiles = new Map<string, Uint8Array>();
+    if (config.tokenizerSource !== undefined) {
+      if (!folder) refuseSingleFileCompanions(options.output, `tokenizer_source: ${config.tokenizerSource}`);
+      for (const [name, bytes] of await tokenizerFiles(config.tokenizerSource, opened, config, source)) extraFiles.set(name, bytes);
+    }
+    if (folder) extraFiles.set(MERGEKIT_CONFIG, new TextEncoder().encode(yaml));
+    const merge = mergeFromConfig(config, opened, {
+      seed: options.randomSeed,
+      layers: layerIndex(options, reference.tensors().map((tensor) => tensor.name)),
+      allowNonFinite: options.allowNonfinite,
+      signal,
+      onProgress: terminal.progress(),
+    });
+    const chosen = opened.models.map((model) => model.name);
+    const recipe = {
+      method: config.method.name,
+      base: opened.base?.name ?? null,
+      parameters: config.parameters,
+      // Every global parameter as the merge used it, defaults included, so the recipe says what ran.
+      resolvedParameters: { ...globalDefaults(config.method), ...config.parameters },
+      modelParameters: Object.fromEntries(opened.models.map((model, k) => [model.name, config.models[k]!.parameters])),
+      randomSeed: options.randomSeed,
+      ...(options.layerPattern === undefined ? {} : { layerPattern: options.layerPattern }),
+      ...(dtype === undefined ? {} : { dtype }),
+      mergekit: yaml,
+    };
+    const written = await writeSoup(opened.all, output, fastLinear(config, opened.models, options, signal, terminal) ?? merge.producer(), { strategy: 'merge', chosen, extra: recipe }, signal, extraFiles);
+    terminal.endProgress();
+    const seconds = (performance.now() - started) / 1000;
+    if (terminal.json) {
+      terminal.printJson({
+        strategy: 'merge',
+        method: config.method.name,
+        base: opened.base === undefined ? null : { name: opened.base.name, path: opened.base.path },
+        ingredients: opened.models.map((model) => ({ name: model.name, path: model.path })),
+        chosen,
+        parameters: config.parameters,
+        modelParameters: recipe.modelParameters,
+        randomSeed: options.randomSeed,
+        output: written.path,
+        format: output.target.kind,
+        files: written.files,
+        bytesWritten: written.bytes,
+        seconds: Number(seconds.toFixed(3)),
+        warnings: terminal.warnings,
+      });
+      return;
+    }
+    const paint = terminal.paint;
+    terminal.print(`${paint.bold(`Merge (${config.method.name})`)} of ${chosen.length} ingredient${chosen.length === 1 ? '' : 's'} -> ${paint.cyan(written.path)}`);
+    if (opened.base !== undefined) terminal.print(`  base         ${opened.base.name}`);
+    terminal.print(`  ingredients  ${chosen.join(', ')}`);
+    const shown = Object.entries(config.parameters).map(([name, value]) => `${name}=${JSON.stringify(value)}`);
+    if (shown.length > 0) terminal.print(`  parameters   ${shown.join(' ')}`);
+    terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind}) in ${formatSeconds(seconds)}`);
+    if (folder) terminal.print(`  recipe       ${path.join(written.path, MERGEKIT_CONFIG)}`);
+  } finally {
+    await closeAll(opened.all);
+  }
+}

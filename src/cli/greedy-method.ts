@@ -1,0 +1,57 @@
+/** soup greedy --method: the ingredients, the base, and how each candidate merge is made. */
+import type { Checkpoint } from '../checkpoint/types.js';
+import { UsageError } from '../errors.js';
+import { openIngredients } from '../soup/ingredients.js';
+import type { MergePlan } from '../soup/merge.js';
+import { openMergeCheckpoints } from '../soup/merge-inputs.js';
+import type { ParameterValue } from '../soup/methods/parameters.js';
+import { METHODS } from '../soup/methods/registry.js';
+import { configFromFlags, givesParameters, layerIndex, type MergeOptions } from './merge-options.js';
+
+export interface GreedyMethod {
+  plan: Omit<MergePlan, 'models' | 'modelParameters'>;
+  base: Checkpoint | undefined;
+  parameters: Record<string, ParameterValue>;
+  parametersOf: (checkpoint: Checkpoint) => Readonly<Record<string, ParameterValue>>;
+}
+
+/** Methods greedy can grow one ingredient at a time: those taking any number of models. */
+const GROWABLE = METHODS.filter((method) => method.maxModels === undefined && method.minModels === 1).map((method) => method.name);
+
+export async function openGreedyMethod(
+  inputs: string[],
+  options: MergeOptions & { allowNonfinite: boolean },
+  signal: AbortSignal,
+): Promise<{ checkpoints: Checkpoint[]; method: GreedyMethod | undefined; all: Checkpoint[] }> {
+  if (options.method === undefined) {
+    const flag = givesParameters(options);
+    if (flag !== undefined) throw new UsageError(`--${flag}: only used with --method (greedy over a merge method)`);
+    const checkpoints = await openIngredients(inputs);
+    return { checkpoints, method: undefined, all: checkpoints };
+  }
+  const config = await configFromFlags(inputs, options, (method) => {
+    if (!GROWABLE.includes(method.name)) {
+      throw new UsageError(`--method: greedy grows a soup one ingredient at a time, which ${method.name} cannot do (use ${GROWABLE.join(', ')})`);
+    }
+  });
+  const opened = await openMergeCheckpoints(config, 'the command line');
+  const byName = new Map(opened.models.map((model, k) => [model.name, config.models[k]!.parameters]));
+  return {
+    checkpoints: opened.models,
+    all: opened.all,
+    method: {
+      base: opened.base,
+      parameters: config.parameters,
+      parametersOf: (checkpoint) => byName.get(checkpoint.name) ?? {},
+      plan: {
+        method: config.method,
+        base: opened.base,
+        parameters: config.parameters,
+        seed: options.randomSeed,
+        layers: layerIndex(options, opened.all[0]!.tensors().map((tensor) => tensor.name)),
+        allowNonFinite: options.allowNonfinite,
+        signal,
+      },
+    },
+  };
+}

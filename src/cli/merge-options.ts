@@ -1,0 +1,123 @@
+/** The flags that describe a merge (soup merge's flag form, soup greedy --method), turned into a recipe. */
+import path from 'node:path';
+import { z } from 'zod';
+import { discoverIngredients } from '../checkpoint/discover.js';
+import { UsageError } from '../errors.js';
+import { checkFlagConfig, type MergeConfig } from '../soup/merge-config.js';
+import type { MergeMethod } from '../soup/methods/method.js';
+import { METHOD_NAMES, findMethod } from '../soup/methods/registry.js';
+import type { ParameterValue } from '../soup/methods/parameters.js';
+import { LayerIndex } from '../soup/methods/parameters.js';
+
+const repeated = z.array(z.string()).optional();
+
+export const mergeOptions = z.object({
+  method: z.string().min(1).optional(),
+  base: z.string().min(1).optional(),
+  weight: repeated,
+  density: repeated,
+  gamma: repeated,
+  lambda: z.string().optional(),
+  t: z.string().optional(),
+  normalize: z.boolean().optional(),
+  rescale: z.boolean().optional(),
+  rescaleMode: z.string().optional(),
+  tiesScope: z.string().optional(),
+  filterWise: z.boolean().optional(),
+  randomSeed: z.coerce.number({ invalid_type_error: 'must be a whole number' }).int('must be a whole number').nonnegative('must be 0 or more').default(0),
+  layerPattern: z.string().min(1).optional(),
+});
+export type MergeOptions = z.output<typeof mergeOptions>;
+
+/** Flags that may be given per ingredient as NAME=VALUE. */
+const PER_MODEL = ['weight', 'density', 'gamma'] as const;
+
+function parseNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`--${flag}: "${text}" is not a number`);
+  return value;
+}
+
+/** True when any flag that sets a merge parameter was given (a YAML recipe sets them itself). */
+export function givesParameters(options: MergeOptions): string | undefined {
+  const flags: [string, unknown][] = [
+    ['weight', options.weight], ['density', options.density], ['gamma', options.gamma], ['lambda', options.lambda], ['t', options.t],
+    ['normalize', options.normalize], ['rescale', options.rescale], ['rescale-mode', options.rescaleMode], ['ties-scope', options.tiesScope],
+    ['filter-wise', options.filterWise], ['base', options.base], ['method', options.method],
+  ];
+  return flags.find(([, value]) => value !== undefined)?.[0];
+}
+
+/**
+ * Global and per-ingredient parameters from the flags. `--weight 0.5` sets every ingredient's weight,
+ * `--weight NAME=0.5` one ingredient's; `weight` defaults to 1 so that `--method ties` alone works.
+ */
+export function flagParameters(
+  options: MergeOptions,
+  names: readonly string[],
+  takes: (name: string) => boolean,
+): { global: Record<string, ParameterValue>; perModel: Map<string, Record<string, ParameterValue>> } {
+  const global: Record<string, ParameterValue> = {};
+  const perModel = new Map<string, Record<string, ParameterValue>>(names.map((name) => [name, {}]));
+  for (const flag of PER_MODEL) {
+    for (const entry of options[flag] ?? []) {
+      const at = entry.lastIndexOf('=');
+      if (at < 0) {
+        global[flag] = parseNumber(flag, entry);
+        continue;
+      }
+      const name = entry.slice(0, at);
+      const own = perModel.get(name);
+      if (own === undefined) throw new UsageError(`--${flag}: no ingredient named "${name}" (ingredients: ${names.join(', ')})`);
+      own[flag] = parseNumber(flag, entry.slice(at + 1));
+    }
+  }
+  if (options.lambda !== undefined) global.lambda = parseNumber('lambda', options.lambda);
+  if (options.t !== undefined) global.t = parseNumber('t', options.t);
+  if (options.normalize !== undefined) global.normalize = options.normalize;
+  if (options.rescale !== undefined) global.rescale = options.rescale;
+  if (options.rescaleMode !== undefined) global.rescale_mode = options.rescaleMode;
+  if (options.tiesScope !== undefined) global.ties_scope = options.tiesScope;
+  if (options.filterWise !== undefined) global.filter_wise = options.filterWise;
+  if (global.weight === undefined && takes('weight')) global.weight = 1;
+  return { global, perModel };
+}
+
+export function layerIndex(options: MergeOptions, names: readonly string[]): LayerIndex {
+  if (options.layerPattern === undefined) return new LayerIndex(names);
+  let pattern: RegExp;
+  try {
+    pattern = new RegExp(options.layerPattern);
+  } catch (error) {
+    throw new UsageError(`--layer-pattern: not a regular expression: ${(error as Error).message}`);
+  }
+  return new LayerIndex(names, pattern);
+}
+
+/**
+ * A recipe from flags: INPUTS are the ingredients, --base the base (never an ingredient, even where
+ * INPUTS hold it). `allow` may refuse a method this command cannot use.
+ */
+export async function configFromFlags(inputs: readonly string[], options: MergeOptions, allow?: (method: MergeMethod) => void): Promise<MergeConfig> {
+  if (options.method === undefined) {
+    throw new UsageError(`say how to merge: --method NAME (${METHOD_NAMES.join(', ')}), or give a mergekit YAML recipe`);
+  }
+  const method = findMethod(options.method);
+  if (method === undefined) throw new UsageError(`--method: "${options.method}" is not a merge method (${METHOD_NAMES.join(', ')})`);
+  allow?.(method);
+  if (options.base !== undefined && method.base === 'none') throw new UsageError(`--base: ${method.name} takes no base model`);
+  const bases = options.base === undefined ? [] : await discoverIngredients([options.base]);
+  if (bases.length > 1) throw new UsageError(`--base: ${options.base} holds ${bases.length} checkpoints; name one`);
+  const base = bases[0]?.path;
+  const ingredients = (await discoverIngredients(inputs)).filter((ingredient) => base === undefined || path.resolve(ingredient.path) !== path.resolve(base));
+  const names = ingredients.map((ingredient) => ingredient.name);
+  const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);
+  const config: MergeConfig = {
+    method,
+    base,
+    models: ingredients.map((ingredient) => ({ model: ingredient.path, parameters: perModel.get(ingredient.name)! })),
+    parameters: global,
+  };
+  checkFlagConfig(config);
+  return config;
+}

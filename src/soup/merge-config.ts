@@ -1,0 +1,143 @@
+/**
+ * mergekit's YAML recipes: read, check against the method's parameters before any weight is read,
+ * and written back (mergekit_config.yml beside a folder output) so mergekit can rerun the merge.
+ */
+import { parseDocument, stringify } from 'yaml';
+import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
+import { InputError, UsageError } from '../errors.js';
+import type { MergeMethod } from './methods/method.js';
+import { checkParameters, missingParameters, type ParameterIssue, type ParameterValue } from './methods/parameters.js';
+import { METHOD_NAMES, findMethod } from './methods/registry.js';
+
+export interface MergeModel {
+  model: string;
+  parameters: Record<string, ParameterValue>;
+}
+
+export interface MergeConfig {
+  method: MergeMethod;
+  base?: string | undefined;
+  models: MergeModel[];
+  parameters: Record<string, ParameterValue>;
+  dtype?: FloatDType | undefined;
+  outDtype?: FloatDType | undefined;
+  tokenizerSource?: string | undefined;
+}
+
+const TOP_LEVEL = new Set(['merge_method', 'base_model', 'models', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source']);
+const MODEL_KEYS = new Set(['model', 'parameters']);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function fail(file: string, issue: ParameterIssue, hint?: string): never {
+  throw new InputError(file, `${issue.path}: ${issue.message}`, hint === undefined ? {} : { hint });
+}
+
+function readDtype(file: string, key: string, value: unknown): FloatDType | undefined {
+  if (value === undefined || value === null) return undefined;
+  const dtype = typeof value === 'string' ? parseFloatDType(value) : undefined;
+  if (dtype === undefined) fail(file, { path: key, message: `unknown dtype ${JSON.stringify(value)} (use float32, float16, bfloat16 or float64)` });
+  return dtype;
+}
+
+/** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
+export function parseMergeYaml(text: string, file: string): MergeConfig {
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const error = document.errors[0];
+  if (error !== undefined) {
+    const line = text.slice(0, error.pos[0]).split('\n').length;
+    throw new InputError(file, `not valid YAML at line ${line}: ${error.message.split('\n')[0]}`);
+  }
+  const root: unknown = document.toJS({ maxAliasCount: 100 });
+  if (!isRecord(root)) throw new InputError(file, 'expected a mapping with merge_method and models');
+  for (const key of Object.keys(root)) {
+    if (key === 'slices') fail(file, { path: 'slices', message: 'not supported: soup merges whole models (list them under models:)' });
+    if (!TOP_LEVEL.has(key)) fail(file, { path: key, message: `not supported (soup reads ${[...TOP_LEVEL].join(', ')})` });
+  }
+  const name = root.merge_method;
+  if (typeof name !== 'string') fail(file, { path: 'merge_method', message: `is required: one of ${METHOD_NAMES.join(', ')}` });
+  const method = findMethod(name);
+  if (method === undefined) fail(file, { path: 'merge_method', message: `"${name}" is not supported (soup has ${METHOD_NAMES.join(', ')})` });
+  const base = root.base_model;
+  if (base !== undefined && base !== null && typeof base !== 'string') fail(file, { path: 'base_model', message: 'must be a path to a checkpoint' });
+  if (!Array.isArray(root.models)) fail(file, { path: 'models', message: 'is required: a list of {model, parameters}' });
+  const models = root.models.map((entry: unknown, k): MergeModel => {
+    const where = `models[${k}]`;
+    if (!isRecord(entry)) fail(file, { path: where, message: 'must be {model, parameters}' });
+    for (const key of Object.keys(entry)) if (!MODEL_KEYS.has(key)) fail(file, { path: `${where}.${key}`, message: 'not supported (a model entry has model and parameters)' });
+    if (typeof entry.model !== 'string') fail(file, { path: `${where}.model`, message: 'is required: a path to a checkpoint' });
+    const parameters = entry.parameters ?? {};
+    if (!isRecord(parameters)) fail(file, { path: `${where}.parameters`, message: 'must be a mapping' });
+    return { model: entry.model, parameters: parameters as Record<string, ParameterValue> };
+  });
+  const parameters = root.parameters ?? {};
+  if (!isRecord(parameters)) fail(file, { path: 'parameters', message: 'must be a mapping' });
+  const tokenizerSource = root.tokenizer_source;
+  if (tokenizerSource !== undefined && tokenizerSource !== null && typeof tokenizerSource !== 'string') {
+    fail(file, { path: 'tokenizer_source', message: 'must be base or a model path' });
+  }
+  const config: MergeConfig = {
+    method,
+    base: typeof base === 'string' ? base : undefined,
+    // mergekit lists the base among the models too; the base is never an ingredient.
+    models: models.filter((entry) => entry.model !== base),
+    parameters: parameters as Record<string, ParameterValue>,
+    dtype: readDtype(file, 'dtype', root.dtype),
+    outDtype: readDtype(file, 'out_dtype', root.out_dtype),
+    tokenizerSource: typeof tokenizerSource === 'string' ? tokenizerSource : undefined,
+  };
+  const issue = checkMergeConfig(config, models)[0];
+  if (issue !== undefined) fail(file, issue);
+  return config;
+}
+
+/**
+ * Problems with a recipe's shape: base model, model count, parameter names, ranges and presence.
+ * `listed` are the models as written (paths in messages count from there).
+ */
+export function checkMergeConfig(config: MergeConfig, listed: readonly MergeModel[] = config.models): ParameterIssue[] {
+  const { method } = config;
+  const at = (k: number): string => `models[${listed.indexOf(config.models[k]!)}].parameters`;
+  if (method.base === 'required' && config.base === undefined) {
+    return [{ path: 'base_model', message: `is required: ${method.name} ${method.name === 'slerp' ? 'interpolates from it' : 'adds to it'}` }];
+  }
+  const count = config.models.length;
+  if (count < method.minModels || (method.maxModels !== undefined && count > method.maxModels)) {
+    const wanted =
+      method.maxModels === method.minModels ? `exactly ${method.minModels}` : method.maxModels === undefined ? `at least ${method.minModels}` : `${method.minModels} to ${method.maxModels}`;
+    return [{ path: 'models', message: `${method.name} takes ${wanted} model${method.minModels === 1 && method.maxModels === 1 ? '' : 's'} besides base_model; got ${count}` }];
+  }
+  return [
+    ...checkParameters(method.parameters, config.parameters, 'parameters', 'global'),
+    ...config.models.flatMap((entry, k) => checkParameters(method.parameters, entry.parameters, at(k), 'model')),
+    ...missingParameters(method.parameters, config.parameters, config.models.map((entry) => entry.parameters), at),
+  ];
+}
+
+/** The same checks for a recipe given as flags; problems read `--density: must be in (0, 1]`. */
+export function checkFlagConfig(config: MergeConfig): void {
+  const issue = checkMergeConfig(config)[0];
+  if (issue === undefined) return;
+  const flag = issue.path
+    .replace(/^models\[(\d+)\]\.parameters\.(\w+)/, (_, k: string, name: string) => `--${name.replace(/_/g, '-')} for ${config.models[Number(k)]!.model}`)
+    .replace(/^parameters\.(\w+)/, (_, name: string) => `--${name.replace(/_/g, '-')}`)
+    .replace(/^base_model$/, '--base')
+    .replace(/^models$/, 'inputs');
+  throw new UsageError(`${flag}: ${issue.message}`);
+}
+
+const MERGEKIT_DTYPES: Record<FloatDType, string> = { F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+/** The recipe as mergekit's YAML, with the paths soup read, so `mergekit-yaml` can rerun it. */
+export function mergekitYaml(config: MergeConfig): string {
+  const document: Record<string, unknown> = { merge_method: config.method.name };
+  if (config.base !== undefined) document.base_model = config.base;
+  document.models = config.models.map((entry) => (Object.keys(entry.parameters).length === 0 ? { model: entry.model } : { model: entry.model, parameters: entry.parameters }));
+  if (Object.keys(config.parameters).length > 0) document.parameters = config.parameters;
+  if (config.dtype !== undefined) document.dtype = MERGEKIT_DTYPES[config.dtype];
+  if (config.outDtype !== undefined) document.out_dtype = MERGEKIT_DTYPES[config.outDtype];
+  if (config.tokenizerSource !== undefined) document.tokenizer_source = config.tokenizerSource;
+  return stringify(document);
+}

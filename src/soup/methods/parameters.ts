@@ -1,0 +1,202 @@
+/**
+ * Merge parameters as mergekit reads them: a value is a scalar, a gradient (a list interpolated over
+ * the layer index), or a list of {filter, value} entries of which the first matching one applies.
+ * Values are resolved per tensor, so one recipe can treat attention and MLP weights differently.
+ */
+import { z } from 'zod';
+
+export type Scalar = number | boolean | string;
+/** A scalar or a gradient; a gradient holds numbers only. */
+export type Setting = Scalar | number[];
+export interface FilteredSetting {
+  filter?: string;
+  value: Setting;
+}
+export type ParameterValue = Setting | FilteredSetting[];
+
+export interface ParameterDef {
+  /** 'model': may differ per ingredient (weight, density); 'global': one for the whole merge (lambda, normalize). */
+  scope: 'model' | 'global';
+  /** Checks one scalar; its message is shown after the parameter's path. */
+  schema: z.ZodType<Scalar>;
+  default?: Scalar;
+  required?: boolean;
+  description: string;
+}
+
+export type ParameterDefs = Readonly<Record<string, ParameterDef>>;
+
+/** Messages shared by the methods' schemas, so that errors read the same everywhere. */
+export const number = (): z.ZodNumber => z.number({ invalid_type_error: 'must be a number' });
+export const unitInterval = (): z.ZodType<number> =>
+  number().refine((value) => value > 0 && value <= 1, { message: 'must be in (0, 1]' });
+export const fraction = (): z.ZodType<number> =>
+  number().refine((value) => value >= 0 && value <= 1, { message: 'must be in [0, 1]' });
+export const boolean = (): z.ZodBoolean => z.boolean({ invalid_type_error: 'must be true or false' });
+
+/**
+ * Where the layer index is in a tensor name, and how many layers there are: gradients are
+ * interpolated at t = layer / (layers - 1).
+ */
+export class LayerIndex {
+  /** Matches "layers.12.", "h.3.", "layer.5.", "blocks.4." as Hugging Face models name them. */
+  static readonly DEFAULT_PATTERN = /(?:^|[./])(?:layers|layer|h|blocks|block)[._/](\d+)(?:[._/]|$)/;
+  readonly layers: number;
+
+  constructor(
+    names: readonly string[],
+    private readonly pattern: RegExp = LayerIndex.DEFAULT_PATTERN,
+  ) {
+    const found = names.map((name) => this.layerOf(name)).filter((layer): layer is number => layer !== undefined);
+    this.layers = found.length === 0 ? 0 : Math.max(...found) + 1;
+  }
+
+  layerOf(name: string): number | undefined {
+    const match = this.pattern.exec(name);
+    const digits = match?.[1] ?? match?.[0];
+    if (digits === undefined) return undefined;
+    const layer = Number.parseInt(digits, 10);
+    return Number.isFinite(layer) ? layer : undefined;
+  }
+
+  /** Where a tensor lies along the model: 0 for the first layer and for tensors outside layers, 1 for the last. */
+  position(name: string): number {
+    const layer = this.layerOf(name);
+    if (layer === undefined || this.layers <= 1) return 0;
+    return layer / (this.layers - 1);
+  }
+}
+
+/** The value of a gradient at t in [0, 1], linear between its evenly spaced points. */
+export function interpolateGradient(points: readonly number[], t: number): number {
+  if (points.length === 1) return points[0]!;
+  const scaled = Math.min(1, Math.max(0, t)) * (points.length - 1);
+  const lower = Math.floor(scaled);
+  if (lower >= points.length - 1) return points[points.length - 1]!;
+  const frac = scaled - lower;
+  return points[lower]! * (1 - frac) + points[lower + 1]! * frac;
+}
+
+function isFilterList(value: ParameterValue): value is FilteredSetting[] {
+  return Array.isArray(value) && value.length > 0 && typeof value[0] === 'object';
+}
+
+/** The value for one tensor, or undefined when a filter list has no entry for it. */
+export function resolveValue(value: ParameterValue, tensor: string, layers: LayerIndex): Scalar | undefined {
+  let setting: Setting;
+  if (isFilterList(value)) {
+    const entry = value.find((candidate) => candidate.filter === undefined || candidate.filter === '*' || tensor.includes(candidate.filter));
+    if (entry === undefined) return undefined;
+    setting = entry.value;
+  } else {
+    setting = value as Setting;
+  }
+  return Array.isArray(setting) ? interpolateGradient(setting, layers.position(tensor)) : setting;
+}
+
+/**
+ * The parameters one tensor merges with: per-model values beat global ones, which beat defaults.
+ * Model-scoped parameters get one value per ingredient.
+ */
+export function resolveParameters(
+  defs: ParameterDefs,
+  global: Readonly<Record<string, ParameterValue>>,
+  perModel: readonly Readonly<Record<string, ParameterValue>>[],
+  tensor: string,
+  layers: LayerIndex,
+): { global: Record<string, Scalar>; models: Record<string, Scalar>[] } {
+  const resolved = (name: string, own: Readonly<Record<string, ParameterValue>> | undefined): Scalar | undefined => {
+    const mine = own?.[name];
+    const fromModel = mine === undefined ? undefined : resolveValue(mine, tensor, layers);
+    if (fromModel !== undefined) return fromModel;
+    const shared = global[name];
+    const fromGlobal = shared === undefined ? undefined : resolveValue(shared, tensor, layers);
+    return fromGlobal ?? defs[name]!.default;
+  };
+  const globals: Record<string, Scalar> = {};
+  const models: Record<string, Scalar>[] = perModel.map(() => ({}));
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.scope === 'global') {
+      const value = resolved(name, undefined);
+      if (value !== undefined) globals[name] = value;
+    } else {
+      perModel.forEach((own, k) => {
+        const value = resolved(name, own);
+        if (value !== undefined) models[k]![name] = value;
+      });
+    }
+  }
+  return { global: globals, models };
+}
+
+/** One problem with a recipe's parameters, as `path: message`. */
+export interface ParameterIssue {
+  path: string;
+  message: string;
+}
+
+/**
+ * Checks a parameter block against a method's definitions: known names, the right shape (scalar,
+ * gradient or filter list), every scalar within range. `where` prefixes each path ("models[1].parameters").
+ */
+export function checkParameters(defs: ParameterDefs, values: Readonly<Record<string, unknown>>, where: string, scope: 'model' | 'global'): ParameterIssue[] {
+  const issues: ParameterIssue[] = [];
+  for (const [name, value] of Object.entries(values)) {
+    const path = `${where}.${name}`;
+    const def = defs[name];
+    if (def === undefined) {
+      const known = Object.keys(defs).join(', ');
+      issues.push({ path, message: `not a parameter of this method (it takes ${known === '' ? 'none' : known})` });
+      continue;
+    }
+    if (def.scope === 'global' && scope === 'model') {
+      issues.push({ path, message: 'applies to the whole merge: set it in the global parameters' });
+      continue;
+    }
+    issues.push(...checkValue(def, value, path));
+  }
+  return issues;
+}
+
+function checkScalar(def: ParameterDef, value: unknown, path: string): ParameterIssue[] {
+  const parsed = def.schema.safeParse(value);
+  return parsed.success ? [] : [{ path, message: parsed.error.issues[0]?.message ?? 'is not valid' }];
+}
+
+function checkSetting(def: ParameterDef, value: unknown, path: string): ParameterIssue[] {
+  if (!Array.isArray(value)) return checkScalar(def, value, path);
+  if (value.length === 0) return [{ path, message: 'an empty list has no value' }];
+  return value.flatMap((point, i) =>
+    typeof point === 'number' ? checkScalar(def, point, `${path}[${i}]`) : [{ path: `${path}[${i}]`, message: 'a gradient holds numbers only' }],
+  );
+}
+
+function checkValue(def: ParameterDef, value: unknown, path: string): ParameterIssue[] {
+  if (!Array.isArray(value) || value.length === 0 || typeof value[0] !== 'object' || value[0] === null) return checkSetting(def, value, path);
+  return value.flatMap((entry: unknown, i) => {
+    const at = `${path}[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return [{ path: at, message: 'must be {filter, value}' }];
+    const { filter, value: inner, ...rest } = entry as Record<string, unknown>;
+    const extra = Object.keys(rest)[0];
+    if (extra !== undefined) return [{ path: `${at}.${extra}`, message: 'not supported (an entry has filter and value only)' }];
+    if (filter !== undefined && typeof filter !== 'string') return [{ path: `${at}.filter`, message: 'must be a string' }];
+    if (inner === undefined) return [{ path: `${at}.value`, message: 'is required' }];
+    return checkSetting(def, inner, `${at}.value`);
+  });
+}
+
+/** Required parameters that no model and no global block sets. */
+export function missingParameters(defs: ParameterDefs, global: Readonly<Record<string, unknown>>, perModel: readonly Readonly<Record<string, unknown>>[], where: (k: number) => string): ParameterIssue[] {
+  const issues: ParameterIssue[] = [];
+  for (const [name, def] of Object.entries(defs)) {
+    if (!def.required || global[name] !== undefined) continue;
+    if (def.scope === 'global') {
+      issues.push({ path: `parameters.${name}`, message: 'is required' });
+      continue;
+    }
+    perModel.forEach((own, k) => {
+      if (own[name] === undefined) issues.push({ path: `${where(k)}.${name}`, message: 'is required' });
+    });
+  }
+  return issues;
+}

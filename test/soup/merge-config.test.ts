@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { mergekitYaml, parseMergeYaml } from '../../src/soup/merge-config.js';
+
+const recipe = (lines: string[]) => lines.join('\n');
+const tiesRecipe = (density: string) =>
+  recipe([
+    'merge_method: ties',
+    'base_model: base.safetensors',
+    'models:',
+    '  - model: a.safetensors',
+    '    parameters: {weight: 1, density: 0.5}',
+    '  - model: b.safetensors',
+    `    parameters: {weight: 0.5, density: ${density}}`,
+    'parameters:',
+    '  normalize: true',
+    'dtype: bfloat16',
+  ]);
+
+describe('mergekit recipes', () => {
+  it('reads merge_method, base_model, models, parameters and dtype', () => {
+    const config = parseMergeYaml(tiesRecipe('0.3'), 'r.yml');
+    assert.equal(config.method.name, 'ties');
+    assert.equal(config.base, 'base.safetensors');
+    assert.deepEqual(config.models, [
+      { model: 'a.safetensors', parameters: { weight: 1, density: 0.5 } },
+      { model: 'b.safetensors', parameters: { weight: 0.5, density: 0.3 } },
+    ]);
+    assert.deepEqual(config.parameters, { normalize: true });
+    assert.equal(config.dtype, 'BF16');
+  });
+
+  it('leaves the base out of the models when mergekit\'s recipe lists it there too', () => {
+    const config = parseMergeYaml(recipe(['merge_method: task_arithmetic', 'base_model: base', 'models:', '  - model: base', '  - model: a', '    parameters: {weight: 1}']), 'r.yml');
+    assert.deepEqual(config.models.map((entry) => entry.model), ['a']);
+  });
+
+  it('names the model and parameter of a value out of range', () => {
+    assert.throws(() => parseMergeYaml(tiesRecipe('1.5'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be in (0, 1]' });
+    assert.throws(() => parseMergeYaml(tiesRecipe('[0.5, 0]'), 'r.yml'), { message: 'r.yml: models[1].parameters.density[1]: must be in (0, 1]' });
+    assert.throws(() => parseMergeYaml(tiesRecipe('[{filter: mlp, value: 2}]'), 'r.yml'), { message: 'r.yml: models[1].parameters.density[0].value: must be in (0, 1]' });
+    assert.throws(() => parseMergeYaml(tiesRecipe('high'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be a number' });
+  });
+
+  it('says that slices and unknown keys are not supported, naming the key', () => {
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'slices: []']), 'r.yml'), {
+      message: 'r.yml: slices: not supported: soup merges whole models (list them under models:)',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'chat_template: chatml', 'models: []']), 'r.yml'), {
+      message: 'r.yml: chat_template: not supported (soup reads merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source)',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'models:', '  - model: a', '    lora: x']), 'r.yml'), {
+      message: 'r.yml: models[0].lora: not supported (a model entry has model and parameters)',
+    });
+  });
+
+  it('says which method is unknown, which base is missing and which parameter is required', () => {
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: della', 'models: []']), 'r.yml'), {
+      message: 'r.yml: merge_method: "della" is not supported (soup has linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'models:', '  - model: a']), 'r.yml'), { message: 'r.yml: base_model: is required: ties adds to it' });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
+      message: 'r.yml: models[0].parameters.weight: is required',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: slerp', 'base_model: b', 'models:', '  - model: a', '  - model: c', 'parameters: {t: 0.5}']), 'r.yml'), {
+      message: 'r.yml: models: slerp takes exactly 1 model besides base_model; got 2',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: model_stock', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
+      message: 'r.yml: models: model_stock takes at least 2 models besides base_model; got 1',
+    });
+  });
+
+  it('refuses parameters the method does not take, and per-model values of global ones', () => {
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'models:', '  - model: a', '    parameters: {weight: 1, density: 0.5}']), 'r.yml'), {
+      message: 'r.yml: models[0].parameters.density: not a parameter of this method (it takes weight, normalize)',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'models:', '  - model: a', '    parameters: {weight: 1, normalize: false}']), 'r.yml'), {
+      message: 'r.yml: models[0].parameters.normalize: applies to the whole merge: set it in the global parameters',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: dare_ties', 'base_model: b', 'models:', '  - model: a', 'parameters: {weight: 1, rescale_mode: l2}']), 'r.yml'), {
+      message: 'r.yml: parameters.rescale_mode: must be l1 or inverse_density',
+    });
+  });
+
+  it('reports YAML syntax errors with the file name', () => {
+    assert.throws(() => parseMergeYaml('merge_method: [linear', 'r.yml'), {
+      message: 'r.yml: not valid YAML at line 1: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    });
+    assert.throws(() => parseMergeYaml('- 1\n- 2', 'r.yml'), { message: 'r.yml: expected a mapping with merge_method and models' });
+  });
+
+  it('writes a recipe mergekit reads back to the same recipe', () => {
+    const config = parseMergeYaml(tiesRecipe('0.3'), 'r.yml');
+    assert.deepEqual(parse(mergekitYaml(config)), {
+      merge_method: 'ties',
+      base_model: 'base.safetensors',
+      models: [
+        { model: 'a.safetensors', parameters: { weight: 1, density: 0.5 } },
+        { model: 'b.safetensors', parameters: { weight: 0.5, density: 0.3 } },
+      ],
+      parameters: { normalize: true },
+      dtype: 'bfloat16',
+    });
+  });
+});
