@@ -7,6 +7,8 @@ export type ProgressEvent =
   | { kind: 'read'; bytes: number; total: number }
   /** Candidates scored so far out of the total the job will score; `candidate` is being scored. */
   | { kind: 'score'; done: number; total: number; candidate: string }
+  /** Images decoded into the data cache so far out of the folder's total (the first pass over an image folder). */
+  | { kind: 'decode'; done: number; total: number }
   /** Something the user should know that does not stop the job. */
   | { kind: 'warning'; message: string };
 

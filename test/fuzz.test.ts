@@ -26,6 +26,8 @@ const TIMEOUT_MS = 5_000;
 /** More new array-buffer memory than this after one case means something trusted a length field. */
 const MAX_GROWTH = 64 * 1024 * 1024;
 const dir = await tempDir('soup-fuzz-');
+// Decoded image folders are cached; keep the cache out of the user's home.
+process.env.XDG_CACHE_HOME = await tempDir('soup-cache-');
 const fixtures = new URL('../../fixtures/', import.meta.url).pathname;
 
 type Mutation =

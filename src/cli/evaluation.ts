@@ -9,6 +9,8 @@ import { CommandEvaluator } from '../eval/command.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
 import { METRIC_NAMES } from '../eval/metrics.js';
+import type { ProgressListener } from '../progress.js';
+import { preprocessingFlags, preprocessingOptions } from './preprocessing.js';
 
 /** Options of every command that scores checkpoints (greedy, eval). */
 export const evaluationOptions = z.object({
@@ -20,9 +22,7 @@ export const evaluationOptions = z.object({
   backend: z.enum(BACKENDS).optional(),
   batchSize: z.coerce.number().int().positive().default(512),
   jobs: z.coerce.number().int().positive().optional(),
-  scale: z.coerce.number().finite().optional(),
-  offset: z.coerce.number().finite().optional(),
-});
+}).merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
 export interface EvaluationSetup {
@@ -38,7 +38,12 @@ export interface EvaluationSetup {
  * Builds the evaluator the options ask for: TF.js on --val data (with the ingredients' own
  * topology or --model's), or the user's --eval-cmd. Everything is checked before any scoring.
  */
-export async function createEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string | undefined = options.val): Promise<EvaluationSetup> {
+export async function createEvaluator(
+  options: EvaluationOptions,
+  reference: Checkpoint,
+  data: string | undefined = options.val,
+  onProgress?: ProgressListener,
+): Promise<EvaluationSetup> {
   if (options.evalCmd !== undefined) {
     if (!options.evalCmd.includes('{ckpt}')) {
       throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes', {
@@ -58,7 +63,7 @@ export async function createEvaluator(options: EvaluationOptions, reference: Che
     throw new UsageError(`--metric: unknown metric "${options.metric}" (TF.js scoring measures ${METRIC_NAMES.join(', ')})`);
   }
   const { modelTopology, source } = await topologyFor(options.model, reference);
-  const dataset = await loadDataset(data, { scale: options.scale, offset: options.offset });
+  const dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
   const { TfjsEvaluator } = await import('../eval/tfjs.js');
   const evaluator = await TfjsEvaluator.create({ modelTopology, modelSource: source, dataset, backend: options.backend, batchSize: options.batchSize });
   const tfjs: TfjsEvaluatorOptions = { modelTopology, modelSource: source, dataset, backend: evaluator.backend, batchSize: options.batchSize };

@@ -1,5 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { unzipSync, type UnzipFileInfo } from 'fflate';
-import { InputError } from '../errors.js';
+import { InputError, describeFsError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
 
 /** Reads the arrays of an .npz file (np.savez or np.savez_compressed), by name without ".npy". */
@@ -38,4 +39,31 @@ function checkEntrySize(entry: UnzipFileInfo, archiveBytes: number, file: string
     );
   }
   return true;
+}
+
+/** One array of an .npz: its shape, and its values read whole or (for a large array) by rows. */
+export interface NpzArray {
+  shape: number[];
+  /** Too large to hold in memory: read it with readRows. */
+  large: boolean;
+  readAll(): Promise<NumericArray>;
+  /** Values of rows [start, start + count) of the first dimension; rowSize values per row. */
+  readRows(start: number, count: number, rowSize: number): Promise<ArrayLike<number>>;
+}
+
+/** Opens the arrays of an .npz file by name. */
+export async function openNpzArrays(file: string): Promise<{ arrays: Map<string, NpzArray> }> {
+  const bytes = await readFile(file).catch((error: unknown) => {
+    throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
+  });
+  const arrays = new Map<string, NpzArray>();
+  for (const [name, array] of parseNpz(bytes, file)) {
+    arrays.set(name, {
+      shape: array.shape,
+      large: false,
+      readAll: async () => array,
+      readRows: async (start, count, rowSize) => array.values.subarray(start * rowSize, (start + count) * rowSize),
+    });
+  }
+  return { arrays };
 }

@@ -24,7 +24,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
-    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
+    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference, undefined, terminal.progress());
     let result;
     let jobs = 1;
     try {
