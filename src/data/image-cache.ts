@@ -124,6 +124,7 @@ async function readRange(file: string, position: number, length: number): Promis
 /** Images decoded at once: enough to keep every core busy while one result is written. */
 const DECODE_CONCURRENCY = Math.max(2, Math.min(8, availableParallelism() * 2));
 const PROGRESS_INTERVAL_MS = 100;
+const WRITE_BUFFER_BYTES = 1 << 20;
 
 async function buildCache(file: string, listing: ImageListing, steps: ImageSteps, options: ImageCacheOptions): Promise<CacheMeta> {
   const { files } = listing;
@@ -142,6 +143,9 @@ async function buildCache(file: string, listing: ImageListing, steps: ImageSteps
   let first: { image: DecodedImage; file: string } | undefined;
   let grey = true;
   let lastReport = 0;
+  // Small images are written a megabyte at a time rather than one write each.
+  const buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+  let buffered = 0;
   try {
     for (let i = 0; i < files.length; i++) {
       throwIfAborted(options.signal);
@@ -156,13 +160,23 @@ async function buildCache(file: string, listing: ImageListing, steps: ImageSteps
         });
       }
       grey &&= image.grey;
-      await handle.write(image.pixels);
+      if (buffered + image.pixels.length > WRITE_BUFFER_BYTES) {
+        await handle.write(buffer.subarray(0, buffered));
+        buffered = 0;
+      }
+      if (image.pixels.length > WRITE_BUFFER_BYTES) {
+        await handle.write(image.pixels);
+      } else {
+        buffer.set(image.pixels, buffered);
+        buffered += image.pixels.length;
+      }
       const now = performance.now();
       if (now - lastReport >= PROGRESS_INTERVAL_MS || i === files.length - 1) {
         lastReport = now;
         options.onProgress?.({ kind: 'decode', done: i + 1, total: files.length });
       }
     }
+    await handle.write(buffer.subarray(0, buffered));
     await handle.close();
     await rename(temp, file);
   } catch (error) {

@@ -50,7 +50,11 @@ let sharpModule: Promise<SharpFactory> | undefined;
 /** sharp (libvips) is loaded only when an image folder is decoded; it ships as prebuilt @img/* packages. */
 export async function loadSharp(): Promise<SharpFactory> {
   sharpModule ??= import('sharp').then(
-    (module) => module.default as unknown as SharpFactory,
+    (module) => {
+      // Every file is decoded once, so libvips's operation cache would only hold memory (up to 50 MB).
+      module.default.cache(false);
+      return module.default as unknown as SharpFactory;
+    },
     (error: unknown) => {
       sharpModule = undefined;
       throw new UsageError(`image folders are decoded with the sharp package, which cannot be loaded here: ${(error as Error).message.split('\n')[0]}`, {
@@ -98,7 +102,7 @@ export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw new InputError(file, `cannot decode image: ${(error as Error).message}`, { cause: error });
+    throw new InputError(file, `cannot decode image: ${firstLine(error)}`, { cause: error });
   }
   let { width, height } = decoded.info;
   let channels = steps.channels === 'grey' ? 1 : 3;
@@ -112,7 +116,7 @@ export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps
           .raw()
           .toBuffer();
       } catch (error) {
-        throw new InputError(file, `cannot resize image: ${(error as Error).message}`, { cause: error });
+        throw new InputError(file, `cannot resize image: ${firstLine(error)}`, { cause: error });
       }
       ({ width, height } = size);
     }
@@ -122,19 +126,43 @@ export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps
     width = height = steps.crop;
   }
   const grey = channels === 3 && isGrey(pixels);
-  if (steps.channels === 'bgr') for (let p = 0; p < pixels.length; p += 3) [pixels[p], pixels[p + 2]] = [pixels[p + 2]!, pixels[p]!];
+  if (steps.channels === 'bgr') {
+    for (let p = 0; p < pixels.length; p += 3) {
+      const red = pixels[p]!;
+      pixels[p] = pixels[p + 2]!;
+      pixels[p + 2] = red;
+    }
+  }
   channels = steps.channels === 'grey' ? 1 : 3;
   return { width, height, channels, pixels, grey };
 }
 
+/** libvips repeats its warnings line after line; the first says what is wrong. */
+function firstLine(error: unknown): string {
+  return (error as Error).message.split('\n')[0]!.trim();
+}
+
 /** RGB from 1 to 4 decoded channels (grey replicated, alpha dropped as PIL's convert('RGB') does), or PIL's integer luma. */
 function toChannels(data: Buffer, pixels: number, from: number, grey: boolean): Uint8Array {
+  if (from === 3 && !grey) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (from <= 2 && grey) {
+    if (from === 1) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const out = new Uint8Array(pixels);
+    for (let p = 0; p < pixels; p++) out[p] = data[p * 2]!;
+    return out;
+  }
   const out = new Uint8Array(pixels * (grey ? 1 : 3));
-  for (let p = 0; p < pixels; p++) {
-    const at = p * from;
-    const [r, g, b] = from >= 3 ? [data[at]!, data[at + 1]!, data[at + 2]!] : [data[at]!, data[at]!, data[at]!];
-    if (grey) out[p] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
-    else out.set([r, g, b], p * 3);
+  for (let p = 0, at = 0; p < pixels; p++, at += from) {
+    const r = data[at]!;
+    const g = from >= 3 ? data[at + 1]! : r;
+    const b = from >= 3 ? data[at + 2]! : r;
+    if (grey) {
+      out[p] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+    } else {
+      out[p * 3] = r;
+      out[p * 3 + 1] = g;
+      out[p * 3 + 2] = b;
+    }
   }
   return out;
 }

@@ -121,6 +121,29 @@ describe('image folders', () => {
   });
 });
 
+describe('the fixture image folder', () => {
+  const fixtureImages = new URL('../../../fixtures/data/images/', import.meta.url).pathname;
+
+  it('gives NCHW batches that are exact transposes of its NHWC batches', async () => {
+    const dataset = await load(fixtureImages);
+    assert.deepEqual(dataset.sampleShape, [28, 28, 3]);
+    const nhwc = await dataset.read(0, dataset.n, dataset.fitTo([28, 28, 3]));
+    let batches = 0;
+    for await (const batch of dataset.batches(8, dataset.fitTo([3, 28, 28]))) {
+      batches++;
+      for (let s = 0; s < batch.count; s++) {
+        for (let c = 0; c < 3; c++) {
+          for (let p = 0; p < 784; p++) {
+            if (batch.x[(s * 3 + c) * 784 + p] !== nhwc[((batch.start + s) * 784 + p) * 3 + c]) assert.fail(`sample ${batch.start + s}, channel ${c}, pixel ${p} differs`);
+          }
+        }
+      }
+      assert.deepEqual([...batch.y], [...dataset.y.subarray(batch.start, batch.start + batch.count)]);
+    }
+    assert.equal(batches, 4, '30 images in batches of 8');
+  });
+});
+
 describe('the decoded-image cache', () => {
   it('decodes once, then hits; misses on a changed file and on changed image steps, not on changed value steps', async () => {
     const folder = path.join(dir, 'cached');

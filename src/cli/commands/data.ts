@@ -66,7 +66,7 @@ export async function runData(target: string, rawOptions: unknown, signal: Abort
   const rows: string[][] = [
     ['samples', String(dataset.n)],
     ['classes', `${classes.length} (${shown})`],
-    ['sample shape', `${formatShape(dataset.sampleShape)}${dataset.sampleLayout === 'none' ? '' : ` ${dataset.sampleLayout.toUpperCase()}`}`],
+    ['sample shape', `${formatShape(dataset.sampleShape)}${dataset.sampleLayout === 'none' || dataset.sampleShape.length !== 3 ? '' : ` ${dataset.sampleLayout.toUpperCase()}`}`],
     ['model input', modelInput],
     ['preprocessing', describePreprocessing(dataset.preprocessing)],
     ...summary.channels.map(({ min, max, mean }, c) => [
