@@ -72,7 +72,7 @@ async function main(): Promise<void> {
         const predicted = (model.predict(tf.tensor4d(pixels, [labels.length, SIDE, SIDE, 3]).div(255)) as tf.Tensor).argMax(-1).dataSync();
         return Array.from(predicted).reduce((sum: number, p: number, i: number) => sum + (p === labels[i] ? 1 : 0), 0) / labels.length;
       });
-    console.log(`${COUNT} images; fixture conv model accuracy (its own training used PIL-free tinting)`);
+    console.log(`${COUNT} images; accuracy is the fixture conv model's on each pipeline's pixels`);
     for (const format of ['png', 'jpeg'] as const) {
       for (const interpolation of ['bilinear', 'bicubic'] as const) {
         const dataset = await loadDataset(path.join(work, format), { resize: SIDE, crop: SIDE, interpolation }, { cacheDir: path.join(work, 'cache') });
