@@ -207,6 +207,11 @@ describe('fuzzing', { timeout: 600_000 }, () => {
       fc.asyncProperty(fc.boolean(), fc.array(mutation, { minLength: 1, maxLength: 4 }), async (compressed, mutations) => {
         await writeFile(file, mutate(compressed ? valid : stored, mutations));
         await survives(() => loadDataset(file));
+        // The same file read from disk batch by batch, as a large .npz is.
+        await survives(async () => {
+          const dataset = await loadDataset(file, {}, { inMemoryBytes: 0 });
+          await dataset.read(0, dataset.n);
+        });
       }),
       options,
     );

@@ -30,6 +30,7 @@ export interface DatasetSource {
   target: string;
   flags: Preprocessing;
   cacheDir?: string | undefined;
+  inMemoryBytes?: number | undefined;
 }
 
 /**
@@ -85,7 +86,11 @@ export interface LoadOptions {
   cacheDir?: string | undefined;
   onProgress?: ProgressListener | undefined;
   signal?: AbortSignal | undefined;
+  /** An .npz file larger than this is read batch by batch from disk (default 512 MiB). */
+  inMemoryBytes?: number | undefined;
 }
+
+const IN_MEMORY_BYTES = 512 * 1024 * 1024;
 
 /**
  * Reads validation or test data: an .npz with arrays x and y, a folder of IDX files (MNIST layout,
@@ -98,7 +103,7 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
   });
   const folder = info.isDirectory();
   const steps = resolvePreprocessing(await readPreprocessing(target, folder), flags);
-  const raw = folder ? await loadFolder(target, steps, options) : await loadFile(target);
+  const raw = folder ? await loadFolder(target, steps, options) : await loadFile(target, options.inMemoryBytes ?? IN_MEMORY_BYTES);
   if (raw.format !== 'images' && (resamples(steps) || steps.channels !== undefined)) {
     const keys = (['resize', 'crop', 'channels'] as const).filter((key) => steps[key] !== undefined);
     throw new UsageError(`${target}: ${keys.join(', ')} apply to folders of images; ${raw.format} data is used at its stored size`, {
@@ -123,7 +128,7 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
     preprocessing: steps,
     cache: raw.cache === undefined ? undefined : { file: raw.cache.file, bytes: raw.cache.bytes, state: raw.cache.state },
     streamed: raw.streamed,
-    source: { target, flags, cacheDir: options.cacheDir },
+    source: { target, flags, cacheDir: options.cacheDir, inMemoryBytes: options.inMemoryBytes },
     store: raw.store,
   });
 }
@@ -278,10 +283,10 @@ function inMemory(format: Dataset['format'], values: ArrayLike<number>, y: Int32
   };
 }
 
-async function loadFile(file: string): Promise<RawData> {
+async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
   const extension = path.extname(file).toLowerCase();
   if (extension === '.npz') {
-    const npz = await openNpzArrays(file);
+    const npz = await openNpzArrays(file, inMemoryBytes);
     const x = npz.arrays.get('x');
     const y = npz.arrays.get('y');
     if (x === undefined || y === undefined) {

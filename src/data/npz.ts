@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { unzipSync, type UnzipFileInfo } from 'fflate';
 import { InputError, describeFsError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
+import { openLargeNpz } from './npz-stream.js';
 
 /** Reads the arrays of an .npz file (np.savez or np.savez_compressed), by name without ".npy". */
 export function parseNpz(bytes: Uint8Array, file: string): Map<string, NumericArray> {
@@ -51,8 +52,15 @@ export interface NpzArray {
   readRows(start: number, count: number, rowSize: number): Promise<ArrayLike<number>>;
 }
 
-/** Opens the arrays of an .npz file by name. */
-export async function openNpzArrays(file: string): Promise<{ arrays: Map<string, NpzArray> }> {
+/** Opens the arrays of an .npz file by name: in memory up to `inMemoryBytes` of file, else read by rows from disk. */
+export async function openNpzArrays(file: string, inMemoryBytes: number): Promise<{ arrays: Map<string, NpzArray> }> {
+  const size = await stat(file).then(
+    (info) => info.size,
+    (error: unknown) => {
+      throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
+    },
+  );
+  if (size > inMemoryBytes) return { arrays: await openLargeNpz(file, size) };
   const bytes = await readFile(file).catch((error: unknown) => {
     throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
   });

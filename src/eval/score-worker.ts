@@ -13,7 +13,7 @@ import { TfjsEvaluator } from './tfjs.js';
 
 const job = workerData as ScoreJob;
 // The data set opens again here (an image folder's decoded cache is found, not rebuilt).
-const dataset = await loadDataset(job.data.target, job.data.flags, { cacheDir: job.data.cacheDir });
+const dataset = await loadDataset(job.data.target, job.data.flags, { cacheDir: job.data.cacheDir, inMemoryBytes: job.data.inMemoryBytes });
 const evaluator = await TfjsEvaluator.create({ ...job.evaluator, dataset });
 try {
   for (const { index, ingredient } of job.ingredients) {
