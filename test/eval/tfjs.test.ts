@@ -35,6 +35,18 @@ describe('TfjsEvaluator', () => {
     assert.ok(onWasm.metrics.loss > 0 && onWasm.metrics.loss < 1);
   });
 
+  it('streams batches from the data set when its inputs exceed the preload budget, with the same scores and no leak', async () => {
+    const preloaded = await create('wasm');
+    const expected = await preloaded.evaluate(ingredientWeights(ingredient));
+    await preloaded.dispose();
+    const streaming = await TfjsEvaluator.create({ modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset: val, backend: 'wasm', batchSize: 300, preloadBytes: 0 });
+    const before = streaming.liveTensors();
+    const streamed = await streaming.evaluate(ingredientWeights(ingredient));
+    assert.deepEqual(streamed, expected);
+    assert.equal(streaming.liveTensors(), before, 'each batch tensor is freed after its prediction');
+    await streaming.dispose();
+  });
+
   it('leaks no tensor from one candidate to the next', async () => {
     const evaluator = await create('wasm');
     const baseline = evaluator.liveTensors();
