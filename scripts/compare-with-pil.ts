@@ -19,21 +19,11 @@ import sharp from 'sharp';
 import { loadDataset } from '../src/data/dataset.js';
 import { parseIdx } from '../src/data/idx.js';
 import { encodeNpy, parseNpy } from '../src/data/npy.js';
+import { rng } from './seeded.js';
 
 const SOURCE = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const COUNT = Number(process.argv[2] ?? 1000);
 const SIDE = 28;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function main(): Promise<void> {
   tf.env().set('PROD', true);

@@ -23,23 +23,13 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { loadDataset } from '../src/data/dataset.js';
 import { parseIdx } from '../src/data/idx.js';
+import { rng } from './seeded.js';
 
 const SOURCE = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const OUT = path.resolve(process.argv[2] ?? 'fixtures');
 const SIDE = 28;
 const PIXELS = SIDE * SIDE;
 const CLASS_NAMES = ['0-tshirt', '1-trouser', '2-pullover', '3-dress', '4-coat', '5-sandal', '6-shirt', '7-sneaker', '8-bag', '9-boot'];
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function readSplit(prefix: string): Promise<{ x: Uint8Array; y: Uint8Array; n: number }> {
   const read = async (name: string) => parseIdx(gunzipSync(await readFile(path.join(SOURCE, name))), name).values as Uint8Array;
