@@ -209,10 +209,22 @@ class StoredDataset implements Dataset {
     if (start < 0 || count < 0 || start + count > this.n) throw new RangeError(`samples ${start} to ${start + count} are outside 0 to ${this.n}`);
     const { values, at } = await this.store.read(start, count);
     const out = new Float32Array(count * this.sampleSize);
-    const { affine } = this;
-    const value = affine.identity ? (x: number) => x : affine.apply;
+    const value = values instanceof Uint8Array ? this.byteValue() : this.affine.identity ? (x: number) => x : this.affine.apply;
     arrangeSamples(values, at, count, this.sample, fit ?? { shape: this.sampleShape, layout: 'as stored', transpose: 'none' }, value, out);
     return out;
+  }
+
+  private byteTable: Float32Array | undefined;
+
+  /** Bytes (images, uint8 arrays) take every channel's 256 possible values from a table computed once. */
+  private byteValue(): (x: number, channel: number) => number {
+    const channels = imageDims(this.sample)?.channels ?? 1;
+    if (this.byteTable === undefined) {
+      this.byteTable = new Float32Array(channels * 256);
+      for (let c = 0; c < channels; c++) for (let x = 0; x < 256; x++) this.byteTable[c * 256 + x] = this.affine.apply(x, c);
+    }
+    const table = this.byteTable;
+    return (x, channel) => table[channel * 256 + x]!;
   }
 
   async *batches(batchSize: number, fit?: InputFit): AsyncGenerator<Batch> {
