@@ -37,8 +37,8 @@ await build({
   platform: 'node',
   target: 'node20',
   sourcemap: true,
-  // TensorFlow.js is large, loaded only to score, and finds its backends by package name.
-  external: ['@tensorflow/*'],
+  // TensorFlow.js is large, loaded only to score, and finds its backends by package name; sharp loads a native library.
+  external: ['@tensorflow/*', 'sharp'],
   // Bundled CommonJS packages (commander) require Node's built-in modules.
   banner: { js: "import { createRequire as soupCreateRequire } from 'node:module'; const require = soupCreateRequire(import.meta.url);" },
   logLevel: 'warning',

@@ -10,6 +10,8 @@ export type ProgressEvent =
    * `running` evaluations are under way (several with --jobs), `secondsEach` is the mean time of one.
    */
   | { kind: 'score'; done: number; total: number; candidate: string; running?: number; secondsEach?: number }
+  /** Images decoded into the data cache so far out of the folder's total (the first pass over an image folder). */
+  | { kind: 'decode'; done: number; total: number }
   /** Something the user should know that does not stop the job. */
   | { kind: 'warning'; message: string };
 

@@ -11,6 +11,8 @@ import { CommandEvaluator } from '../eval/command.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
 import { METRIC_NAMES } from '../eval/metrics.js';
+import type { ProgressListener } from '../progress.js';
+import { preprocessingFlags, preprocessingOptions } from './preprocessing.js';
 
 /** Options of every command that scores checkpoints (greedy, eval). */
 export const evaluationOptions = z.object({
@@ -22,10 +24,8 @@ export const evaluationOptions = z.object({
   backend: z.enum(BACKENDS).optional(),
   batchSize: z.coerce.number().int().positive().default(512),
   jobs: z.coerce.number().int().positive().optional(),
-  scale: z.coerce.number().finite().optional(),
-  offset: z.coerce.number().finite().optional(),
   workDir: z.string().min(1).optional(),
-});
+}).merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
 export interface EvaluationSetup {
@@ -41,7 +41,12 @@ export interface EvaluationSetup {
  * Builds the evaluator the options ask for: TF.js on --val data (with the ingredients' own
  * topology or --model's), or the user's --eval-cmd. Everything is checked before any scoring.
  */
-export async function createEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string | undefined = options.val): Promise<EvaluationSetup> {
+export async function createEvaluator(
+  options: EvaluationOptions,
+  reference: Checkpoint,
+  data: string | undefined = options.val,
+  onProgress?: ProgressListener,
+): Promise<EvaluationSetup> {
   if (options.evalCmd !== undefined) {
     if (!options.evalCmd.includes('{ckpt}')) {
       throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes', {
@@ -62,7 +67,7 @@ export async function createEvaluator(options: EvaluationOptions, reference: Che
     throw new UsageError(`--metric: unknown metric "${options.metric}" (TF.js scoring measures ${METRIC_NAMES.join(', ')})`);
   }
   const { modelTopology, source } = await topologyFor(options.model, reference);
-  const dataset = await loadDataset(data, { scale: options.scale, offset: options.offset });
+  const dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
   const { TfjsEvaluator } = await import('../eval/tfjs.js');
   const evaluator = await TfjsEvaluator.create({ modelTopology, modelSource: source, dataset, backend: options.backend, batchSize: options.batchSize });
   const tfjs: TfjsEvaluatorOptions = { modelTopology, modelSource: source, dataset, backend: evaluator.backend, batchSize: options.batchSize };
@@ -111,10 +116,12 @@ function checkWeightsMatch(specs: { name: string; shape: number[] }[], reference
  * What decides an evaluator's scores, for the score cache's key: the command template (and its data),
  * or the model's topology and the data's values (after preprocessing), with the metric and backend.
  */
-export function evaluatorIdentity(setup: EvaluationSetup, options: EvaluationOptions): Record<string, unknown> {
+export async function evaluatorIdentity(setup: EvaluationSetup, options: EvaluationOptions): Promise<Record<string, unknown>> {
   const { metric } = options;
   if (setup.tfjs === undefined) return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
   const { dataset, modelTopology } = setup.tfjs;
-  const data = createHash('sha256').update(JSON.stringify(dataset.sampleShape)).update(new Uint8Array(dataset.x.buffer, dataset.x.byteOffset, dataset.x.byteLength)).update(new Uint8Array(dataset.y.buffer, dataset.y.byteOffset, dataset.y.byteLength)).digest('hex');
+  const hash = createHash('sha256').update(JSON.stringify(dataset.sampleShape));
+  for await (const batch of dataset.batches(4096)) hash.update(new Uint8Array(batch.x.buffer, batch.x.byteOffset, batch.x.byteLength));
+  const data = hash.update(new Uint8Array(dataset.y.buffer, dataset.y.byteOffset, dataset.y.byteLength)).digest('hex');
   return { kind: 'tfjs', model: createHash('sha256').update(JSON.stringify(modelTopology)).digest('hex'), data, metric, backend: setup.backend };
 }

@@ -29,7 +29,7 @@ function withSoupOutputOptions(command: Command): Command {
 }
 
 function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }): Command {
-  return command
+  return withPreprocessingOptions(command)
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
@@ -38,9 +38,22 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', batchSize.help, batchSize.default)
     .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
-    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
+    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)');
+}
+
+/** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
+function withPreprocessingOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--preprocess <preset>', 'preset steps: imagenet (resize 256, crop 224, ImageNet mean/std) or clip (bicubic 224, CLIP mean/std)').choices(['imagenet', 'clip']))
+    .option('--resize <n>', 'images: resize the shorter side to n pixels')
+    .addOption(new Option('--interpolation <kind>', 'images: resize interpolation (default bilinear)').choices(['bilinear', 'bicubic']))
+    .option('--crop <n>', 'images: center crop to n x n pixels')
     .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
-    .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
+    .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)')
+    .option('--mean <values>', 'per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406')
+    .option('--std <values>', 'per-channel std divided by after the mean, e.g. 0.229,0.224,0.225')
+    .addOption(new Option('--channels <order>', 'images: channels to give the model (default: RGB, or grey when every image is grey)').choices(['rgb', 'bgr', 'grey']))
+    .addOption(new Option('--layout <layout>', 'input layout when the model\'s shape leaves it open (default: from the model)').choices(['nchw', 'nhwc']));
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -343,6 +356,33 @@ function buildProgram(): Command {
     .action(async (input: string, options: unknown) => {
       const { runCard } = await import('./commands/card.js');
       await runCard(input, options);
+    });
+
+  withCommonOptions(
+    withPreprocessingOptions(
+      program
+        .command('data')
+        .summary('show what an evaluator would see: count, classes, shape, layout, value ranges, cache')
+        .description(
+          'Reads validation or test data with its preprocessing (flags over a dataset.json beside the data) and shows\n' +
+            'the sample count, classes, sample shape and layout, the range of every channel, and the decoded-image cache.\n' +
+            'An image folder is decoded once into the cache ($XDG_CACHE_HOME/model-soup/data); later runs read it.',
+        )
+        .argument('<data>', '.npz, a folder of IDX files, .csv, or a folder of class folders of images'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      examples([
+        'soup data ./val-images --preprocess imagenet',
+        'soup data ./val-images --preprocess clip --layout nchw --json',
+        'soup data ./photos --resize 256 --crop 224 --scale 0.00392156862745098 --mean 0.5 --std 0.5',
+        'soup data fixtures/data/test.npz',
+      ]),
+    )
+    .action(async (target: string, options: unknown) => {
+      const { runData } = await import('./commands/data.js');
+      await runData(target, options, interrupt.signal);
     });
 
   return program;

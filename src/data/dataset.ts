@@ -1,76 +1,268 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { z } from 'zod';
-import { InputError, describeFsError } from '../errors.js';
+import { InputError, UsageError, describeFsError } from '../errors.js';
+import type { ProgressListener } from '../progress.js';
 import { parseCsv } from './csv.js';
 import { parseIdx } from './idx.js';
-import { readImageFolder } from './images.js';
+import { openImageCache, type ImageCache } from './image-cache.js';
+import { listImageFolder } from './images.js';
+import { arrangeSamples, fitToInput, guessSampleLayout, imageDims, type InputFit, type SampleLayout } from './layout.js';
 import type { NumericArray } from './npy.js';
-import { parseNpz } from './npz.js';
+import { openNpzArrays } from './npz.js';
+import { channelAffine, preprocessingSchema, resamples, resolvePreprocessing, type ChannelAffine, type Preprocessing } from './preprocess.js';
 
-/** A labelled data set held in memory: validation and test sets are small next to the models. */
+export type { Preprocessing } from './preprocess.js';
+export type { InputFit } from './layout.js';
+
+/** One batch of samples, preprocessed and laid out for a model input. */
+export interface Batch {
+  /** count samples back to back, in the layout of the InputFit asked for. */
+  x: Float32Array;
+  y: Int32Array;
+  /** Index of the batch's first sample in the data set. */
+  start: number;
+  count: number;
+}
+
+/** How to open a data set again, e.g. in a worker thread: plain data, no handles. */
+export interface DatasetSource {
+  target: string;
+  flags: Preprocessing;
+  cacheDir?: string | undefined;
+  inMemoryBytes?: number | undefined;
+}
+
+/**
+ * A labelled data set. Labels are in memory; samples are read in batches, from memory (npz, IDX, CSV
+ * of modest size) or from disk (an image folder's decoded cache, a large npz), so a data set may be
+ * larger than memory. This is the seam every evaluator uses:
+ *   const fit = dataset.fitTo(modelInputDims);           // layout check, or an error naming the shapes
+ *   for await (const { x, y, count } of dataset.batches(256, fit)) ...
+ */
 export interface Dataset {
   /** Short name for reports: the file name without extension, or the folder name. */
   name: string;
   path: string;
   format: 'npz' | 'idx' | 'csv' | 'images';
   n: number;
-  /** Shape of one sample as stored, e.g. [28, 28]. */
+  /** Shape of one sample as stored (after image steps), e.g. [28, 28] or [224, 224, 3]. */
   sampleShape: number[];
-  /** n samples back to back, preprocessed (x * scale + offset). */
-  x: Float32Array;
+  /** Order of a stored sample's values: image folders are height-width-channels. */
+  sampleLayout: SampleLayout;
   y: Int32Array;
+  /** Class names of an image folder, by label. */
+  classes?: string[] | undefined;
+  /** The steps in force (flags over dataset.json). */
+  preprocessing: Preprocessing;
   scale: number;
   offset: number;
+  /** An image folder's decoded-data cache. */
+  cache?: { file: string; bytes: number; state: 'hit' | 'built' } | undefined;
+  /** Samples are read from disk batch by batch rather than held in memory. */
+  streamed: boolean;
+  source: DatasetSource;
+  /**
+   * How samples map to a model input [N, ...modelDims] (unknown dimensions -1): NCHW or NHWC from the
+   * model's shape (the preprocessing's `layout` settles ambiguous ones), flat reshape only for [N, K].
+   */
+  fitTo(modelDims: readonly number[]): InputFit;
+  /** Samples [start, start + count), preprocessed, laid out as `fit` says (as stored when omitted). */
+  read(start: number, count: number, fit?: InputFit): Promise<Float32Array>;
+  /** Every sample in order, batchSize at a time. */
+  batches(batchSize: number, fit?: InputFit): AsyncGenerator<Batch>;
 }
 
-export interface Preprocessing {
-  scale?: number | undefined;
-  offset?: number | undefined;
+/** Stored samples of a data set, before the value steps. */
+export interface SampleStore {
+  /** Values of samples [start, start + count) as stored, beginning at `values[at]`. */
+  read(start: number, count: number): Promise<{ values: ArrayLike<number>; at: number }>;
 }
 
-const preprocessingSchema = z.strictObject({
-  scale: z.number().finite().optional(),
-  offset: z.number().finite().optional(),
-  description: z.string().optional(),
-});
 export const DATASET_JSON = 'dataset.json';
+
+export interface LoadOptions {
+  /** Folder for decoded image caches; default $XDG_CACHE_HOME/model-soup/data. */
+  cacheDir?: string | undefined;
+  onProgress?: ProgressListener | undefined;
+  signal?: AbortSignal | undefined;
+  /** An .npz file larger than this is read batch by batch from disk (default 512 MiB). */
+  inMemoryBytes?: number | undefined;
+}
+
+const IN_MEMORY_BYTES = 512 * 1024 * 1024;
 
 /**
  * Reads validation or test data: an .npz with arrays x and y, a folder of IDX files (MNIST layout,
  * raw or .gz), a CSV with a label column, or a folder of class sub-folders of images. Preprocessing
- * comes from the flags, else from a dataset.json beside the data, else none.
+ * comes from the flags over a dataset.json beside the data (see resolvePreprocessing).
  */
-export async function loadDataset(target: string, flags: Preprocessing = {}): Promise<Dataset> {
+export async function loadDataset(target: string, flags: Preprocessing = {}, options: LoadOptions = {}): Promise<Dataset> {
   const info = await stat(target).catch((error: unknown) => {
     throw new InputError(target, describeFsError(error), { cause: error });
   });
-  const raw = info.isDirectory() ? await loadFolder(target) : await loadFile(target);
+  const folder = info.isDirectory();
+  const steps = resolvePreprocessing(await readPreprocessing(target, folder), flags);
+  const raw = folder ? await loadFolder(target, steps, options) : await loadFile(target, options.inMemoryBytes ?? IN_MEMORY_BYTES);
+  if (raw.format !== 'images' && (resamples(steps) || steps.channels !== undefined)) {
+    const keys = (['resize', 'crop', 'channels'] as const).filter((key) => steps[key] !== undefined);
+    throw new UsageError(`${target}: ${keys.join(', ')} apply to folders of images; ${raw.format} data is used at its stored size`, {
+      hint: 'leave them out for this data, or use a preset only for image folders',
+    });
+  }
   const n = raw.y.length;
   if (n === 0) throw new InputError(target, 'the data set is empty');
-  const sampleSize = raw.sampleShape.reduce((a, b) => a * b, 1);
-  if (raw.x.length !== n * sampleSize) {
-    throw new InputError(target, `${raw.x.length / Math.max(sampleSize, 1)} samples but ${n} labels; they must be as many`);
-  }
+  if (raw.count !== n) throw new InputError(target, `${raw.count} samples but ${n} labels; they must be as many`);
   const negative = raw.y.findIndex((label) => label < 0);
   if (negative >= 0) throw new InputError(target, `label ${raw.y[negative]} of sample ${negative} is negative`);
-  const stored = await readPreprocessing(target, info.isDirectory());
-  const scale = flags.scale ?? stored.scale ?? 1;
-  const offset = flags.offset ?? stored.offset ?? 0;
-  const x = raw.x instanceof Float32Array && raw.owned ? raw.x : Float32Array.from(raw.x);
-  if (scale !== 1 || offset !== 0) for (let i = 0; i < x.length; i++) x[i] = x[i]! * scale + offset;
-  const name = info.isDirectory() ? path.basename(path.resolve(target)) : path.basename(target).replace(/\.[^.]+$/, '');
-  return { name, path: target, format: raw.format, n, sampleShape: raw.sampleShape, x, y: raw.y, scale, offset };
+  const name = folder ? path.basename(path.resolve(target)) : path.basename(target).replace(/\.[^.]+$/, '');
+  return new StoredDataset({
+    name,
+    path: target,
+    format: raw.format,
+    n,
+    sampleShape: raw.sampleShape,
+    sampleLayout: raw.sampleLayout,
+    y: raw.y,
+    classes: raw.classes,
+    preprocessing: steps,
+    cache: raw.cache === undefined ? undefined : { file: raw.cache.file, bytes: raw.cache.bytes, state: raw.cache.state },
+    streamed: raw.streamed,
+    source: { target, flags, cacheDir: options.cacheDir, inMemoryBytes: options.inMemoryBytes },
+    store: raw.store,
+  });
+}
+
+/** A data set from arrays in memory (tests, and callers that build data themselves). */
+export function datasetFromArrays(fields: { name: string; x: ArrayLike<number>; y: Int32Array; sampleShape: number[]; sampleLayout?: SampleLayout; preprocessing?: Preprocessing }): Dataset {
+  const store = memoryStore(fields.x, fields.sampleShape);
+  return new StoredDataset({
+    name: fields.name,
+    path: fields.name,
+    format: 'npz',
+    n: fields.y.length,
+    sampleShape: fields.sampleShape,
+    sampleLayout: fields.sampleLayout ?? guessSampleLayout(fields.sampleShape),
+    y: fields.y,
+    preprocessing: fields.preprocessing ?? {},
+    streamed: false,
+    source: { target: fields.name, flags: fields.preprocessing ?? {} },
+    store,
+  });
+}
+
+type DatasetFields = Omit<Dataset, 'fitTo' | 'read' | 'batches' | 'scale' | 'offset'> & { store: SampleStore };
+
+class StoredDataset implements Dataset {
+  readonly name: string;
+  readonly path: string;
+  readonly format: Dataset['format'];
+  readonly n: number;
+  readonly sampleShape: number[];
+  readonly sampleLayout: SampleLayout;
+  readonly y: Int32Array;
+  readonly classes: string[] | undefined;
+  readonly preprocessing: Preprocessing;
+  readonly cache: Dataset['cache'];
+  readonly streamed: boolean;
+  readonly source: DatasetSource;
+  private readonly store: SampleStore;
+  private readonly affine: ChannelAffine;
+  private readonly sampleSize: number;
+
+  constructor(fields: DatasetFields) {
+    this.name = fields.name;
+    this.path = fields.path;
+    this.format = fields.format;
+    this.n = fields.n;
+    this.sampleShape = fields.sampleShape;
+    this.sampleLayout = fields.sampleLayout;
+    this.y = fields.y;
+    this.classes = fields.classes;
+    this.preprocessing = fields.preprocessing;
+    this.cache = fields.cache;
+    this.streamed = fields.streamed;
+    this.source = fields.source;
+    this.store = fields.store;
+    this.sampleSize = fields.sampleShape.reduce((a, b) => a * b, 1);
+    const channels = imageDims(this.sample)?.channels ?? 1;
+    this.affine = wrapUsage(this.path, () => channelAffine(fields.preprocessing, channels, this.path));
+  }
+
+  get scale(): number {
+    return this.preprocessing.scale ?? 1;
+  }
+
+  get offset(): number {
+    return this.preprocessing.offset ?? 0;
+  }
+
+  private get sample() {
+    return { shape: this.sampleShape, layout: this.sampleLayout };
+  }
+
+  fitTo(modelDims: readonly number[]): InputFit {
+    return wrapUsage(this.path, () => fitToInput(this.sample, modelDims, this.preprocessing.layout));
+  }
+
+  async read(start: number, count: number, fit?: InputFit): Promise<Float32Array> {
+    if (start < 0 || count < 0 || start + count > this.n) throw new RangeError(`samples ${start} to ${start + count} are outside 0 to ${this.n}`);
+    const { values, at } = await this.store.read(start, count);
+    const out = new Float32Array(count * this.sampleSize);
+    const value = values instanceof Uint8Array ? this.byteValue() : this.affine.identity ? (x: number) => x : this.affine.apply;
+    arrangeSamples(values, at, count, this.sample, fit ?? { shape: this.sampleShape, layout: 'as stored', transpose: 'none' }, value, out);
+    return out;
+  }
+
+  private byteTable: Float32Array | undefined;
+
+  /** Bytes (images, uint8 arrays) take every channel's 256 possible values from a table computed once. */
+  private byteValue(): (x: number, channel: number) => number {
+    const channels = imageDims(this.sample)?.channels ?? 1;
+    if (this.byteTable === undefined) {
+      this.byteTable = new Float32Array(channels * 256);
+      for (let c = 0; c < channels; c++) for (let x = 0; x < 256; x++) this.byteTable[c * 256 + x] = this.affine.apply(x, c);
+    }
+    const table = this.byteTable;
+    return (x, channel) => table[channel * 256 + x]!;
+  }
+
+  async *batches(batchSize: number, fit?: InputFit): AsyncGenerator<Batch> {
+    for (let start = 0; start < this.n; start += batchSize) {
+      const count = Math.min(batchSize, this.n - start);
+      yield { x: await this.read(start, count, fit), y: this.y.subarray(start, start + count), start, count };
+    }
+  }
+}
+
+/** Shape problems found while preparing a data set are the data's problem: name its path. */
+function wrapUsage<T>(file: string, make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    if (error instanceof UsageError && !error.message.startsWith(`${file}:`)) {
+      throw new InputError(file, error.message, error.hint === undefined ? { cause: error } : { hint: error.hint, cause: error });
+    }
+    throw error;
+  }
+}
+
+function memoryStore(values: ArrayLike<number>, sampleShape: number[]): SampleStore {
+  const size = sampleShape.reduce((a, b) => a * b, 1);
+  return { read: async (start) => ({ values, at: start * size }) };
 }
 
 interface RawData {
   format: Dataset['format'];
-  x: ArrayLike<number> & { length: number };
-  /** x is a fresh Float32Array nobody else holds, so preprocessing may work in place. */
-  owned: boolean;
+  store: SampleStore;
+  /** Samples in the store. */
+  count: number;
   y: Int32Array;
   sampleShape: number[];
+  sampleLayout: SampleLayout;
+  streamed: boolean;
+  classes?: string[];
+  cache?: ImageCache;
 }
 
 async function readBytes(file: string): Promise<Uint8Array> {
@@ -79,7 +271,7 @@ async function readBytes(file: string): Promise<Uint8Array> {
   });
 }
 
-function labelsOf(array: NumericArray, file: string): Int32Array {
+export function labelsOf(array: NumericArray, file: string): Int32Array {
   if (array.shape.length !== 1 && !(array.shape.length === 2 && array.shape[1] === 1)) {
     throw new InputError(file, `labels must be a vector of class indices, got shape [${array.shape.join(', ')}]`);
   }
@@ -90,32 +282,54 @@ function labelsOf(array: NumericArray, file: string): Int32Array {
   return array.values instanceof Int32Array ? array.values : Int32Array.from(array.values);
 }
 
-async function loadFile(file: string): Promise<RawData> {
+function inMemory(format: Dataset['format'], values: ArrayLike<number>, y: Int32Array, sampleShape: number[]): RawData {
+  const size = sampleShape.reduce((a, b) => a * b, 1);
+  return {
+    format,
+    store: memoryStore(values, sampleShape),
+    count: size === 0 ? 0 : values.length / size,
+    y,
+    sampleShape,
+    sampleLayout: guessSampleLayout(sampleShape),
+    streamed: false,
+  };
+}
+
+async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
   const extension = path.extname(file).toLowerCase();
   if (extension === '.npz') {
-    const arrays = parseNpz(await readBytes(file), file);
-    const x = arrays.get('x');
-    const y = arrays.get('y');
+    const npz = await openNpzArrays(file, inMemoryBytes);
+    const x = npz.arrays.get('x');
+    const y = npz.arrays.get('y');
     if (x === undefined || y === undefined) {
-      throw new InputError(file, `an .npz data set needs arrays "x" and "y" (it has: ${[...arrays.keys()].join(', ') || 'none'})`);
+      throw new InputError(file, `an .npz data set needs arrays "x" and "y" (it has: ${[...npz.arrays.keys()].join(', ') || 'none'})`);
     }
     if (x.shape.length === 0) throw new InputError(file, 'x must have a sample dimension');
-    return { format: 'npz', x: x.values, owned: false, y: labelsOf(y, `${file}:y.npy`), sampleShape: x.shape.slice(1) };
+    const labels = labelsOf(await y.readAll(), `${file}:y.npy`);
+    const sampleShape = x.shape.slice(1);
+    const size = sampleShape.reduce((a, b) => a * b, 1);
+    if (!x.large) return inMemory('npz', (await x.readAll()).values, labels, sampleShape);
+    return {
+      format: 'npz',
+      store: { read: async (start, count) => ({ values: await x.readRows(start, count, size), at: 0 }) },
+      count: x.shape[0]!,
+      y: labels,
+      sampleShape,
+      sampleLayout: guessSampleLayout(sampleShape),
+      streamed: true,
+    };
   }
   if (extension === '.csv') {
     const { x, y, features } = parseCsv(new TextDecoder().decode(await readBytes(file)), file);
-    return { format: 'csv', x, owned: true, y, sampleShape: [features] };
+    return inMemory('csv', x, y, [features]);
   }
   throw new InputError(file, 'unknown data format (expected .npz, .csv, a folder of IDX files, or a folder of class folders of images)');
 }
 
-async function loadFolder(folder: string): Promise<RawData> {
+async function loadFolder(folder: string, steps: Preprocessing, options: LoadOptions): Promise<RawData> {
   const entries = (await readdir(folder)).sort();
   const idxFiles = entries.filter((entry) => /(-|\.)idx\d-ubyte(\.gz)?$|\.idx(\.gz)?$/.test(entry));
-  if (idxFiles.length === 0) {
-    const images = await readImageFolder(folder);
-    return { format: 'images', x: images.x, owned: true, y: images.y, sampleShape: images.sampleShape };
-  }
+  if (idxFiles.length === 0) return loadImageFolder(folder, steps, options);
   const arrays = await Promise.all(
     idxFiles.map(async (entry) => {
       const file = path.join(folder, entry);
@@ -137,7 +351,35 @@ async function loadFolder(folder: string): Promise<RawData> {
   }
   const [{ file: labelFile, array: labelArray }] = labels as [{ file: string; array: NumericArray }];
   const [{ array: imageArray }] = images as [{ file: string; array: NumericArray }];
-  return { format: 'idx', x: imageArray.values, owned: false, y: labelsOf(labelArray, labelFile), sampleShape: imageArray.shape.slice(1) };
+  return inMemory('idx', imageArray.values, labelsOf(labelArray, labelFile), imageArray.shape.slice(1));
+}
+
+async function loadImageFolder(folder: string, steps: Preprocessing, options: LoadOptions): Promise<RawData> {
+  const listing = await listImageFolder(folder);
+  const cache = await openImageCache(folder, listing, steps, options);
+  const [height, width, channels] = cache.shape;
+  // A folder of grey images, with no channels asked for, gives one channel (as it always has).
+  const collapse = cache.grey;
+  const sampleShape = [height, width, collapse ? 1 : channels];
+  const read = collapse
+    ? async (start: number, count: number) => {
+        const rgb = await cache.read(start, count);
+        const grey = new Uint8Array(rgb.length / 3);
+        for (let i = 0; i < grey.length; i++) grey[i] = rgb[3 * i]!;
+        return { values: grey, at: 0 };
+      }
+    : async (start: number, count: number) => ({ values: await cache.read(start, count), at: 0 });
+  return {
+    format: 'images',
+    store: { read },
+    count: cache.n,
+    y: Int32Array.from(listing.files, (entry) => entry.label),
+    sampleShape,
+    sampleLayout: 'hwc',
+    streamed: true,
+    classes: listing.classes,
+    cache,
+  };
 }
 
 /** dataset.json inside a data folder, or beside a data file (`<name>.dataset.json` first). */
@@ -157,7 +399,8 @@ async function readPreprocessing(target: string, isFolder: boolean): Promise<Pre
     const parsed = preprocessingSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new InputError(file, `${issue.path.join('.') || 'top level'}: ${issue.message} (allowed keys: scale, offset, description)`);
+      const allowed = Object.keys(preprocessingSchema.shape).join(', ');
+      throw new InputError(file, `${issue.path.join('.') || 'top level'}: ${issue.message} (allowed keys: ${allowed})`);
     }
     return parsed.data;
   }

@@ -1,75 +1,195 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import jpeg from 'jpeg-js';
-import { PNG } from 'pngjs';
-import { InputError, describeFsError } from '../errors.js';
-
-export interface ImageData {
-  x: Float32Array;
-  y: Int32Array;
-  /** [height, width, channels]: 1 channel when every image is grey, else 3 (RGB; alpha dropped). */
-  sampleShape: number[];
-  classes: string[];
-}
+import type { Sharp, SharpOptions } from 'sharp';
+import { InputError, UsageError, describeFsError } from '../errors.js';
+import { cropOrigin, resizedSize, type Preprocessing } from './preprocess.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
 /** Larger images are refused before decoding: a header can claim any size, and decoders allocate it. */
 const MAX_MEGAPIXELS = 64;
 
-function decode(bytes: Buffer, file: string): { width: number; height: number; rgba: Uint8Array } {
-  if (file.toLowerCase().endsWith('.png') && bytes.length >= 24) {
-    const pixels = bytes.readUInt32BE(16) * bytes.readUInt32BE(20);
-    if (pixels > MAX_MEGAPIXELS * 1e6) throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
-  }
-  try {
-    if (file.toLowerCase().endsWith('.png')) {
-      const png = PNG.sync.read(bytes);
-      return { width: png.width, height: png.height, rgba: png.data };
-    }
-    const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 512, maxResolutionInMP: MAX_MEGAPIXELS });
-    return { width: image.width, height: image.height, rgba: image.data };
-  } catch (error) {
-    throw new InputError(file, `cannot decode image: ${(error as Error).message}`, { cause: error });
-  }
+export interface ImageFile {
+  file: string;
+  label: number;
+  size: number;
+  mtimeMs: number;
 }
 
-/** A folder of class sub-folders of PNG/JPEG images; classes are numbered in name order. */
-export async function readImageFolder(folder: string): Promise<ImageData> {
+export interface ImageListing {
+  classes: string[];
+  files: ImageFile[];
+}
+
+/** A folder of class sub-folders of PNG/JPEG images; classes are numbered in name order, files sorted by name. */
+export async function listImageFolder(folder: string): Promise<ImageListing> {
   const classes: string[] = [];
   for (const entry of (await readdir(folder)).sort()) {
     if (!entry.startsWith('.') && (await stat(path.join(folder, entry))).isDirectory()) classes.push(entry);
   }
   if (classes.length === 0) throw new InputError(folder, 'no class sub-folders of images found');
-  const decoded: { rgba: Uint8Array; label: number }[] = [];
-  let size: { width: number; height: number; file: string } | undefined;
+  const files: ImageFile[] = [];
   for (const [label, name] of classes.entries()) {
     const classFolder = path.join(folder, name);
     for (const entry of (await readdir(classFolder)).sort()) {
       if (!IMAGE_EXTENSIONS.has(path.extname(entry).toLowerCase())) continue;
       const file = path.join(classFolder, entry);
-      const bytes = await readFile(file).catch((error: unknown) => {
+      const info = await stat(file).catch((error: unknown) => {
         throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
       });
-      const image = decode(bytes, file);
-      size ??= { width: image.width, height: image.height, file };
-      if (image.width !== size.width || image.height !== size.height) {
-        throw new InputError(file, `image is ${image.width}x${image.height}, but ${size.file} is ${size.width}x${size.height}; all images must have one size`);
-      }
-      decoded.push({ rgba: image.rgba, label });
+      files.push({ file, label, size: info.size, mtimeMs: info.mtimeMs });
     }
   }
-  if (size === undefined) throw new InputError(folder, 'the class folders hold no PNG or JPEG images');
-  const pixels = size.width * size.height;
-  const grey = decoded.every(({ rgba }) => {
-    for (let p = 0; p < pixels; p++) if (rgba[4 * p] !== rgba[4 * p + 1] || rgba[4 * p] !== rgba[4 * p + 2]) return false;
-    return true;
+  if (files.length === 0) throw new InputError(folder, 'the class folders hold no PNG or JPEG images');
+  return { classes, files };
+}
+
+type SharpFactory = (input?: Buffer | Uint8Array, options?: SharpOptions) => Sharp;
+let sharpModule: Promise<SharpFactory> | undefined;
+
+/** sharp (libvips) is loaded only when an image folder is decoded; it ships as prebuilt @img/* packages. */
+export async function loadSharp(): Promise<SharpFactory> {
+  sharpModule ??= import('sharp').then(
+    (module) => {
+      // Every file is decoded once, so libvips's operation cache would only hold memory (up to 50 MB).
+      module.default.cache(false);
+      return module.default as unknown as SharpFactory;
+    },
+    (error: unknown) => {
+      sharpModule = undefined;
+      throw new UsageError(`image folders are decoded with the sharp package, which cannot be loaded here: ${(error as Error).message.split('\n')[0]}`, {
+        hint: 'install it beside soup with `npm install sharp` (its prebuilt libvips comes from the @img/sharp-* packages for this platform; see https://sharp.pixelplumbing.com/install)',
+        cause: error,
+      });
+    },
+  );
+  return sharpModule;
+}
+
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** 1 (grey, asked for) or 3 (RGB or BGR) */
+  channels: number;
+  pixels: Uint8Array;
+  /** Every pixel has R = G = B (only computed for colour output): a folder of such images is grey. */
+  grey: boolean;
+}
+
+/** The steps applied to pixels before they are cached as bytes. */
+export type ImageSteps = Pick<Preprocessing, 'channels' | 'resize' | 'interpolation' | 'crop'>;
+
+function checkPngSize(bytes: Buffer, file: string): void {
+  if (file.toLowerCase().endsWith('.png') && bytes.length >= 24) {
+    const pixels = bytes.readUInt32BE(16) * bytes.readUInt32BE(20);
+    if (pixels > MAX_MEGAPIXELS * 1e6) throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
+  }
+}
+
+/**
+ * Decodes one image and applies the image steps in torchvision's order: EXIF orientation, conversion
+ * to RGB (alpha dropped, grey replicated) or to grey (PIL's luma), resize of the shorter side, center
+ * crop (zero padding where the image is smaller). Pixels come out as bytes, height-width-channels.
+ */
+export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps): Promise<DecodedImage> {
+  checkPngSize(bytes, file);
+  const sharp = await loadSharp();
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    decoded = await sharp(bytes, { failOn: 'warning', limitInputPixels: MAX_MEGAPIXELS * 1e6 })
+      .autoOrient()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw new InputError(file, `cannot decode image: ${firstLine(error)}`, { cause: error });
+  }
+  let { width, height } = decoded.info;
+  let channels = steps.channels === 'grey' ? 1 : 3;
+  let pixels = toChannels(decoded.data, width * height, decoded.info.channels, steps.channels === 'grey');
+  if (steps.resize !== undefined) {
+    const size = resizedSize(width, height, steps.resize);
+    if (size.width !== width || size.height !== height) {
+      try {
+        pixels = await sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } })
+          .resize(size.width, size.height, { fit: 'fill', kernel: steps.interpolation === 'bicubic' ? 'cubic' : 'linear' })
+          .raw()
+          .toBuffer();
+      } catch (error) {
+        throw new InputError(file, `cannot resize image: ${firstLine(error)}`, { cause: error });
+      }
+      ({ width, height } = size);
+    }
+  }
+  if (steps.crop !== undefined) {
+    pixels = centerCrop(pixels, width, height, channels, steps.crop);
+    width = height = steps.crop;
+  }
+  const grey = channels === 3 && isGrey(pixels);
+  if (steps.channels === 'bgr') {
+    for (let p = 0; p < pixels.length; p += 3) {
+      const red = pixels[p]!;
+      pixels[p] = pixels[p + 2]!;
+      pixels[p + 2] = red;
+    }
+  }
+  channels = steps.channels === 'grey' ? 1 : 3;
+  return { width, height, channels, pixels, grey };
+}
+
+/** libvips repeats its warnings line after line; the first says what is wrong. */
+function firstLine(error: unknown): string {
+  return (error as Error).message.split('\n')[0]!.trim();
+}
+
+/** RGB from 1 to 4 decoded channels (grey replicated, alpha dropped as PIL's convert('RGB') does), or PIL's integer luma. */
+function toChannels(data: Buffer, pixels: number, from: number, grey: boolean): Uint8Array {
+  if (from === 3 && !grey) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (from <= 2 && grey) {
+    if (from === 1) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const out = new Uint8Array(pixels);
+    for (let p = 0; p < pixels; p++) out[p] = data[p * 2]!;
+    return out;
+  }
+  const out = new Uint8Array(pixels * (grey ? 1 : 3));
+  for (let p = 0, at = 0; p < pixels; p++, at += from) {
+    const r = data[at]!;
+    const g = from >= 3 ? data[at + 1]! : r;
+    const b = from >= 3 ? data[at + 2]! : r;
+    if (grey) {
+      out[p] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+    } else {
+      out[p * 3] = r;
+      out[p * 3 + 1] = g;
+      out[p * 3 + 2] = b;
+    }
+  }
+  return out;
+}
+
+function isGrey(pixels: Uint8Array): boolean {
+  for (let p = 0; p < pixels.length; p += 3) if (pixels[p] !== pixels[p + 1] || pixels[p] !== pixels[p + 2]) return false;
+  return true;
+}
+
+function centerCrop(pixels: Uint8Array, width: number, height: number, channels: number, size: number): Uint8Array {
+  const { left, top } = cropOrigin(width, height, size);
+  const out = new Uint8Array(size * size * channels);
+  for (let row = 0; row < size; row++) {
+    const y = top + row;
+    if (y < 0 || y >= height) continue;
+    const from = Math.max(0, left);
+    const to = Math.min(width, left + size);
+    if (to <= from) continue;
+    out.set(pixels.subarray((y * width + from) * channels, (y * width + to) * channels), (row * size + from - left) * channels);
+  }
+  return out;
+}
+
+/** Reads and decodes one listed image. */
+export async function readImage(file: string, steps: ImageSteps): Promise<DecodedImage> {
+  const bytes = await readFile(file).catch((error: unknown) => {
+    throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
   });
-  const channels = grey ? 1 : 3;
-  const x = new Float32Array(decoded.length * pixels * channels);
-  decoded.forEach(({ rgba }, i) => {
-    const base = i * pixels * channels;
-    for (let p = 0; p < pixels; p++) for (let c = 0; c < channels; c++) x[base + p * channels + c] = rgba[4 * p + c]!;
-  });
-  return { x, y: Int32Array.from(decoded, (d) => d.label), sampleShape: [size.height, size.width, channels], classes };
+  return decodeImage(bytes, file, steps);
 }

@@ -48,15 +48,29 @@ const DESCRS: Record<string, Descr> = {
   '<f8': { size: 8, integer: false, read: view(Float64Array, 8) },
 };
 
-/** Parses one .npy array (format versions 1, 2 and 3). */
-export function parseNpy(bytes: Uint8Array, file: string): NumericArray {
-  if (bytes.length < 10 || NPY_MAGIC.some((b, i) => bytes[i] !== b)) throw new InputError(file, 'not a .npy array (bad magic bytes)');
+/** What an .npy header says: where the data starts, its shape, and how to decode its values. */
+export interface NpyHeader {
+  shape: number[];
+  /** Byte offset of the first value. */
+  dataStart: number;
+  itemSize: number;
+  integer: boolean;
+  descr: string;
+  decode: (bytes: Uint8Array, count: number) => NumericArray['values'];
+}
+
+/** Parses an .npy header from the first bytes of the file (format versions 1, 2 and 3); undefined if more bytes are needed. */
+export function parseNpyHeader(bytes: Uint8Array, file: string): NpyHeader | undefined {
+  if (bytes.length < 10) return undefined;
+  if (NPY_MAGIC.some((b, i) => bytes[i] !== b)) throw new InputError(file, 'not a .npy array (bad magic bytes)');
   const major = bytes[6]!;
   const headerLengthBytes = major === 1 ? 2 : 4;
+  if (bytes.length < 8 + headerLengthBytes) return undefined;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
   const dataStart = 8 + headerLengthBytes + headerLength;
-  if (![1, 2, 3].includes(major) || dataStart > bytes.length) throw new InputError(file, `unsupported or truncated .npy header (version ${major})`);
+  if (![1, 2, 3].includes(major) || headerLength > 1 << 20) throw new InputError(file, `unsupported or truncated .npy header (version ${major})`);
+  if (dataStart > bytes.length) return undefined;
   const header = new TextDecoder().decode(bytes.subarray(8 + headerLengthBytes, dataStart));
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
@@ -71,15 +85,26 @@ export function parseNpy(bytes: Uint8Array, file: string): NumericArray {
     .filter((part) => part !== '')
     .map(Number);
   if (shape.some((dim) => !Number.isSafeInteger(dim) || dim < 0)) throw new InputError(file, `malformed shape (${shapeText})`);
+  const decode = (data: Uint8Array, count: number) => {
+    try {
+      return dtype.read(data, count);
+    } catch (error) {
+      throw new InputError(file, (error as Error).message, { cause: error });
+    }
+  };
+  return { shape, dataStart, itemSize: dtype.size, integer: dtype.integer, descr, decode };
+}
+
+/** Parses one .npy array (format versions 1, 2 and 3). */
+export function parseNpy(bytes: Uint8Array, file: string): NumericArray {
+  const header = parseNpyHeader(bytes, file);
+  if (header === undefined) throw new InputError(file, bytes.length < 10 ? 'not a .npy array (bad magic bytes)' : 'unsupported or truncated .npy header');
+  const { shape, dataStart, itemSize, descr } = header;
   const count = shape.reduce((a, b) => a * b, 1);
-  if (dataStart + count * dtype.size > bytes.length) {
-    throw new InputError(file, `truncated: shape (${shape.join(', ')}) of ${descr} needs ${count * dtype.size} bytes, the file has ${bytes.length - dataStart}`);
+  if (dataStart + count * itemSize > bytes.length) {
+    throw new InputError(file, `truncated: shape (${shape.join(', ')}) of ${descr} needs ${count * itemSize} bytes, the file has ${bytes.length - dataStart}`);
   }
-  try {
-    return { shape, values: dtype.read(bytes.subarray(dataStart, dataStart + count * dtype.size), count), integer: dtype.integer };
-  } catch (error) {
-    throw new InputError(file, (error as Error).message, { cause: error });
-  }
+  return { shape, values: header.decode(bytes.subarray(dataStart, dataStart + count * itemSize), count), integer: header.integer };
 }
 
 /** Encodes an array as .npy version 1.0 (for fixtures and tests). */

@@ -1,6 +1,8 @@
+import { readFile, stat } from 'node:fs/promises';
 import { unzipSync, type UnzipFileInfo } from 'fflate';
-import { InputError } from '../errors.js';
+import { InputError, describeFsError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
+import { openLargeNpz } from './npz-stream.js';
 
 /** Reads the arrays of an .npz file (np.savez or np.savez_compressed), by name without ".npy". */
 export function parseNpz(bytes: Uint8Array, file: string): Map<string, NumericArray> {
@@ -38,4 +40,38 @@ function checkEntrySize(entry: UnzipFileInfo, archiveBytes: number, file: string
     );
   }
   return true;
+}
+
+/** One array of an .npz: its shape, and its values read whole or (for a large array) by rows. */
+export interface NpzArray {
+  shape: number[];
+  /** Too large to hold in memory: read it with readRows. */
+  large: boolean;
+  readAll(): Promise<NumericArray>;
+  /** Values of rows [start, start + count) of the first dimension; rowSize values per row. */
+  readRows(start: number, count: number, rowSize: number): Promise<ArrayLike<number>>;
+}
+
+/** Opens the arrays of an .npz file by name: in memory up to `inMemoryBytes` of file, else read by rows from disk. */
+export async function openNpzArrays(file: string, inMemoryBytes: number): Promise<{ arrays: Map<string, NpzArray> }> {
+  const size = await stat(file).then(
+    (info) => info.size,
+    (error: unknown) => {
+      throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
+    },
+  );
+  if (size > inMemoryBytes) return { arrays: await openLargeNpz(file, size) };
+  const bytes = await readFile(file).catch((error: unknown) => {
+    throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
+  });
+  const arrays = new Map<string, NpzArray>();
+  for (const [name, array] of parseNpz(bytes, file)) {
+    arrays.set(name, {
+      shape: array.shape,
+      large: false,
+      readAll: async () => array,
+      readRows: async (start, count, rowSize) => array.values.subarray(start * rowSize, (start + count) * rowSize),
+    });
+  }
+  return { arrays };
 }

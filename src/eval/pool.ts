@@ -6,11 +6,14 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { ingredientWeights } from '../soup/candidate.js';
 import { JournaledEvaluator } from '../soup/score-cache.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
+import type { DatasetSource } from '../data/dataset.js';
 import type { TfjsEvaluatorOptions } from './tfjs.js';
 
 /** What one scoring worker needs: the model and data to build its evaluator, and its share of the ingredients. */
 export interface ScoreJob {
-  evaluator: TfjsEvaluatorOptions;
+  /** The evaluator's options without the data set, which cannot cross threads: the worker opens it again from `data`. */
+  evaluator: Omit<TfjsEvaluatorOptions, 'dataset'>;
+  data: DatasetSource;
   allowNonFinite: boolean;
   ingredients: { index: number; ingredient: Ingredient }[];
 }
@@ -40,7 +43,8 @@ export async function scoreInParallel(
       shares.map(
         (share) =>
           new Promise<void>((resolve, reject) => {
-            const job: ScoreJob = { evaluator, allowNonFinite: options.allowNonFinite ?? false, ingredients: share };
+            const { dataset, ...rest } = evaluator;
+            const job: ScoreJob = { evaluator: rest, data: dataset.source, allowNonFinite: options.allowNonFinite ?? false, ingredients: share };
             const worker = new Worker(new URL('./score-worker.js', import.meta.url), { workerData: job });
             workers.push(worker);
             let received = 0;

@@ -5,13 +5,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { closeAll, openCheckpoint } from '../checkpoint/discover.js';
 import type { Checkpoint } from '../checkpoint/types.js';
+import { loadDataset } from '../data/dataset.js';
 import { SoupError } from '../errors.js';
 import { ingredientWeights } from '../soup/candidate.js';
 import type { ScoreJob } from './pool.js';
 import { TfjsEvaluator } from './tfjs.js';
 
 const job = workerData as ScoreJob;
-const evaluator = await TfjsEvaluator.create(job.evaluator);
+// The data set opens again here (an image folder's decoded cache is found, not rebuilt).
+const dataset = await loadDataset(job.data.target, job.data.flags, { cacheDir: job.data.cacheDir, inMemoryBytes: job.data.inMemoryBytes });
+const evaluator = await TfjsEvaluator.create({ ...job.evaluator, dataset });
 try {
   for (const { index, ingredient } of job.ingredients) {
     let checkpoint: Checkpoint | undefined;

@@ -35,6 +35,7 @@ export class Terminal {
   readonly quiet: boolean;
   private bar: cliProgressTypes.SingleBar | undefined;
   private barKind: ProgressEvent['kind'] | undefined;
+  private barStarted = performance.now();
   readonly warnings: string[] = [];
 
   constructor(mode: OutputMode, env: NodeJS.ProcessEnv = process.env) {
@@ -84,7 +85,9 @@ export class Terminal {
       const [value, payload] =
         event.kind === 'read'
           ? [event.bytes, { label: 'reading', detail: `${formatBytes(event.bytes)} / ${formatBytes(event.total)}` }]
-          : [event.done, { label: 'scoring', detail: `${evaluationStatus(event)}  ${event.candidate}` }];
+          : event.kind === 'decode'
+            ? [event.done, { label: 'decoding', detail: `${event.done} / ${event.total} images  ${this.rate(event.done)}` }]
+            : [event.done, { label: 'scoring', detail: `${evaluationStatus(event)}  ${event.candidate}` }];
       if (this.bar === undefined || this.barKind !== event.kind) {
         this.endProgress();
         this.barKind = event.kind;
@@ -97,6 +100,13 @@ export class Terminal {
       }
       this.bar.update(value, payload);
     };
+  }
+
+  /** Items per second since the current bar started, e.g. "270 images/s". */
+  private rate(done: number): string {
+    if (this.bar === undefined || this.barKind !== 'decode') this.barStarted = performance.now();
+    const seconds = (performance.now() - this.barStarted) / 1000;
+    return seconds > 0.2 ? `${Math.round(done / seconds)} images/s` : '';
   }
 
   endProgress(): void {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { loadDataset } from '../../src/data/dataset.js';
+import { datasetFromArrays, loadDataset } from '../../src/data/dataset.js';
 import { InputError } from '../../src/errors.js';
 import { TfjsEvaluator } from '../../src/eval/tfjs.js';
 import { ingredientWeights } from '../../src/soup/candidate.js';
@@ -35,6 +35,18 @@ describe('TfjsEvaluator', () => {
     assert.ok(onWasm.metrics.loss > 0 && onWasm.metrics.loss < 1);
   });
 
+  it('streams batches from the data set when its inputs exceed the preload budget, with the same scores and no leak', async () => {
+    const preloaded = await create('wasm');
+    const expected = await preloaded.evaluate(ingredientWeights(ingredient));
+    await preloaded.dispose();
+    const streaming = await TfjsEvaluator.create({ modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset: val, backend: 'wasm', batchSize: 300, preloadBytes: 0 });
+    const before = streaming.liveTensors();
+    const streamed = await streaming.evaluate(ingredientWeights(ingredient));
+    assert.deepEqual(streamed, expected);
+    assert.equal(streaming.liveTensors(), before, 'each batch tensor is freed after its prediction');
+    await streaming.dispose();
+  });
+
   it('leaks no tensor from one candidate to the next', async () => {
     const evaluator = await create('wasm');
     const baseline = evaluator.liveTensors();
@@ -65,7 +77,7 @@ describe('TfjsEvaluator', () => {
   });
 
   it('refuses labels outside the model\'s classes', async () => {
-    const bad = { ...val, y: Int32Array.from(val.y, (label, i) => (i === 7 ? 10 : label)) };
+    const bad = datasetFromArrays({ name: 'val', x: await val.read(0, val.n), y: Int32Array.from(val.y, (label, i) => (i === 7 ? 10 : label)), sampleShape: [28, 28] });
     await assert.rejects(create('cpu', bad), (error: unknown) => {
       assert.ok(error instanceof InputError);
       assert.match(error.message, /val: label 10 of sample 7 is outside the model's 10 classes \(0 to 9\)/);
@@ -74,8 +86,8 @@ describe('TfjsEvaluator', () => {
   });
 
   it('refuses samples whose size does not fit the model\'s input', async () => {
-    const bad = { ...val, sampleShape: [27, 28], x: val.x.subarray(0, 2000 * 27 * 28) };
-    await assert.rejects(create('cpu', bad), /samples have shape \[27, 28\] \(756 values\), the model expects \[784\]/);
+    const bad = datasetFromArrays({ name: 'val', x: (await val.read(0, val.n)).subarray(0, 2000 * 27 * 28), y: val.y, sampleShape: [27, 28] });
+    await assert.rejects(create('cpu', bad), /val: samples have shape \[27, 28\], the model expects \[N, 784\]: 756 values per sample vs 784/);
   });
 
   it('says when a forced backend is not available', async () => {

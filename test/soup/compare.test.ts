@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import type { Dataset } from '../../src/data/dataset.js';
+import { datasetFromArrays } from '../../src/data/dataset.js';
 import type { Evaluator } from '../../src/eval/evaluator.js';
 import type { CandidateWeights } from '../../src/soup/candidate.js';
 import { MetricAccumulator } from '../../src/eval/metrics.js';
@@ -22,17 +22,7 @@ const x = [
   [-1, -1, 3],
   [2, 1, 1],
 ];
-const dataset: Dataset = {
-  name: 'tiny',
-  path: 'tiny',
-  format: 'csv',
-  n: 4,
-  sampleShape: [3],
-  x: Float32Array.from(x.flat()),
-  y: Int32Array.from([0, 1, 1, 0]),
-  scale: 1,
-  offset: 0,
-};
+const dataset = datasetFromArrays({ name: 'tiny', x: Float32Array.from(x.flat()), y: Int32Array.from([0, 1, 1, 0]), sampleShape: [3] });
 
 /** The tiny model's logits computed by hand: relu(x W1 + b1) W2 + b2. */
 function logits(model: SavedModel, sample: number[]): number[] {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import type { Dataset } from '../../src/data/dataset.js';
+import { datasetFromArrays, type Dataset } from '../../src/data/dataset.js';
 import { TfjsEvaluator } from '../../src/eval/tfjs.js';
 import { seededRandom, shuffledIndices } from '../../src/random.js';
 import { AdamW, LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, softmax, trainLearnedSoup } from '../../src/soup/learned.js';
@@ -19,7 +19,7 @@ function tinyDataset(): Dataset {
   const n = 24;
   const x = Float32Array.from({ length: n * 3 }, () => random() * 2 - 1);
   const y = Int32Array.from({ length: n }, (_, i) => (x[i * 3]! + 0.5 * x[i * 3 + 1]! > 0 ? 1 : 0));
-  return { name: 'tiny', path: 'tiny.npz', format: 'npz', n, sampleShape: [3], x, y, scale: 1, offset: 0 };
+  return datasetFromArrays({ name: 'tiny', x, y, sampleShape: [3] });
 }
 
 const createEvaluator = () =>

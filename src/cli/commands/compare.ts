@@ -96,7 +96,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     const datasets: CompareDataset[] = [];
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
-      const setup = await createEvaluator(options, reference, data);
+      const setup = await createEvaluator(options, reference, data, terminal.progress());
       evaluators.push(setup.evaluator);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;

@@ -18,7 +18,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
   }
   const [checkpoint] = await openAll(ingredients);
   try {
-    const { evaluator, dataset, backend } = await createEvaluator(options, checkpoint!);
+    const { evaluator, dataset, backend } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
     let evaluation;
     try {
       evaluation = await evaluator.evaluate(ingredientWeights(checkpoint!), signal);

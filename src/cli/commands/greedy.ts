@@ -41,12 +41,12 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const reference = method?.base ?? checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
-    const setup = await createEvaluator(options, reference);
+    const setup = await createEvaluator(options, reference, undefined, terminal.progress());
     const { dataset, backend, tfjs } = setup;
     let evaluator: Evaluator = setup.evaluator;
     if (options.scoreCache !== undefined) {
       try {
-        evaluator = await journaled(evaluator, evaluatorIdentity(setup, options), options.scoreCache, checkpoints, terminal, signal);
+        evaluator = await journaled(evaluator, await evaluatorIdentity(setup, options), options.scoreCache, checkpoints, terminal, signal);
       } catch (error) {
         await evaluator.dispose();
         throw error;
