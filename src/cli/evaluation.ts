@@ -16,6 +16,7 @@ export const evaluationOptions = z.object({
   evalCmd: z.string().min(1).optional(),
   evalTimeout: z.coerce.number().positive().optional(),
   model: z.string().min(1).optional(),
+  outputName: z.string().min(1).optional(),
   metric: z.string().min(1).default('accuracy'),
   backend: z.enum(BACKENDS).optional(),
   batchSize: z.coerce.number().int().positive().default(512),

@@ -23,7 +23,8 @@ function withSoupOutputOptions(command: Command): Command {
     .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
     .option('-f, --force', 'replace an existing output')
-    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them');
+    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
+    .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in');
 }
 
 function withEvaluationOptions(command: Command): Command {
@@ -32,7 +33,8 @@ function withEvaluationOptions(command: Command): Command {
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
     .option('--metric <name>', 'what to maximise: accuracy, top5, margin, or loss (minimised)', 'accuracy')
-    .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
+    .option('--model <model>', 'model architecture for ingredients that have none: a TF.js model.json or an .onnx export (weight names must match)')
+    .option('--output-name <name>', 'ONNX models: the output holding the logits (default: the first)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', 'samples per prediction batch', '512')
     .option('--jobs <n>', 'worker threads for scoring ingredients (default: all cores when scoring is slow enough to pay for them)')
@@ -156,7 +158,8 @@ function buildProgram(): Command {
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
-        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them'),
+        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them')
+        .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in'),
     ),
   )
     .addHelpText(

@@ -28,6 +28,7 @@ export const soupOutputOptions = z.object({
   dtype: dtypeOption,
   force: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
+  allowFused: z.boolean().default(false),
 });
 
 /** Validates commander's options object; every problem becomes one `--flag: message` line. */

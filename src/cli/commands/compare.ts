@@ -21,6 +21,7 @@ const schema = commonOptions.extend(evaluationOptions.shape).extend({
   test: z.array(z.string()).default([]),
   acceptTies: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
+  allowFused: z.boolean().default(false),
   saveDir: z.string().min(1).optional(),
   force: z.boolean().default(false),
   markdown: z.string().min(1).optional(),
@@ -74,7 +75,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   if (baseline !== undefined && baseline.metric !== options.metric) {
     throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, { hint: `pass --metric ${baseline.metric}` });
   }
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;

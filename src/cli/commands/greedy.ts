@@ -20,7 +20,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
