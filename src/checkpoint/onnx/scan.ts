@@ -78,6 +78,7 @@ export interface OnnxNode {
   domain: string;
   name: string;
   inputs: string[];
+  outputs: string[];
   /** SHA-256 of the node's bytes: two exports of one architecture have identical nodes. */
   hash: string;
   /** Initializers inside a subgraph attribute (If, Loop, Scan bodies). */
@@ -291,6 +292,7 @@ async function scanNode(cursor: ProtoCursor, span: FieldSpan): Promise<OnnxNode>
     domain: '',
     name: '',
     inputs: [],
+    outputs: [],
     hash: createHash('sha256').update(await cursor.bytes(span.dataStart, span.end)).digest('hex'),
     subgraphInitializers: 0,
     constantFloats: 0,
@@ -301,6 +303,7 @@ async function scanNode(cursor: ProtoCursor, span: FieldSpan): Promise<OnnxNode>
     else if (inner.field === NODE.domain) node.domain = await cursor.string(inner, 'node');
     else if (inner.field === NODE.name) node.name = await cursor.string(inner, 'node');
     else if (inner.field === NODE.input) node.inputs.push(await cursor.string(inner, 'node'));
+    else if (inner.field === NODE.output) node.outputs.push(await cursor.string(inner, 'node'));
   }
   for (const attribute of fields.filter((inner) => inner.field === NODE.attribute && inner.wire === WIRE_LEN)) {
     for (const value of await cursor.fields(attribute.dataStart, attribute.end, 'attribute')) {

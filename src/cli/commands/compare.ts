@@ -84,6 +84,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
       const setup = await createEvaluator(options, reference, data);
+      if (datasets.length === 0) for (const warning of setup.warnings ?? []) terminal.warn(warning);
       evaluators.push(setup.evaluator);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;

@@ -24,7 +24,8 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
-    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
+    const { evaluator, dataset, backend, tfjs, warnings } = await createEvaluator(options, reference);
+    for (const warning of warnings ?? []) terminal.warn(warning);
     let result;
     let jobs = 1;
     try {
