@@ -41,6 +41,8 @@ export interface ModelSpec {
   irVersion?: number;
   metadata?: Record<string, string>;
   graphName?: string;
+  /** Encoded GraphProto fields appended as they are (sparse initializers, in tests). */
+  extraGraphFields?: Uint8Array[];
 }
 
 export function intAttribute(name: string, value: number): Uint8Array {
@@ -105,18 +107,23 @@ function encodeNode(spec: NodeSpec): Uint8Array {
 }
 
 export function encodeModel(spec: ModelSpec): Uint8Array {
-  const graph = concatBytes([
+  return concatBytes([
+    varintField(1, spec.irVersion ?? 8),
+    lenField(2, 'soup'),
+    lenField(7, encodeGraph(spec)),
+    lenField(8, concatBytes([lenField(1, ''), varintField(2, spec.opset ?? 17)])),
+    ...Object.entries(spec.metadata ?? {}).map(([key, value]) => lenField(14, concatBytes([lenField(1, key), lenField(2, value)]))),
+  ]);
+}
+
+/** A GraphProto (also the body of an If or Loop node's subgraph attribute). */
+export function encodeGraph(spec: Omit<ModelSpec, 'opset' | 'irVersion' | 'metadata'>): Uint8Array {
+  return concatBytes([
     ...spec.nodes.map((node) => lenField(1, encodeNode(node))),
     lenField(2, spec.graphName ?? 'main_graph'),
     ...spec.initializers.map((initializer) => lenField(5, encodeTensor(initializer))),
     ...spec.inputs.map((input) => lenField(11, encodeValueInfo(input))),
     ...spec.outputs.map((output) => lenField(12, encodeValueInfo(output))),
-  ]);
-  return concatBytes([
-    varintField(1, spec.irVersion ?? 8),
-    lenField(2, 'soup'),
-    lenField(7, graph),
-    lenField(8, concatBytes([lenField(1, ''), varintField(2, spec.opset ?? 17)])),
-    ...Object.entries(spec.metadata ?? {}).map(([key, value]) => lenField(14, concatBytes([lenField(1, key), lenField(2, value)]))),
+    ...(spec.extraGraphFields ?? []),
   ]);
 }

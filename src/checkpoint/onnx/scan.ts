@@ -265,7 +265,7 @@ async function locateExternal(cursor: ProtoCursor, fields: FieldSpan[], folder: 
   const location = entries.get('location');
   if (location === undefined) throw new InputError(file, 'external data has no location', { tensor: name });
   const dataFile = await resolveInside(folder, location, file).catch((error: unknown) => {
-    if (error instanceof InputError) throw new InputError(file, error.message.slice(file.length + 2).replace(/^path/, 'external data path'), { tensor: name });
+    if (error instanceof InputError) throw new InputError(file, `external data ${error.message.slice(file.length + 2)}`, { tensor: name });
     throw error;
   });
   const size = await fileSize(dataFile);
