@@ -29,6 +29,11 @@ export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
     if (!out.endsWith('.onnx')) throw new UsageError(`${out}: a soup of ONNX models is an .onnx file (or pass a .safetensors name for the weights alone)`);
     return { kind: 'onnx', path: out, reference };
   }
+  if (out.endsWith('.onnx')) {
+    throw new UsageError(`${out}: an ONNX soup needs ONNX ingredients, and ${reference.path} is ${reference.format}`, {
+      hint: 'write a .safetensors file, or a folder in the ingredients\' format',
+    });
+  }
   if (reference instanceof TfjsCheckpoint) return { kind: 'tfjs', path: out, template: reference.modelJson };
   if (reference instanceof ShardedSafetensors) return { kind: 'safetensors-sharded', path: out, layout: reference.shardLayout() };
   return { kind: 'safetensors-folder', path: out };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -62,7 +62,10 @@ describe('scoring ONNX ingredients with ONNX Runtime', () => {
   it('compares ONNX ingredients with an ensemble row built from their outputs', async () => {
     type Compare = { rows: { name: string; kind: string; scores: Record<string, number> }[] };
     const inputs = ['lr1e-4-s1', 'lr3e-4-s2', 'lr1e-3-s4'];
-    const onnx = await json<Compare>(['compare', ...inputs.map((name) => path.join(ONNX, `${name}.onnx`)), '--val', VAL]);
+    const saved = path.join(dir, 'saved');
+    const onnx = await json<Compare>(['compare', ...inputs.map((name) => path.join(ONNX, `${name}.onnx`)), '--val', VAL, '--save-dir', saved]);
+    assert.deepEqual(await readdir(saved), ['greedy-soup.onnx', 'uniform-soup.onnx']);
+    checkWithOnnx(path.join(saved, 'greedy-soup.onnx'));
     const tfjs = await json<Compare>(['compare', ...inputs.map((name) => path.join(TFJS, name)), '--val', VAL]);
     assert.deepEqual(onnx.rows.map((row) => row.kind), tfjs.rows.map((row) => row.kind));
     assert.ok(onnx.rows.some((row) => row.kind === 'ensemble'));
@@ -145,6 +148,8 @@ describe('--model model.onnx for ingredients of any format', () => {
     const mismatch = await runSoup(['eval', weights, '--val', data, '--model', wrong]);
     assert.equal(mismatch.code, 2);
     assert.equal(mismatch.stderr, `soup: error: ${wrong}: size mismatch for fc.weight: [2, 3] in the model vs [3, 2] in ${weights}\n`);
+    const onnxOut = await runSoup(['greedy', weights, '--val', data, '--model', folded, '-o', path.join(dir, 'from-safetensors.onnx')]);
+    assert.equal(onnxOut.stderr, `soup: error: ${path.join(dir, 'from-safetensors.onnx')}: an ONNX soup needs ONNX ingredients, and ${weights} is safetensors (write a .safetensors file, or a folder in the ingredients' format)\n`);
   });
 });
 

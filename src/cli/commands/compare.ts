@@ -154,7 +154,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
 async function prepareSaves(dir: string, force: boolean, reference: Checkpoint): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
-  const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
+  const suffix = reference.format === 'safetensors' ? '.safetensors' : reference.format === 'onnx' ? '.onnx' : '';
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
   });
