@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
-import { dtypeSize, encodeFloats, isFloatDType, numel } from '../checkpoint/dtype.js';
+import { dtypeSize, encodeFloats, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { OnnxCheckpoint } from '../checkpoint/onnx/reader.js';
 import { readPieces, rebuildModel, type TensorPlan } from '../checkpoint/onnx/rebuild.js';
 import type { OnnxInitializer, ValueInfo } from '../checkpoint/onnx/scan.js';
@@ -91,7 +91,10 @@ export class OnnxEvaluator implements Evaluator {
     readonly threads: number,
     /** Where the data came from, for error messages. */
     private readonly dataPath: string,
+    private readonly modelPath: string,
   ) {}
+
+  private spare: Uint8Array | undefined;
 
   get description(): string {
     return `onnxruntime (cpu, ${this.threads} threads)`;
@@ -152,7 +155,7 @@ export class OnnxEvaluator implements Evaluator {
       throw new InputError(model.path, `the model takes batches of exactly ${fixedBatch} samples, which ${labels.length} samples do not divide into`, { hint: 'export with a dynamic batch dimension (dynamic_axes)' });
     }
     const threads = options.threads ?? availableParallelism();
-    return new OnnxEvaluator(ort, skeleton, weights, offset, feeds, labels, output.name, classes, probabilities, batchSize, threads, dataPath);
+    return new OnnxEvaluator(ort, skeleton, weights, offset, feeds, labels, output.name, classes, probabilities, batchSize, threads, dataPath, model.path);
   }
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation & { metrics: Metrics; n: number }> {
@@ -192,7 +195,7 @@ export class OnnxEvaluator implements Evaluator {
    */
   private async run(candidate: CandidateWeights, signal: AbortSignal | undefined, onBatch: (outputs: Float32Array, start: number, size: number) => boolean): Promise<{ pruned: boolean; scored: number }> {
     throwIfAborted(signal);
-    const session = await this.createSession(candidate);
+    const { session, data } = await this.createSession(candidate);
     const n = this.labels.length;
     let scored = 0;
     let pruned = false;
@@ -211,22 +214,27 @@ export class OnnxEvaluator implements Evaluator {
       }
     } finally {
       await session.release();
+      this.spare = data;
     }
     return { pruned: pruned && scored < n, scored };
   }
 
-  private async createSession(candidate: CandidateWeights): Promise<Ort.InferenceSession> {
-    const data = new Uint8Array(this.weightBytes);
+  /** The candidate's weights, laid out as the skeleton's external data, and a session on them. */
+  private async createSession(candidate: CandidateWeights): Promise<{ session: Ort.InferenceSession; data: Uint8Array }> {
+    // One buffer serves candidate after candidate (a session is released before the next is made);
+    // an evaluation running meanwhile on the same evaluator gets its own.
+    const data = this.spare ?? new Uint8Array(this.weightBytes);
+    this.spare = undefined;
     for (const { initializer, offset, length } of this.weights) {
       const values = await candidate.floats(initializer.name);
       if (values.length * dtypeSize(initializer.dtype) !== length) {
         throw new InputError('candidate', `has ${values.length} values for "${initializer.name}", whose shape [${initializer.dims.join(', ')}] needs ${length / dtypeSize(initializer.dtype)}`);
       }
-      const bytes = initializer.dtype === 'F32' ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : encodeFloats(values, initializer.dtype as 'F16');
+      const bytes = initializer.dtype === 'F32' ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : encodeFloats(values, initializer.dtype as FloatDType);
       data.set(bytes, offset);
     }
     try {
-      return await this.ort.InferenceSession.create(this.skeleton, {
+      const session = await this.ort.InferenceSession.create(this.skeleton, {
         intraOpNumThreads: this.threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
@@ -235,8 +243,10 @@ export class OnnxEvaluator implements Evaluator {
         extra: { session: { intra_op: { allow_spinning: '0' } } },
         externalData: [{ path: WEIGHTS_FILE, data }],
       });
+      return { session, data };
     } catch (error) {
-      throw new InputError(this.dataPath, `ONNX Runtime cannot load the model: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+      this.spare = data;
+      throw new InputError(this.modelPath, `ONNX Runtime cannot load the model: ${(error as Error).message.split('\n')[0]}`, { cause: error });
     }
   }
 
