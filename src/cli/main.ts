@@ -65,7 +65,7 @@ function buildProgram(): Command {
         'soup inspect ./ckpts',
       ]) +
         '\nInputs are .safetensors files, sharded safetensors folders (model.safetensors.index.json),\n' +
-        'TF.js LayersModel folders (model.json), or folders holding any of these.\n' +
+        'TF.js LayersModel folders (model.json), .onnx models, or folders holding any of these.\n' +
         '\nExit codes: 0 success, 1 internal error, 2 bad usage or input, 3 CI gate failed, 130 interrupted.\n',
     );
 
@@ -109,6 +109,8 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --val val.npz --metric loss -o soup',
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
+        'soup greedy fixtures/onnx --val fixtures/data/val -o soup.onnx',
+        'soup greedy ./runs --val val.npz --model model.onnx -o soup.safetensors',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
