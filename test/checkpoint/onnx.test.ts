@@ -170,7 +170,8 @@ describe('ONNX ingredients that cannot be souped', () => {
     assert.equal(
       result.stderr,
       `soup: error: ${a}: has Conv weights with BatchNorm folded in (onnx::Conv_12, and no BatchNormalization node): averaging fused weights is not the same as fusing averaged weights ` +
-        '(re-export with do_constant_folding=False (or training=TrainingMode.PRESERVE), or pass --allow-fused to soup them anyway)\n',
+        '(export with training=torch.onnx.TrainingMode.PRESERVE and do_constant_folding=False (in eval mode torch.onnx.export folds BatchNorm into Conv), ' +
+        'or pass --allow-fused to soup them anyway)\n',
     );
     assert.equal((await refuse('fused-allowed', [a, b], ['--allow-fused'])).code, 0);
   });

@@ -54,6 +54,10 @@ export function fusedError(file: string, fused: readonly string[]): InputError {
   return new InputError(
     file,
     `has Conv weights with BatchNorm folded in (${names}, and no BatchNormalization node): averaging fused weights is not the same as fusing averaged weights`,
-    { hint: 're-export with do_constant_folding=False (or training=TrainingMode.PRESERVE), or pass --allow-fused to soup them anyway' },
+    {
+      hint:
+        'export with training=torch.onnx.TrainingMode.PRESERVE and do_constant_folding=False (in eval mode torch.onnx.export folds BatchNorm into Conv), ' +
+        'or pass --allow-fused to soup them anyway',
+    },
   );
 }
