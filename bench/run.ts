@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeCheckpoints } from './make-checkpoints.js';
+import { benchOnnx } from './onnx-throughput.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SOUP = path.join(ROOT, 'bin', 'soup.js');
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
   try {
     await benchUniform(work, rows, results);
     benchGreedy(work, rows, results);
+    await benchOnnx(ROOT, RUNS, rows, results);
     benchStartup(rows, results);
   } finally {
     await rm(work, { recursive: true, force: true });

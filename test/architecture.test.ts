@@ -45,6 +45,17 @@ describe('architecture', () => {
     assert.deepEqual(importers, ['eval/tfjs.ts']);
   });
 
+  it('loads ONNX Runtime from exactly one module, by a dynamic import that no other module reaches statically', async () => {
+    const importers = [];
+    for (const file of await sources()) if ((await readFile(file, 'utf8')).includes("'onnxruntime-node'")) importers.push(relative(file));
+    assert.deepEqual(importers, ['eval/onnx.ts']);
+    assert.doesNotMatch(await readFile(path.join(srcRoot, 'eval', 'onnx.ts'), 'utf8'), /^import (?!type)[^;]*'onnxruntime-node'/m);
+    for (const command of ['uniform', 'inspect', 'greedy', 'eval', 'compare']) {
+      const files = [...(await reachable(path.join(srcRoot, 'cli', 'commands', `${command}.ts`)))].map(relative);
+      assert.ok(!files.includes('eval/onnx.ts'), `${command} reaches eval/onnx.ts statically`);
+    }
+  });
+
   it('never loads TensorFlow.js for commands that do not evaluate', async () => {
     for (const command of ['uniform', 'inspect']) {
       const files = [...(await reachable(path.join(srcRoot, 'cli', 'commands', `${command}.ts`)))].map(relative);

@@ -11,6 +11,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { zipSync } from 'fflate';
 import { isFloatDType } from '../src/checkpoint/dtype.js';
+import { encodeModel } from '../src/checkpoint/onnx/build.js';
+import { OnnxCheckpoint } from '../src/checkpoint/onnx/reader.js';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.js';
 import { ShardedSafetensors, shardFileName } from '../src/checkpoint/sharded.js';
 import { TfjsCheckpoint } from '../src/checkpoint/tfjs.js';
@@ -20,6 +22,7 @@ import { encodeIdxU8 } from '../src/data/idx.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { SoupError } from '../src/errors.js';
 import { mlpTensors, safetensorsBytes, tempDir, writeSafetensorsFile } from './helpers/files.js';
+import { linearSpec } from './helpers/onnx.js';
 
 const RUNS = Number(process.env.SOUP_FUZZ_RUNS ?? 60);
 const TIMEOUT_MS = 5_000;
@@ -174,6 +177,24 @@ describe('fuzzing', { timeout: 600_000 }, () => {
           await survives(async () => readEverything(await TfjsCheckpoint.open(folder)));
         },
       ),
+      options,
+    );
+  });
+
+  it('ONNX: mutated models end in a typed error or a correct read', async () => {
+    const spec = linearSpec(1, { form: 'typed' });
+    spec.initializers.push(
+      { name: 'raw', dtype: 'F32', dims: [2], data: new Uint8Array(new Float32Array([1, 2]).buffer) },
+      { name: 'half', dtype: 'F16', dims: [2], data: new Uint8Array(4), form: 'typed' },
+      { name: 'shape', dtype: 'I64', dims: [2], data: new Uint8Array(new BigInt64Array([-1n, 6n]).buffer), form: 'typed' },
+    );
+    const valid = encodeModel(spec);
+    const file = path.join(dir, 'fuzz.onnx');
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 4 }), async (mutations) => {
+        await writeFile(file, mutate(valid, mutations));
+        await survives(async () => readEverything(await OnnxCheckpoint.open(file)));
+      }),
       options,
     );
   });

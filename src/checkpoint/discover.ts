@@ -5,6 +5,7 @@ import { SafetensorsFile } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { MODEL_JSON, TfjsCheckpoint } from './tfjs.js';
 import { compareNatural } from '../natural-order.js';
+import { ONNX_SUFFIX, OnnxCheckpoint } from './onnx/reader.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 
 export interface Ingredient {
@@ -24,11 +25,12 @@ async function checkpointAt(target: string): Promise<Ingredient | undefined> {
   if (info.isFile()) {
     const base = path.basename(target);
     if (base.endsWith('.safetensors')) return { name: base.slice(0, -'.safetensors'.length), path: target, format: 'safetensors' };
+    if (base.endsWith(ONNX_SUFFIX)) return { name: base.slice(0, -ONNX_SUFFIX.length), path: target, format: 'onnx' };
     const folder = path.dirname(target);
     const name = path.basename(path.resolve(folder));
     if (base === MODEL_JSON) return { name, path: folder, format: 'tfjs' };
     if (base === SHARD_INDEX) return { name, path: folder, format: 'safetensors-sharded' };
-    throw new InputError(target, 'not a checkpoint (expected a .safetensors file, model.json or model.safetensors.index.json)');
+    throw new InputError(target, 'not a checkpoint (expected a .safetensors or .onnx file, model.json or model.safetensors.index.json)');
   }
   if (!info.isDirectory()) throw new InputError(target, 'not a file or folder');
   const entries = await listFolder(target);
@@ -67,6 +69,8 @@ export async function discoverIngredients(inputs: readonly string[]): Promise<In
       const info = await stat(child).catch(() => undefined);
       if (info?.isFile() && entry.endsWith('.safetensors')) {
         inside.push({ name: entry.slice(0, -'.safetensors'.length), path: child, format: 'safetensors' });
+      } else if (info?.isFile() && entry.endsWith(ONNX_SUFFIX)) {
+        inside.push({ name: entry.slice(0, -ONNX_SUFFIX.length), path: child, format: 'onnx' });
       } else if (info?.isDirectory()) {
         const nested = await checkpointAt(child);
         if (nested !== undefined) inside.push(nested);
@@ -75,7 +79,7 @@ export async function discoverIngredients(inputs: readonly string[]): Promise<In
     if (inside.length === 0) {
       throw new InputError(
         input,
-        'no checkpoints found (expected .safetensors files, or folders holding model.json, model.safetensors or model.safetensors.index.json)',
+        'no checkpoints found (expected .safetensors or .onnx files, or folders holding model.json, model.safetensors or model.safetensors.index.json)',
       );
     }
     found.push(...inside);
@@ -103,9 +107,10 @@ export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint
       return ShardedSafetensors.open(ingredient.path, ingredient.name);
     case 'tfjs':
       return TfjsCheckpoint.open(ingredient.path, ingredient.name);
+    case 'onnx':
+      return OnnxCheckpoint.open(ingredient.path, ingredient.name);
     case 'pytorch':
     case 'pytorch-sharded':
-    case 'onnx':
       throw new InputError(ingredient.path, `${ingredient.format} checkpoints cannot be read yet`);
   }
 }

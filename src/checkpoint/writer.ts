@@ -6,6 +6,8 @@ import { isFloatDType, type FloatDType } from './dtype.js';
 import { encodeSafetensorsHeader, storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
+import { OnnxCheckpoint } from './onnx/reader.js';
+import { EXTERNAL_DATA_SUFFIX, checkOnnxDtypes, writeOnnx } from './onnx/writer.js';
 import type { Checkpoint, OutputTensor } from './types.js';
 
 export type OutputTarget =
@@ -13,7 +15,9 @@ export type OutputTarget =
   /** A folder holding model.safetensors, as Hugging Face model folders do. */
   | { kind: 'safetensors-folder'; path: string }
   | { kind: 'safetensors-sharded'; path: string; layout: Map<string, string> }
-  | { kind: 'tfjs'; path: string; template: TfjsCheckpoint['modelJson'] };
+  | { kind: 'tfjs'; path: string; template: TfjsCheckpoint['modelJson'] }
+  /** The reference ONNX model with new initializer data (and `<path>.data` beside it when over 2 GB). */
+  | { kind: 'onnx'; path: string; reference: OnnxCheckpoint; externalAbove?: number };
 
 /**
  * A `.safetensors` OUT is one file; any other OUT is a folder in the reference ingredient's format
@@ -21,6 +25,15 @@ export type OutputTarget =
  */
 export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
   if (out.endsWith('.safetensors')) return { kind: 'safetensors', path: out };
+  if (reference instanceof OnnxCheckpoint) {
+    if (!out.endsWith('.onnx')) throw new UsageError(`${out}: a soup of ONNX models is an .onnx file (or pass a .safetensors name for the weights alone)`);
+    return { kind: 'onnx', path: out, reference };
+  }
+  if (out.endsWith('.onnx')) {
+    throw new UsageError(`${out}: an ONNX soup needs ONNX ingredients, and ${reference.path} is ${reference.format}`, {
+      hint: 'write a .safetensors file, or a folder in the ingredients\' format',
+    });
+  }
   if (reference instanceof TfjsCheckpoint) return { kind: 'tfjs', path: out, template: reference.modelJson };
   if (reference instanceof ShardedSafetensors) return { kind: 'safetensors-sharded', path: out, layout: reference.shardLayout() };
   return { kind: 'safetensors-folder', path: out };
@@ -36,6 +49,7 @@ export async function checkOutputPath(out: string, force: boolean): Promise<void
 
 /** Fails early on dtypes the target format cannot hold (a TF.js model has no bf16 or f64). */
 export function checkOutputDtypes(target: OutputTarget, tensors: readonly OutputTensor[]): void {
+  if (target.kind === 'onnx') checkOnnxDtypes(target.reference, tensors);
   if (target.kind !== 'tfjs') return;
   const bad = tensors.find((tensor) => !['F32', 'F16', 'I32', 'BOOL'].includes(tensor.dtype));
   if (bad !== undefined) {
@@ -90,10 +104,13 @@ export async function writeCheckpoint(
     // Inside the temporary folder, so the rename below publishes weights and companions at once.
     if (extraFiles.size > 0) files.push(...(await writeExtraFiles(temp, files, extraFiles)));
     await replace(temp, target.path);
-    const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
-    return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
+    if (files.length > 1 && target.kind === 'onnx') await replace(`${temp}${EXTERNAL_DATA_SUFFIX}`, `${target.path}${EXTERNAL_DATA_SUFFIX}`);
+    const finalFiles = files.map((file) => (target.kind === 'onnx' ? target.path + file : path.join(target.path, file)));
+    const bytes = (await Promise.all(finalFiles.map(async (file) => (await stat(file)).size))).reduce((a, b) => a + b, 0);
+    return { path: target.path, files: finalFiles, bytes };
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
+    await rm(`${temp}${EXTERNAL_DATA_SUFFIX}`, { force: true });
     // Name the output the user asked for, not our temporary file beside it.
     if (error instanceof OutputError && error.message.startsWith(temp)) throw new OutputError(target.path, error.problem, { cause: error });
     throw error;
@@ -131,6 +148,10 @@ async function writeTo(
       const index = { metadata: { total_size: totalSize }, weight_map: Object.fromEntries(tensors.map((t) => [t.name, target.layout.get(t.name)!])) };
       await writeSmallFile(path.join(temp, SHARD_INDEX), `${JSON.stringify(index, null, 2)}\n`);
       return [SHARD_INDEX, ...names];
+    }
+    case 'onnx': {
+      const written = await writeOnnx(temp, target.reference, tensors, metadata.resolve, produce, { finalPath: target.path, externalAbove: target.externalAbove });
+      return written.map((file) => file.slice(temp.length));
     }
     case 'tfjs': {
       await makeFolder(temp);

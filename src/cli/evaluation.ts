@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
+import { sha256File } from '../checkpoint/hash.js';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { readModelJson, TfjsCheckpoint, MODEL_JSON } from '../checkpoint/tfjs.js';
+import { OnnxCheckpoint, ONNX_SUFFIX } from '../checkpoint/onnx/reader.js';
+import { isFloatDType } from '../checkpoint/dtype.js';
+import { loadNamedInputs } from '../data/named-inputs.js';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { loadDataset, type Dataset } from '../data/dataset.js';
+import { datasetFromArrays, loadDataset, type Dataset } from '../data/dataset.js';
 import { InputError, UsageError } from '../errors.js';
 import { BACKENDS } from '../eval/backend.js';
 import { CommandEvaluator } from '../eval/command.js';
@@ -20,6 +24,7 @@ export const evaluationOptions = z.object({
   evalCmd: z.string().min(1).optional(),
   evalTimeout: z.coerce.number().positive().optional(),
   model: z.string().min(1).optional(),
+  outputName: z.string().min(1).optional(),
   metric: z.string().min(1).default('accuracy'),
   backend: z.enum(BACKENDS).optional(),
   batchSize: z.coerce.number().int().positive().default(512),
@@ -33,8 +38,10 @@ export interface EvaluationSetup {
   dataset?: Dataset;
   /** How to build the same TF.js evaluator in a worker thread (absent for --eval-cmd). */
   tfjs?: TfjsEvaluatorOptions;
-  /** The TF.js backend in use, or "command" for --eval-cmd. */
+  /** The TF.js backend in use, "onnxruntime (cpu, N threads)", or "command" for --eval-cmd. */
   backend: string;
+  /** Things the user should know, such as checkpoint tensors the model does not use. */
+  warnings?: string[];
 }
 
 /**
@@ -62,9 +69,12 @@ export async function createEvaluator(
     const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
     return { evaluator, backend: 'command' };
   }
-  if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js models) or --eval-cmd CMD (any framework)');
+  if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)');
   if (!(METRIC_NAMES as readonly string[]).includes(options.metric)) {
     throw new UsageError(`--metric: unknown metric "${options.metric}" (TF.js scoring measures ${METRIC_NAMES.join(', ')})`);
+  }
+  if (options.model?.endsWith(ONNX_SUFFIX) || (options.model === undefined && reference instanceof OnnxCheckpoint)) {
+    return createOnnxEvaluator(options, reference, data, onProgress);
   }
   const { modelTopology, source } = await topologyFor(options.model, reference);
   const dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
@@ -86,6 +96,65 @@ async function checkWorkDir(dir: string): Promise<void> {
   if (!info.isDirectory()) throw new UsageError(`--work-dir ${dir} is not a folder`);
 }
 
+/**
+ * ONNX Runtime on the ingredients' own graph, or on --model's export for ingredients of any format:
+ * every float initializer of the model must be a tensor of the reference with the same shape.
+ */
+async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string, onProgress?: ProgressListener): Promise<EvaluationSetup> {
+  const model = options.model === undefined ? (reference as OnnxCheckpoint) : await OnnxCheckpoint.open(options.model);
+  try {
+    const warnings = matchInitializers(model, reference);
+    const initializers = new Set(model.scan.initializers.map((initializer) => initializer.name));
+    const inputs = model.scan.inputs.filter((input) => !initializers.has(input.name));
+    let dataset: Dataset;
+    const { OnnxEvaluator } = await import('../eval/onnx.js');
+    let evaluator;
+    if (inputs.length > 1) {
+      const named = await loadNamedInputs(data, inputs.map((input) => input.name));
+      evaluator = await OnnxEvaluator.create({ model, data: { kind: 'named', inputs: named }, outputName: options.outputName, batchSize: options.batchSize });
+      // The arrays feed the model by name; the data set only carries the labels and names for reports.
+      dataset = datasetFromArrays({ name: named.name, path: named.path, x: new Float32Array(0), y: named.y, sampleShape: [0] });
+    } else {
+      dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
+      evaluator = await OnnxEvaluator.create({ model, data: { kind: 'single', dataset }, outputName: options.outputName, batchSize: options.batchSize });
+    }
+    return { evaluator, dataset, backend: evaluator.description, warnings };
+  } finally {
+    if (model !== reference) await model.close();
+  }
+}
+
+/** Matches the model's float initializers to the reference's tensors by name; returns warnings about unused tensors. */
+function matchInitializers(model: OnnxCheckpoint, reference: Checkpoint): string[] {
+  if (model === reference) return [];
+  const tensors = new Map(reference.tensors().map((tensor) => [tensor.name, tensor]));
+  const used = new Set<string>();
+  for (const initializer of model.scan.initializers) {
+    if (!isFloatDType(initializer.dtype)) continue;
+    const tensor = tensors.get(initializer.name);
+    if (tensor === undefined) {
+      if (/^onnx::/.test(initializer.name)) {
+        throw new InputError(model.path, `initializer "${initializer.name}" has a name the exporter made up (constant folding), so no tensor of ${reference.path} can be matched to it`, {
+          hint: 're-export with torch.onnx.export(..., do_constant_folding=False), or with the dynamo exporter (dynamo=True), which keeps parameter names',
+        });
+      }
+      const known = [...tensors.keys()].slice(0, 4).join(', ');
+      throw new InputError(model.path, `initializer "${initializer.name}" is not a tensor of ${reference.path} (it has ${known}${tensors.size > 4 ? ', ...' : ''})`, {
+        hint: 'export the model from the same code that saved the checkpoints, so the names agree',
+      });
+    }
+    if (tensor.shape.join(',') !== initializer.dims.join(',')) {
+      throw new InputError(model.path, `size mismatch for ${initializer.name}: [${initializer.dims.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`);
+    }
+    if (!isFloatDType(tensor.dtype)) throw new InputError(model.path, `initializer "${initializer.name}" is ${initializer.dtype} in the model but ${tensor.dtype} in ${reference.path}`);
+    used.add(initializer.name);
+  }
+  const ignored = [...tensors.keys()].filter((name) => !used.has(name));
+  if (ignored.length === 0) return [];
+  const list = ignored.slice(0, 8).join(', ') + (ignored.length > 8 ? `, ... (${ignored.length} in all)` : '');
+  return [`${ignored.length} tensor(s) of ${reference.path} are not used by ${model.path} and are ignored when scoring: ${list}`];
+}
+
 async function topologyFor(model: string | undefined, reference: Checkpoint): Promise<{ modelTopology: Record<string, unknown>; source: string }> {
   if (model !== undefined) {
     const file = model.endsWith('.json') ? model : path.join(model, MODEL_JSON);
@@ -93,7 +162,7 @@ async function topologyFor(model: string | undefined, reference: Checkpoint): Pr
   }
   if (reference instanceof TfjsCheckpoint) return { modelTopology: reference.modelJson.modelTopology, source: path.join(reference.path, MODEL_JSON) };
   throw new UsageError(`${reference.path}: a ${reference.format} checkpoint has no model architecture to run`, {
-    hint: 'pass --model model.json (a TF.js model whose weight names match the tensors), or score with --eval-cmd',
+    hint: 'pass --model model.onnx (an ONNX export) or --model model.json (a TF.js model) whose weight names match the tensors, or score with --eval-cmd',
   });
 }
 
@@ -118,10 +187,17 @@ function checkWeightsMatch(specs: { name: string; shape: number[] }[], reference
  */
 export async function evaluatorIdentity(setup: EvaluationSetup, options: EvaluationOptions): Promise<Record<string, unknown>> {
   const { metric } = options;
-  if (setup.tfjs === undefined) return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
-  const { dataset, modelTopology } = setup.tfjs;
+  if (setup.backend === 'command') return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
+  const dataset = setup.dataset!;
   const hash = createHash('sha256').update(JSON.stringify(dataset.sampleShape));
   for await (const batch of dataset.batches(4096)) hash.update(new Uint8Array(batch.x.buffer, batch.x.byteOffset, batch.x.byteLength));
   const data = hash.update(new Uint8Array(dataset.y.buffer, dataset.y.byteOffset, dataset.y.byteLength)).digest('hex');
-  return { kind: 'tfjs', model: createHash('sha256').update(JSON.stringify(modelTopology)).digest('hex'), data, metric, backend: setup.backend };
+  // A TF.js model is its topology; an ONNX graph is the ingredients' own (the candidate's key names their weights) or --model's file.
+  const model =
+    setup.tfjs !== undefined
+      ? createHash('sha256').update(JSON.stringify(setup.tfjs.modelTopology)).digest('hex')
+      : options.model === undefined
+        ? 'ingredients'
+        : await sha256File(options.model);
+  return { kind: setup.tfjs !== undefined ? 'tfjs' : 'onnx', model, data, outputName: options.outputName ?? null, metric, backend: setup.backend };
 }

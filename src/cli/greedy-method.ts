@@ -20,13 +20,13 @@ const GROWABLE = METHODS.filter((method) => method.maxModels === undefined && me
 
 export async function openGreedyMethod(
   inputs: string[],
-  options: MergeOptions & { allowNonfinite: boolean },
+  options: MergeOptions & { allowNonfinite: boolean; allowFused?: boolean },
   signal: AbortSignal,
 ): Promise<{ checkpoints: Checkpoint[]; method: GreedyMethod | undefined; all: Checkpoint[] }> {
   if (options.method === undefined) {
     const flag = givesParameters(options);
     if (flag !== undefined) throw new UsageError(`--${flag}: only used with --method (greedy over a merge method)`);
-    const checkpoints = await openIngredients(inputs);
+    const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
     return { checkpoints, method: undefined, all: checkpoints };
   }
   const config = await configFromFlags(inputs, options, (method) => {

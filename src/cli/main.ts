@@ -25,7 +25,8 @@ function withSoupOutputOptions(command: Command): Command {
     .option('-f, --force', 'replace an existing output')
     .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
     .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
-    .option('--no-card', 'no README.md model card in a folder output');
+    .option('--no-card', 'no README.md model card in a folder output')
+    .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in');
 }
 
 function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }): Command {
@@ -34,7 +35,8 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
     .option('--metric <name>', 'what to maximise: accuracy, top5, margin, or loss (minimised)', 'accuracy')
-    .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
+    .option('--model <model>', 'model architecture for ingredients that have none: a TF.js model.json or an .onnx export (weight names must match)')
+    .option('--output-name <name>', 'ONNX models: the output holding the logits (default: the first)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', batchSize.help, batchSize.default)
     .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
@@ -103,7 +105,7 @@ function buildProgram(): Command {
         'soup merge ties.yml -o merged',
       ]) +
         '\nInputs are .safetensors files, sharded safetensors folders (model.safetensors.index.json),\n' +
-        'TF.js LayersModel folders (model.json), or folders holding any of these.\n' +
+        'TF.js LayersModel folders (model.json), .onnx models, or folders holding any of these.\n' +
         '\nExit codes: 0 success, 1 internal error, 2 bad usage or input, 3 CI gate failed, 130 interrupted.\n',
     );
 
@@ -150,6 +152,8 @@ function buildProgram(): Command {
         'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir /shared/tmp --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
         'soup greedy ./ckpts --val val.npz --method ties --base base.safetensors --density 0.5 -o soup',
+        'soup greedy fixtures/onnx --val fixtures/data/val -o soup.onnx',
+        'soup greedy ./runs --val val.npz --model model.onnx -o soup.safetensors',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
@@ -288,7 +292,8 @@ function buildProgram(): Command {
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
         .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them')
-        .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect),
+        .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect)
+        .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in'),
     ),
   )
     .addHelpText(

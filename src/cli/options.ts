@@ -32,6 +32,7 @@ export const soupOutputOptions = z.object({
   copyFrom: z.string().min(1).optional(),
   /** commander's --no-card sets card: false. */
   card: z.boolean().default(true),
+  allowFused: z.boolean().default(false),
 });
 
 /** Flags that change what is printed, never the soup: left out of the recorded command. */

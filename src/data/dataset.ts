@@ -134,11 +134,11 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
 }
 
 /** A data set from arrays in memory (tests, and callers that build data themselves). */
-export function datasetFromArrays(fields: { name: string; x: ArrayLike<number>; y: Int32Array; sampleShape: number[]; sampleLayout?: SampleLayout; preprocessing?: Preprocessing }): Dataset {
+export function datasetFromArrays(fields: { name: string; path?: string; x: ArrayLike<number>; y: Int32Array; sampleShape: number[]; sampleLayout?: SampleLayout; preprocessing?: Preprocessing }): Dataset {
   const store = memoryStore(fields.x, fields.sampleShape);
   return new StoredDataset({
     name: fields.name,
-    path: fields.name,
+    path: fields.path ?? fields.name,
     format: 'npz',
     n: fields.y.length,
     sampleShape: fields.sampleShape,

@@ -1,5 +1,6 @@
 import { closeAll, discoverIngredients, openAll } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
+import { checkOnnxIngredients } from '../checkpoint/onnx/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError } from '../errors.js';
 
@@ -7,8 +8,14 @@ import { IncompatibleError } from '../errors.js';
  * Finds, opens and cross-checks the ingredients from headers alone, so that a bad file or a shape
  * mismatch is reported before any weight is read. The caller closes them (closeAll).
  */
-export async function openIngredients(inputs: readonly string[]): Promise<Checkpoint[]> {
+export async function openIngredients(inputs: readonly string[], options: { allowFused?: boolean } = {}): Promise<Checkpoint[]> {
   const checkpoints = await openAll(await discoverIngredients(inputs));
+  try {
+    await checkOnnxIngredients(checkpoints, options);
+  } catch (error) {
+    await closeAll(checkpoints);
+    throw error;
+  }
   const problems = findIncompatibilities(checkpoints);
   if (problems.length > 0) {
     await closeAll(checkpoints);

@@ -115,11 +115,11 @@ console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0)))
   it('needs --val or --eval-cmd, and --model for safetensors ingredients', async () => {
     const none = await runSoup(['greedy', ingredients, '-o', path.join(dir, 'x')]);
     assert.equal(none.code, 2);
-    assert.equal(none.stderr, 'soup: error: say how to score candidates: --val DATA (TF.js models) or --eval-cmd CMD (any framework)\n');
+    assert.equal(none.stderr, 'soup: error: say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)\n');
     const st = await writeSafetensorsFile(path.join(dir, 'st', 'a.safetensors'), { w: { dtype: 'F32', shape: [1], values: [1] } });
     const noModel = await runSoup(['greedy', st, '--val', val, '-o', path.join(dir, 'y.safetensors')]);
     assert.equal(noModel.code, 2);
-    assert.match(noModel.stderr, /a safetensors checkpoint has no model architecture to run \(pass --model model\.json/);
+    assert.match(noModel.stderr, /a safetensors checkpoint has no model architecture to run \(pass --model model\.onnx \(an ONNX export\) or --model model\.json/);
   });
 });
 

@@ -29,6 +29,7 @@ const schema = commonOptions.extend(evaluationOptions.shape).extend({
   test: z.array(z.string()).default([]),
   acceptTies: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
+  allowFused: z.boolean().default(false),
   saveDir: z.string().min(1).optional(),
   force: z.boolean().default(false),
   markdown: z.string().min(1).optional(),
@@ -85,7 +86,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   }
   // Recipes are checked before any scoring, so a typo in one does not cost a whole comparison.
   const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;
@@ -97,6 +98,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
       const setup = await createEvaluator(options, reference, data, terminal.progress());
+      if (datasets.length === 0) for (const warning of setup.warnings ?? []) terminal.warn(warning);
       evaluators.push(setup.evaluator);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;
@@ -170,7 +172,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
 async function prepareSaves(dir: string, force: boolean, reference: Checkpoint): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
-  const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
+  const suffix = reference.format === 'safetensors' ? '.safetensors' : reference.format === 'onnx' ? '.onnx' : '';
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
   });

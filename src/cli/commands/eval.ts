@@ -18,7 +18,8 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
   }
   const [checkpoint] = await openAll(ingredients);
   try {
-    const { evaluator, dataset, backend } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
+    const { evaluator, dataset, backend, warnings } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
+    for (const warning of warnings ?? []) terminal.warn(warning);
     let evaluation;
     try {
       evaluation = await evaluator.evaluate(ingredientWeights(checkpoint!), signal);

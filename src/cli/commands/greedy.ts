@@ -42,6 +42,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const setup = await createEvaluator(options, reference, undefined, terminal.progress());
+    for (const warning of setup.warnings ?? []) terminal.warn(warning);
     const { dataset, backend, tfjs } = setup;
     let evaluator: Evaluator = setup.evaluator;
     if (options.scoreCache !== undefined) {

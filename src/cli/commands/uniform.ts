@@ -13,7 +13,7 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
   try {
     const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
