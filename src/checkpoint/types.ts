@@ -62,4 +62,10 @@ export interface OutputTensor {
   name: string;
   shape: number[];
   dtype: DType;
+  /**
+   * An earlier output tensor whose storage this one shares (set only for targets that store aliases,
+   * and only where every ingredient ties the two): the writer stores the data once and never asks the
+   * producer for this tensor.
+   */
+  tiedTo?: string;
 }

@@ -62,11 +62,17 @@ export class Mixer {
     this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (8 * Math.max(1, checkpoints.length)))));
   }
 
-  /** Bytes one full pass with these coefficients will read, for progress totals. */
-  bytesToRead(coefficients: readonly number[]): number {
+  /**
+   * Bytes one full pass with these coefficients will read, for progress totals: of every tensor, or of
+   * those in `plan` that the writer will ask for (it never asks for a tensor tied to another).
+   */
+  bytesToRead(coefficients: readonly number[], plan?: readonly OutputTensor[]): number {
+    const asked = plan === undefined ? undefined : new Set(plan.filter((tensor) => tensor.tiedTo === undefined).map((tensor) => tensor.name));
     return this.checkpoints.reduce(
       (sum, checkpoint, k) =>
-        coefficients[k] === 0 ? sum : sum + checkpoint.tensors().reduce((bytes, tensor) => bytes + tensor.storedBytes, 0),
+        coefficients[k] === 0
+          ? sum
+          : sum + checkpoint.tensors().reduce((bytes, tensor) => (asked?.has(tensor.name) === false ? bytes : bytes + tensor.storedBytes), 0),
       0,
     );
   }
@@ -148,9 +154,12 @@ export class Mixer {
     return kept;
   }
 
-  /** A producer for a checkpoint writer: each output tensor mixed and encoded in its output dtype. */
-  producer(coefficients: readonly number[]): TensorProducer {
-    this.passBytes = this.bytesToRead(coefficients);
+  /**
+   * A producer for a checkpoint writer: each output tensor mixed and encoded in its output dtype.
+   * Given the writer's `plan`, progress totals leave out the tensors it will not ask for.
+   */
+  producer(coefficients: readonly number[], plan?: readonly OutputTensor[]): TensorProducer {
+    this.passBytes = this.bytesToRead(coefficients, plan);
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
     const mixer = this;

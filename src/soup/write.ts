@@ -6,6 +6,7 @@ import {
   checkOutputDtypes,
   checkOutputPath,
   chooseOutput,
+  keepTies,
   planOutput,
   writeCheckpoint,
   type OutputTarget,
@@ -24,11 +25,15 @@ export interface PreparedOutput {
   tensors: OutputTensor[];
 }
 
-/** Everything about the output that can be wrong, checked before the slow work starts. */
-export async function prepareOutput(reference: Checkpoint, options: OutputOptions): Promise<PreparedOutput> {
+/**
+ * Everything about the output that can be wrong, checked before the slow work starts. The first
+ * checkpoint is the reference (names, order, format); ties are kept where all of them agree.
+ */
+export async function prepareOutput(checkpoints: readonly Checkpoint[], options: OutputOptions): Promise<PreparedOutput> {
+  const reference = checkpoints[0]!;
   await checkOutputPath(options.out, options.force ?? false);
   const target = chooseOutput(options.out, reference);
-  const tensors = planOutput(reference, options.dtype);
+  const tensors = keepTies(target, planOutput(reference, options.dtype), checkpoints);
   checkOutputDtypes(target, tensors);
   return { target, tensors };
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
+import { fileSuffixOf } from '../../checkpoint/writer.js';
 import { candidateProducer, type Evaluator } from '../../eval/evaluator.js';
 import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
 import { compareSoups, type CompareDataset } from '../../soup/compare.js';
@@ -78,7 +79,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;
-    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, reference);
+    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints);
     const datasets: CompareDataset[] = [];
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
@@ -151,13 +152,13 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 }
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
-async function prepareSaves(dir: string, force: boolean, reference: Checkpoint): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
-  const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
+async function prepareSaves(dir: string, force: boolean, checkpoints: readonly Checkpoint[]): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
+  const suffix = fileSuffixOf(checkpoints[0]!);
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
   });
   return {
-    uniform: await prepareOutput(reference, { out: path.join(dir, `uniform-soup${suffix}`), force }),
-    greedy: await prepareOutput(reference, { out: path.join(dir, `greedy-soup${suffix}`), force }),
+    uniform: await prepareOutput(checkpoints, { out: path.join(dir, `uniform-soup${suffix}`), force }),
+    greedy: await prepareOutput(checkpoints, { out: path.join(dir, `greedy-soup${suffix}`), force }),
   };
 }

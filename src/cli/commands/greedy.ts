@@ -23,7 +23,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const checkpoints = await openIngredients(inputs);
   try {
     const reference = checkpoints[0]!;
-    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
     let result;
     let jobs = 1;

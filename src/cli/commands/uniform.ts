@@ -15,13 +15,13 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const started = performance.now();
   const checkpoints = await openIngredients(inputs);
   try {
-    const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     const names = checkpoints.map((checkpoint) => checkpoint.name);
     const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
     const written = await writeSoup(
       checkpoints,
       output,
-      mixer.producer(uniformCoefficients(checkpoints.length)),
+      mixer.producer(uniformCoefficients(checkpoints.length), output.tensors),
       { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype } },
       signal,
     );
