@@ -53,6 +53,17 @@ describe('Mixer', () => {
     ]);
   });
 
+  it('leaves tensors the writer will not ask for (tied to another) out of the progress total', async () => {
+    const tensors = (values: number[]): Record<string, RawTensor> => ({ ...weight(values), v: { dtype: 'F32', shape: [2], values } });
+    const checkpoints = [await open(tensors([1, 2])), await open(tensors([3, 4]))];
+    const events: ProgressEvent[] = [];
+    const plan = [...planOutput(checkpoints[0]!)];
+    plan[1] = { ...plan[1]!, tiedTo: 'w' };
+    const produce = new Mixer(checkpoints, { onProgress: (event) => events.push(event) }).producer([1, 1], plan);
+    await collect(produce(plan[0]!, 0));
+    assert.deepEqual(events.at(-1), { kind: 'read', bytes: 16, total: 16 });
+  });
+
   it('encodes the mean in the output dtype', async () => {
     const checkpoints = [await open(weight([1, 2])), await open(weight([2, 2]))];
     const bytes = await collect(new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [2], dtype: 'BF16' }, 0));
