@@ -92,7 +92,8 @@ export class CommandEvaluator implements Evaluator {
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
     const { reference } = this.options;
-    const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
+    // PyTorch candidates are written as .safetensors until soup writes torch.save files.
+    const suffix = reference.format === 'safetensors' || reference.format === 'pytorch' ? '.safetensors' : '';
     const temp = path.join(tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${suffix}`);
     try {
       await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
