@@ -52,6 +52,7 @@ export class Pickle {
   int(value: number): this {
     if (value >= 0 && value < 256) return this.raw(0x4b, value);
     if (value >= 0 && value < 65536) return this.raw(0x4d, value & 0xff, value >> 8);
+    if (value < -(2 ** 31) || value >= 2 ** 31) return this.long(BigInt(value));
     const bytes = Buffer.alloc(4);
     bytes.writeInt32LE(value);
     return this.raw(0x4a, ...bytes);

@@ -169,7 +169,7 @@ export function resolveGlobal(module: string, name: string): PyValue {
     const [dtype, unsupported] = DTYPE_NAMES[name]!;
     return new TorchType(full, dtype, unsupported);
   }
-  throw new PickleError(refusal(module, full));
+  throw new PickleError(refusal(module === '__builtin__' ? 'builtins' : module, full));
 }
 
 const CODE_RUNNING = /^(os|posix|nt|sys|subprocess|builtins|shutil|socket|importlib|runpy|pty|commands|webbrowser|code|codeop|ctypes|pickle|_pickle|marshal|types|operator|functools|pdb|timeit|asyncio|multiprocessing|urllib|requests|http|ftplib|tempfile|pathlib|io|_io|glob|zipimport|platform|signal|threading)(\.|$)/;
