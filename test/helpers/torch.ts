@@ -180,6 +180,8 @@ export function stateDictPickle(tensors: readonly TensorSpec[]): Uint8Array {
 export interface ZipEntry {
   name: string;
   data: Uint8Array;
+  /** Bytes left unwritten before the entry (a sparse file's hole), to place it past 2 or 4 GiB. */
+  gap?: number;
   /** Zip method to claim (the data stays as given): 8 for a "deflated" record. */
   method?: number;
 }
@@ -201,10 +203,25 @@ function u64(value: number): number[] {
  * the central directory only. With `zip64`, the directory's sizes and offsets go in ZIP64 fields.
  */
 export function storedZip(entries: readonly ZipEntry[], options: { zip64?: boolean } = {}): Uint8Array {
-  const chunks: Uint8Array[] = [];
+  if (entries.some((entry) => entry.gap !== undefined)) throw new Error('storedZip cannot leave holes: use zipParts');
+  return new Uint8Array(Buffer.concat(zipParts(entries, options).map((part) => part.bytes)));
+}
+
+/** The pieces of a zip and where each goes: entries with a `gap` lie past a hole. */
+export function zipParts(entries: readonly ZipEntry[], options: { zip64?: boolean } = {}): { offset: number; bytes: Uint8Array }[] {
+  const parts: { offset: number; bytes: Uint8Array }[] = [];
+  let position = 0;
+  const place = (...items: Uint8Array[]): void => {
+    for (const bytes of items) {
+      parts.push({ offset: position, bytes });
+      position += bytes.length;
+    }
+  };
   const central: number[] = [];
   let offset = 0;
   for (const entry of entries) {
+    offset += entry.gap ?? 0;
+    position += entry.gap ?? 0;
     const name = Buffer.from(entry.name, 'utf8');
     const crc = crc32(entry.data);
     const method = entry.method ?? 0;
@@ -217,21 +234,21 @@ export function storedZip(entries: readonly ZipEntry[], options: { zip64?: boole
       ...u32(big ?? entry.data.length), ...u32(big ?? entry.data.length), ...u16(name.length), ...u16(extra.length), ...u16(0), ...u16(0), ...u16(0), ...u32(0),
       ...u32(big ?? offset), ...name, ...extra,
     );
-    chunks.push(local, entry.data, descriptor);
+    place(local, entry.data, descriptor);
     offset += local.length + entry.data.length + descriptor.length;
   }
   const directory = Uint8Array.from(central);
-  chunks.push(directory);
   const directoryOffset = offset;
+  place(directory);
   if (options.zip64) {
     const record = [...u32(0x06064b50), ...u64(44), ...u16(45), ...u16(45), ...u32(0), ...u32(0), ...u64(entries.length), ...u64(entries.length), ...u64(directory.length), ...u64(directoryOffset)];
     const recordOffset = directoryOffset + directory.length;
-    chunks.push(Uint8Array.from(record), Uint8Array.from([...u32(0x07064b50), ...u32(0), ...u64(recordOffset), ...u32(1)]));
-    chunks.push(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(0xffff), ...u16(0xffff), ...u32(0xffffffff), ...u32(0xffffffff), ...u16(0)]));
+    place(Uint8Array.from(record), Uint8Array.from([...u32(0x07064b50), ...u32(0), ...u64(recordOffset), ...u32(1)]));
+    place(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(0xffff), ...u16(0xffff), ...u32(0xffffffff), ...u32(0xffffffff), ...u16(0)]));
   } else {
-    chunks.push(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(entries.length), ...u16(entries.length), ...u32(directory.length), ...u32(directoryOffset), ...u16(0)]));
+    place(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(entries.length), ...u16(entries.length), ...u32(directory.length), ...u32(directoryOffset), ...u16(0)]));
   }
-  return new Uint8Array(Buffer.concat(chunks));
+  return parts;
 }
 
 export const f32Bytes = (values: number[]): Uint8Array => new Uint8Array(new Float32Array(values).buffer);

@@ -14,6 +14,7 @@ const RECIPE_KEY = 'soup.recipe';
 const MAX_SMALL_RECORD = 16 * 1024 * 1024;
 /** A non-contiguous chunk whose storage span is at most this many times its own size is read directly. */
 const SPAN_FACTOR = 4;
+const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
 
 const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
@@ -330,6 +331,10 @@ function describeTensor(file: string, archive: ZipArchive, prefix: string, name:
   const { shape, stride, offset } = ref;
   const count = shape.reduce((product, dim) => product * dim, 1);
   if (!Number.isSafeInteger(count * size)) throw fail(`shape [${shape.join(', ')}] is too large`);
+  // A stride-0 (broadcast) view may hold more elements than its storage, but not absurdly many.
+  if (count > elements && count * size > MAX_BROADCAST_BYTES) {
+    throw fail(`view of shape [${shape.join(', ')}] repeats a storage of ${elements} elements into ${count * size} bytes, more than the ${MAX_BROADCAST_BYTES} allowed`);
+  }
   let first = offset;
   let last = offset;
   for (let d = 0; d < shape.length; d++) if (shape[d]! > 0) last += (shape[d]! - 1) * stride[d]!;

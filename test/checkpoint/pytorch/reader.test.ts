@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, open as open_, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeNumbers, dtypeSize, isFloatDType } from '../../../src/checkpoint/dtype.js';
@@ -8,7 +8,7 @@ import { PytorchFile } from '../../../src/checkpoint/pytorch/reader.js';
 import { ShardedPytorch } from '../../../src/checkpoint/pytorch/sharded.js';
 import type { Checkpoint } from '../../../src/checkpoint/types.js';
 import { mlpTensors, tempDir, writeSafetensorsFile } from '../../helpers/files.js';
-import { f32Bytes, Pickle, pushTensor, simpleArchive, storedZip, torchArchive } from '../../helpers/torch.js';
+import { f32Bytes, Pickle, pushTensor, simpleArchive, stateDictPickle, storedZip, torchArchive, zipParts } from '../../helpers/torch.js';
 
 const fixtures = new URL('../../../../fixtures/torch/', import.meta.url).pathname;
 interface Expected {
@@ -138,6 +138,29 @@ describe('PyTorch reader on archives built byte by byte', () => {
       assert.deepEqual([...(await checkpoint.readFloats('weight'))], [0, 1, 2, 3, 4, 5]);
       assert.deepEqual([...(await checkpoint.readFloats('bias'))], [10, 11]);
       await checkpoint.close();
+    }
+  });
+
+  it('reads storages past 2 GiB and 4 GiB by offset, in sparse files, without reading the whole file', async () => {
+    for (const [gap, zip64] of [[2 ** 31 + 12345, false], [2 ** 32 + 12345, true]] as const) {
+      const file = path.join(dir, `large-${zip64 ? 'zip64' : 'zip32'}.pt`);
+      const handle = await open_(file, 'w');
+      const parts = zipParts(
+        [
+          { name: 'large/data.pkl', data: stateDictPickle([{ name: 'w', key: '0', numel: 3, shape: [3] }]) },
+          { name: 'large/data/0', data: f32Bytes([1.5, 2.5, 3.5]), gap },
+          { name: 'large/version', data: Buffer.from('3\n') },
+        ],
+        { zip64 },
+      );
+      for (const part of parts) await handle.write(part.bytes, 0, part.bytes.length, part.offset);
+      await handle.close();
+      assert.ok((await stat(file)).size > gap);
+      const checkpoint = await PytorchFile.open(file);
+      assert.deepEqual([...(await checkpoint.readFloats('w'))], [1.5, 2.5, 3.5]);
+      assert.deepEqual([...(await checkpoint.readFloatRange('w', 1, 2))], [2.5, 3.5]);
+      await checkpoint.close();
+      await rm(file);
     }
   });
 
