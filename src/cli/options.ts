@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
+import type { DiscoverOptions } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
+import type { Terminal } from '../report/terminal.js';
 
 /** Options every command takes. */
 export const commonOptions = z.object({
@@ -8,7 +10,13 @@ export const commonOptions = z.object({
   quiet: z.boolean().default(false),
   color: z.boolean().default(true),
   debug: z.boolean().default(false),
+  key: z.string().min(1).optional(),
 });
+
+/** How commands find checkpoints: --key for PyTorch wrappers, and discovery's warnings on the terminal. */
+export function discoverOptions(options: { key?: string | undefined }, terminal: Terminal): DiscoverOptions {
+  return { key: options.key, onWarning: (message) => terminal.warn(message) };
+}
 
 export const dtypeOption = z
   .string()

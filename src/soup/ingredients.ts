@@ -1,4 +1,4 @@
-import { closeAll, discoverIngredients, openAll } from '../checkpoint/discover.js';
+import { closeAll, discoverIngredients, openAll, type DiscoverOptions } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError } from '../errors.js';
@@ -7,8 +7,8 @@ import { IncompatibleError } from '../errors.js';
  * Finds, opens and cross-checks the ingredients from headers alone, so that a bad file or a shape
  * mismatch is reported before any weight is read. The caller closes them (closeAll).
  */
-export async function openIngredients(inputs: readonly string[]): Promise<Checkpoint[]> {
-  const checkpoints = await openAll(await discoverIngredients(inputs));
+export async function openIngredients(inputs: readonly string[], options: DiscoverOptions = {}): Promise<Checkpoint[]> {
+  const checkpoints = await openAll(await discoverIngredients(inputs, options));
   const problems = findIncompatibilities(checkpoints);
   if (problems.length > 0) {
     await closeAll(checkpoints);

@@ -43,7 +43,7 @@ describe('discoverIngredients', () => {
 
   it('says when a folder holds no checkpoints', async () => {
     await mkdir(path.join(dir, 'empty'));
-    await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors files/);
+    await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors, \.pt, \.pth, \.bin or \.ckpt files/);
   });
 
   it('refuses two ingredients with the same name', async () => {

@@ -16,7 +16,7 @@ import { writeReport } from '../../report/output.js';
 import { comparePlot } from '../../report/plot.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commonOptions, parseOptions, discoverOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
   test: z.array(z.string()).default([]),
@@ -75,7 +75,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   if (baseline !== undefined && baseline.metric !== options.metric) {
     throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, { hint: `pass --metric ${baseline.metric}` });
   }
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;

@@ -8,7 +8,7 @@ import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commonOptions, parseOptions, soupOutputOptions, discoverOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
   acceptTies: z.boolean().default(false),
@@ -20,7 +20,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });

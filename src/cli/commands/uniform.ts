@@ -5,7 +5,7 @@ import { uniformCoefficients } from '../../soup/uniform.js';
 import { prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commonOptions, parseOptions, soupOutputOptions, discoverOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape);
 
@@ -13,7 +13,7 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
     const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     const names = checkpoints.map((checkpoint) => checkpoint.name);

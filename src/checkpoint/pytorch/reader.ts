@@ -1,0 +1,375 @@
+import path from 'node:path';
+import { InputError } from '../../errors.js';
+import { decodeFloats, dtypeSize, isFloatDType, type DType } from '../dtype.js';
+import { RangeReader, decodeUtf8, fileSize } from '../files.js';
+import type { Checkpoint, ChunkScratch, TensorInfo } from '../types.js';
+import { PickleError, StorageRef, TensorRef, UnsupportedTensor, describe, unpickle, type PyDict, type PyValue } from './unpickle.js';
+import { ZipArchive, checkStored, type ZipRecord } from './zip.js';
+
+/** Where training scripts put the weights beside the epoch and optimizer state, tried in this order. */
+export const WRAPPER_KEYS = ['state_dict', 'model', 'model_state_dict', 'module'] as const;
+/** The record a soup written by soup carries its recipe in (a JSON string); torch.load ignores it. */
+export const RECIPE_RECORD = 'soup.recipe';
+const RECIPE_KEY = 'soup.recipe';
+const MAX_SMALL_RECORD = 16 * 1024 * 1024;
+/** A non-contiguous chunk whose storage span is at most this many times its own size is read directly. */
+const SPAN_FACTOR = 4;
+const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
+
+const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
+const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
+
+export interface PytorchOpenOptions {
+  /** The top-level entry holding the state dict, instead of the usual wrapper keys. */
+  key?: string | undefined;
+}
+
+interface PytorchTensor extends TensorInfo {
+  ref: TensorRef;
+  record: ZipRecord;
+  elementSize: number;
+  contiguous: boolean;
+  /** Lowest and highest storage element the view touches. */
+  first: number;
+  last: number;
+}
+
+/**
+ * A torch.save zip archive (PyTorch >= 1.6): data.pkl goes through our restricted unpickler, which
+ * yields tensor descriptors; each tensor's bytes are read on demand from its storage record, by
+ * offset, gathering strided (transposed, sliced) views element by element.
+ */
+export class PytorchFile implements Checkpoint {
+  readonly format = 'pytorch' as const;
+  readonly files: readonly string[];
+  private readonly byName: Map<string, PytorchTensor>;
+  /** The storage extent of the non-contiguous tensor being read, so its chunks do not re-read it. */
+  private cached: { name: string; bytes: Uint8Array } | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly path: string,
+    private readonly archive: ZipArchive,
+    private readonly reader: RangeReader,
+    private readonly ordered: PytorchTensor[],
+    readonly metadata: Readonly<Record<string, string>>,
+    /** How the weights were found: the wrapper entry used and what was ignored. */
+    readonly notes: readonly string[],
+    private readonly bigEndian: boolean,
+  ) {
+    this.files = [path];
+    this.byName = new Map(ordered.map((tensor) => [tensor.name, tensor]));
+  }
+
+  static async open(file: string, name = path.basename(file, path.extname(file)), options: PytorchOpenOptions = {}): Promise<PytorchFile> {
+    const reader = new RangeReader([{ path: file, size: await fileSize(file) }]);
+    try {
+      await refuseOtherFormats(file, reader);
+      const archive = await ZipArchive.open(file, reader);
+      const prefix = archivePrefix(file, archive);
+      const record = (suffix: string): ZipRecord | undefined => archive.records.get(`${prefix}/${suffix}`);
+      if (record('constants.pkl') !== undefined || [...archive.records.keys()].some((entry) => entry.startsWith(`${prefix}/code/`))) {
+        throw new InputError(file, 'is a TorchScript archive (torch.jit.save), which holds code; save model.state_dict() instead, with torch.save');
+      }
+      const pickle = record('data.pkl');
+      if (pickle === undefined) throw new InputError(file, `has no ${prefix}/data.pkl record: not a torch.save archive`);
+      const bigEndian = await readByteOrder(file, archive, record('byteorder'));
+      let root: PyValue;
+      try {
+        root = unpickle(await archive.readRecord(pickle, MAX_SMALL_RECORD * 16));
+      } catch (error) {
+        if (error instanceof PickleError) throw new InputError(file, `data.pkl: ${error.message}`, { cause: error });
+        throw error;
+      }
+      const selected = selectStateDict(file, root, options.key);
+      const { tensors, ignored } = describeTensors(file, archive, prefix, selected.dict);
+      const notes = ignored.length > 0 ? [...selected.notes, `ignored entries that are not tensors: ${ignored.join(', ')}`] : selected.notes;
+      const metadata: Record<string, string> = {};
+      const recipe = record(RECIPE_RECORD);
+      if (recipe !== undefined) metadata[RECIPE_KEY] = decodeUtf8(await archive.readRecord(recipe, MAX_SMALL_RECORD), file, RECIPE_RECORD);
+      for (const tensor of tensors) await archive.dataStart(tensor.record);
+      await reader.close();
+      return new PytorchFile(name, file, archive, reader, tensors, metadata, notes, bigEndian);
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+  }
+
+  tensors(): readonly TensorInfo[] {
+    return this.ordered;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  async readBytes(name: string): Promise<Uint8Array> {
+    const tensor = this.lookup(name);
+    const count = tensor.storedBytes / tensor.elementSize;
+    const out = new Uint8Array(tensor.storedBytes);
+    await this.gather(tensor, 0, count, out);
+    return out;
+  }
+
+  async readFloats(name: string): Promise<Float32Array | Float64Array> {
+    const tensor = this.lookup(name);
+    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
+    return decodeFloats(await this.readBytes(name), tensor.dtype);
+  }
+
+  async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
+    const tensor = this.lookup(name);
+    const dtype = tensor.dtype;
+    if (!isFloatDType(dtype)) throw new InputError(this.path, `is ${dtype}, not a float tensor`, { tensor: name });
+    const bytes = scratch === undefined ? new Uint8Array(count * tensor.elementSize) : scratch.bytes.subarray(0, count * tensor.elementSize);
+    await this.gather(tensor, start, count, bytes);
+    return decodeFloats(bytes, dtype, scratch?.floats);
+  }
+
+  async close(): Promise<void> {
+    this.cached = undefined;
+    await this.reader.close();
+  }
+
+  /** Elements [start, start + count) of the tensor in row-major order, as little-endian bytes. */
+  private async gather(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
+    if (count === 0) return;
+    const size = tensor.elementSize;
+    const base = await this.archive.dataStart(tensor.record);
+    if (tensor.contiguous) {
+      await this.reader.readInto(base + (tensor.ref.offset + start) * size, out);
+    } else {
+      const { shape, stride, offset } = tensor.ref;
+      let lowest = Infinity;
+      let highest = -1;
+      forEachIndex(shape, stride, offset, start, count, (index) => {
+        if (index < lowest) lowest = index;
+        if (index > highest) highest = index;
+      });
+      let source: Uint8Array;
+      let origin: number;
+      if ((highest - lowest + 1) <= SPAN_FACTOR * count) {
+        source = await this.reader.read(base + lowest * size, (highest - lowest + 1) * size);
+        origin = lowest;
+      } else {
+        // A transposed chunk touches the whole storage: read the view's extent once for all its chunks.
+        if (this.cached?.name !== tensor.name) {
+          this.cached = undefined;
+          this.cached = { name: tensor.name, bytes: await this.reader.read(base + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
+        }
+        source = this.cached.bytes;
+        origin = tensor.first;
+      }
+      let at = 0;
+      forEachIndex(shape, stride, offset, start, count, (index) => {
+        const from = (index - origin) * size;
+        for (let b = 0; b < size; b++) out[at + b] = source[from + b]!;
+        at += size;
+      });
+    }
+    if (this.bigEndian && size > 1) swapBytes(out, size);
+  }
+
+  private lookup(name: string): PytorchTensor {
+    const tensor = this.byName.get(name);
+    if (tensor === undefined) throw new InputError(this.path, 'no such tensor', { tensor: name });
+    return tensor;
+  }
+}
+
+/** Calls `visit` with the storage index of each element [start, start + count) of a strided view. */
+function forEachIndex(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, visit: (index: number) => void): void {
+  const rank = shape.length;
+  const coords = new Array<number>(rank).fill(0);
+  let rest = start;
+  let index = offset;
+  for (let d = rank - 1; d >= 0; d--) {
+    coords[d] = rest % shape[d]!;
+    rest = Math.floor(rest / shape[d]!);
+    index += coords[d]! * stride[d]!;
+  }
+  for (let i = 0; i < count; i++) {
+    visit(index);
+    for (let d = rank - 1; d >= 0; d--) {
+      if (++coords[d]! < shape[d]!) {
+        index += stride[d]!;
+        break;
+      }
+      index -= (shape[d]! - 1) * stride[d]!;
+      coords[d] = 0;
+    }
+  }
+}
+
+function swapBytes(bytes: Uint8Array, size: number): void {
+  for (let i = 0; i + size <= bytes.length; i += size) {
+    for (let a = i, b = i + size - 1; a < b; a++, b--) {
+      const t = bytes[a]!;
+      bytes[a] = bytes[b]!;
+      bytes[b] = t;
+    }
+  }
+}
+
+/** Files that are not torch.save zips but are often named .pt or .bin, refused with the way out. */
+async function refuseOtherFormats(file: string, reader: RangeReader): Promise<void> {
+  const head = await reader.read(0, Math.min(reader.size, 64));
+  if (Buffer.from(head).toString('latin1').startsWith(LFS_POINTER)) {
+    throw new InputError(file, 'is a Git LFS pointer, not weights: run git lfs pull');
+  }
+  if (head.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.every((byte, i) => head[i] === byte)) {
+    throw new InputError(file, 'is in the legacy torch.save format of PyTorch < 1.6, which soup does not read; re-save it with a current torch.save', {
+      hint: 'torch.save(torch.load(path), path) in PyTorch >= 1.6 writes the zip format',
+    });
+  }
+  if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
+    throw new InputError(file, 'not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)');
+  }
+}
+
+/** torch.save puts every record under one folder, named after the file or "archive". */
+function archivePrefix(file: string, archive: ZipArchive): string {
+  let prefix: string | undefined;
+  for (const name of archive.records.keys()) {
+    const slash = name.indexOf('/');
+    if (slash <= 0) throw new InputError(file, `record ${name} is not inside the archive's folder: not a torch.save archive`);
+    const first = name.slice(0, slash);
+    if (prefix !== undefined && first !== prefix) throw new InputError(file, `records lie in two folders (${prefix}/, ${first}/): not a torch.save archive`);
+    prefix = first;
+  }
+  if (prefix === undefined) throw new InputError(file, 'the zip archive is empty: not a torch.save archive');
+  return prefix;
+}
+
+async function readByteOrder(file: string, archive: ZipArchive, record: ZipRecord | undefined): Promise<boolean> {
+  if (record === undefined) return false;
+  const text = decodeUtf8(await archive.readRecord(record, 16), file, 'byteorder').trim();
+  if (text !== 'little' && text !== 'big') throw new InputError(file, `byteorder record says "${text}", expected "little" or "big"`);
+  return text === 'big';
+}
+
+function isTensor(value: PyValue): boolean {
+  return value instanceof TensorRef || value instanceof UnsupportedTensor;
+}
+
+function keyName(key: PyValue): string {
+  return typeof key === 'string' ? key : describe(key);
+}
+
+function hasTensors(dict: PyDict): boolean {
+  for (const value of dict.values()) if (isTensor(value)) return true;
+  return false;
+}
+
+/**
+ * The dict holding the weights: the top level of a state dict, or the entry of a training
+ * checkpoint that holds one (`--key` picks it, else the usual wrapper keys are tried).
+ */
+export function selectStateDict(file: string, root: PyValue, key?: string): { dict: PyDict; notes: string[] } {
+  if (!(root instanceof Map)) {
+    throw new InputError(file, `holds ${describe(root)}, not a dict of tensors (a state dict)`, { hint: 'save model.state_dict() with torch.save' });
+  }
+  const entries = (): string => [...root.keys()].map(keyName).join(', ') || 'none';
+  const unwrap = (name: string, dict: PyDict): { dict: PyDict; notes: string[] } => {
+    const others = [...root.keys()].map(keyName).filter((other) => other !== name);
+    return { dict, notes: [`weights from entry "${name}"${others.length > 0 ? `; ignored: ${others.join(', ')}` : ''}`] };
+  };
+  if (key !== undefined) {
+    const value = root.get(key);
+    if (value === undefined) throw new InputError(file, `has no entry "${key}" (its entries: ${entries()})`);
+    if (!(value instanceof Map) || !hasTensors(value)) throw new InputError(file, `entry "${key}" is ${describe(value)} without tensors, not a state dict`);
+    return unwrap(key, value);
+  }
+  if (hasTensors(root)) return { dict: root, notes: [] };
+  for (const candidate of WRAPPER_KEYS) {
+    const value = root.get(candidate);
+    if (value instanceof Map && hasTensors(value)) return unwrap(candidate, value);
+  }
+  throw new InputError(file, `holds no tensors at its top level nor under ${WRAPPER_KEYS.join(', ')} (its entries: ${entries()})`, {
+    hint: 'pick the entry that holds the weights with --key NAME',
+  });
+}
+
+function describeTensors(file: string, archive: ZipArchive, prefix: string, dict: PyDict): { tensors: PytorchTensor[]; ignored: string[] } {
+  const tensors: PytorchTensor[] = [];
+  const ignored: string[] = [];
+  const tied = new Map<string, string>();
+  for (const [key, value] of dict) {
+    const name = typeof key === 'string' ? key : typeof key === 'number' ? String(key) : undefined;
+    if (!isTensor(value)) {
+      ignored.push(keyName(key));
+      continue;
+    }
+    if (name === undefined) throw new InputError(file, `has a tensor under the key ${describe(key)}, not a string`);
+    if (value instanceof UnsupportedTensor) throw new InputError(file, `is a ${value.kind} tensor, which soup does not support`, { tensor: name });
+    tensors.push(describeTensor(file, archive, prefix, name, value as TensorRef, tied));
+  }
+  return { tensors, ignored };
+}
+
+function describeTensor(file: string, archive: ZipArchive, prefix: string, name: string, ref: TensorRef, tied: Map<string, string>): PytorchTensor {
+  const fail = (problem: string): InputError => new InputError(file, problem, { tensor: name });
+  const storage: StorageRef = ref.storage;
+  for (const type of [ref.type, storage.type]) {
+    if (type.unsupported !== undefined) throw fail(`${type.unsupported} tensors are not supported`);
+  }
+  const dtype: DType = ref.type.dtype!;
+  if (!storage.type.untyped && storage.type.dtype !== dtype) throw fail(`is ${ref.type.fullName} but its storage holds ${storage.type.fullName}`);
+  if (storage.location.startsWith('meta')) throw fail('is a meta tensor (no data), which soup does not support');
+  const size = dtypeSize(dtype);
+  const recordName = `${prefix}/data/${storage.key}`;
+  const record = archive.records.get(recordName);
+  if (record === undefined) throw fail(`its storage ${recordName} is missing from the archive`);
+  checkStored(file, record);
+  const storageBytes = storage.type.untyped ? storage.numel : storage.numel * size;
+  if (!Number.isSafeInteger(storageBytes) || record.size !== storageBytes) {
+    throw fail(`its storage ${recordName} holds ${record.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
+  }
+  if (storageBytes % size !== 0) throw fail(`its untyped storage of ${storageBytes} bytes is not a whole number of ${dtype} elements`);
+  const elements = storageBytes / size;
+  const { shape, stride, offset } = ref;
+  const count = shape.reduce((product, dim) => product * dim, 1);
+  if (!Number.isSafeInteger(count * size)) throw fail(`shape [${shape.join(', ')}] is too large`);
+  // A stride-0 (broadcast) view may hold more elements than its storage, but not absurdly many.
+  if (count > elements && count * size > MAX_BROADCAST_BYTES) {
+    throw fail(`view of shape [${shape.join(', ')}] repeats a storage of ${elements} elements into ${count * size} bytes, more than the ${MAX_BROADCAST_BYTES} allowed`);
+  }
+  let first = offset;
+  let last = offset;
+  for (let d = 0; d < shape.length; d++) if (shape[d]! > 0) last += (shape[d]! - 1) * stride[d]!;
+  if (count > 0 && (!Number.isSafeInteger(last) || last >= elements)) {
+    throw fail(
+      `view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches element ${last} of a storage of ${elements} elements`,
+    );
+  }
+  if (count === 0) first = last = 0;
+  const info: PytorchTensor = {
+    name,
+    shape: [...shape],
+    dtype,
+    storedBytes: count * size,
+    ref,
+    record,
+    elementSize: size,
+    contiguous: isContiguous(shape, stride),
+    first,
+    last,
+  };
+  const identity = `${storage.key}|${dtype}|${offset}|${shape.join(',')}|${stride.join(',')}`;
+  const earlier = tied.get(identity);
+  if (earlier !== undefined && count > 0) info.tiedTo = earlier;
+  else tied.set(identity, name);
+  return info;
+}
+
+/** Row-major with no gaps; dimensions of size 1 may have any stride. */
+function isContiguous(shape: readonly number[], stride: readonly number[]): boolean {
+  let expected = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (shape[d] === 0) return true;
+    if (shape[d] !== 1 && stride[d] !== expected) return false;
+    expected *= shape[d]!;
+  }
+  return true;
+}
