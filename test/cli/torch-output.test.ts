@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { cp, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runSoup } from '../helpers/cli.js';
@@ -131,5 +132,65 @@ describe('soup uniform -o soup.pt', () => {
     assert.match(result.stderr, /^soup: error: .*run-2\.safetensors: tensor "empty": holds NaN at element 1/);
     assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('nan') || f.startsWith('.nan')), ['nan']);
     assert.deepEqual(await leftovers(dir), []);
+  });
+});
+
+describe('PyTorch ingredients to PyTorch soups', () => {
+  const fixtures = new URL('../../../fixtures/torch/', import.meta.url).pathname;
+  const runValues = JSON.parse(readFileSync(path.join(fixtures, 'expected.json'), 'utf8')).fixtures as Record<string, { tensors: Record<string, { values: number[] }> }>;
+
+  /** Two copies of a fixture under different names, as two ingredients. */
+  async function twoCopies(fixture: string, name: string): Promise<string> {
+    const folder = path.join(dir, name);
+    for (const copy of ['a', 'b']) await cp(path.join(fixtures, fixture), path.join(folder, copy + path.extname(fixture)), { recursive: true });
+    return folder;
+  }
+
+  it('soups .pt runs into a .pt file that torch loads with their mean, and inspect shows its recipe', async () => {
+    const out = path.join(dir, 'runs-soup.pt');
+    const result = await runSoup(['uniform', path.join(fixtures, 'runs'), '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const loaded = (await loadWithTorch(out))[0]!;
+    for (const [name, , , values] of loaded.tensors) {
+      const runs = [1, 2, 3].map((i) => runValues[`runs/run-${i}.pt`]!.tensors[name]!.values);
+      (values as number[]).flat().forEach((value, j) => assert.ok(Math.abs(value - (runs[0]![j]! + runs[1]![j]! + runs[2]![j]!) / 3) < 1e-6, name));
+    }
+    const inspected = await runSoup(['inspect', out]);
+    assert.match(inspected.stdout, /^ {2}recipe: uniform soup of run-1, run-2, run-3 \(model-soup [^)]+\)$/m);
+  });
+
+  it('keeps weights tied in every ingredient tied: one storage in the soup, two names in torch', async () => {
+    const out = path.join(dir, 'tied-soup.pt');
+    const result = await runSoup(['uniform', await twoCopies('tied.pt', 'tied'), '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const loaded = (await loadWithTorch(out))[0]!;
+    assert.deepEqual(loaded.storageOwner, { 'embed.weight': 'embed.weight', 'hidden.bias': 'hidden.bias', 'head.weight': 'embed.weight' });
+    assert.deepEqual(loaded.records.filter((record) => record.startsWith('archive/data/')), ['archive/data/0', 'archive/data/1']);
+    const inspected = JSON.parse((await runSoup(['inspect', out, '--json'])).stdout);
+    assert.equal(inspected.checkpoints[0].tensors[2].tiedTo, 'embed.weight');
+  });
+
+  it('writes pytorch_model.bin folders, and sharded ones in the same shards with an index, when -o has no suffix', async () => {
+    const single = path.join(dir, 'hf-single-soup');
+    const sharded = path.join(dir, 'hf-sharded-soup');
+    const singleRun = await runSoup(['uniform', await twoCopies('hf-single', 'hf-single'), '-o', single, '--json']);
+    assert.equal(singleRun.code, 0, singleRun.stderr);
+    assert.equal(JSON.parse(singleRun.stdout).format, 'pytorch-folder');
+    assert.deepEqual(await readdir(single), ['pytorch_model.bin']);
+    const shardedRun = await runSoup(['uniform', await twoCopies('hf-sharded', 'hf-sharded'), '-o', sharded, '--json']);
+    assert.equal(shardedRun.code, 0, shardedRun.stderr);
+    assert.equal(JSON.parse(shardedRun.stdout).format, 'pytorch-sharded');
+    assert.deepEqual(await readdir(sharded), ['pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
+    const index = JSON.parse(readFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), 'utf8'));
+    assert.deepEqual(index, JSON.parse(readFileSync(path.join(fixtures, 'hf-sharded', 'pytorch_model.bin.index.json'), 'utf8')));
+    const [whole, first, second] = await loadWithTorch(
+      path.join(single, 'pytorch_model.bin'),
+      path.join(sharded, 'pytorch_model-00001-of-00002.bin'),
+      path.join(sharded, 'pytorch_model-00002-of-00002.bin'),
+    );
+    assert.deepEqual(whole!.tensors.map(([name]) => name), ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
+    assert.deepEqual([...first!.tensors, ...second!.tensors].map(([name]) => name), ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
+    const original = runValues['hf-sharded']!.tensors['fc2.bias']!.values;
+    (second!.tensors[1]![3] as number[]).forEach((value, j) => assert.ok(Math.abs(value - original[j]!) < 1e-6));
   });
 });
