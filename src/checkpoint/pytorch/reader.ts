@@ -3,7 +3,7 @@ import { InputError } from '../../errors.js';
 import { decodeFloats, dtypeSize, isFloatDType, type DType } from '../dtype.js';
 import { RangeReader, decodeUtf8, fileSize } from '../files.js';
 import type { Checkpoint, ChunkScratch, TensorInfo } from '../types.js';
-import { PickleError, StorageRef, TensorRef, UnsupportedTensor, describe, unpickle, type PyDict, type PyValue } from './unpickle.js';
+import { LIMITS, PickleError, PySet, PyTuple, StorageRef, TensorRef, UnsupportedTensor, describe, unpickleAt, type PyDict, type PyValue } from './unpickle.js';
 import { ZipArchive, checkStored, type ZipRecord } from './zip.js';
 
 /** Where training scripts put the weights beside the epoch and optimizer state, tried in this order. */
@@ -24,9 +24,26 @@ export interface PytorchOpenOptions {
   key?: string | undefined;
 }
 
+/** Where a storage's bytes lie in the file. */
+interface StorageData {
+  start: number;
+  size: number;
+}
+
+/** What the two containers (zip archive, legacy stream) give the tensor code: the pickle's root and the storages. */
+interface Container {
+  root: PyValue;
+  /** A storage's name in messages, e.g. archive/data/0. */
+  label(key: string): string;
+  locate(key: string): Promise<StorageData | undefined>;
+  bigEndian: boolean;
+  metadata: Record<string, string>;
+}
+
 interface PytorchTensor extends TensorInfo {
   ref: TensorRef;
-  record: ZipRecord;
+  /** Byte offset of the storage's first element in the file. */
+  start: number;
   elementSize: number;
   contiguous: boolean;
   /** Lowest and highest storage element the view touches. */
@@ -49,7 +66,6 @@ export class PytorchFile implements Checkpoint {
   private constructor(
     readonly name: string,
     readonly path: string,
-    private readonly archive: ZipArchive,
     private readonly reader: RangeReader,
     private readonly ordered: PytorchTensor[],
     readonly metadata: Readonly<Record<string, string>>,
@@ -64,32 +80,14 @@ export class PytorchFile implements Checkpoint {
   static async open(file: string, name = path.basename(file, path.extname(file)), options: PytorchOpenOptions = {}): Promise<PytorchFile> {
     const reader = new RangeReader([{ path: file, size: await fileSize(file) }]);
     try {
-      await refuseOtherFormats(file, reader);
-      const archive = await ZipArchive.open(file, reader);
-      const prefix = archivePrefix(file, archive);
-      const record = (suffix: string): ZipRecord | undefined => archive.records.get(`${prefix}/${suffix}`);
-      if (record('constants.pkl') !== undefined || [...archive.records.keys()].some((entry) => entry.startsWith(`${prefix}/code/`))) {
-        throw new InputError(file, 'is a TorchScript archive (torch.jit.save), which holds code; save model.state_dict() instead, with torch.save');
-      }
-      const pickle = record('data.pkl');
-      if (pickle === undefined) throw new InputError(file, `has no ${prefix}/data.pkl record: not a torch.save archive`);
-      const bigEndian = await readByteOrder(file, archive, record('byteorder'));
-      let root: PyValue;
-      try {
-        root = unpickle(await archive.readRecord(pickle, MAX_SMALL_RECORD * 16));
-      } catch (error) {
-        if (error instanceof PickleError) throw new InputError(file, `data.pkl: ${error.message}`, { cause: error });
-        throw error;
-      }
-      const selected = selectStateDict(file, root, options.key);
-      const { tensors, ignored } = describeTensors(file, archive, prefix, selected.dict);
+      const legacy = await detectFormat(file, reader);
+      const container = legacy ? await openLegacy(file, reader) : await openZip(file, reader);
+      const selected = selectStateDict(file, container.root, options.key);
+      const { tensors, ignored } = await describeTensors(file, container, selected.dict);
       const notes = ignored.length > 0 ? [...selected.notes, `ignored entries that are not tensors: ${ignored.join(', ')}`] : selected.notes;
-      const metadata: Record<string, string> = {};
-      const recipe = record(RECIPE_RECORD);
-      if (recipe !== undefined) metadata[RECIPE_KEY] = decodeUtf8(await archive.readRecord(recipe, MAX_SMALL_RECORD), file, RECIPE_RECORD);
-      for (const tensor of tensors) await archive.dataStart(tensor.record);
+      if (legacy) notes.push('legacy torch.save format (PyTorch < 1.6)');
       await reader.close();
-      return new PytorchFile(name, file, archive, reader, tensors, metadata, notes, bigEndian);
+      return new PytorchFile(name, file, reader, tensors, container.metadata, notes, container.bigEndian);
     } catch (error) {
       await reader.close();
       throw error;
@@ -136,7 +134,7 @@ export class PytorchFile implements Checkpoint {
   private async gather(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
     if (count === 0) return;
     const size = tensor.elementSize;
-    const base = await this.archive.dataStart(tensor.record);
+    const base = tensor.start;
     if (tensor.contiguous) {
       await this.reader.readInto(base + (tensor.ref.offset + start) * size, out);
     } else {
@@ -212,19 +210,125 @@ function swapBytes(bytes: Uint8Array, size: number): void {
   }
 }
 
-/** Files that are not torch.save zips but are often named .pt or .bin, refused with the way out. */
-async function refuseOtherFormats(file: string, reader: RangeReader): Promise<void> {
+/**
+ * True for the legacy format, false for a zip; files that are neither but are often named .pt or
+ * .bin are refused with the way out.
+ */
+async function detectFormat(file: string, reader: RangeReader): Promise<boolean> {
   const head = await reader.read(0, Math.min(reader.size, 64));
   if (Buffer.from(head).toString('latin1').startsWith(LFS_POINTER)) {
     throw new InputError(file, 'is a Git LFS pointer, not weights: run git lfs pull');
   }
-  if (head.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.every((byte, i) => head[i] === byte)) {
-    throw new InputError(file, 'is in the legacy torch.save format of PyTorch < 1.6, which soup does not read; re-save it with a current torch.save', {
-      hint: 'torch.save(torch.load(path), path) in PyTorch >= 1.6 writes the zip format',
-    });
-  }
+  if (head.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.every((byte, i) => head[i] === byte)) return true;
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
     throw new InputError(file, 'not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)');
+  }
+  return false;
+}
+
+function unpickleOrThrow(file: string, what: string, bytes: Uint8Array, start = 0): { value: PyValue; end: number } {
+  try {
+    return unpickleAt(bytes, start);
+  } catch (error) {
+    if (error instanceof PickleError) throw new InputError(file, `${what}: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+async function openZip(file: string, reader: RangeReader): Promise<Container> {
+  const archive = await ZipArchive.open(file, reader);
+  const prefix = archivePrefix(file, archive);
+  const record = (suffix: string): ZipRecord | undefined => archive.records.get(`${prefix}/${suffix}`);
+  if (record('constants.pkl') !== undefined || [...archive.records.keys()].some((entry) => entry.startsWith(`${prefix}/code/`))) {
+    throw new InputError(file, 'is a TorchScript archive (torch.jit.save), which holds code; save model.state_dict() instead, with torch.save');
+  }
+  const pickle = record('data.pkl');
+  if (pickle === undefined) throw new InputError(file, `has no ${prefix}/data.pkl record: not a torch.save archive`);
+  const bigEndian = await readByteOrder(file, archive, record('byteorder'));
+  const { value: root } = unpickleOrThrow(file, 'data.pkl', await archive.readRecord(pickle, LIMITS.pickleBytes));
+  const metadata: Record<string, string> = {};
+  const recipe = record(RECIPE_RECORD);
+  if (recipe !== undefined) metadata[RECIPE_KEY] = decodeUtf8(await archive.readRecord(recipe, MAX_SMALL_RECORD), file, RECIPE_RECORD);
+  return {
+    root,
+    bigEndian,
+    metadata,
+    label: (key) => `${prefix}/data/${key}`,
+    locate: async (key) => {
+      const found = record(`data/${key}`);
+      if (found === undefined) return undefined;
+      checkStored(file, found);
+      return { start: await archive.dataStart(found), size: found.size };
+    },
+  };
+}
+
+/**
+ * The format of torch.save before PyTorch 1.6: pickles back to back (magic number, protocol
+ * version, system info, the object, the storage keys), then each storage as an 8-byte element
+ * count and its bytes, in key order. Read with the same unpickler; the storages by offset.
+ */
+async function openLegacy(file: string, reader: RangeReader): Promise<Container> {
+  let window = Math.min(reader.size, 1024 * 1024);
+  for (;;) {
+    const head = await reader.read(0, window);
+    try {
+      return await parseLegacy(file, reader, head);
+    } catch (error) {
+      const truncated = error instanceof InputError && /truncated/.test(error.message);
+      if (!truncated || window >= Math.min(reader.size, LIMITS.pickleBytes)) throw error;
+      window = Math.min(reader.size, LIMITS.pickleBytes, window * 4);
+    }
+  }
+}
+
+async function parseLegacy(file: string, reader: RangeReader, head: Uint8Array): Promise<Container> {
+  let at = 0;
+  const next = (what: string): PyValue => {
+    const { value, end } = unpickleOrThrow(file, what, head, at);
+    at = end;
+    return value;
+  };
+  next('magic number');
+  const protocol = next('protocol version');
+  if (protocol !== 1001) throw new InputError(file, `legacy torch.save protocol ${describe(protocol)} is not 1001`);
+  const info = next('system info');
+  const littleEndian = info instanceof Map ? info.get('little_endian') : undefined;
+  const root = next('legacy pickle');
+  const keys = next('storage keys');
+  if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) throw new InputError(file, 'legacy storage keys are not a list of strings');
+  const sizes = new Map<string, number>();
+  collectStorages(root, sizes);
+  const storages = new Map<string, StorageData>();
+  let offset = at;
+  for (const key of keys as string[]) {
+    const elementSize = sizes.get(key);
+    if (elementSize === undefined) throw new InputError(file, `legacy storage ${key} is listed but no tensor uses it`);
+    if (offset + 8 > reader.size) throw new InputError(file, `legacy storage ${key} starts past the end of the file (truncated?)`);
+    const count = new DataView((await reader.read(offset, 8)).buffer).getBigInt64(0, littleEndian !== false);
+    const size = Number(count) * elementSize;
+    if (count < 0n || !Number.isSafeInteger(size) || offset + 8 + size > reader.size) {
+      throw new InputError(file, `legacy storage ${key} claims ${count} elements, more than the file holds (truncated?)`);
+    }
+    storages.set(key, { start: offset + 8, size });
+    offset += 8 + size;
+  }
+  return { root, bigEndian: littleEndian === false, metadata: {}, label: (key) => `storage ${key}`, locate: async (key) => storages.get(key) };
+}
+
+/** Every storage a legacy pickle names, with its element size: the stream's layout depends on it. */
+function collectStorages(root: PyValue, sizes: Map<string, number>): void {
+  const stack: PyValue[] = [root];
+  const seen = new Set<PyValue>();
+  while (stack.length > 0) {
+    const value = stack.pop()!;
+    if (value === null || typeof value !== 'object' || seen.has(value)) continue;
+    seen.add(value);
+    if (value instanceof TensorRef) sizes.set(value.storage.key, value.storage.type.dtype === undefined ? 1 : dtypeSize(value.storage.type.dtype));
+    else if (value instanceof StorageRef) sizes.set(value.key, value.type.dtype === undefined ? 1 : dtypeSize(value.type.dtype));
+    else if (Array.isArray(value)) stack.push(...value);
+    else if (value instanceof Map) for (const [k, v] of value) stack.push(k, v);
+    else if (value instanceof PyTuple || value instanceof PySet) stack.push(...value.items);
   }
 }
 
@@ -291,7 +395,7 @@ export function selectStateDict(file: string, root: PyValue, key?: string): { di
   });
 }
 
-function describeTensors(file: string, archive: ZipArchive, prefix: string, dict: PyDict): { tensors: PytorchTensor[]; ignored: string[] } {
+async function describeTensors(file: string, container: Container, dict: PyDict): Promise<{ tensors: PytorchTensor[]; ignored: string[] }> {
   const tensors: PytorchTensor[] = [];
   const ignored: string[] = [];
   const tied = new Map<string, string>();
@@ -303,12 +407,12 @@ function describeTensors(file: string, archive: ZipArchive, prefix: string, dict
     }
     if (name === undefined) throw new InputError(file, `has a tensor under the key ${describe(key)}, not a string`);
     if (value instanceof UnsupportedTensor) throw new InputError(file, `is a ${value.kind} tensor, which soup does not support`, { tensor: name });
-    tensors.push(describeTensor(file, archive, prefix, name, value as TensorRef, tied));
+    tensors.push(await describeTensor(file, container, name, value as TensorRef, tied));
   }
   return { tensors, ignored };
 }
 
-function describeTensor(file: string, archive: ZipArchive, prefix: string, name: string, ref: TensorRef, tied: Map<string, string>): PytorchTensor {
+async function describeTensor(file: string, container: Container, name: string, ref: TensorRef, tied: Map<string, string>): Promise<PytorchTensor> {
   const fail = (problem: string): InputError => new InputError(file, problem, { tensor: name });
   const storage: StorageRef = ref.storage;
   for (const type of [ref.type, storage.type]) {
@@ -318,13 +422,12 @@ function describeTensor(file: string, archive: ZipArchive, prefix: string, name:
   if (!storage.type.untyped && storage.type.dtype !== dtype) throw fail(`is ${ref.type.fullName} but its storage holds ${storage.type.fullName}`);
   if (storage.location.startsWith('meta')) throw fail('is a meta tensor (no data), which soup does not support');
   const size = dtypeSize(dtype);
-  const recordName = `${prefix}/data/${storage.key}`;
-  const record = archive.records.get(recordName);
-  if (record === undefined) throw fail(`its storage ${recordName} is missing from the archive`);
-  checkStored(file, record);
+  const label = container.label(storage.key);
+  const data = await container.locate(storage.key);
+  if (data === undefined) throw fail(`its storage ${label} is missing from the archive`);
   const storageBytes = storage.type.untyped ? storage.numel : storage.numel * size;
-  if (!Number.isSafeInteger(storageBytes) || record.size !== storageBytes) {
-    throw fail(`its storage ${recordName} holds ${record.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
+  if (!Number.isSafeInteger(storageBytes) || data.size !== storageBytes) {
+    throw fail(`its storage ${label} holds ${data.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
   }
   if (storageBytes % size !== 0) throw fail(`its untyped storage of ${storageBytes} bytes is not a whole number of ${dtype} elements`);
   const elements = storageBytes / size;
@@ -350,7 +453,7 @@ function describeTensor(file: string, archive: ZipArchive, prefix: string, name:
     dtype,
     storedBytes: count * size,
     ref,
-    record,
+    start: data.start,
     elementSize: size,
     contiguous: isContiguous(shape, stride),
     first,
