@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { InputError } from '../../errors.js';
-import { decodeFloats, dtypeSize, isFloatDType, type DType } from '../dtype.js';
+import { decodeFloats, dtypeSize, requireFloat, type DType } from '../dtype.js';
 import { RangeReader, decodeUtf8, fileSize } from '../files.js';
 import type { Checkpoint, ChunkScratch, TensorInfo } from '../types.js';
 import { LIMITS, PickleError, PySet, PyTuple, StorageRef, TensorRef, UnsupportedTensor, describe, unpickleAt, type PyDict, type PyValue } from './unpickle.js';
@@ -111,15 +111,12 @@ export class PytorchFile implements Checkpoint {
   }
 
   async readFloats(name: string): Promise<Float32Array | Float64Array> {
-    const tensor = this.lookup(name);
-    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
-    return decodeFloats(await this.readBytes(name), tensor.dtype);
+    return decodeFloats(await this.readBytes(name), requireFloat(this.path, this.lookup(name)));
   }
 
   async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
     const tensor = this.lookup(name);
-    const dtype = tensor.dtype;
-    if (!isFloatDType(dtype)) throw new InputError(this.path, `is ${dtype}, not a float tensor`, { tensor: name });
+    const dtype = requireFloat(this.path, tensor);
     const bytes = scratch === undefined ? new Uint8Array(count * tensor.elementSize) : scratch.bytes.subarray(0, count * tensor.elementSize);
     await this.gather(tensor, start, count, bytes);
     return decodeFloats(bytes, dtype, scratch?.floats);
