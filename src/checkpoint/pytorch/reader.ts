@@ -15,6 +15,8 @@ const MAX_SMALL_RECORD = 16 * 1024 * 1024;
 /** A non-contiguous chunk whose storage span is at most this many times its own size is read directly. */
 const SPAN_FACTOR = 4;
 const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
+/** Elements of a strided view gathered at a time (their storage indices take 8 bytes each). */
+const GATHER_BLOCK = 65536;
 
 const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
@@ -62,6 +64,7 @@ export class PytorchFile implements Checkpoint {
   private readonly byName: Map<string, PytorchTensor>;
   /** The storage extent of the non-contiguous tensor being read, so its chunks do not re-read it. */
   private cached: { name: string; bytes: Uint8Array } | undefined;
+  private indices = new Float64Array(0);
 
   private constructor(
     readonly name: string,
@@ -131,39 +134,38 @@ export class PytorchFile implements Checkpoint {
   private async gather(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
     if (count === 0) return;
     const size = tensor.elementSize;
-    const base = tensor.start;
     if (tensor.contiguous) {
-      await this.reader.readInto(base + (tensor.ref.offset + start) * size, out);
+      await this.reader.readInto(tensor.start + (tensor.ref.offset + start) * size, out);
     } else {
-      const { shape, stride, offset } = tensor.ref;
-      let lowest = Infinity;
-      let highest = -1;
-      forEachIndex(shape, stride, offset, start, count, (index) => {
-        if (index < lowest) lowest = index;
-        if (index > highest) highest = index;
-      });
-      let source: Uint8Array;
-      let origin: number;
-      if ((highest - lowest + 1) <= SPAN_FACTOR * count) {
-        source = await this.reader.read(base + lowest * size, (highest - lowest + 1) * size);
-        origin = lowest;
-      } else {
-        // A transposed chunk touches the whole storage: read the view's extent once for all its chunks.
-        if (this.cached?.name !== tensor.name) {
-          this.cached = undefined;
-          this.cached = { name: tensor.name, bytes: await this.reader.read(base + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
-        }
-        source = this.cached.bytes;
-        origin = tensor.first;
+      for (let done = 0; done < count; done += GATHER_BLOCK) {
+        const n = Math.min(GATHER_BLOCK, count - done);
+        await this.gatherBlock(tensor, start + done, n, out.subarray(done * size, (done + n) * size));
       }
-      let at = 0;
-      forEachIndex(shape, stride, offset, start, count, (index) => {
-        const from = (index - origin) * size;
-        for (let b = 0; b < size; b++) out[at + b] = source[from + b]!;
-        at += size;
-      });
     }
     if (this.bigEndian && size > 1) swapBytes(out, size);
+  }
+
+  /** A block of a strided view: its storage indices first, then the elements they point at. */
+  private async gatherBlock(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
+    const size = tensor.elementSize;
+    if (this.indices.length < count) this.indices = new Float64Array(GATHER_BLOCK);
+    const indices = this.indices;
+    const { lowest, highest } = storageIndices(tensor.ref.shape, tensor.ref.stride, tensor.ref.offset, start, count, indices);
+    let source: Uint8Array;
+    let origin: number;
+    if (highest - lowest + 1 <= SPAN_FACTOR * count) {
+      source = await this.reader.read(tensor.start + lowest * size, (highest - lowest + 1) * size);
+      origin = lowest;
+    } else {
+      // A transposed block touches the whole storage: read the view's extent once for all its chunks.
+      if (this.cached?.name !== tensor.name) {
+        this.cached = undefined;
+        this.cached = { name: tensor.name, bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
+      }
+      source = this.cached.bytes;
+      origin = tensor.first;
+    }
+    copyElements(source, origin, indices, count, size, out);
   }
 
   private lookup(name: string): PytorchTensor {
@@ -173,8 +175,8 @@ export class PytorchFile implements Checkpoint {
   }
 }
 
-/** Calls `visit` with the storage index of each element [start, start + count) of a strided view. */
-function forEachIndex(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, visit: (index: number) => void): void {
+/** The storage index of each element [start, start + count) of a strided view, and their range. */
+function storageIndices(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, into: Float64Array): { lowest: number; highest: number } {
   const rank = shape.length;
   const coords = new Array<number>(rank).fill(0);
   let rest = start;
@@ -184,9 +186,24 @@ function forEachIndex(shape: readonly number[], stride: readonly number[], offse
     rest = Math.floor(rest / shape[d]!);
     index += coords[d]! * stride[d]!;
   }
+  let lowest = index;
+  let highest = index;
+  const last = rank - 1;
+  const innerSize = rank === 0 ? 1 : shape[last]!;
+  const innerStride = rank === 0 ? 0 : stride[last]!;
   for (let i = 0; i < count; i++) {
-    visit(index);
-    for (let d = rank - 1; d >= 0; d--) {
+    into[i] = index;
+    if (index < lowest) lowest = index;
+    else if (index > highest) highest = index;
+    if (rank === 0) continue;
+    // The innermost dimension moves on without the general carry loop: most steps are there.
+    if (++coords[last]! < innerSize) {
+      index += innerStride;
+      continue;
+    }
+    index -= (innerSize - 1) * innerStride;
+    coords[last] = 0;
+    for (let d = last - 1; d >= 0; d--) {
       if (++coords[d]! < shape[d]!) {
         index += stride[d]!;
         break;
@@ -194,6 +211,28 @@ function forEachIndex(shape: readonly number[], stride: readonly number[], offse
       index -= (shape[d]! - 1) * stride[d]!;
       coords[d] = 0;
     }
+  }
+  return { lowest, highest };
+}
+
+/** Copies element `indices[i] - origin` of `source` to element i of `out`, in words as wide as the data allows. */
+function copyElements(source: Uint8Array, origin: number, indices: Float64Array, count: number, size: number, out: Uint8Array): void {
+  let unit = size % 4 === 0 ? 4 : size % 2 === 0 ? 2 : 1;
+  if (source.byteOffset % unit !== 0 || out.byteOffset % unit !== 0) unit = 1;
+  const words = (bytes: Uint8Array): Uint8Array | Uint16Array | Uint32Array =>
+    unit === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2)
+    : unit === 2 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
+    : bytes;
+  const from = words(source);
+  const to = words(out);
+  const per = size / unit;
+  if (per === 1) {
+    for (let i = 0; i < count; i++) to[i] = from[indices[i]! - origin]!;
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    const at = (indices[i]! - origin) * per;
+    for (let w = 0; w < per; w++) to[i * per + w] = from[at + w]!;
   }
 }
 
