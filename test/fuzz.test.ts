@@ -202,6 +202,7 @@ describe('fuzzing', { timeout: 600_000 }, () => {
     const archives = [
       await readFile(path.join(fixtures, 'torch', 'views.pt')),
       await readFile(path.join(fixtures, 'torch', 'dtypes.pt')),
+      await readFile(path.join(fixtures, 'torch', 'legacy.pt')),
       simpleArchive({ zip64: true }),
     ];
     const file = path.join(dir, 'fuzz.pt');

@@ -54,7 +54,9 @@ describe('discoverIngredients', () => {
   });
 
   it('refuses a file that is not a checkpoint', async () => {
-    await writeFile(path.join(dir, 'weights.bin'), 'x');
-    await assert.rejects(discoverIngredients([path.join(dir, 'weights.bin')]), /weights\.bin: not a checkpoint/);
+    await writeFile(path.join(dir, 'weights.h5'), 'x');
+    await assert.rejects(discoverIngredients([path.join(dir, 'weights.h5')]), {
+      message: `${path.join(dir, 'weights.h5')}: not a checkpoint (expected a .safetensors, .pt, .pth, .bin or .ckpt file, model.json or a shard index)`,
+    });
   });
 });

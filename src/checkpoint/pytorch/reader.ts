@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { InputError } from '../../errors.js';
-import { decodeFloats, dtypeSize, isFloatDType, type DType } from '../dtype.js';
+import { decodeFloats, dtypeSize, requireFloat, type DType } from '../dtype.js';
 import { RangeReader, decodeUtf8, fileSize } from '../files.js';
 import type { Checkpoint, ChunkScratch, TensorInfo } from '../types.js';
-import { PickleError, StorageRef, TensorRef, UnsupportedTensor, describe, unpickle, type PyDict, type PyValue } from './unpickle.js';
+import { LIMITS, PickleError, PySet, PyTuple, StorageRef, TensorRef, UnsupportedTensor, describe, unpickleAt, type PyDict, type PyValue } from './unpickle.js';
 import { ZipArchive, checkStored, type ZipRecord } from './zip.js';
 
 /** Where training scripts put the weights beside the epoch and optimizer state, tried in this order. */
@@ -15,6 +15,8 @@ const MAX_SMALL_RECORD = 16 * 1024 * 1024;
 /** A non-contiguous chunk whose storage span is at most this many times its own size is read directly. */
 const SPAN_FACTOR = 4;
 const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
+/** Elements of a strided view gathered at a time (their storage indices take 8 bytes each). */
+const GATHER_BLOCK = 65536;
 
 const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
@@ -24,9 +26,26 @@ export interface PytorchOpenOptions {
   key?: string | undefined;
 }
 
+/** Where a storage's bytes lie in the file. */
+interface StorageData {
+  start: number;
+  size: number;
+}
+
+/** What the two containers (zip archive, legacy stream) give the tensor code: the pickle's root and the storages. */
+interface Container {
+  root: PyValue;
+  /** A storage's name in messages, e.g. archive/data/0. */
+  label(key: string): string;
+  locate(key: string): Promise<StorageData | undefined>;
+  bigEndian: boolean;
+  metadata: Record<string, string>;
+}
+
 interface PytorchTensor extends TensorInfo {
   ref: TensorRef;
-  record: ZipRecord;
+  /** Byte offset of the storage's first element in the file. */
+  start: number;
   elementSize: number;
   contiguous: boolean;
   /** Lowest and highest storage element the view touches. */
@@ -45,11 +64,11 @@ export class PytorchFile implements Checkpoint {
   private readonly byName: Map<string, PytorchTensor>;
   /** The storage extent of the non-contiguous tensor being read, so its chunks do not re-read it. */
   private cached: { name: string; bytes: Uint8Array } | undefined;
+  private indices = new Float64Array(0);
 
   private constructor(
     readonly name: string,
     readonly path: string,
-    private readonly archive: ZipArchive,
     private readonly reader: RangeReader,
     private readonly ordered: PytorchTensor[],
     readonly metadata: Readonly<Record<string, string>>,
@@ -64,32 +83,14 @@ export class PytorchFile implements Checkpoint {
   static async open(file: string, name = path.basename(file, path.extname(file)), options: PytorchOpenOptions = {}): Promise<PytorchFile> {
     const reader = new RangeReader([{ path: file, size: await fileSize(file) }]);
     try {
-      await refuseOtherFormats(file, reader);
-      const archive = await ZipArchive.open(file, reader);
-      const prefix = archivePrefix(file, archive);
-      const record = (suffix: string): ZipRecord | undefined => archive.records.get(`${prefix}/${suffix}`);
-      if (record('constants.pkl') !== undefined || [...archive.records.keys()].some((entry) => entry.startsWith(`${prefix}/code/`))) {
-        throw new InputError(file, 'is a TorchScript archive (torch.jit.save), which holds code; save model.state_dict() instead, with torch.save');
-      }
-      const pickle = record('data.pkl');
-      if (pickle === undefined) throw new InputError(file, `has no ${prefix}/data.pkl record: not a torch.save archive`);
-      const bigEndian = await readByteOrder(file, archive, record('byteorder'));
-      let root: PyValue;
-      try {
-        root = unpickle(await archive.readRecord(pickle, MAX_SMALL_RECORD * 16));
-      } catch (error) {
-        if (error instanceof PickleError) throw new InputError(file, `data.pkl: ${error.message}`, { cause: error });
-        throw error;
-      }
-      const selected = selectStateDict(file, root, options.key);
-      const { tensors, ignored } = describeTensors(file, archive, prefix, selected.dict);
+      const legacy = await detectFormat(file, reader);
+      const container = legacy ? await openLegacy(file, reader) : await openZip(file, reader);
+      const selected = selectStateDict(file, container.root, options.key);
+      const { tensors, ignored } = await describeTensors(file, container, selected.dict);
       const notes = ignored.length > 0 ? [...selected.notes, `ignored entries that are not tensors: ${ignored.join(', ')}`] : selected.notes;
-      const metadata: Record<string, string> = {};
-      const recipe = record(RECIPE_RECORD);
-      if (recipe !== undefined) metadata[RECIPE_KEY] = decodeUtf8(await archive.readRecord(recipe, MAX_SMALL_RECORD), file, RECIPE_RECORD);
-      for (const tensor of tensors) await archive.dataStart(tensor.record);
+      if (legacy) notes.push('legacy torch.save format (PyTorch < 1.6)');
       await reader.close();
-      return new PytorchFile(name, file, archive, reader, tensors, metadata, notes, bigEndian);
+      return new PytorchFile(name, file, reader, tensors, container.metadata, notes, container.bigEndian);
     } catch (error) {
       await reader.close();
       throw error;
@@ -113,15 +114,12 @@ export class PytorchFile implements Checkpoint {
   }
 
   async readFloats(name: string): Promise<Float32Array | Float64Array> {
-    const tensor = this.lookup(name);
-    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
-    return decodeFloats(await this.readBytes(name), tensor.dtype);
+    return decodeFloats(await this.readBytes(name), requireFloat(this.path, this.lookup(name)));
   }
 
   async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
     const tensor = this.lookup(name);
-    const dtype = tensor.dtype;
-    if (!isFloatDType(dtype)) throw new InputError(this.path, `is ${dtype}, not a float tensor`, { tensor: name });
+    const dtype = requireFloat(this.path, tensor);
     const bytes = scratch === undefined ? new Uint8Array(count * tensor.elementSize) : scratch.bytes.subarray(0, count * tensor.elementSize);
     await this.gather(tensor, start, count, bytes);
     return decodeFloats(bytes, dtype, scratch?.floats);
@@ -136,39 +134,38 @@ export class PytorchFile implements Checkpoint {
   private async gather(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
     if (count === 0) return;
     const size = tensor.elementSize;
-    const base = await this.archive.dataStart(tensor.record);
     if (tensor.contiguous) {
-      await this.reader.readInto(base + (tensor.ref.offset + start) * size, out);
+      await this.reader.readInto(tensor.start + (tensor.ref.offset + start) * size, out);
     } else {
-      const { shape, stride, offset } = tensor.ref;
-      let lowest = Infinity;
-      let highest = -1;
-      forEachIndex(shape, stride, offset, start, count, (index) => {
-        if (index < lowest) lowest = index;
-        if (index > highest) highest = index;
-      });
-      let source: Uint8Array;
-      let origin: number;
-      if ((highest - lowest + 1) <= SPAN_FACTOR * count) {
-        source = await this.reader.read(base + lowest * size, (highest - lowest + 1) * size);
-        origin = lowest;
-      } else {
-        // A transposed chunk touches the whole storage: read the view's extent once for all its chunks.
-        if (this.cached?.name !== tensor.name) {
-          this.cached = undefined;
-          this.cached = { name: tensor.name, bytes: await this.reader.read(base + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
-        }
-        source = this.cached.bytes;
-        origin = tensor.first;
+      for (let done = 0; done < count; done += GATHER_BLOCK) {
+        const n = Math.min(GATHER_BLOCK, count - done);
+        await this.gatherBlock(tensor, start + done, n, out.subarray(done * size, (done + n) * size));
       }
-      let at = 0;
-      forEachIndex(shape, stride, offset, start, count, (index) => {
-        const from = (index - origin) * size;
-        for (let b = 0; b < size; b++) out[at + b] = source[from + b]!;
-        at += size;
-      });
     }
     if (this.bigEndian && size > 1) swapBytes(out, size);
+  }
+
+  /** A block of a strided view: its storage indices first, then the elements they point at. */
+  private async gatherBlock(tensor: PytorchTensor, start: number, count: number, out: Uint8Array): Promise<void> {
+    const size = tensor.elementSize;
+    if (this.indices.length < count) this.indices = new Float64Array(GATHER_BLOCK);
+    const indices = this.indices;
+    const { lowest, highest } = storageIndices(tensor.ref.shape, tensor.ref.stride, tensor.ref.offset, start, count, indices);
+    let source: Uint8Array;
+    let origin: number;
+    if (highest - lowest + 1 <= SPAN_FACTOR * count) {
+      source = await this.reader.read(tensor.start + lowest * size, (highest - lowest + 1) * size);
+      origin = lowest;
+    } else {
+      // A transposed block touches the whole storage: read the view's extent once for all its chunks.
+      if (this.cached?.name !== tensor.name) {
+        this.cached = undefined;
+        this.cached = { name: tensor.name, bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
+      }
+      source = this.cached.bytes;
+      origin = tensor.first;
+    }
+    copyElements(source, origin, indices, count, size, out);
   }
 
   private lookup(name: string): PytorchTensor {
@@ -178,8 +175,8 @@ export class PytorchFile implements Checkpoint {
   }
 }
 
-/** Calls `visit` with the storage index of each element [start, start + count) of a strided view. */
-function forEachIndex(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, visit: (index: number) => void): void {
+/** The storage index of each element [start, start + count) of a strided view, and their range. */
+function storageIndices(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, into: Float64Array): { lowest: number; highest: number } {
   const rank = shape.length;
   const coords = new Array<number>(rank).fill(0);
   let rest = start;
@@ -189,9 +186,24 @@ function forEachIndex(shape: readonly number[], stride: readonly number[], offse
     rest = Math.floor(rest / shape[d]!);
     index += coords[d]! * stride[d]!;
   }
+  let lowest = index;
+  let highest = index;
+  const last = rank - 1;
+  const innerSize = rank === 0 ? 1 : shape[last]!;
+  const innerStride = rank === 0 ? 0 : stride[last]!;
   for (let i = 0; i < count; i++) {
-    visit(index);
-    for (let d = rank - 1; d >= 0; d--) {
+    into[i] = index;
+    if (index < lowest) lowest = index;
+    else if (index > highest) highest = index;
+    if (rank === 0) continue;
+    // The innermost dimension moves on without the general carry loop: most steps are there.
+    if (++coords[last]! < innerSize) {
+      index += innerStride;
+      continue;
+    }
+    index -= (innerSize - 1) * innerStride;
+    coords[last] = 0;
+    for (let d = last - 1; d >= 0; d--) {
       if (++coords[d]! < shape[d]!) {
         index += stride[d]!;
         break;
@@ -199,6 +211,28 @@ function forEachIndex(shape: readonly number[], stride: readonly number[], offse
       index -= (shape[d]! - 1) * stride[d]!;
       coords[d] = 0;
     }
+  }
+  return { lowest, highest };
+}
+
+/** Copies element `indices[i] - origin` of `source` to element i of `out`, in words as wide as the data allows. */
+function copyElements(source: Uint8Array, origin: number, indices: Float64Array, count: number, size: number, out: Uint8Array): void {
+  let unit = size % 4 === 0 ? 4 : size % 2 === 0 ? 2 : 1;
+  if (source.byteOffset % unit !== 0 || out.byteOffset % unit !== 0) unit = 1;
+  const words = (bytes: Uint8Array): Uint8Array | Uint16Array | Uint32Array =>
+    unit === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2)
+    : unit === 2 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
+    : bytes;
+  const from = words(source);
+  const to = words(out);
+  const per = size / unit;
+  if (per === 1) {
+    for (let i = 0; i < count; i++) to[i] = from[indices[i]! - origin]!;
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    const at = (indices[i]! - origin) * per;
+    for (let w = 0; w < per; w++) to[i * per + w] = from[at + w]!;
   }
 }
 
@@ -212,19 +246,125 @@ function swapBytes(bytes: Uint8Array, size: number): void {
   }
 }
 
-/** Files that are not torch.save zips but are often named .pt or .bin, refused with the way out. */
-async function refuseOtherFormats(file: string, reader: RangeReader): Promise<void> {
+/**
+ * True for the legacy format, false for a zip; files that are neither but are often named .pt or
+ * .bin are refused with the way out.
+ */
+async function detectFormat(file: string, reader: RangeReader): Promise<boolean> {
   const head = await reader.read(0, Math.min(reader.size, 64));
   if (Buffer.from(head).toString('latin1').startsWith(LFS_POINTER)) {
     throw new InputError(file, 'is a Git LFS pointer, not weights: run git lfs pull');
   }
-  if (head.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.every((byte, i) => head[i] === byte)) {
-    throw new InputError(file, 'is in the legacy torch.save format of PyTorch < 1.6, which soup does not read; re-save it with a current torch.save', {
-      hint: 'torch.save(torch.load(path), path) in PyTorch >= 1.6 writes the zip format',
-    });
-  }
+  if (head.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.every((byte, i) => head[i] === byte)) return true;
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
     throw new InputError(file, 'not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)');
+  }
+  return false;
+}
+
+function unpickleOrThrow(file: string, what: string, bytes: Uint8Array, start = 0): { value: PyValue; end: number } {
+  try {
+    return unpickleAt(bytes, start);
+  } catch (error) {
+    if (error instanceof PickleError) throw new InputError(file, `${what}: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+async function openZip(file: string, reader: RangeReader): Promise<Container> {
+  const archive = await ZipArchive.open(file, reader);
+  const prefix = archivePrefix(file, archive);
+  const record = (suffix: string): ZipRecord | undefined => archive.records.get(`${prefix}/${suffix}`);
+  if (record('constants.pkl') !== undefined || [...archive.records.keys()].some((entry) => entry.startsWith(`${prefix}/code/`))) {
+    throw new InputError(file, 'is a TorchScript archive (torch.jit.save), which holds code; save model.state_dict() instead, with torch.save');
+  }
+  const pickle = record('data.pkl');
+  if (pickle === undefined) throw new InputError(file, `has no ${prefix}/data.pkl record: not a torch.save archive`);
+  const bigEndian = await readByteOrder(file, archive, record('byteorder'));
+  const { value: root } = unpickleOrThrow(file, 'data.pkl', await archive.readRecord(pickle, LIMITS.pickleBytes));
+  const metadata: Record<string, string> = {};
+  const recipe = record(RECIPE_RECORD);
+  if (recipe !== undefined) metadata[RECIPE_KEY] = decodeUtf8(await archive.readRecord(recipe, MAX_SMALL_RECORD), file, RECIPE_RECORD);
+  return {
+    root,
+    bigEndian,
+    metadata,
+    label: (key) => `${prefix}/data/${key}`,
+    locate: async (key) => {
+      const found = record(`data/${key}`);
+      if (found === undefined) return undefined;
+      checkStored(file, found);
+      return { start: await archive.dataStart(found), size: found.size };
+    },
+  };
+}
+
+/**
+ * The format of torch.save before PyTorch 1.6: pickles back to back (magic number, protocol
+ * version, system info, the object, the storage keys), then each storage as an 8-byte element
+ * count and its bytes, in key order. Read with the same unpickler; the storages by offset.
+ */
+async function openLegacy(file: string, reader: RangeReader): Promise<Container> {
+  let window = Math.min(reader.size, 1024 * 1024);
+  for (;;) {
+    const head = await reader.read(0, window);
+    try {
+      return await parseLegacy(file, reader, head);
+    } catch (error) {
+      const truncated = error instanceof InputError && /truncated/.test(error.message);
+      if (!truncated || window >= Math.min(reader.size, LIMITS.pickleBytes)) throw error;
+      window = Math.min(reader.size, LIMITS.pickleBytes, window * 4);
+    }
+  }
+}
+
+async function parseLegacy(file: string, reader: RangeReader, head: Uint8Array): Promise<Container> {
+  let at = 0;
+  const next = (what: string): PyValue => {
+    const { value, end } = unpickleOrThrow(file, what, head, at);
+    at = end;
+    return value;
+  };
+  next('magic number');
+  const protocol = next('protocol version');
+  if (protocol !== 1001) throw new InputError(file, `legacy torch.save protocol ${describe(protocol)} is not 1001`);
+  const info = next('system info');
+  const littleEndian = info instanceof Map ? info.get('little_endian') : undefined;
+  const root = next('legacy pickle');
+  const keys = next('storage keys');
+  if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) throw new InputError(file, 'legacy storage keys are not a list of strings');
+  const sizes = new Map<string, number>();
+  collectStorages(root, sizes);
+  const storages = new Map<string, StorageData>();
+  let offset = at;
+  for (const key of keys as string[]) {
+    const elementSize = sizes.get(key);
+    if (elementSize === undefined) throw new InputError(file, `legacy storage ${key} is listed but no tensor uses it`);
+    if (offset + 8 > reader.size) throw new InputError(file, `legacy storage ${key} starts past the end of the file (truncated?)`);
+    const count = new DataView((await reader.read(offset, 8)).buffer).getBigInt64(0, littleEndian !== false);
+    const size = Number(count) * elementSize;
+    if (count < 0n || !Number.isSafeInteger(size) || offset + 8 + size > reader.size) {
+      throw new InputError(file, `legacy storage ${key} claims ${count} elements, more than the file holds (truncated?)`);
+    }
+    storages.set(key, { start: offset + 8, size });
+    offset += 8 + size;
+  }
+  return { root, bigEndian: littleEndian === false, metadata: {}, label: (key) => `storage ${key}`, locate: async (key) => storages.get(key) };
+}
+
+/** Every storage a legacy pickle names, with its element size: the stream's layout depends on it. */
+function collectStorages(root: PyValue, sizes: Map<string, number>): void {
+  const stack: PyValue[] = [root];
+  const seen = new Set<PyValue>();
+  while (stack.length > 0) {
+    const value = stack.pop()!;
+    if (value === null || typeof value !== 'object' || seen.has(value)) continue;
+    seen.add(value);
+    if (value instanceof TensorRef) sizes.set(value.storage.key, value.storage.type.dtype === undefined ? 1 : dtypeSize(value.storage.type.dtype));
+    else if (value instanceof StorageRef) sizes.set(value.key, value.type.dtype === undefined ? 1 : dtypeSize(value.type.dtype));
+    else if (Array.isArray(value)) stack.push(...value);
+    else if (value instanceof Map) for (const [k, v] of value) stack.push(k, v);
+    else if (value instanceof PyTuple || value instanceof PySet) stack.push(...value.items);
   }
 }
 
@@ -291,7 +431,7 @@ export function selectStateDict(file: string, root: PyValue, key?: string): { di
   });
 }
 
-function describeTensors(file: string, archive: ZipArchive, prefix: string, dict: PyDict): { tensors: PytorchTensor[]; ignored: string[] } {
+async function describeTensors(file: string, container: Container, dict: PyDict): Promise<{ tensors: PytorchTensor[]; ignored: string[] }> {
   const tensors: PytorchTensor[] = [];
   const ignored: string[] = [];
   const tied = new Map<string, string>();
@@ -303,12 +443,12 @@ function describeTensors(file: string, archive: ZipArchive, prefix: string, dict
     }
     if (name === undefined) throw new InputError(file, `has a tensor under the key ${describe(key)}, not a string`);
     if (value instanceof UnsupportedTensor) throw new InputError(file, `is a ${value.kind} tensor, which soup does not support`, { tensor: name });
-    tensors.push(describeTensor(file, archive, prefix, name, value as TensorRef, tied));
+    tensors.push(await describeTensor(file, container, name, value as TensorRef, tied));
   }
   return { tensors, ignored };
 }
 
-function describeTensor(file: string, archive: ZipArchive, prefix: string, name: string, ref: TensorRef, tied: Map<string, string>): PytorchTensor {
+async function describeTensor(file: string, container: Container, name: string, ref: TensorRef, tied: Map<string, string>): Promise<PytorchTensor> {
   const fail = (problem: string): InputError => new InputError(file, problem, { tensor: name });
   const storage: StorageRef = ref.storage;
   for (const type of [ref.type, storage.type]) {
@@ -318,13 +458,12 @@ function describeTensor(file: string, archive: ZipArchive, prefix: string, name:
   if (!storage.type.untyped && storage.type.dtype !== dtype) throw fail(`is ${ref.type.fullName} but its storage holds ${storage.type.fullName}`);
   if (storage.location.startsWith('meta')) throw fail('is a meta tensor (no data), which soup does not support');
   const size = dtypeSize(dtype);
-  const recordName = `${prefix}/data/${storage.key}`;
-  const record = archive.records.get(recordName);
-  if (record === undefined) throw fail(`its storage ${recordName} is missing from the archive`);
-  checkStored(file, record);
+  const label = container.label(storage.key);
+  const data = await container.locate(storage.key);
+  if (data === undefined) throw fail(`its storage ${label} is missing from the archive`);
   const storageBytes = storage.type.untyped ? storage.numel : storage.numel * size;
-  if (!Number.isSafeInteger(storageBytes) || record.size !== storageBytes) {
-    throw fail(`its storage ${recordName} holds ${record.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
+  if (!Number.isSafeInteger(storageBytes) || data.size !== storageBytes) {
+    throw fail(`its storage ${label} holds ${data.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
   }
   if (storageBytes % size !== 0) throw fail(`its untyped storage of ${storageBytes} bytes is not a whole number of ${dtype} elements`);
   const elements = storageBytes / size;
@@ -350,7 +489,7 @@ function describeTensor(file: string, archive: ZipArchive, prefix: string, name:
     dtype,
     storedBytes: count * size,
     ref,
-    record,
+    start: data.start,
     elementSize: size,
     contiguous: isContiguous(shape, stride),
     first,

@@ -208,7 +208,12 @@ export interface UnpickleOptions {
  * refused or over a limit; the caller turns it into an InputError naming the file.
  */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): PyValue {
-  return new Unpickler(bytes, options).load();
+  return new Unpickler(bytes, options).load().value;
+}
+
+/** Loads the pickle that starts at `start` and says where it ends: legacy files hold several back to back. */
+export function unpickleAt(bytes: Uint8Array, start: number, options: UnpickleOptions = {}): { value: PyValue; end: number } {
+  return new Unpickler(bytes, options, start).load();
 }
 
 class Unpickler {
@@ -223,19 +228,21 @@ class Unpickler {
   constructor(
     private readonly bytes: Uint8Array,
     private readonly options: UnpickleOptions,
+    start = 0,
   ) {
+    this.pos = start;
     if (bytes.byteLength > LIMITS.pickleBytes) throw new PickleError(`pickle is ${bytes.byteLength} bytes, more than the ${LIMITS.pickleBytes} allowed`);
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  load(): PyValue {
+  load(): { value: PyValue; end: number } {
     for (;;) {
       const at = this.pos;
       const op = this.u8();
       try {
         if (op === OP.STOP) {
           if (this.stack.length !== 1 || this.metastack.length !== 0) throw new PickleError('STOP with an unbalanced stack');
-          return this.stack[0]!;
+          return { value: this.stack[0]!, end: this.pos };
         }
         this.step(op);
       } catch (error) {
@@ -483,6 +490,8 @@ class Unpickler {
   private loadStorage(pid: PyValue): StorageRef {
     if (!(pid instanceof PyTuple) || pid.items[0] !== 'storage' || pid.items.length < 5) throw new PickleError(`unknown persistent id ${describe(pid)}`);
     const [, type, key, location, numel] = pid.items;
+    // The legacy format's sixth field describes a view into another storage (PyTorch < 1.0).
+    if (pid.items.length > 5 && pid.items[5] !== null) throw new PickleError('a storage view of the pre-1.0 format, which soup does not read; re-save it with a current torch.save');
     if (!(type instanceof TorchType)) throw new PickleError(`storage of ${describe(type)}, not a torch storage type`);
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(key)) throw new PickleError(`storage key ${describe(key)} is not a plain name`);
     if (!isCount(numel)) throw new PickleError(`storage ${key} has a size that is not a non-negative integer`);

@@ -40,7 +40,7 @@ async function assertMatches(checkpoint: Checkpoint, want: Expected): Promise<vo
 }
 
 describe('PyTorch reader on files torch.save wrote', () => {
-  for (const fixture of ['plain.pt', 'protocol4.pt', 'tied.pt', 'views.pt', 'dtypes.pt', 'training.ckpt', 'hf-single/pytorch_model.bin', 'runs/run-2.pt']) {
+  for (const fixture of ['legacy.pt', 'plain.pt', 'protocol4.pt', 'tied.pt', 'views.pt', 'dtypes.pt', 'training.ckpt', 'hf-single/pytorch_model.bin', 'runs/run-2.pt']) {
     it(`reads every tensor of ${fixture} with the values torch saved`, async () => {
       const checkpoint = await PytorchFile.open(path.join(fixtures, fixture));
       try {
@@ -100,10 +100,18 @@ describe('PyTorch reader on files torch.save wrote', () => {
     await checkpoint.close();
   });
 
-  it('refuses a legacy (pre-1.6) torch.save file with the way out', async () => {
-    await assert.rejects(PytorchFile.open(path.join(fixtures, 'legacy.pt')), {
-      message: `${path.join(fixtures, 'legacy.pt')}: is in the legacy torch.save format of PyTorch < 1.6, which soup does not read; re-save it with a current torch.save`,
-    });
+  it('reads the legacy (pre-1.6) torch.save format with the same unpickler, and says so', async () => {
+    const checkpoint = await PytorchFile.open(path.join(fixtures, 'legacy.pt'));
+    await assertMatches(checkpoint, expected['legacy.pt']!);
+    assert.deepEqual(checkpoint.notes, ['legacy torch.save format (PyTorch < 1.6)']);
+    await checkpoint.close();
+  });
+
+  it('refuses a truncated legacy file, naming the storage that runs past its end', async () => {
+    const bytes = await readFile(path.join(fixtures, 'legacy.pt'));
+    const file = path.join(dir, 'legacy-cut.pt');
+    await writeFile(file, bytes.subarray(0, bytes.length - 4));
+    await assert.rejects(PytorchFile.open(file), /legacy-cut\.pt: legacy storage \d+ claims 2 elements, more than the file holds \(truncated\?\)$/);
   });
 
   it('refuses a whole pickled model, naming its class and what to save instead', async () => {
