@@ -16,6 +16,7 @@ import { OnnxCheckpoint } from '../src/checkpoint/onnx/reader.js';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.js';
 import { ShardedSafetensors, shardFileName } from '../src/checkpoint/sharded.js';
 import { TfjsCheckpoint } from '../src/checkpoint/tfjs.js';
+import { PytorchFile } from '../src/checkpoint/pytorch/reader.js';
 import type { Checkpoint } from '../src/checkpoint/types.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { encodeIdxU8 } from '../src/data/idx.js';
@@ -23,6 +24,7 @@ import { encodeNpy } from '../src/data/npy.js';
 import { SoupError } from '../src/errors.js';
 import { mlpTensors, safetensorsBytes, tempDir, writeSafetensorsFile } from './helpers/files.js';
 import { linearSpec } from './helpers/onnx.js';
+import { f32Bytes, simpleArchive, stateDictPickle, torchArchive } from './helpers/torch.js';
 
 const RUNS = Number(process.env.SOUP_FUZZ_RUNS ?? 60);
 const TIMEOUT_MS = 5_000;
@@ -215,6 +217,47 @@ describe('fuzzing', { timeout: 600_000 }, () => {
         await writeFile(path.join(folder, 'model.safetensors.index.json'), text);
         await survives(async () => readEverything(await ShardedSafetensors.open(folder)));
       }),
+      options,
+    );
+  });
+
+  it('PyTorch zip: mutated torch.save archives end in a typed error or a correct read', async () => {
+    const archives = [
+      await readFile(path.join(fixtures, 'torch', 'views.pt')),
+      await readFile(path.join(fixtures, 'torch', 'dtypes.pt')),
+      await readFile(path.join(fixtures, 'torch', 'legacy.pt')),
+      simpleArchive({ zip64: true }),
+    ];
+    const file = path.join(dir, 'fuzz.pt');
+    await fc.assert(
+      fc.asyncProperty(fc.nat(archives.length - 1), fc.array(mutation, { minLength: 1, maxLength: 4 }), async (pick, mutations) => {
+        await writeFile(file, mutate(archives[pick]!, mutations));
+        await survives(async () => readEverything(await PytorchFile.open(file)));
+      }),
+      options,
+    );
+  });
+
+  it('PyTorch pickle: mutated and random data.pkl bytes end in a typed error or a correct read', async () => {
+    const specs = [
+      { name: 'w', key: '0', numel: 6, shape: [3, 2], stride: [1, 3] },
+      { name: 'tied', key: '0', numel: 6, shape: [3, 2], stride: [1, 3] },
+      { name: 'b', key: '1', numel: 4, offset: 1, shape: [2], stride: [2] },
+    ];
+    const pickle = stateDictPickle(specs);
+    const storages = { '0': f32Bytes([1, 2, 3, 4, 5, 6]), '1': f32Bytes([7, 8, 9, 10]) };
+    const file = path.join(dir, 'fuzz-pickle.pt');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.array(mutation, { minLength: 1, maxLength: 4 }).map((mutations) => mutate(pickle, mutations)),
+          fc.uint8Array({ maxLength: 200 }).map((random) => Uint8Array.from([0x80, 2, ...random, 0x2e])),
+        ),
+        async (bytes) => {
+          await writeFile(file, torchArchive(specs, storages, { pickle: bytes }));
+          await survives(async () => readEverything(await PytorchFile.open(file)));
+        },
+      ),
       options,
     );
   });

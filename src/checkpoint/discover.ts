@@ -6,19 +6,39 @@ import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { MODEL_JSON, TfjsCheckpoint } from './tfjs.js';
 import { compareNatural } from '../natural-order.js';
 import { ONNX_SUFFIX, OnnxCheckpoint } from './onnx/reader.js';
+import { PytorchFile } from './pytorch/reader.js';
+import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 
 export interface Ingredient {
   name: string;
   path: string;
   format: CheckpointFormat;
+  /** For PyTorch checkpoints: the top-level entry holding the state dict (--key). */
+  key?: string;
+}
+
+export interface DiscoverOptions {
+  /** For PyTorch checkpoints: the top-level entry holding the state dict (--key). */
+  key?: string | undefined;
+  /** Told what the user should know about the choice made (library code does not print). */
+  onWarning?: (message: string) => void;
 }
 
 /** A Hugging Face model folder holds its single-file weights under this name. */
 const HF_SINGLE_FILE = 'model.safetensors';
+/** ... and its PyTorch weights under this one. */
+const HF_PYTORCH_FILE = 'pytorch_model.bin';
+const PYTORCH_EXTENSIONS = ['.pt', '.pth', '.bin', '.ckpt'];
+
+function pytorchFile(file: string): Ingredient | undefined {
+  const extension = path.extname(file);
+  if (!PYTORCH_EXTENSIONS.includes(extension)) return undefined;
+  return { name: path.basename(file, extension), path: file, format: 'pytorch' };
+}
 
 /** What a path is, if it is a checkpoint by itself; undefined for a plain folder. */
-async function checkpointAt(target: string): Promise<Ingredient | undefined> {
+async function checkpointAt(target: string, onWarning: (message: string) => void): Promise<Ingredient | undefined> {
   const info = await stat(target).catch((error: unknown) => {
     throw new InputError(target, describeFsError(error), { cause: error });
   });
@@ -30,14 +50,24 @@ async function checkpointAt(target: string): Promise<Ingredient | undefined> {
     const name = path.basename(path.resolve(folder));
     if (base === MODEL_JSON) return { name, path: folder, format: 'tfjs' };
     if (base === SHARD_INDEX) return { name, path: folder, format: 'safetensors-sharded' };
-    throw new InputError(target, 'not a checkpoint (expected a .safetensors or .onnx file, model.json or model.safetensors.index.json)');
+    if (base === PYTORCH_SHARD_INDEX) return { name, path: folder, format: 'pytorch-sharded' };
+    const pytorch = pytorchFile(target);
+    if (pytorch !== undefined) return pytorch;
+    throw new InputError(target, 'not a checkpoint (expected a .safetensors, .onnx, .pt, .pth, .bin or .ckpt file, model.json or a shard index)');
   }
   if (!info.isDirectory()) throw new InputError(target, 'not a file or folder');
   const entries = await listFolder(target);
   const name = path.basename(path.resolve(target));
   if (entries.has(MODEL_JSON)) return { name, path: target, format: 'tfjs' };
-  if (entries.has(SHARD_INDEX)) return { name, path: target, format: 'safetensors-sharded' };
-  if (entries.has(HF_SINGLE_FILE)) return { name, path: path.join(target, HF_SINGLE_FILE), format: 'safetensors' };
+  const torch = entries.has(PYTORCH_SHARD_INDEX) ? PYTORCH_SHARD_INDEX : entries.has(HF_PYTORCH_FILE) ? HF_PYTORCH_FILE : undefined;
+  const safetensors = entries.has(SHARD_INDEX) ? SHARD_INDEX : entries.has(HF_SINGLE_FILE) ? HF_SINGLE_FILE : undefined;
+  if (safetensors !== undefined && torch !== undefined) {
+    onWarning(`${target} holds both safetensors and PyTorch weights: using ${safetensors}, ignoring ${torch}`);
+  }
+  if (safetensors === SHARD_INDEX) return { name, path: target, format: 'safetensors-sharded' };
+  if (safetensors === HF_SINGLE_FILE) return { name, path: path.join(target, HF_SINGLE_FILE), format: 'safetensors' };
+  if (torch === PYTORCH_SHARD_INDEX) return { name, path: target, format: 'pytorch-sharded' };
+  if (torch === HF_PYTORCH_FILE) return { name, path: path.join(target, HF_PYTORCH_FILE), format: 'pytorch' };
   return undefined;
 }
 
@@ -53,11 +83,12 @@ async function listFolder(folder: string): Promise<Set<string>> {
  * ingredients in natural name order (checkpoint-500 before checkpoint-1000), so every run processes
  * them in the same order.
  */
-export async function discoverIngredients(inputs: readonly string[]): Promise<Ingredient[]> {
+export async function discoverIngredients(inputs: readonly string[], options: DiscoverOptions = {}): Promise<Ingredient[]> {
   if (inputs.length === 0) throw new UsageError('no checkpoints given');
+  const onWarning = options.onWarning ?? ((): void => {});
   const found: Ingredient[] = [];
   for (const input of inputs) {
-    const direct = await checkpointAt(input);
+    const direct = await checkpointAt(input, onWarning);
     if (direct !== undefined) {
       found.push(direct);
       continue;
@@ -71,19 +102,22 @@ export async function discoverIngredients(inputs: readonly string[]): Promise<In
         inside.push({ name: entry.slice(0, -'.safetensors'.length), path: child, format: 'safetensors' });
       } else if (info?.isFile() && entry.endsWith(ONNX_SUFFIX)) {
         inside.push({ name: entry.slice(0, -ONNX_SUFFIX.length), path: child, format: 'onnx' });
+      } else if (info?.isFile() && pytorchFile(child) !== undefined) {
+        inside.push(pytorchFile(child)!);
       } else if (info?.isDirectory()) {
-        const nested = await checkpointAt(child);
+        const nested = await checkpointAt(child, onWarning);
         if (nested !== undefined) inside.push(nested);
       }
     }
     if (inside.length === 0) {
       throw new InputError(
         input,
-        'no checkpoints found (expected .safetensors or .onnx files, or folders holding model.json, model.safetensors or model.safetensors.index.json)',
+        'no checkpoints found (expected .safetensors, .onnx, .pt, .pth, .bin or .ckpt files, or folders holding model.json, model.safetensors, pytorch_model.bin or a shard index)',
       );
     }
     found.push(...inside);
   }
+  if (options.key !== undefined) for (const ingredient of found) if (ingredient.format.startsWith('pytorch')) ingredient.key = options.key;
   found.sort((a, b) => compareNatural(a.name, b.name));
   for (let i = 1; i < found.length; i++) {
     const [previous, current] = [found[i - 1]!, found[i]!];
@@ -110,8 +144,9 @@ export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint
     case 'onnx':
       return OnnxCheckpoint.open(ingredient.path, ingredient.name);
     case 'pytorch':
+      return PytorchFile.open(ingredient.path, ingredient.name, { key: ingredient.key });
     case 'pytorch-sharded':
-      throw new InputError(ingredient.path, `${ingredient.format} checkpoints cannot be read yet`);
+      return ShardedPytorch.open(ingredient.path, ingredient.name, { key: ingredient.key });
   }
 }
 

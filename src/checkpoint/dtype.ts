@@ -3,6 +3,8 @@
  * and the float arrays the averaging code works on. Assumes a little-endian host (x86, ARM), as
  * both file formats store little-endian data.
  */
+import { InputError } from '../errors.js';
+
 export const DTYPE_SIZES = {
   F64: 8,
   F32: 4,
@@ -29,6 +31,12 @@ export function isDType(value: string): value is DType {
 
 export function isFloatDType(dtype: DType): dtype is FloatDType {
   return (FLOAT_DTYPES as readonly string[]).includes(dtype);
+}
+
+/** The dtype of a tensor that is about to be averaged; an integer tensor there is a caller's mistake named in the error. */
+export function requireFloat(file: string, tensor: { name: string; dtype: DType }): FloatDType {
+  if (!isFloatDType(tensor.dtype)) throw new InputError(file, `is ${tensor.dtype}, not a float tensor`, { tensor: tensor.name });
+  return tensor.dtype;
 }
 
 export function dtypeSize(dtype: DType): number {

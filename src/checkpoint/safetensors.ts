@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { InputError, OutputError, describeFsError } from '../errors.js';
 import { yieldIfDue } from '../event-loop.js';
-import { decodeFloats, dtypeSize, isDType, isFloatDType, numel } from './dtype.js';
+import { decodeFloats, dtypeSize, isDType, numel, requireFloat } from './dtype.js';
 import { RangeReader, decodeUtf8, fileSize, parseJson } from './files.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from './types.js';
 
@@ -194,18 +194,16 @@ export class SafetensorsFile implements Checkpoint {
   }
 
   async readFloats(name: string): Promise<Float32Array | Float64Array> {
-    const tensor = this.lookup(name);
-    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
-    return decodeFloats(await this.readBytes(name), tensor.dtype);
+    return decodeFloats(await this.readBytes(name), requireFloat(this.path, this.lookup(name)));
   }
 
   async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
     const tensor = this.lookup(name);
-    if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
-    const size = dtypeSize(tensor.dtype);
+    const dtype = requireFloat(this.path, tensor);
+    const size = dtypeSize(dtype);
     const bytes = scratch === undefined ? new Uint8Array(count * size) : scratch.bytes.subarray(0, count * size);
     if (count > 0) await this.reader.readInto(this.header.dataStart + tensor.begin + start * size, bytes);
-    return decodeFloats(bytes, tensor.dtype, scratch?.floats);
+    return decodeFloats(bytes, dtype, scratch?.floats);
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { decodeUtf8, parseJson, readSmallFile, resolveInside } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
-import type { Checkpoint, ChunkScratch, TensorInfo } from './types.js';
+import type { Checkpoint, CheckpointFormat, ChunkScratch, TensorInfo } from './types.js';
 
 export const SHARD_INDEX = 'model.safetensors.index.json';
 const MAX_INDEX_BYTES = 100_000_000;
@@ -19,66 +19,37 @@ export function shardFileName(index: number, count: number): string {
   return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`;
 }
 
-/**
- * A folder with model.safetensors.index.json: every shard's header is read and checked against the
- * weight_map on open; weights are then read from one shard at a time.
- */
-export class ShardedSafetensors implements Checkpoint {
-  readonly format = 'safetensors-sharded' as const;
-  readonly files: readonly string[];
-  private readonly shardOf = new Map<string, SafetensorsFile>();
-  private readonly ordered: TensorInfo[] = [];
-  private current: SafetensorsFile | undefined;
+/** One shard of a sharded checkpoint: a checkpoint that can say whether it holds a tensor. */
+export interface Shard extends Checkpoint {
+  has(name: string): boolean;
+}
 
-  private constructor(
+/**
+ * A folder with a Hugging Face index (model.safetensors.index.json, pytorch_model.bin.index.json):
+ * every shard is opened and checked against the weight_map on open; weights are then read from
+ * one shard at a time.
+ */
+export abstract class ShardedCheckpoint implements Checkpoint {
+  abstract readonly format: CheckpointFormat;
+  readonly files: readonly string[];
+  private readonly shardOf = new Map<string, Shard>();
+  private readonly ordered: TensorInfo[] = [];
+  private current: Shard | undefined;
+
+  protected constructor(
     readonly name: string,
     readonly path: string,
-    private readonly shards: SafetensorsFile[],
+    indexName: string,
+    private readonly shards: Shard[],
     readonly metadata: Readonly<Record<string, string>>,
   ) {
-    this.files = [joinPath(path, SHARD_INDEX), ...shards.map((shard) => shard.path)];
+    this.files = [joinPath(path, indexName), ...shards.map((shard) => shard.path)];
     for (const shard of shards) {
       for (const tensor of shard.tensors()) {
         this.shardOf.set(tensor.name, shard);
         this.ordered.push(tensor);
       }
     }
-  }
-
-  static async open(folder: string, name = path.basename(path.resolve(folder))): Promise<ShardedSafetensors> {
-    const indexFile = path.join(folder, SHARD_INDEX);
-    const json = parseJson(decodeUtf8(await readSmallFile(indexFile, MAX_INDEX_BYTES), indexFile, 'index'), indexFile, 'index');
-    const parsed = indexSchema.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new InputError(indexFile, `malformed index: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
-    }
-    const weightMap = parsed.data.weight_map;
-    if (Object.keys(weightMap).length === 0) throw new InputError(indexFile, 'weight_map is empty');
-
-    // Shards in name order, which for HF's model-0000i-of-0000N names is also their numeric order.
-    const shardNames = [...new Set(Object.values(weightMap))].sort();
-    const shards: SafetensorsFile[] = [];
-    for (const shardName of shardNames) {
-      const shardPath = await resolveInside(folder, shardName, indexFile);
-      shards.push(await SafetensorsFile.open(shardPath, shardName));
-    }
-    const byShard = new Map(shards.map((shard) => [shard.name, shard]));
-    for (const [tensor, shardName] of Object.entries(weightMap)) {
-      const shard = byShard.get(shardName)!;
-      if (!shard.has(tensor)) throw new InputError(indexFile, `weight_map puts it in ${shardName}, which does not hold it`, { tensor });
-    }
-    for (const shard of shards) {
-      for (const tensor of shard.tensors()) {
-        if (weightMap[tensor.name] !== shard.name) {
-          const listed = weightMap[tensor.name];
-          const problem = listed === undefined ? 'is missing from the index weight_map' : `is also listed in ${listed}`;
-          throw new InputError(shard.path, problem, { tensor: tensor.name });
-        }
-      }
-    }
-    const metadata = { ...shards[0]!.metadata };
-    return new ShardedSafetensors(name, folder, shards, metadata);
   }
 
   tensors(): readonly TensorInfo[] {
@@ -107,7 +78,7 @@ export class ShardedSafetensors implements Checkpoint {
     await Promise.all(this.shards.map((shard) => shard.close()));
   }
 
-  private async select(name: string): Promise<SafetensorsFile> {
+  private async select(name: string): Promise<Shard> {
     const shard = this.shardOf.get(name);
     if (shard === undefined) throw new InputError(this.path, 'no such tensor', { tensor: name });
     if (this.current !== shard) {
@@ -115,5 +86,54 @@ export class ShardedSafetensors implements Checkpoint {
       this.current = shard;
     }
     return shard;
+  }
+}
+
+/**
+ * Reads and validates a shard index, then opens every shard it names (each shard's name is its
+ * file name): every tensor must sit in exactly the shard the weight_map says.
+ */
+export async function openShards<S extends Shard>(folder: string, index: string, openShard: (file: string, name: string) => Promise<S>): Promise<S[]> {
+  const indexFile = path.join(folder, index);
+  const json = parseJson(decodeUtf8(await readSmallFile(indexFile, MAX_INDEX_BYTES), indexFile, 'index'), indexFile, 'index');
+  const parsed = indexSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(indexFile, `malformed index: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
+  }
+  const weightMap = parsed.data.weight_map;
+  if (Object.keys(weightMap).length === 0) throw new InputError(indexFile, 'weight_map is empty');
+
+  // Shards in name order, which for HF's model-0000i-of-0000N names is also their numeric order.
+  const shardNames = [...new Set(Object.values(weightMap))].sort();
+  const shards: S[] = [];
+  for (const shardName of shardNames) {
+    const shardPath = await resolveInside(folder, shardName, indexFile);
+    shards.push(await openShard(shardPath, shardName));
+  }
+  const byShard = new Map(shards.map((shard) => [shard.name, shard]));
+  for (const [tensor, shardName] of Object.entries(weightMap)) {
+    const shard = byShard.get(shardName)!;
+    if (!shard.has(tensor)) throw new InputError(indexFile, `weight_map puts it in ${shardName}, which does not hold it`, { tensor });
+  }
+  for (const shard of shards) {
+    for (const tensor of shard.tensors()) {
+      if (weightMap[tensor.name] !== shard.name) {
+        const listed = weightMap[tensor.name];
+        const problem = listed === undefined ? 'is missing from the index weight_map' : `is also listed in ${listed}`;
+        throw new InputError(shard.path, problem, { tensor: tensor.name });
+      }
+    }
+  }
+  return shards;
+}
+
+/** A folder with model.safetensors.index.json and its safetensors shards. */
+export class ShardedSafetensors extends ShardedCheckpoint {
+  readonly format = 'safetensors-sharded' as const;
+
+  static async open(folder: string, name = path.basename(path.resolve(folder))): Promise<ShardedSafetensors> {
+    const shards = await openShards(folder, SHARD_INDEX, (file, shardName) => SafetensorsFile.open(file, shardName));
+    return new ShardedSafetensors(name, folder, SHARD_INDEX, shards, { ...shards[0]!.metadata });
   }
 }

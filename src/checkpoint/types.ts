@@ -43,6 +43,8 @@ export interface Checkpoint {
   readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array>;
   /** Values exactly as `dtype` stores them, little-endian: for tensors that are copied, not averaged. */
   readBytes(name: string): Promise<Uint8Array>;
+  /** How the weights were found, when the user should know: a wrapper entry used, entries ignored. */
+  readonly notes?: readonly string[];
   /** Which shard file (by name) holds each tensor, for sharded checkpoints, so a writer can keep the layout. */
   shardLayout?(): Map<string, string>;
   close(): Promise<void>;
@@ -62,4 +64,10 @@ export interface OutputTensor {
   name: string;
   shape: number[];
   dtype: DType;
+  /**
+   * An earlier output tensor whose storage this one shares (set only for targets that store aliases,
+   * and only where every ingredient ties the two): the writer stores the data once and never asks the
+   * producer for this tensor.
+   */
+  tiedTo?: string;
 }

@@ -3,6 +3,8 @@ import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OutputError, UsageError, describeFsError } from '../errors.js';
 import { isFloatDType, type FloatDType } from './dtype.js';
+import { TORCH_STORAGE_CLASSES } from './pytorch/pickle-writer.js';
+import { TORCH_FOLDER_FILE, TORCH_SHARD_INDEX, writeTorchFile } from './pytorch/writer.js';
 import { encodeSafetensorsHeader, storedBytes, writeAll, writeSafetensors, type TensorProducer } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
@@ -17,11 +19,20 @@ export type OutputTarget =
   | { kind: 'safetensors-sharded'; path: string; layout: Map<string, string> }
   | { kind: 'tfjs'; path: string; template: TfjsCheckpoint['modelJson'] }
   /** The reference ONNX model with new initializer data (and `<path>.data` beside it when over 2 GB). */
-  | { kind: 'onnx'; path: string; reference: OnnxCheckpoint; externalAbove?: number };
+  | { kind: 'onnx'; path: string; reference: OnnxCheckpoint; externalAbove?: number }
+  /** One torch.save file. */
+  | { kind: 'pytorch'; path: string }
+  /** A folder holding pytorch_model.bin, as older Hugging Face model folders do. */
+  | { kind: 'pytorch-folder'; path: string }
+  | { kind: 'pytorch-sharded'; path: string; layout: Map<string, string> };
+
+/** Suffixes that make OUT one torch.save file, whatever the inputs' format. */
+const TORCH_SUFFIXES = ['.pt', '.pth', '.bin', '.ckpt'];
 
 /**
- * A `.safetensors` OUT is one file; any other OUT is a folder in the reference ingredient's format
- * (TF.js, sharded safetensors with the same shard layout, or a model.safetensors folder).
+ * A `.safetensors` OUT is one safetensors file, a `.pt` (`.pth`, `.bin`, `.ckpt`) OUT one torch.save
+ * file; any other OUT is a folder in the reference ingredient's format (TF.js, sharded safetensors or
+ * .bin with the same shard layout, or a model.safetensors / pytorch_model.bin folder).
  */
 export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
   if (out.endsWith('.safetensors')) return { kind: 'safetensors', path: out };
@@ -34,9 +45,21 @@ export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
       hint: 'write a .safetensors file, or a folder in the ingredients\' format',
     });
   }
+  if (TORCH_SUFFIXES.some((suffix) => out.endsWith(suffix))) return { kind: 'pytorch', path: out };
   if (reference instanceof TfjsCheckpoint) return { kind: 'tfjs', path: out, template: reference.modelJson };
   if (reference instanceof ShardedSafetensors) return { kind: 'safetensors-sharded', path: out, layout: reference.shardLayout() };
+  const layout = reference.shardLayout?.();
+  if (reference.format === 'pytorch-sharded' && layout !== undefined) return { kind: 'pytorch-sharded', path: out, layout };
+  if (reference.format === 'pytorch' || reference.format === 'pytorch-sharded') return { kind: 'pytorch-folder', path: out };
   return { kind: 'safetensors-folder', path: out };
+}
+
+/** The suffix that makes an output one file in the reference's own format ('' where that format is a folder). */
+export function fileSuffixOf(reference: Checkpoint): string {
+  if (reference.format === 'safetensors') return '.safetensors';
+  if (reference.format === 'pytorch') return '.pt';
+  if (reference.format === 'onnx') return '.onnx';
+  return '';
 }
 
 /** Refuses, before any slow work, an output that exists (without --force) or has no folder to go in. */
@@ -50,13 +73,26 @@ export async function checkOutputPath(out: string, force: boolean): Promise<void
 /** Fails early on dtypes the target format cannot hold (a TF.js model has no bf16 or f64). */
 export function checkOutputDtypes(target: OutputTarget, tensors: readonly OutputTensor[]): void {
   if (target.kind === 'onnx') checkOnnxDtypes(target.reference, tensors);
-  if (target.kind !== 'tfjs') return;
-  const bad = tensors.find((tensor) => !['F32', 'F16', 'I32', 'BOOL'].includes(tensor.dtype));
-  if (bad !== undefined) {
-    throw new UsageError(`${target.path}: a TF.js model cannot store ${bad.dtype} tensors (tensor "${bad.name}")`, {
-      hint: 'use --dtype f32 or f16, or write a .safetensors file',
-    });
+  if (target.kind === 'tfjs') {
+    const bad = tensors.find((tensor) => !['F32', 'F16', 'I32', 'BOOL'].includes(tensor.dtype));
+    if (bad !== undefined) {
+      throw new UsageError(`${target.path}: a TF.js model cannot store ${bad.dtype} tensors (tensor "${bad.name}")`, {
+        hint: 'use --dtype f32 or f16, or write a .safetensors file',
+      });
+    }
   }
+  if (isTorchTarget(target)) {
+    const bad = tensors.find((tensor) => TORCH_STORAGE_CLASSES[tensor.dtype] === undefined);
+    if (bad !== undefined) {
+      throw new UsageError(`${target.path}: a torch.save file cannot store ${bad.dtype} tensors (tensor "${bad.name}")`, {
+        hint: 'write a .safetensors file instead',
+      });
+    }
+  }
+}
+
+function isTorchTarget(target: OutputTarget): boolean {
+  return target.kind === 'pytorch' || target.kind === 'pytorch-folder' || target.kind === 'pytorch-sharded';
 }
 
 /**
@@ -125,17 +161,26 @@ async function writeTo(
   metadata: MetadataSource,
   produce: TensorProducer,
 ): Promise<string[]> {
+  if (target.kind === 'tfjs') {
+    await makeFolder(temp);
+    await writeTfjs(temp, target.template, tensors, metadata.placeholder, produce, metadata.resolve);
+    return (await readdir(temp)).sort();
+  }
+  const format = isTorchTarget(target) ? FILE_FORMATS.pytorch : FILE_FORMATS.safetensors;
   switch (target.kind) {
-    case 'safetensors': {
-      await writeSafetensorsFile(temp, tensors, metadata, produce);
+    case 'safetensors':
+    case 'pytorch': {
+      await format.write(temp, tensors, metadata, produce);
       return [''];
     }
-    case 'safetensors-folder': {
+    case 'safetensors-folder':
+    case 'pytorch-folder': {
       await makeFolder(temp);
-      await writeSafetensorsFile(path.join(temp, 'model.safetensors'), tensors, metadata, produce);
-      return ['model.safetensors'];
+      await format.write(path.join(temp, format.folderFile), tensors, metadata, produce);
+      return [format.folderFile];
     }
-    case 'safetensors-sharded': {
+    case 'safetensors-sharded':
+    case 'pytorch-sharded': {
       await makeFolder(temp);
       const shards = new Map<string, OutputTensor[]>();
       for (const tensor of tensors) {
@@ -143,20 +188,18 @@ async function writeTo(
         shards.set(shard, [...(shards.get(shard) ?? []), tensor]);
       }
       const names = [...shards.keys()].sort();
-      for (const name of names) await writeSafetensorsFile(path.join(temp, name), shards.get(name)!, metadata, produce);
-      const totalSize = tensors.reduce((sum, tensor) => sum + storedBytes(tensor), 0);
+      // Producers see each tensor's index in the whole plan, not in its shard.
+      const indexOf = new Map(tensors.map((tensor, index) => [tensor.name, index]));
+      const produceShard: TensorProducer = (tensor) => produce(tensor, indexOf.get(tensor.name)!);
+      for (const name of names) await format.write(path.join(temp, name), shards.get(name)!, metadata, produceShard);
+      const totalSize = tensors.reduce((sum, tensor) => sum + (tensor.tiedTo === undefined ? storedBytes(tensor) : 0), 0);
       const index = { metadata: { total_size: totalSize }, weight_map: Object.fromEntries(tensors.map((t) => [t.name, target.layout.get(t.name)!])) };
-      await writeSmallFile(path.join(temp, SHARD_INDEX), `${JSON.stringify(index, null, 2)}\n`);
-      return [SHARD_INDEX, ...names];
+      await writeSmallFile(path.join(temp, format.index), `${JSON.stringify(index, null, 2)}\n`);
+      return [format.index, ...names];
     }
     case 'onnx': {
       const written = await writeOnnx(temp, target.reference, tensors, metadata.resolve, produce, { finalPath: target.path, externalAbove: target.externalAbove });
       return written.map((file) => file.slice(temp.length));
-    }
-    case 'tfjs': {
-      await makeFolder(temp);
-      await writeTfjs(temp, target.template, tensors, metadata.placeholder, produce, metadata.resolve);
-      return (await readdir(temp)).sort();
     }
   }
 }
@@ -176,6 +219,20 @@ async function writeExtraFiles(folder: string, written: readonly string[], extra
   }
   return [...extraFiles.keys()];
 }
+
+/** How each single-file format is written, and what model folders call its files. */
+interface FileFormat {
+  /** The weights file of an unsharded model folder. */
+  folderFile: string;
+  /** The index of a sharded model folder. */
+  index: string;
+  write(file: string, tensors: readonly OutputTensor[], metadata: MetadataSource, produce: TensorProducer): Promise<void>;
+}
+
+const FILE_FORMATS: Record<'safetensors' | 'pytorch', FileFormat> = {
+  safetensors: { folderFile: 'model.safetensors', index: SHARD_INDEX, write: (...args) => writeSafetensorsFile(...args) },
+  pytorch: { folderFile: TORCH_FOLDER_FILE, index: TORCH_SHARD_INDEX, write: (...args) => writeTorchFile(...args) },
+};
 
 async function writeSafetensorsFile(
   file: string,
@@ -231,6 +288,26 @@ async function replace(temp: string, final: string): Promise<void> {
     fail(error);
   }
   await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Marks the tensors that every ingredient ties to the same earlier tensor, for targets that store a
+ * storage once for several names (torch.save files; within one shard only). Elsewhere ties are
+ * dropped and both tensors written in full.
+ */
+export function keepTies(target: OutputTarget, tensors: readonly OutputTensor[], ingredients: readonly Checkpoint[]): OutputTensor[] {
+  if (!isTorchTarget(target) || ingredients.length === 0) return tensors.map(({ tiedTo: _dropped, ...tensor }) => tensor);
+  const infos = ingredients.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
+  const planned = new Map(tensors.map((tensor, index) => [tensor.name, { ...tensor, index }]));
+  const layout = target.kind === 'pytorch-sharded' ? target.layout : undefined;
+  return tensors.map(({ tiedTo: _previous, ...tensor }, index) => {
+    const tiedTo = infos[0]!.get(tensor.name)?.tiedTo;
+    if (tiedTo === undefined || !infos.every((info) => info.get(tensor.name)?.tiedTo === tiedTo)) return tensor;
+    const root = planned.get(tiedTo);
+    if (root === undefined || root.index >= index || root.dtype !== tensor.dtype || root.shape.join() !== tensor.shape.join()) return tensor;
+    if (layout !== undefined && layout.get(tiedTo) !== layout.get(tensor.name)) return tensor;
+    return { ...tensor, tiedTo };
+  });
 }
 
 /** Output tensors: the reference's names, order and shapes; floats in `dtype` when given. */

@@ -1,7 +1,7 @@
 /** soup greedy --method: the ingredients, the base, and how each candidate merge is made. */
 import type { Checkpoint } from '../checkpoint/types.js';
 import { UsageError } from '../errors.js';
-import { openIngredients } from '../soup/ingredients.js';
+import { openIngredients, type OpenOptions } from '../soup/ingredients.js';
 import type { MergePlan } from '../soup/merge.js';
 import { openMergeCheckpoints } from '../soup/merge-inputs.js';
 import type { ParameterValue } from '../soup/methods/parameters.js';
@@ -20,13 +20,14 @@ const GROWABLE = METHODS.filter((method) => method.maxModels === undefined && me
 
 export async function openGreedyMethod(
   inputs: string[],
-  options: MergeOptions & { allowNonfinite: boolean; allowFused?: boolean },
+  options: MergeOptions & { allowNonfinite: boolean },
   signal: AbortSignal,
+  discover: OpenOptions = {},
 ): Promise<{ checkpoints: Checkpoint[]; method: GreedyMethod | undefined; all: Checkpoint[] }> {
   if (options.method === undefined) {
     const flag = givesParameters(options);
     if (flag !== undefined) throw new UsageError(`--${flag}: only used with --method (greedy over a merge method)`);
-    const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
+    const checkpoints = await openIngredients(inputs, discover);
     return { checkpoints, method: undefined, all: checkpoints };
   }
   const config = await configFromFlags(inputs, options, (method) => {

@@ -14,6 +14,7 @@ function withCommonOptions(command: Command): Command {
     .option('--json', 'print one JSON document on stdout and nothing else there')
     .option('-q, --quiet', 'no progress or warnings on stderr')
     .option('--no-color', 'no colour (NO_COLOR=1 does the same)')
+    .option('--key <name>', 'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)')
     .addOption(new Option('--debug', 'show stack traces of errors'));
 }
 

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
+import type { OpenOptions } from '../soup/ingredients.js';
 import { UsageError } from '../errors.js';
 import { OUTPUT_PLACEHOLDER } from '../report/card.js';
+import type { Terminal } from '../report/terminal.js';
 
 /** Options every command takes. */
 export const commonOptions = z.object({
@@ -9,7 +11,13 @@ export const commonOptions = z.object({
   quiet: z.boolean().default(false),
   color: z.boolean().default(true),
   debug: z.boolean().default(false),
+  key: z.string().min(1).optional(),
 });
+
+/** How commands find checkpoints: --key for PyTorch wrappers, and discovery's warnings on the terminal. */
+export function discoverOptions(options: { key?: string | undefined; allowFused?: boolean | undefined }, terminal: Terminal): OpenOptions {
+  return { key: options.key, allowFused: options.allowFused, onWarning: (message) => terminal.warn(message) };
+}
 
 export const dtypeOption = z
   .string()

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { chooseOutput, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
+import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
@@ -97,8 +97,8 @@ export class CommandEvaluator implements Evaluator {
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
     const { reference } = this.options;
-    const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
-    const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${suffix}`);
+    // Same format as the ingredients: a .safetensors or torch.save file, or a folder (TF.js, sharded).
+    const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${fileSuffixOf(reference)}`);
     try {
       await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
       const stdout = await this.run(temp, signal);

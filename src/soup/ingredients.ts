@@ -1,4 +1,4 @@
-import { closeAll, discoverIngredients, openAll } from '../checkpoint/discover.js';
+import { closeAll, discoverIngredients, openAll, type DiscoverOptions } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
 import { checkOnnxIngredients } from '../checkpoint/onnx/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
@@ -8,8 +8,13 @@ import { IncompatibleError } from '../errors.js';
  * Finds, opens and cross-checks the ingredients from headers alone, so that a bad file or a shape
  * mismatch is reported before any weight is read. The caller closes them (closeAll).
  */
-export async function openIngredients(inputs: readonly string[], options: { allowFused?: boolean } = {}): Promise<Checkpoint[]> {
-  const checkpoints = await openAll(await discoverIngredients(inputs));
+/** How ingredients are found and opened: PyTorch's --key, warnings, and ONNX's --allow-fused. */
+export interface OpenOptions extends DiscoverOptions {
+  allowFused?: boolean | undefined;
+}
+
+export async function openIngredients(inputs: readonly string[], options: OpenOptions = {}): Promise<Checkpoint[]> {
+  const checkpoints = await openAll(await discoverIngredients(inputs, options));
   try {
     await checkOnnxIngredients(checkpoints, options);
   } catch (error) {

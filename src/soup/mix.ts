@@ -62,11 +62,17 @@ export class Mixer {
     this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (8 * Math.max(1, checkpoints.length)))));
   }
 
-  /** Bytes one full pass with these coefficients will read, for progress totals. */
-  bytesToRead(coefficients: readonly number[]): number {
+  /**
+   * Bytes one full pass with these coefficients will read, for progress totals: of every tensor, or of
+   * those in `plan` that the writer will ask for (it never asks for a tensor tied to another).
+   */
+  bytesToRead(coefficients: readonly number[], plan?: readonly OutputTensor[]): number {
+    const asked = plan === undefined ? undefined : new Set(plan.filter((tensor) => tensor.tiedTo === undefined).map((tensor) => tensor.name));
     return this.checkpoints.reduce(
       (sum, checkpoint, k) =>
-        coefficients[k] === 0 ? sum : sum + checkpoint.tensors().reduce((bytes, tensor) => bytes + tensor.storedBytes, 0),
+        coefficients[k] === 0
+          ? sum
+          : sum + checkpoint.tensors().reduce((bytes, tensor) => (asked?.has(tensor.name) === false ? bytes : bytes + tensor.storedBytes), 0),
       0,
     );
   }
@@ -152,11 +158,15 @@ export class Mixer {
   /**
    * A producer for a checkpoint writer: each output tensor mixed and encoded in its output dtype.
    * `coefficients` are per ingredient, or per tensor and ingredient (a function of the tensor's name);
-   * `normalize` as in stream().
+   * `normalize` as in stream(). Given the writer's `plan`, progress totals leave out the tensors it
+   * will not ask for (tied copies).
    */
-  producer(coefficients: readonly number[] | ((tensor: string) => readonly number[]), normalize = true): TensorProducer {
+  producer(
+    coefficients: readonly number[] | ((tensor: string) => readonly number[]),
+    { normalize = true, plan }: { normalize?: boolean; plan?: readonly OutputTensor[] } = {},
+  ): TensorProducer {
     const of = typeof coefficients === 'function' ? coefficients : () => coefficients;
-    this.passBytes = this.bytesToRead(typeof coefficients === 'function' ? this.checkpoints.map(() => 1) : coefficients);
+    this.passBytes = this.bytesToRead(typeof coefficients === 'function' ? this.checkpoints.map(() => 1) : coefficients, plan);
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
     const mixer = this;

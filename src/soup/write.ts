@@ -8,6 +8,7 @@ import {
   checkOutputDtypes,
   checkOutputPath,
   chooseOutput,
+  keepTies,
   planOutput,
   writeCheckpoint,
   type ExtraFiles,
@@ -30,18 +31,22 @@ export interface PreparedOutput {
   modelFiles?: { companions: Companions; model: ModelDescription; card: boolean };
 }
 
-/** Everything about the output that can be wrong, checked before the slow work starts. */
-export async function prepareOutput(reference: Checkpoint, options: OutputOptions): Promise<PreparedOutput> {
+/**
+ * Everything about the output that can be wrong, checked before the slow work starts. The first
+ * checkpoint is the reference (names, order, format); ties are kept where all of them agree.
+ */
+export async function prepareOutput(checkpoints: readonly Checkpoint[], options: OutputOptions): Promise<PreparedOutput> {
+  const reference = checkpoints[0]!;
   await checkOutputPath(options.out, options.force ?? false);
   const target = chooseOutput(options.out, reference);
-  const tensors = planOutput(reference, options.dtype);
+  const tensors = keepTies(target, planOutput(reference, options.dtype), checkpoints);
   checkOutputDtypes(target, tensors);
   return { target, tensors };
 }
 
 /** Outputs that are folders, and so can hold config, tokenizer and model card beside the weights. */
 export function isFolderOutput(target: OutputTarget): boolean {
-  return target.kind === 'safetensors-folder' || target.kind === 'safetensors-sharded' || target.kind === 'tfjs';
+  return ['safetensors-folder', 'safetensors-sharded', 'pytorch-folder', 'pytorch-sharded', 'tfjs'].includes(target.kind);
 }
 
 export interface ModelFileOptions {

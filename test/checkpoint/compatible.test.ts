@@ -35,4 +35,13 @@ describe('findIncompatibilities', () => {
     assert.match(problems[1]!, /other\.safetensors: has tensor "extra", which .*a\.safetensors lacks/);
     assert.match(problems[2]!, /other\.safetensors: missing tensor "fc2\.bias", which .*a\.safetensors has/);
   });
+
+  it('says when the names differ only by a prefix every name of one ingredient carries, and how to drop it', async () => {
+    const prefixed = Object.fromEntries(Object.entries(mlpTensors(2)).map(([name, tensor]) => [`_orig_mod.${name}`, tensor]));
+    const problems = findIncompatibilities([await open('a', mlpTensors(1)), await open('compiled', prefixed)]);
+    assert.deepEqual(problems, [
+      `the tensor names differ only by a prefix: every name in ${path.join(dir, 'compiled.safetensors')} starts with "_orig_mod." (added by torch.compile), ` +
+        `which the names in ${path.join(dir, 'a.safetensors')} lack; save the state dict without it: {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}`,
+    ]);
+  });
 });

@@ -52,7 +52,7 @@ describe('discoverIngredients', () => {
 
   it('says when a folder holds no checkpoints', async () => {
     await mkdir(path.join(dir, 'empty'));
-    await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors or \.onnx files/);
+    await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors, \.onnx, \.pt, \.pth, \.bin or \.ckpt files/);
   });
 
   it('refuses two ingredients with the same name', async () => {
@@ -63,7 +63,9 @@ describe('discoverIngredients', () => {
   });
 
   it('refuses a file that is not a checkpoint', async () => {
-    await writeFile(path.join(dir, 'weights.bin'), 'x');
-    await assert.rejects(discoverIngredients([path.join(dir, 'weights.bin')]), /weights\.bin: not a checkpoint/);
+    await writeFile(path.join(dir, 'weights.h5'), 'x');
+    await assert.rejects(discoverIngredients([path.join(dir, 'weights.h5')]), {
+      message: `${path.join(dir, 'weights.h5')}: not a checkpoint (expected a .safetensors, .pt, .pth, .bin or .ckpt file, model.json or a shard index)`,
+    });
   });
 });

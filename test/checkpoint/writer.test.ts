@@ -41,15 +41,16 @@ describe('writeCheckpoint', () => {
     assert.deepEqual((await readdir(dir)).filter((f) => f.includes('.tmp-')), []);
   });
 
-  it('removes its temporary file when producing a tensor fails', async () => {
-    const out = path.join(dir, 'failing.safetensors');
-    await assert.rejects(
-      writeCheckpoint({ kind: 'safetensors', path: out }, tensors, fixedMetadata({}), async function* () {
-        yield f32([1]);
-        throw new Error('boom');
-      }),
-      /boom/,
-    );
-    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('.failing')), []);
+  it('removes its temporary file when producing a tensor fails, for safetensors and torch.save files alike', async () => {
+    for (const target of [{ kind: 'safetensors', path: path.join(dir, 'failing.safetensors') }, { kind: 'pytorch', path: path.join(dir, 'failing.pt') }] as const) {
+      await assert.rejects(
+        writeCheckpoint(target, tensors, fixedMetadata({}), async function* () {
+          yield f32([1]);
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+    }
+    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('failing')), []);
   });
 });

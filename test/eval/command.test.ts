@@ -3,9 +3,11 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import type { Checkpoint } from '../../src/checkpoint/types.js';
 import { CommandEvaluator, parseCommandOutput, shellQuote } from '../../src/eval/command.js';
 import { ingredientWeights } from '../../src/soup/candidate.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { SYSTEM_PYTHON } from '../helpers/torch-python.js';
 
 const dir = await tempDir();
 const tools = path.join(dir, 'eval tools');
@@ -66,6 +68,15 @@ describe('CommandEvaluator', () => {
       if (previous === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = previous;
     }
+  });
+
+  it('hands the command a .pt file that torch.load(weights_only=True) reads when the ingredients are PyTorch checkpoints', async () => {
+    // The reader of .pt files is another module: a checkpoint that says it is one is enough here.
+    const torchLike = Object.assign(Object.create(checkpoint) as Checkpoint, { format: 'pytorch' as const });
+    const script = "import sys, torch; p = sys.argv[1]; w = torch.load(p, weights_only=True)['w'].item(); print(json.dumps({'accuracy': 1 - abs(w - 0.5), 'pt': int(p.endswith('.pt'))}))";
+    const command = `${SYSTEM_PYTHON} -c ${shellQuote(`import json; ${script}`)} {ckpt}`;
+    const result = await new CommandEvaluator({ command, metric: 'accuracy', reference: torchLike }).evaluate(ingredientWeights(checkpoint));
+    assert.deepEqual(result.metrics, { accuracy: 0.75, pt: 1 });
   });
 
   it('reports a failing command with its exit code and the end of its stderr', async () => {

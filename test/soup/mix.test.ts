@@ -44,7 +44,7 @@ describe('Mixer', () => {
     const two = (a: number[], b: number[]): Record<string, RawTensor> => ({ a: { dtype: 'F32', shape: [2], values: a }, b: { dtype: 'F32', shape: [2], values: b } });
     const checkpoints = [await open(two([1, 2], [10, 20])), await open(two([3, 4], [30, 40]))];
     const mixer = new Mixer(checkpoints);
-    const produce = mixer.producer((name) => (name === 'a' ? [0.25, 0.25] : [0.5, 1.5]), false);
+    const produce = mixer.producer((name) => (name === 'a' ? [0.25, 0.25] : [0.5, 1.5]), { normalize: false });
     const [a, b] = planOutput(checkpoints[0]!);
     assert.deepEqual([...new Float32Array((await collect(produce(a!, 0))).slice().buffer)], [1, 1.5], 'a: 0.25 * (1 + 3), not their mean');
     assert.deepEqual([...new Float32Array((await collect(produce(b!, 1))).slice().buffer)], [50, 70]);
@@ -61,6 +61,17 @@ describe('Mixer', () => {
       { kind: 'read', bytes: 8, total: 16 },
       { kind: 'read', bytes: 16, total: 16 },
     ]);
+  });
+
+  it('leaves tensors the writer will not ask for (tied to another) out of the progress total', async () => {
+    const tensors = (values: number[]): Record<string, RawTensor> => ({ ...weight(values), v: { dtype: 'F32', shape: [2], values } });
+    const checkpoints = [await open(tensors([1, 2])), await open(tensors([3, 4]))];
+    const events: ProgressEvent[] = [];
+    const plan = [...planOutput(checkpoints[0]!)];
+    plan[1] = { ...plan[1]!, tiedTo: 'w' };
+    const produce = new Mixer(checkpoints, { onProgress: (event) => events.push(event) }).producer([1, 1], { plan });
+    await collect(produce(plan[0]!, 0));
+    assert.deepEqual(events.at(-1), { kind: 'read', bytes: 16, total: 16 });
   });
 
   it('encodes the mean in the output dtype', async () => {

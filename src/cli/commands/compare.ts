@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
+import { fileSuffixOf } from '../../checkpoint/writer.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { candidateProducer } from '../../soup/candidate.js';
 import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
@@ -23,7 +24,7 @@ import { writeReport } from '../../report/output.js';
 import { comparePlot } from '../../report/plot.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commandArguments, commonOptions, parseOptions } from '../options.js';
+import { commandArguments, commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
   test: z.array(z.string()).default([]),
@@ -86,11 +87,11 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   }
   // Recipes are checked before any scoring, so a typo in one does not cost a whole comparison.
   const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
-  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;
-    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, reference);
+    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints);
     const warnings = new Set<string>();
     for (const output of Object.values(saveTargets ?? {})) for (const warning of await prepareModelFiles(checkpoints, output)) warnings.add(warning);
     for (const warning of warnings) terminal.warn(warning);
@@ -171,14 +172,14 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 }
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
-async function prepareSaves(dir: string, force: boolean, reference: Checkpoint): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
-  const suffix = reference.format === 'safetensors' ? '.safetensors' : reference.format === 'onnx' ? '.onnx' : '';
+async function prepareSaves(dir: string, force: boolean, checkpoints: readonly Checkpoint[]): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
+  const suffix = fileSuffixOf(checkpoints[0]!);
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
   });
   return {
-    uniform: await prepareOutput(reference, { out: path.join(dir, `uniform-soup${suffix}`), force }),
-    greedy: await prepareOutput(reference, { out: path.join(dir, `greedy-soup${suffix}`), force }),
+    uniform: await prepareOutput(checkpoints, { out: path.join(dir, `uniform-soup${suffix}`), force }),
+    greedy: await prepareOutput(checkpoints, { out: path.join(dir, `greedy-soup${suffix}`), force }),
   };
 }
 

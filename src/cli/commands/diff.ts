@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { closeAll, discoverIngredients, openAll, type Ingredient } from '../../checkpoint/discover.js';
+import { closeAll, discoverIngredients, openAll, type DiscoverOptions, type Ingredient } from '../../checkpoint/discover.js';
 import { GateError, UsageError } from '../../errors.js';
 import { diffCheckpoints } from '../../soup/diff.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend({ tolerance: z.coerce.number().nonnegative().default(0) });
 
@@ -12,7 +12,7 @@ export async function runDiff(first: string, second: string, rawOptions: unknown
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   // Each path on its own: two soups may well share a name (runs-a/soup vs runs-b/soup).
-  const [a, b] = await openAll([await single(first), await single(second)]);
+  const [a, b] = await openAll([await single(first, discoverOptions(options, terminal)), await single(second, discoverOptions(options, terminal))]);
   try {
     const diff = await diffCheckpoints(a!, b!, signal);
     const verdict = diff.maxAbsDiff === 0 ? 'identical' : diff.maxAbsDiff <= options.tolerance ? 'within-tolerance' : 'different';
@@ -34,8 +34,8 @@ export async function runDiff(first: string, second: string, rawOptions: unknown
   }
 }
 
-async function single(input: string): Promise<Ingredient> {
-  const found = await discoverIngredients([input]);
+async function single(input: string, discover: DiscoverOptions): Promise<Ingredient> {
+  const found = await discoverIngredients([input], discover);
   if (found.length !== 1) throw new UsageError(`${input} holds ${found.length} checkpoints; soup diff compares two single checkpoints`);
   return found[0]!;
 }

@@ -5,14 +5,14 @@ import { formatScore, } from '../../report/scores.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape);
 
 export async function runEval(input: string, rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
-  const ingredients = await discoverIngredients([input]);
+  const ingredients = await discoverIngredients([input], discoverOptions(options, terminal));
   if (ingredients.length !== 1) {
     throw new UsageError(`${input} holds ${ingredients.length} checkpoints; soup eval scores one (use soup compare for several)`);
   }

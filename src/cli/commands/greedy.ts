@@ -14,7 +14,7 @@ import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from 
 import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
 import { openGreedyMethod, type GreedyMethod } from '../greedy-method.js';
 import { mergeOptions } from '../merge-options.js';
-import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend(mergeOptions.shape).extend({
   acceptTies: z.boolean().default(false),
@@ -36,10 +36,10 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const { checkpoints, method, all } = await openGreedyMethod(inputs, options, signal);
+  const { checkpoints, method, all } = await openGreedyMethod(inputs, options, signal, discoverOptions(options, terminal));
   try {
     const reference = method?.base ?? checkpoints[0]!;
-    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(method === undefined ? checkpoints : [reference], { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const setup = await createEvaluator(options, reference, undefined, terminal.progress());
     for (const warning of setup.warnings ?? []) terminal.warn(warning);

@@ -6,17 +6,18 @@ import { countBytes, countParameters } from '../../soup/ingredients.js';
 import { RECIPE_KEY, readRecipe } from '../../soup/recipe.js';
 import { formatBytes, formatCount, formatShape, table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 function describe(checkpoint: Checkpoint): Record<string, unknown> {
   return {
     name: checkpoint.name,
     path: checkpoint.path,
     format: checkpoint.format,
-    tensors: checkpoint.tensors().map(({ name, dtype, shape, storage }) => ({ name, dtype, shape, ...(storage ? { storage } : {}) })),
+    tensors: checkpoint.tensors().map(({ name, dtype, shape, storage, tiedTo }) => ({ name, dtype, shape, ...(storage ? { storage } : {}), ...(tiedTo ? { tiedTo } : {}) })),
     parameters: countParameters(checkpoint),
     bytes: countBytes(checkpoint),
     metadata: checkpoint.metadata,
+    notes: checkpoint.notes ?? [],
     recipe: readRecipe(checkpoint) ?? null,
   };
 }
@@ -24,7 +25,7 @@ function describe(checkpoint: Checkpoint): Record<string, unknown> {
 export async function runInspect(inputs: string[], rawOptions: unknown): Promise<void> {
   const options = parseOptions(commonOptions, rawOptions);
   const terminal = new Terminal(options);
-  const checkpoints = await openAll(await discoverIngredients(inputs));
+  const checkpoints = await openAll(await discoverIngredients(inputs, discoverOptions(options, terminal)));
   try {
     const problems = findIncompatibilities(checkpoints);
     if (terminal.json) {
@@ -45,7 +46,13 @@ function printHuman(terminal: Terminal, checkpoints: readonly Checkpoint[], prob
     terminal.print(
       `  ${checkpoint.format}, ${checkpoint.tensors().length} tensors, ${formatCount(countParameters(checkpoint))} parameters, ${formatBytes(countBytes(checkpoint))}`,
     );
-    const rows = checkpoint.tensors().map((tensor) => [tensor.name, tensor.dtype, formatShape(tensor.shape), tensor.storage ?? '']);
+    for (const note of checkpoint.notes ?? []) terminal.print(`  ${note}`);
+    const rows = checkpoint.tensors().map((tensor) => [
+      tensor.name,
+      tensor.dtype,
+      formatShape(tensor.shape),
+      tensor.storage ?? (tensor.tiedTo === undefined ? '' : `tied to ${tensor.tiedTo}`),
+    ]);
     for (const line of table([['tensor', 'dtype', 'shape', ''].map((h) => paint.dim(h)), ...rows])) terminal.print(`  ${line.trimEnd()}`);
     const metadata = Object.entries(checkpoint.metadata).filter(([key]) => key !== RECIPE_KEY);
     if (metadata.length > 0) terminal.print(`  metadata: ${metadata.map(([key, value]) => `${key}=${value}`).join(', ')}`);

@@ -85,7 +85,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
         { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
       );
     }
-    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const params: LearnedParams = {
       lr: options.lr,
@@ -122,7 +122,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
     const chosen = checkpoints.map((checkpoint) => checkpoint.name);
     const weights = soup.weightsByTensor();
     const mixer = new Mixer(checkpoints, { signal, onProgress: progress });
-    const written = await writeSoup(checkpoints, output, mixer.producer(soup.coefficients(), false), {
+    const written = await writeSoup(checkpoints, output, mixer.producer(soup.coefficients(), { normalize: false, plan: output.tensors }), {
       strategy: 'learned',
       chosen,
       scores,

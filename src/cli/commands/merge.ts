@@ -57,7 +57,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
   try {
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
-    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype });
+    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype });
     const folder = output.target.kind !== 'safetensors';
     const yaml = mergekitYaml(config);
     const extraFiles = new Map<string, Uint8Array>();

@@ -5,7 +5,7 @@ import { uniformCoefficients } from '../../soup/uniform.js';
 import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape);
 
@@ -13,16 +13,16 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs, { allowFused: options.allowFused });
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
-    const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const names = checkpoints.map((checkpoint) => checkpoint.name);
     const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
     const written = await writeSoup(
       checkpoints,
       output,
-      mixer.producer(uniformCoefficients(checkpoints.length)),
+      mixer.producer(uniformCoefficients(checkpoints.length), { plan: output.tensors }),
       { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype }, command: commandArguments() },
       signal,
     );
