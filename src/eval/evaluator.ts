@@ -46,6 +46,21 @@ export interface Evaluator {
   dispose(): Promise<void>;
 }
 
+/** A loss and its gradients: per float weight of the model (by tensor name), and for the logit scale beta. */
+export interface LossGradients {
+  loss: number;
+  weights: Map<string, Float32Array>;
+  beta: number;
+}
+
+/** An evaluator that can differentiate its loss (TF.js), as the learned soup needs. */
+export interface GradientSource {
+  /** Samples in the data set the gradients are taken on. */
+  readonly samples: number;
+  /** Mean cross-entropy of beta * logits on `samples` (indices into the data set), and its gradients. */
+  lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients>;
+}
+
 /** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
 export function candidateProducer(candidate: CandidateWeights): TensorProducer {
   return async function* (tensor) {
