@@ -41,6 +41,15 @@ describe('soup on PyTorch checkpoints', () => {
     assert.deepEqual(doc.checkpoints[0].tensors[2], { name: 'head.weight', dtype: 'F32', shape: [5, 3], tiedTo: 'embed.weight' });
   });
 
+  it('shows the recipe a soup written as .pt carries in its soup.recipe record', async () => {
+    const file = path.join(dir, 'souped.pt');
+    const recipe = { tool: 'soup', version: '0.1.0', strategy: 'uniform', ingredients: [], chosen: ['a', 'b'] };
+    await writeFile(file, simpleArchive({ extra: [{ name: 'archive/soup.recipe', data: Buffer.from(JSON.stringify(recipe)) }] }));
+    const result = await runSoup(['inspect', file]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^ {2}recipe: uniform soup of a, b \(soup 0\.1\.0\)$/m);
+  });
+
   it('reads the weights under --key NAME', async () => {
     const file = path.join(dir, 'ema.pt');
     const p = new Pickle().proto(2).emptyDict().mark().unicode('ema').emptyDict();

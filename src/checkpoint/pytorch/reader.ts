@@ -17,6 +17,8 @@ const SPAN_FACTOR = 4;
 const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
 /** Elements of a strided view gathered at a time (their storage indices take 8 bytes each). */
 const GATHER_BLOCK = 65536;
+/** Side of the square tiles a matrix view is copied in: two 64 x 64 tiles of doubles fit in L1. */
+const TILE = 64;
 
 const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/';
@@ -63,7 +65,7 @@ export class PytorchFile implements Checkpoint {
   readonly files: readonly string[];
   private readonly byName: Map<string, PytorchTensor>;
   /** The storage extent of the non-contiguous tensor being read, so its chunks do not re-read it. */
-  private cached: { name: string; bytes: Uint8Array } | undefined;
+  private cached: { name: string; bytes: Uint8Array; rowMajor: boolean } | undefined;
   private indices = new Float64Array(0);
 
   private constructor(
@@ -136,6 +138,9 @@ export class PytorchFile implements Checkpoint {
     const size = tensor.elementSize;
     if (tensor.contiguous) {
       await this.reader.readInto(tensor.start + (tensor.ref.offset + start) * size, out);
+    } else if (isMatrixView(tensor)) {
+      const rows = await this.materialize(tensor);
+      out.set(rows.subarray(start * size, (start + count) * size));
     } else {
       for (let done = 0; done < count; done += GATHER_BLOCK) {
         const n = Math.min(GATHER_BLOCK, count - done);
@@ -143,6 +148,25 @@ export class PytorchFile implements Checkpoint {
       }
     }
     if (this.bigEndian && size > 1) swapBytes(out, size);
+  }
+
+  /**
+   * A transposed or sliced matrix in row-major order, built once for all its chunks by copying
+   * tile by tile, so that reads of the source stay in cache (element by element, a transposed read
+   * misses the cache on every element).
+   */
+  private async materialize(tensor: PytorchTensor): Promise<Uint8Array> {
+    if (this.cached?.name === tensor.name && this.cached.rowMajor) return this.cached.bytes;
+    this.cached = undefined;
+    const size = tensor.elementSize;
+    const source = await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size);
+    const out = new Uint8Array(tensor.storedBytes);
+    const [rows, cols] = tensor.shape as [number, number];
+    const unit = size % 4 === 0 ? 4 : size % 2 === 0 ? 2 : 1;
+    const per = size / unit;
+    copyTiles(wordView(source, unit), wordView(out, unit), rows, cols, tensor.ref.stride[0]! * per, tensor.ref.stride[1]! * per, (tensor.ref.offset - tensor.first) * per, per);
+    this.cached = { name: tensor.name, bytes: out, rowMajor: true };
+    return out;
   }
 
   /** A block of a strided view: its storage indices first, then the elements they point at. */
@@ -158,9 +182,9 @@ export class PytorchFile implements Checkpoint {
       origin = lowest;
     } else {
       // A transposed block touches the whole storage: read the view's extent once for all its chunks.
-      if (this.cached?.name !== tensor.name) {
+      if (this.cached?.name !== tensor.name || this.cached.rowMajor) {
         this.cached = undefined;
-        this.cached = { name: tensor.name, bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size) };
+        this.cached = { name: tensor.name, bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size), rowMajor: false };
       }
       source = this.cached.bytes;
       origin = tensor.first;
@@ -173,6 +197,37 @@ export class PytorchFile implements Checkpoint {
     if (tensor === undefined) throw new InputError(this.path, 'no such tensor', { tensor: name });
     return tensor;
   }
+}
+
+/** Bytes seen as 1-, 2- or 4-byte words, to copy elements a word at a time. */
+function wordView(bytes: Uint8Array, unit: number): Uint8Array | Uint16Array | Uint32Array {
+  if (unit === 4) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+  if (unit === 2) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+  return bytes;
+}
+
+/** to[r][c] = from[origin + r * rowStride + c * colStride], in square tiles; each element is `per` words. */
+function copyTiles(from: ArrayLike<number>, to: { [index: number]: number }, rows: number, cols: number, rowStride: number, colStride: number, origin: number, per: number): void {
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        let at = origin + r * rowStride + c0 * colStride;
+        let into = (r * cols + c0) * per;
+        if (per === 1) {
+          for (let c = c0; c < c1; c++, at += colStride) to[into++] = from[at]!;
+        } else {
+          for (let c = c0; c < c1; c++, at += colStride) for (let w = 0; w < per; w++) to[into++] = from[at + w]!;
+        }
+      }
+    }
+  }
+}
+
+/** A strided 2-D view no larger than the storage span it reads: materialized whole, tile by tile. */
+function isMatrixView(tensor: PytorchTensor): boolean {
+  return tensor.shape.length === 2 && tensor.storedBytes > 0 && tensor.storedBytes <= (tensor.last - tensor.first + 1) * tensor.elementSize;
 }
 
 /** The storage index of each element [start, start + count) of a strided view, and their range. */
@@ -219,12 +274,8 @@ function storageIndices(shape: readonly number[], stride: readonly number[], off
 function copyElements(source: Uint8Array, origin: number, indices: Float64Array, count: number, size: number, out: Uint8Array): void {
   let unit = size % 4 === 0 ? 4 : size % 2 === 0 ? 2 : 1;
   if (source.byteOffset % unit !== 0 || out.byteOffset % unit !== 0) unit = 1;
-  const words = (bytes: Uint8Array): Uint8Array | Uint16Array | Uint32Array =>
-    unit === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2)
-    : unit === 2 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
-    : bytes;
-  const from = words(source);
-  const to = words(out);
+  const from = wordView(source, unit);
+  const to = wordView(out, unit);
   const per = size / unit;
   if (per === 1) {
     for (let i = 0; i < count; i++) to[i] = from[indices[i]! - origin]!;

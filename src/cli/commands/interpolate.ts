@@ -9,7 +9,7 @@ import { writeReport } from '../../report/output.js';
 import { Terminal } from '../../report/terminal.js';
 import { isBarrier, largestDip, scoreInterpolation } from '../../soup/interpolate.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
   steps: z.coerce.number().int().min(2, 'must be at least 2 (the two end points)').max(1001).default(11),
@@ -22,7 +22,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
   const started = performance.now();
   const ingredients = [];
   for (const input of [first, second]) {
-    const found = await discoverIngredients([input]);
+    const found = await discoverIngredients([input], discoverOptions(options, terminal));
     if (found.length !== 1) throw new UsageError(`${input} holds ${found.length} checkpoints; soup interpolate goes from one checkpoint to another`);
     ingredients.push(found[0]!);
   }

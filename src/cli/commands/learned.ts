@@ -13,7 +13,7 @@ import { LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, trainLearnedSoup, ty
 import { Mixer } from '../../soup/mix.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 /** "8G", "512MB", "1.5GiB", "1000000": a size in bytes (k, M, G, T as powers of 1024). */
 const sizeOption = z.string().transform((text, context): number => {
@@ -72,7 +72,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const checkpoints = await openIngredients(inputs);
+  const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
     const reference = checkpoints[0]!;
     checkTrainable(options, reference);

@@ -302,6 +302,20 @@ describe('PyTorch reader on archives built byte by byte', () => {
     await checkpoint.close();
   });
 
+  it('gathers a permuted 3-D view in chunks of any size', async () => {
+    const values = Array.from({ length: 24 }, (_, i) => i);
+    const checkpoint = await open('permuted.pt', torchArchive([{ name: 'p', key: '0', numel: 24, shape: [2, 3, 4], stride: [1, 2, 6] }], { '0': f32Bytes(values) }));
+    const want: number[] = [];
+    for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) want.push(a + 2 * b + 6 * c);
+    for (const chunk of [1, 5, 24]) {
+      const got: number[] = [];
+      for (let start = 0; start < 24; start += chunk) got.push(...(await checkpoint.readFloatRange('p', start, Math.min(chunk, 24 - start))));
+      assert.deepEqual(got, want, `chunks of ${chunk}`);
+    }
+    assert.deepEqual([...(await checkpoint.readFloats('p'))], want);
+    await checkpoint.close();
+  });
+
   it('gathers a large transposed view chunk by chunk from one read of its storage', async () => {
     const [rows, cols] = [300, 200];
     const values = Array.from({ length: rows * cols }, (_, i) => i);
