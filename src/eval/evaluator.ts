@@ -50,3 +50,17 @@ export interface GradientSource {
   /** Mean cross-entropy of beta * logits on `samples` (indices into the data set), and its gradients. */
   lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients>;
 }
+
+/**
+ * An evaluator that remembers scores (the score journal): the worker pool asks it before measuring,
+ * and tells it what the workers measured.
+ */
+export interface ScoreMemory {
+  recall(candidate: CandidateWeights, bound?: ScoreBound): Evaluation | undefined;
+  record(candidate: CandidateWeights, label: string, evaluation: Evaluation, seconds: number): Promise<void>;
+}
+
+export function remembersScores(evaluator: Evaluator): evaluator is Evaluator & ScoreMemory {
+  const memory = evaluator as Evaluator & Partial<ScoreMemory>;
+  return typeof memory.recall === 'function' && typeof memory.record === 'function';
+}

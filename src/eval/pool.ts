@@ -4,8 +4,7 @@ import type { Ingredient } from '../checkpoint/discover.js';
 import { SoupError, throwIfAborted, type ExitCode } from '../errors.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { ingredientWeights } from '../soup/candidate.js';
-import { JournaledEvaluator } from '../soup/score-cache.js';
-import type { Evaluation, Evaluator } from './evaluator.js';
+import { remembersScores, type Evaluation, type Evaluator } from './evaluator.js';
 import type { DatasetSource } from '../data/dataset.js';
 import type { TfjsEvaluatorOptions } from './tfjs.js';
 
@@ -166,7 +165,7 @@ export async function scoreIngredients(
   parallel: TfjsEvaluatorOptions | undefined,
   options: ScoreAllOptions,
 ): Promise<{ scores: number[]; samples: number; jobs: number }> {
-  if (!(evaluator instanceof JournaledEvaluator)) return scoreEvery(checkpoints, evaluator, parallel, options);
+  if (!remembersScores(evaluator)) return scoreEvery(checkpoints, evaluator, parallel, options);
   // Scores in the journal are taken as they are; only the others are measured (on workers too).
   const known = checkpoints.map((checkpoint) => evaluator.recall(ingredientWeights(checkpoint, options.allowNonFinite)));
   const todo = checkpoints.map((_, k) => k).filter((k) => known[k] === undefined);
@@ -216,7 +215,7 @@ async function scoreEvery(
       scores[i + 1] = evaluation.metrics[options.metric]!;
       samples += evaluation.scored ?? evaluation.n ?? 0;
     });
-    if (evaluator instanceof JournaledEvaluator) {
+    if (remembersScores(evaluator)) {
       const seconds = ((performance.now() - parallelStarted) / 1000) * (jobs / rest);
       for (const [i, evaluation] of evaluations.entries()) {
         const checkpoint = checkpoints[i + 1]!;

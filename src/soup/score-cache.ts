@@ -3,7 +3,7 @@ import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { checkpointHashes } from '../checkpoint/hash.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { InputError, OutputError, describeFsError } from '../errors.js';
-import type { CandidateWeights, Evaluation, Evaluator, ScoreBound } from '../eval/evaluator.js';
+import type { CandidateWeights, Evaluation, Evaluator, ScoreBound, ScoreMemory } from '../eval/evaluator.js';
 
 /**
  * The score cache: a journal of every evaluation, one JSON line each, appended and flushed as each
@@ -170,7 +170,7 @@ function parseEntry(line: string): JournalEntry | undefined {
  * An evaluator that answers from the journal what it has scored before, and journals every new
  * score. Candidates without a recipe (`parts`) go straight to the evaluator.
  */
-export class JournaledEvaluator implements Evaluator {
+export class JournaledEvaluator implements Evaluator, ScoreMemory {
   /** Evaluations answered from the journal in this run. */
   hits = 0;
   readonly concurrent: boolean;

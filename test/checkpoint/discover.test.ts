@@ -65,7 +65,7 @@ describe('discoverIngredients', () => {
   it('refuses a file that is not a checkpoint', async () => {
     await writeFile(path.join(dir, 'weights.h5'), 'x');
     await assert.rejects(discoverIngredients([path.join(dir, 'weights.h5')]), {
-      message: `${path.join(dir, 'weights.h5')}: not a checkpoint (expected a .safetensors, .pt, .pth, .bin or .ckpt file, model.json or a shard index)`,
+      message: `${path.join(dir, 'weights.h5')}: not a checkpoint (expected a .safetensors, .onnx, .pt, .pth, .bin or .ckpt file, model.json or a shard index)`,
     });
   });
 });

@@ -176,11 +176,11 @@ describe('PyTorch ingredients to PyTorch soups', () => {
     const singleRun = await runSoup(['uniform', await twoCopies('hf-single', 'hf-single'), '-o', single, '--json']);
     assert.equal(singleRun.code, 0, singleRun.stderr);
     assert.equal(JSON.parse(singleRun.stdout).format, 'pytorch-folder');
-    assert.deepEqual(await readdir(single), ['pytorch_model.bin']);
+    assert.deepEqual(await readdir(single), ['README.md', 'config.json', 'pytorch_model.bin'], 'a model folder gets its config and a model card');
     const shardedRun = await runSoup(['uniform', await twoCopies('hf-sharded', 'hf-sharded'), '-o', sharded, '--json']);
     assert.equal(shardedRun.code, 0, shardedRun.stderr);
     assert.equal(JSON.parse(shardedRun.stdout).format, 'pytorch-sharded');
-    assert.deepEqual(await readdir(sharded), ['pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
+    assert.deepEqual(await readdir(sharded), ['README.md', 'pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
     const index = JSON.parse(readFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), 'utf8'));
     assert.deepEqual(index, JSON.parse(readFileSync(path.join(fixtures, 'hf-sharded', 'pytorch_model.bin.index.json'), 'utf8')));
     const [whole, first, second] = await loadWithTorch(
