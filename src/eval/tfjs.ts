@@ -2,23 +2,38 @@
  * The only module that loads TensorFlow.js. It builds a LayersModel once from a topology, then
  * scores candidates by swapping their weights into it; commands that never evaluate never load it.
  */
-import type * as TF from '@tensorflow/tfjs';
+import type * as Core from '@tensorflow/tfjs-core';
+import type * as Layers from '@tensorflow/tfjs-layers';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
+import { registerChainedOps } from './chained-ops.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
 import type { CandidateWeights, Evaluation, Evaluator, ScoreBound } from './evaluator.js';
 import { METRIC_NAMES, MetricAccumulator, improves, type MetricName, type Metrics } from './metrics.js';
 
-type Tf = typeof TF;
+/**
+ * The parts of TF.js used here, from its split packages: the @tensorflow/tfjs umbrella would also
+ * install the webgl backend, the converter and tfjs-data (about 190 MB), none of which run here.
+ */
+type Tf = typeof Core & Pick<typeof Layers, 'loadLayersModel'>;
+declare namespace TF {
+  type Tensor = Core.Tensor;
+  type LayersModel = Layers.LayersModel;
+}
 
 let loaded: Promise<Tf> | undefined;
 
 async function loadTf(): Promise<Tf> {
-  loaded ??= import('@tensorflow/tfjs').then((tf) => {
+  loaded ??= (async () => {
+    const core = await import('@tensorflow/tfjs-core');
+    const layers = await import('@tensorflow/tfjs-layers');
+    // Registers the cpu backend, the fallback when neither tfjs-node nor wasm loads.
+    await import('@tensorflow/tfjs-backend-cpu');
     // PROD silences TF.js's console hints (the cpu backend's "install tfjs-node" banner included).
-    tf.env().set('PROD', true);
-    return tf;
-  });
+    core.env().set('PROD', true);
+    registerChainedOps(core);
+    return { ...core, loadLayersModel: layers.loadLayersModel };
+  })();
   return loaded;
 }
 
