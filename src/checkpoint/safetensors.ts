@@ -202,10 +202,16 @@ export class SafetensorsFile implements Checkpoint {
   async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
     const tensor = this.lookup(name);
     if (!isFloatDType(tensor.dtype)) throw new InputError(this.path, `is ${tensor.dtype}, not a float tensor`, { tensor: name });
-    const size = dtypeSize(tensor.dtype);
-    const bytes = scratch === undefined ? new Uint8Array(count * size) : scratch.bytes.subarray(0, count * size);
-    if (count > 0) await this.reader.readInto(this.header.dataStart + tensor.begin + start * size, bytes);
+    const bytes = await this.readStoredRange(name, start, count, scratch?.bytes ?? new Uint8Array(count * dtypeSize(tensor.dtype)));
     return decodeFloats(bytes, tensor.dtype, scratch?.floats);
+  }
+
+  async readStoredRange(name: string, start: number, count: number, into: Uint8Array): Promise<Uint8Array> {
+    const tensor = this.lookup(name);
+    const size = dtypeSize(tensor.dtype);
+    const bytes = into.subarray(0, count * size);
+    if (count > 0) await this.reader.readInto(this.header.dataStart + tensor.begin + start * size, bytes);
+    return bytes;
   }
 
   async close(): Promise<void> {

@@ -102,6 +102,10 @@ export class ShardedSafetensors implements Checkpoint {
     return (await this.select(name)).readFloatRange(name, start, count, scratch);
   }
 
+  async readStoredRange(name: string, start: number, count: number, into: Uint8Array): Promise<Uint8Array> {
+    return (await this.select(name)).readStoredRange(name, start, count, into);
+  }
+
   async close(): Promise<void> {
     this.current = undefined;
     await Promise.all(this.shards.map((shard) => shard.close()));

@@ -43,6 +43,12 @@ export interface Checkpoint {
   readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array>;
   /** Values exactly as `dtype` stores them, little-endian: for tensors that are copied, not averaged. */
   readBytes(name: string): Promise<Uint8Array>;
+  /**
+   * Elements [start, start + count) of a tensor exactly as `dtype` stores them, into the front of
+   * `into`: lets the SIMD kernel widen half-precision values itself. Absent where stored bytes are
+   * not the values (quantized TF.js weights); readFloatRange serves those.
+   */
+  readStoredRange?(name: string, start: number, count: number, into: Uint8Array): Promise<Uint8Array>;
   /** Which shard file (by name) holds each tensor, for sharded checkpoints, so a writer can keep the layout. */
   shardLayout?(): Map<string, string>;
   close(): Promise<void>;

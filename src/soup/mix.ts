@@ -1,10 +1,10 @@
-import { dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
+import { decodeFloats, dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite } from './average.js';
-import { WasmKernel } from './wasm-kernel.js';
+import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite, sumBlock } from './average.js';
+import { WasmKernel, type KernelArray, type KernelDType } from './wasm-kernel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -82,39 +82,60 @@ export class Mixer {
     const scratch = this.buffers();
     const out = this.output(dtype);
 
+    const kernelDtypes = this.kernelDtypes(active, tensor.name, equal, dtype);
     const inputs: (Float32Array | Float64Array)[] = [];
+    const stored: KernelArray[] = [];
     for (let start = 0; start < total; start += this.chunk) {
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
       for (const [j, k] of active.entries()) {
-        inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
+        const checkpoint = this.checkpoints[k]!;
+        if (kernelDtypes === undefined) inputs[j] = await checkpoint.readFloatRange(tensor.name, start, count, scratch[j]);
+        else stored[j] = { address: (await checkpoint.readStoredRange!(tensor.name, start, count, scratch[j]!.bytes)).byteOffset, dtype: kernelDtypes[j]! };
         this.advance(k, tensor.name, count, total);
       }
-      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      const finite =
+        kernelDtypes === undefined
+          ? combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums)
+          : this.combineInKernel(stored, divisor, out, count);
       if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
   }
 
   /**
-   * Means of one chunk: float32 inputs with equal weights into float32 output run in the SIMD kernel
-   * (the common case); anything else, and an odd last element, in the JS kernel. Both compute the
-   * same bits. Returns false if any mean is NaN or infinite.
+   * The stored dtype of each input when the SIMD kernel computes this tensor's mean: equal weights,
+   * float32 or half inputs read as stored, and a float32 or half output (the common case). Otherwise
+   * undefined, and the JS kernel runs; both compute the same bits.
    */
-  private combine(
-    inputs: readonly (Float32Array | Float64Array)[],
-    weights: readonly number[] | undefined,
-    divisor: number,
-    out: ChunkOutput,
-    count: number,
-  ): boolean {
-    const kernel = this.kernel;
-    if (kernel && weights === undefined && out.f32 !== undefined && inputs.every((values) => kernel.owns(values))) {
-      const even = count - (count % 2);
-      const finite = kernel.combine(inputs as Float32Array[], divisor, out.f32, even);
-      return combineRange(inputs, weights, divisor, out, even, count, this.sums) && finite;
+  private kernelDtypes(active: readonly number[], name: string, equal: boolean, dtype: FloatDType): KernelDType[] | undefined {
+    if (!equal || dtype === 'F64') return undefined;
+    this.memory();
+    if (!this.kernel) return undefined;
+    const dtypes: KernelDType[] = [];
+    for (const k of active) {
+      const stored = this.infos[k]!.get(name)?.dtype;
+      if (this.checkpoints[k]!.readStoredRange === undefined || (stored !== 'F32' && stored !== 'F16' && stored !== 'BF16')) return undefined;
+      dtypes.push(stored);
     }
-    return combineRange(inputs, weights, divisor, out, 0, count, this.sums);
+    return dtypes;
+  }
+
+  /** Means of one chunk in the SIMD kernel; an odd last element in the JS kernel. False if any is NaN or infinite. */
+  private combineInKernel(inputs: readonly KernelArray[], divisor: number, out: ChunkOutput, count: number): boolean {
+    const kernel = this.kernel!;
+    const even = count - (count % 2);
+    const outDtype = out.dtype as KernelDType;
+    let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: outDtype }, even);
+    if (even < count) {
+      const last = inputs.map(({ address, dtype }) => {
+        const size = dtype === 'F32' ? 4 : 2;
+        return decodeFloats(new Uint8Array(kernel.memory.buffer, address + even * size, size), dtype);
+      });
+      sumBlock(this.sums, last, undefined, 0, 1);
+      finite = out.write(this.sums, 1, even, divisor) && finite;
+    }
+    return finite;
   }
 
   /**
@@ -166,7 +187,9 @@ export class Mixer {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
-      this.kernel = WasmKernel.create(reads + this.chunk * 8 + 16) ?? null;
+      // The kernel's own float32 blocks for widening half inputs: one per ingredient.
+      const widened = this.checkpoints.length * BLOCK * 4;
+      this.kernel = WasmKernel.create(reads + this.chunk * 8 + 16 + widened) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
