@@ -53,16 +53,18 @@
         (v128.store (local.get $o) (local.get $v))
         (br_if $next (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 2))) (local.get $n))))))
 
-  ;; out = float32(sums / divisor); returns 1 if any quotient is NaN or infinite (v - v != 0). A NaN
+  ;; Where $exact is set the divisor is a power of two and the quotient is taken as a product with its
+;; reciprocal: the same correctly rounded value of the same real number, at a fraction of a division's cost.
+;; out = float32(sums / divisor); returns 1 if any quotient is NaN or infinite (v - v != 0). A NaN
 ;; quotient is stored as the positive quiet NaN, as average.ts stores it: which NaN an addition of two
 ;; NaNs passes on depends on operand order, which V8 may swap, so only a canonical NaN is reproducible.
-  (func (export "finish") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (result i32)
+  (func (export "finish") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (param $exact i32) (result i32)
     (local $i i32) (local $v v128) (local $d v128) (local $bad v128)
-    (local.set $d (f64x2.splat (local.get $divisor)))
+    (local.set $d (f64x2.splat (if (result f64) (local.get $exact) (then (f64.div (f64.const 1) (local.get $divisor))) (else (local.get $divisor)))))
     (block $done
       (br_if $done (i32.eqz (local.get $n)))
       (loop $next
-        (local.set $v (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))
+        (local.set $v (if (result v128) (local.get $exact) (then (f64x2.mul (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))) (else (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))))
         (local.set $bad (v128.or (local.get $bad) (f64x2.ne (f64x2.sub (local.get $v) (local.get $v)) (f64x2.splat (f64.const 0)))))
         (local.set $v (v128.bitselect (v128.const i64x2 0x7ff8000000000000 0x7ff8000000000000) (local.get $v) (f64x2.ne (local.get $v) (local.get $v))))
         (v128.store64_lane 0 (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))) (f32x4.demote_f64x2_zero (local.get $v)))
@@ -109,15 +111,15 @@
 
   ;; out = bfloat16(float32(sums / divisor)), four per step (up to 2 past an n of 4k + 2, which the
   ;; caller's next block overwrites); returns 1 if any quotient is NaN or infinite, as finish does.
-  (func (export "finish_bf16") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (result i32)
+  (func (export "finish_bf16") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (param $exact i32) (result i32)
     (local $i i32) (local $v v128) (local $w v128) (local $d v128) (local $bad v128) (local $x v128)
-    (local.set $d (f64x2.splat (local.get $divisor)))
+    (local.set $d (f64x2.splat (if (result f64) (local.get $exact) (then (f64.div (f64.const 1) (local.get $divisor))) (else (local.get $divisor)))))
     (block $done
       (br_if $done (i32.eqz (local.get $n)))
       (loop $next
-        (local.set $v (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))
+        (local.set $v (if (result v128) (local.get $exact) (then (f64x2.mul (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))) (else (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))))
         (local.set $w (select (result v128)
-          (f64x2.div (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))
+          (if (result v128) (local.get $exact) (then (f64x2.mul (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))) (else (f64x2.div (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))))
           (v128.const i64x2 0 0)
           (i32.lt_u (i32.add (local.get $i) (i32.const 2)) (local.get $n))))
         (local.set $bad (v128.or (local.get $bad) (v128.or
@@ -141,15 +143,15 @@
   ;; out = IEEE half(float32(sums / divisor)), four per step like finish_bf16, rounded as f32ToF16Bits:
   ;; normals by integer rounding of the low 13 bits, subnormals by a float addition of 0.5 (which
   ;; rounds at 2^-24), overflow to infinity, NaN as 0x7e00, the sign kept throughout.
-  (func (export "finish_f16") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (result i32)
+  (func (export "finish_f16") (param $s i32) (param $out i32) (param $n i32) (param $divisor f64) (param $exact i32) (result i32)
     (local $i i32) (local $v v128) (local $w v128) (local $d v128) (local $bad v128) (local $x v128) (local $a v128) (local $r v128)
-    (local.set $d (f64x2.splat (local.get $divisor)))
+    (local.set $d (f64x2.splat (if (result f64) (local.get $exact) (then (f64.div (f64.const 1) (local.get $divisor))) (else (local.get $divisor)))))
     (block $done
       (br_if $done (i32.eqz (local.get $n)))
       (loop $next
-        (local.set $v (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))
+        (local.set $v (if (result v128) (local.get $exact) (then (f64x2.mul (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))) (else (f64x2.div (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d)))))
         (local.set $w (select (result v128)
-          (f64x2.div (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))
+          (if (result v128) (local.get $exact) (then (f64x2.mul (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))) (else (f64x2.div (v128.load offset=16 (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))) (local.get $d))))
           (v128.const i64x2 0 0)
           (i32.lt_u (i32.add (local.get $i) (i32.const 2)) (local.get $n))))
         (local.set $bad (v128.or (local.get $bad) (v128.or

@@ -18,9 +18,9 @@ type Exports = {
   add4(s: number, a: number, b: number, c: number, d: number, n: number, first: number): void;
   add2(s: number, a: number, b: number, n: number, first: number): void;
   add1(s: number, a: number, n: number, first: number): void;
-  finish(s: number, out: number, n: number, divisor: number): number;
-  finish_bf16(s: number, out: number, n: number, divisor: number): number;
-  finish_f16(s: number, out: number, n: number, divisor: number): number;
+  finish(s: number, out: number, n: number, divisor: number, exact: number): number;
+  finish_bf16(s: number, out: number, n: number, divisor: number, exact: number): number;
+  finish_f16(s: number, out: number, n: number, divisor: number, exact: number): number;
   widen_bf16(src: number, dst: number, n: number): void;
   widen_f16(src: number, dst: number, n: number): void;
 };
@@ -94,6 +94,8 @@ export class WasmKernel {
   combine(inputs: readonly KernelArray[], divisor: number, out: KernelArray, count: number): boolean {
     const k = this.kernel;
     const at: number[] = [];
+    // x / 2^k and x * 2^-k are the same correctly rounded number; other divisors need the division.
+    const exact = Number.isInteger(divisor) && divisor > 0 && (divisor & (divisor - 1)) === 0 ? 1 : 0;
     let bad = 0;
     for (let base = 0; base < count; base += BLOCK) {
       const size = Math.min(BLOCK, count - base);
@@ -111,7 +113,8 @@ export class WasmKernel {
       for (; i + 2 <= inputs.length; i += 2) k.add2(this.sums, at[i]!, at[i + 1]!, size, i === 0 ? 1 : 0);
       for (; i < inputs.length; i++) k.add1(this.sums, at[i]!, size, i === 0 ? 1 : 0);
       const to = out.address + base * SIZES[out.dtype];
-      bad |= out.dtype === 'F32' ? k.finish(this.sums, to, size, divisor) : out.dtype === 'BF16' ? k.finish_bf16(this.sums, to, size, divisor) : k.finish_f16(this.sums, to, size, divisor);
+      const finish = out.dtype === 'F32' ? k.finish : out.dtype === 'BF16' ? k.finish_bf16 : k.finish_f16;
+      bad |= finish(this.sums, to, size, divisor, exact);
     }
     return bad === 0;
   }
