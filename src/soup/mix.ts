@@ -27,9 +27,10 @@ const READ_BUDGET_BYTES = 12 * 1024 * 1024;
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
  * that range from every ingredient into preallocated buffers, then adds all inputs block by block
  * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
- * Reads and writes are synchronous (see RangeReader.readInto): on these page-cache speeds, one
- * thread doing all of it beat handing reads and writes to libuv's threads. Memory holds one chunk
- * per ingredient and one of output, whatever the size of the tensors.
+ * Reads are synchronous (see RangeReader.readInto): on these page-cache speeds, one thread doing
+ * them beat handing them to libuv's threads. Writes of fresh pages cost as much as the arithmetic, so
+ * the output alternates between two buffers and the writer writes one while the next is computed.
+ * Memory holds one chunk per ingredient and two of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -44,8 +45,9 @@ export class Mixer {
   /** Read buffers, one per ingredient; allocated on first use. */
   private scratch: ChunkScratch[] | undefined;
   private readonly sums = new Float64Array(BLOCK);
-  /** The output chunk; the writer writes it before asking for the next. */
-  private outBuffer: Uint8Array | undefined;
+  /** Two output chunks in turn, so the writer can write one while the next is computed. */
+  private outBuffers: Uint8Array[] | undefined;
+  private turn = 0;
   /** The WebAssembly SIMD kernel, whose memory holds all the buffers above; undefined where unavailable. */
   private kernel: WasmKernel | undefined | null;
 
@@ -80,7 +82,7 @@ export class Mixer {
     const divisor = equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
-    const out = this.output(dtype);
+    const outputs = this.outputs(dtype);
 
     const kernelDtypes = this.kernelDtypes(active, tensor.name, equal, dtype);
     const inputs: (Float32Array | Float64Array)[] = [];
@@ -88,6 +90,7 @@ export class Mixer {
     for (let start = 0; start < total; start += this.chunk) {
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
+      const out = outputs[this.turn++ % 2]!;
       for (const [j, k] of active.entries()) {
         const checkpoint = this.checkpoints[k]!;
         if (kernelDtypes === undefined) inputs[j] = await checkpoint.readFloatRange(tensor.name, start, count, scratch[j]);
@@ -175,11 +178,13 @@ export class Mixer {
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
     const mixer = this;
-    return async function* (output: OutputTensor) {
+    const produce = async function* (output: OutputTensor) {
       const tensor = byName.get(output.name)!;
       if (isFloatDType(output.dtype)) yield* mixer.stream(tensor, coefficients, output.dtype);
       else yield await mixer.copy(tensor, coefficients);
     };
+    // Chunks come from two output buffers in turn; copied tensors are fresh buffers.
+    return Object.assign(produce, { alternatesBuffers: true });
   }
 
   /** Read and output buffers, in the SIMD kernel's memory when it is available. */
@@ -189,7 +194,7 @@ export class Mixer {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
       // The kernel's own float32 blocks for widening half inputs: one per ingredient.
       const widened = this.checkpoints.length * BLOCK * 4;
-      this.kernel = WasmKernel.create(reads + this.chunk * 8 + 16 + widened) ?? null;
+      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + widened) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
@@ -208,9 +213,12 @@ export class Mixer {
     return this.scratch;
   }
 
-  private output(dtype: FloatDType): ChunkOutput {
-    this.outBuffer ??= this.memory()(this.chunk * 8);
-    return new ChunkOutput(this.outBuffer, dtype);
+  private outputs(dtype: FloatDType): ChunkOutput[] {
+    if (this.outBuffers === undefined) {
+      const allocate = this.memory();
+      this.outBuffers = [allocate(this.chunk * 8), allocate(this.chunk * 8)];
+    }
+    return this.outBuffers.map((buffer) => new ChunkOutput(buffer, dtype));
   }
 
   private advance(ingredient: number, name: string, elements?: number, total?: number): void {
