@@ -23,33 +23,13 @@ import type * as Layers from '@tensorflow/tfjs-layers';
 import { zipSync } from 'fflate';
 import { encodeIdxU8, parseIdx } from '../src/data/idx.js';
 import { encodeNpy } from '../src/data/npy.js';
+import { seededRandom as rng, shuffledIndices as permutation } from '../src/random.js';
 
 const SOURCE = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const OUT = path.resolve(process.argv[2] ?? 'fixtures');
 const PIXELS = 784;
 const CLASSES = 10;
 const SCALE = 1 / 255;
-
-/** mulberry32: a tiny seeded PRNG, so the fixtures do not depend on Math.random. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function permutation(n: number, random: () => number): Int32Array {
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
-}
 
 interface Split {
   x: Uint8Array;

@@ -5,8 +5,11 @@
 export type ProgressEvent =
   /** Weight bytes read so far out of the total this job will read. */
   | { kind: 'read'; bytes: number; total: number }
-  /** Candidates scored so far out of the total the job will score; `candidate` is being scored. */
-  | { kind: 'score'; done: number; total: number; candidate: string }
+  /**
+   * Candidates scored so far out of the total the job will score; `candidate` is being scored.
+   * `running` evaluations are under way (several with --jobs), `secondsEach` is the mean time of one.
+   */
+  | { kind: 'score'; done: number; total: number; candidate: string; running?: number; secondsEach?: number }
   /** Something the user should know that does not stop the job. */
   | { kind: 'warning'; message: string };
 

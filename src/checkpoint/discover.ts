@@ -4,6 +4,7 @@ import { InputError, UsageError, describeFsError } from '../errors.js';
 import { SafetensorsFile } from './safetensors.js';
 import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { MODEL_JSON, TfjsCheckpoint } from './tfjs.js';
+import { compareNatural } from '../natural-order.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 
 export interface Ingredient {
@@ -47,7 +48,8 @@ async function listFolder(folder: string): Promise<Set<string>> {
 
 /**
  * Turns what the user typed (checkpoint files, checkpoint folders, folders of checkpoints) into
- * ingredients sorted by name, so every run processes them in the same order.
+ * ingredients in natural name order (checkpoint-500 before checkpoint-1000), so every run processes
+ * them in the same order.
  */
 export async function discoverIngredients(inputs: readonly string[]): Promise<Ingredient[]> {
   if (inputs.length === 0) throw new UsageError('no checkpoints given');
@@ -59,7 +61,7 @@ export async function discoverIngredients(inputs: readonly string[]): Promise<In
       continue;
     }
     const inside: Ingredient[] = [];
-    for (const entry of [...(await listFolder(input))].sort()) {
+    for (const entry of [...(await listFolder(input))].sort(compareNatural)) {
       if (entry.startsWith('.')) continue;
       const child = path.join(input, entry);
       const info = await stat(child).catch(() => undefined);
@@ -78,7 +80,7 @@ export async function discoverIngredients(inputs: readonly string[]): Promise<In
     }
     found.push(...inside);
   }
-  found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  found.sort((a, b) => compareNatural(a.name, b.name));
   for (let i = 1; i < found.length; i++) {
     const [previous, current] = [found[i - 1]!, found[i]!];
     if (previous.name === current.name) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OutputError, UsageError, describeFsError } from '../errors.js';
 import { isFloatDType, type FloatDType } from './dtype.js';
@@ -59,6 +59,13 @@ export function fixedMetadata(metadata: Record<string, string>): MetadataSource 
   return { placeholder: metadata, resolve: async () => metadata };
 }
 
+/**
+ * Files a folder output holds beside the weights (config, tokenizer, model card), by name: bytes, the
+ * path of a file to copy, or bytes made once the weights are written (when they depend on the final
+ * metadata).
+ */
+export type ExtraFiles = ReadonlyMap<string, Uint8Array | string | (() => Promise<Uint8Array>)>;
+
 export interface WriteResult {
   path: string;
   files: string[];
@@ -75,10 +82,13 @@ export async function writeCheckpoint(
   tensors: readonly OutputTensor[],
   metadata: MetadataSource,
   produce: TensorProducer,
+  extraFiles: ExtraFiles = new Map(),
 ): Promise<WriteResult> {
   const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     const files = await writeTo(temp, target, tensors, metadata, produce);
+    // Inside the temporary folder, so the rename below publishes weights and companions at once.
+    if (extraFiles.size > 0) files.push(...(await writeExtraFiles(temp, files, extraFiles)));
     await replaceOutput(temp, target.path);
     const bytes = (await Promise.all(files.map(async (file) => (await stat(path.join(target.path, file))).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: files.map((file) => path.join(target.path, file)), bytes };
@@ -130,6 +140,22 @@ async function writeTo(
   }
 }
 
+async function writeExtraFiles(folder: string, written: readonly string[], extraFiles: ExtraFiles): Promise<string[]> {
+  if (written.includes('')) throw new Error('internal: extra files need a folder output');
+  for (const [name, content] of extraFiles) {
+    if (written.includes(name) || path.basename(name) !== name) throw new Error(`internal: extra file ${name} would replace a weights file or leave the folder`);
+    const file = path.join(folder, name);
+    if (typeof content === 'string') {
+      await copyFile(content, file).catch((error: unknown) => {
+        throw new OutputError(file, `cannot copy ${content}: ${describeFsError(error)}`, { cause: error });
+      });
+    } else {
+      await writeSmallFile(file, content instanceof Uint8Array ? content : await content());
+    }
+  }
+  return [...extraFiles.keys()];
+}
+
 async function writeSafetensorsFile(
   file: string,
   tensors: readonly OutputTensor[],
@@ -147,10 +173,10 @@ async function writeSafetensorsFile(
   }
 }
 
-async function writeSmallFile(file: string, text: string): Promise<void> {
+async function writeSmallFile(file: string, content: string | Uint8Array): Promise<void> {
   const handle = await openForWrite(file);
   try {
-    await writeAll(handle, file, new TextEncoder().encode(text));
+    await writeAll(handle, file, typeof content === 'string' ? new TextEncoder().encode(content) : content);
   } finally {
     await handle.close();
   }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { readModelJson, TfjsCheckpoint, MODEL_JSON } from '../checkpoint/tfjs.js';
@@ -22,6 +24,7 @@ export const evaluationOptions = z.object({
   jobs: z.coerce.number().int().positive().optional(),
   scale: z.coerce.number().finite().optional(),
   offset: z.coerce.number().finite().optional(),
+  workDir: z.string().min(1).optional(),
 });
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
@@ -50,7 +53,8 @@ export async function createEvaluator(options: EvaluationOptions, reference: Che
         hint: 'put {data} where the data set path goes, or leave out --val and --test',
       });
     }
-    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data });
+    if (options.workDir !== undefined) await checkWorkDir(options.workDir);
+    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
     return { evaluator, backend: 'command' };
   }
   if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js models) or --eval-cmd CMD (any framework)');
@@ -69,6 +73,12 @@ export async function createEvaluator(options: EvaluationOptions, reference: Che
     throw error;
   }
   return { evaluator, dataset, tfjs, backend: evaluator.backend };
+}
+
+async function checkWorkDir(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (info === undefined) throw new UsageError(`--work-dir ${dir} does not exist`, { hint: 'create it, on storage that the evaluation command (and the cluster nodes it runs on) can read' });
+  if (!info.isDirectory()) throw new UsageError(`--work-dir ${dir} is not a folder`);
 }
 
 async function topologyFor(model: string | undefined, reference: Checkpoint): Promise<{ modelTopology: Record<string, unknown>; source: string }> {
@@ -95,4 +105,16 @@ function checkWeightsMatch(specs: { name: string; shape: number[] }[], reference
       throw new InputError(source, `size mismatch for ${spec.name}: [${spec.shape.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`);
     }
   }
+}
+
+/**
+ * What decides an evaluator's scores, for the score cache's key: the command template (and its data),
+ * or the model's topology and the data's values (after preprocessing), with the metric and backend.
+ */
+export function evaluatorIdentity(setup: EvaluationSetup, options: EvaluationOptions): Record<string, unknown> {
+  const { metric } = options;
+  if (setup.tfjs === undefined) return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
+  const { dataset, modelTopology } = setup.tfjs;
+  const data = createHash('sha256').update(JSON.stringify(dataset.sampleShape)).update(new Uint8Array(dataset.x.buffer, dataset.x.byteOffset, dataset.x.byteLength)).update(new Uint8Array(dataset.y.buffer, dataset.y.byteOffset, dataset.y.byteLength)).digest('hex');
+  return { kind: 'tfjs', model: createHash('sha256').update(JSON.stringify(modelTopology)).digest('hex'), data, metric, backend: setup.backend };
 }

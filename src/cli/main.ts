@@ -23,10 +23,12 @@ function withSoupOutputOptions(command: Command): Command {
     .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
     .option('-f, --force', 'replace an existing output')
-    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them');
+    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
+    .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
+    .option('--no-card', 'no README.md model card in a folder output');
 }
 
-function withEvaluationOptions(command: Command): Command {
+function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }): Command {
   return command
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
@@ -34,8 +36,9 @@ function withEvaluationOptions(command: Command): Command {
     .option('--metric <name>', 'what to maximise: accuracy, top5, margin, or loss (minimised)', 'accuracy')
     .option('--model <model.json>', 'TF.js model architecture for safetensors ingredients (weight names must match)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
-    .option('--batch-size <n>', 'samples per prediction batch', '512')
-    .option('--jobs <n>', 'worker threads for scoring ingredients (default: all cores when scoring is slow enough to pay for them)')
+    .option('--batch-size <n>', batchSize.help, batchSize.default)
+    .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
+    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
     .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)');
 }
@@ -98,7 +101,8 @@ function buildProgram(): Command {
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
         .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
-        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)'),
+        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
+        .option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run scores nothing it has scored before'),
   )))
     .addHelpText(
       'after',
@@ -106,12 +110,75 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --val data/val -o soup',
         'soup greedy ./ckpts --val val.npz --metric loss -o soup',
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
+        'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir /shared/tmp --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
       const { runGreedy } = await import('./commands/greedy.js');
       await runGreedy(inputs, options, interrupt.signal);
+    });
+
+  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
+      program
+        .command('learned')
+        .summary('learn a mixing weight per tensor and ingredient by gradient descent on validation data (TF.js models)')
+        .description(
+          'The learned soup (Wortsman et al., 2022, appendix I, as learned_bylayer.py runs it): per tensor, sum over ingredients of ' +
+            'alpha * weights, alpha = softmax of one logit per ingredient (starting equal), the logits scaled by a learned beta; ' +
+            'trained with AdamW on the cross-entropy of --val. Needs gradients, so TF.js models; holds every ingredient in memory.',
+        )
+        .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
+        .option('--lr <x>', 'AdamW learning rate', '0.05')
+        .option('--epochs <n>', 'passes over the validation set', '5')
+        .option('--seed <n>', 'seed of the batch shuffling', '0')
+        .option('--by-model', 'one weight per ingredient for the whole model, instead of one per tensor')
+        .option('--weight-decay <x>', 'AdamW weight decay', '0')
+        .option('--adam-beta1 <x>', 'AdamW beta1', '0.9')
+        .option('--adam-beta2 <x>', 'AdamW beta2', '0.999')
+        .option('--adam-eps <x>', 'AdamW epsilon', '1e-8')
+        .option('--initial-beta <x>', 'starting value of the logit scale beta', '1')
+        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)'),
+      { help: 'samples per training batch (and per scoring batch)', default: '256' },
+  )))
+    .addHelpText(
+      'after',
+      examples([
+        'soup learned fixtures/ingredients --val fixtures/data/val -o learned-soup',
+        'soup learned ./ckpts --val val.npz --epochs 10 --lr 0.02 --seed 1 -o soup',
+        'soup learned ./ckpts --val val.npz --by-model -o soup --json | jq .weights',
+        'soup learned ./ckpts --model model.json --val val.npz -o soup.safetensors --max-memory 16G',
+      ]),
+    )
+    .action(async (inputs: string[], options: unknown) => {
+      const { runLearned } = await import('./commands/learned.js');
+      await runLearned(inputs, options, interrupt.signal);
+    });
+
+  withCommonOptions(withEvaluationOptions(
+    program
+      .command('interpolate')
+      .summary('score the models along the straight line from A to B: do two runs lie in one basin?')
+      .description(
+        'Scores (1-t) A + t B for t evenly spaced from 0 to 1 (the paper\'s question of whether two fine-tuned runs lie in one ' +
+          'basin of the loss, and so will soup well). Prints a table; --plot draws the curve as an SVG.',
+      )
+      .argument('<a>', 'a checkpoint (t = 0)')
+      .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
+      .option('--steps <n>', 'points from A to B, both included', '11')
+      .option('--plot <file.svg>', 'write the curve as an SVG line plot'),
+  ))
+    .addHelpText(
+      'after',
+      examples([
+        'soup interpolate fixtures/ingredients/lr1e-4-s1 fixtures/ingredients/lr3e-4-s2 --val fixtures/data/val',
+        'soup interpolate a.safetensors b.safetensors --model model.json --val val.npz --steps 21 --plot basin.svg',
+        'soup interpolate a.safetensors b.safetensors --eval-cmd "python eval.py {ckpt}" --json',
+      ]),
+    )
+    .action(async (a: string, b: string, options: unknown) => {
+      const { runInterpolate } = await import('./commands/interpolate.js');
+      await runInterpolate(a, b, options, interrupt.signal);
     });
 
   withEvaluationOptions(
@@ -206,6 +273,23 @@ function buildProgram(): Command {
     .action(async (inputs: string[], options: unknown) => {
       const { runInspect } = await import('./commands/inspect.js');
       await runInspect(inputs, options);
+    });
+
+  withCommonOptions(
+    program
+      .command('card')
+      .summary('print the model card (README.md) of a soup, from the recipe in its metadata')
+      .description(
+        'Prints the Hugging Face model card of a soup made by soup: the same README.md a folder output gets, rendered from ' +
+          'the recipe stored in the weights\' metadata (method, metric, every ingredient with its score, greedy\'s steps, ' +
+          'the command that made it).',
+      )
+      .argument('<soup>', 'a soup written by soup uniform, greedy or compare --save-dir'),
+  )
+    .addHelpText('after', examples(['soup card soup.safetensors > README.md', 'soup card soup.safetensors --json | jq -r .card']))
+    .action(async (input: string, options: unknown) => {
+      const { runCard } = await import('./commands/card.js');
+      await runCard(input, options);
     });
 
   return program;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
 import { UsageError } from '../errors.js';
+import { OUTPUT_PLACEHOLDER } from '../report/card.js';
 
 /** Options every command takes. */
 export const commonOptions = z.object({
@@ -28,7 +29,33 @@ export const soupOutputOptions = z.object({
   dtype: dtypeOption,
   force: z.boolean().default(false),
   allowNonfinite: z.boolean().default(false),
+  copyFrom: z.string().min(1).optional(),
+  /** commander's --no-card sets card: false. */
+  card: z.boolean().default(true),
 });
+
+/** Flags that change what is printed, never the soup: left out of the recorded command. */
+const PRESENTATION_FLAGS = new Set(['--json', '-q', '--quiet', '--no-color', '--debug', '-f', '--force']);
+
+/**
+ * The arguments after `soup`, recorded in the recipe so the model card can show how to make the soup
+ * again. The output path is recorded as {output}, and flags that only change what is printed are left
+ * out, so the same soup written anywhere, with or without --json, has the same bytes.
+ */
+export function commandArguments(argv: readonly string[] = process.argv.slice(2)): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (PRESENTATION_FLAGS.has(arg)) continue;
+    if (arg === '-o' || arg === '--output') {
+      kept.push(arg, OUTPUT_PLACEHOLDER);
+      i++;
+    } else if (arg.startsWith('--output=')) kept.push(`--output=${OUTPUT_PLACEHOLDER}`);
+    else if (arg.startsWith('-o') && arg.length > 2) kept.push(`-o${OUTPUT_PLACEHOLDER}`);
+    else kept.push(arg);
+  }
+  return kept;
+}
 
 /** Validates commander's options object; every problem becomes one `--flag: message` line. */
 export function parseOptions<S extends z.ZodType>(schema: S, options: unknown): z.output<S> {

@@ -68,6 +68,8 @@ export interface CommandEvaluatorOptions {
   timeoutSeconds?: number | undefined;
   /** A data set path to put where the command says {data}. */
   data?: string | undefined;
+  /** Where candidate checkpoints are written: a folder the command (or the cluster nodes it submits to) can read. Default: the system temporary folder. */
+  workDir?: string | undefined;
 }
 
 /**
@@ -76,6 +78,8 @@ export interface CommandEvaluatorOptions {
  */
 export class CommandEvaluator implements Evaluator {
   readonly metrics: readonly string[];
+  /** Each evaluation has its own candidate checkpoint and process, so several can run at once (--jobs). */
+  readonly concurrent = true;
 
   constructor(private readonly options: CommandEvaluatorOptions) {
     this.metrics = [options.metric];
@@ -93,7 +97,7 @@ export class CommandEvaluator implements Evaluator {
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
     const { reference } = this.options;
     const suffix = reference.format === 'safetensors' ? '.safetensors' : '';
-    const temp = path.join(tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${suffix}`);
+    const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${suffix}`);
     try {
       await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
       const stdout = await this.run(temp, signal);

@@ -1,6 +1,6 @@
 import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
-import type { TensorInfo } from '../checkpoint/types.js';
+import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 
 /**
  * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
@@ -13,6 +13,8 @@ export interface CandidateWeights {
   floats(name: string): Promise<Float32Array>;
   /** Stored bytes of an integer or bool tensor (copied, never averaged). */
   bytes(name: string): Promise<Uint8Array>;
+  /** What the candidate is made of, when it is a weighted mean of ingredients: the key of the score cache. */
+  readonly parts?: readonly { checkpoint: Checkpoint; weight: number }[];
 }
 
 export interface Evaluation {
@@ -38,12 +40,29 @@ export interface Evaluator {
   readonly description: string;
   /** Metric names this evaluator reports. */
   readonly metrics: readonly string[];
+  /** evaluate() may be called again before an earlier call has finished (each call is independent). */
+  readonly concurrent?: boolean;
   evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation>;
   /** Raw model outputs, when the evaluator runs the model itself (needed for output ensembles). */
   predict?(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array>;
   /** Metrics of raw outputs, such as an ensemble's mean outputs. */
   scoreOutputs?(outputs: ArrayLike<number>): Record<string, number>;
   dispose(): Promise<void>;
+}
+
+/** A loss and its gradients: per float weight of the model (by tensor name), and for the logit scale beta. */
+export interface LossGradients {
+  loss: number;
+  weights: Map<string, Float32Array>;
+  beta: number;
+}
+
+/** An evaluator that can differentiate its loss (TF.js), as the learned soup needs. */
+export interface GradientSource {
+  /** Samples in the data set the gradients are taken on. */
+  readonly samples: number;
+  /** Mean cross-entropy of beta * logits on `samples` (indices into the data set), and its gradients. */
+  lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients>;
 }
 
 /** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */

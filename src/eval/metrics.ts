@@ -17,7 +17,7 @@ export function improves(metric: string, score: number, best: number, acceptTies
 }
 
 /** Keras clips probabilities the same way before taking their log. */
-const EPSILON = 1e-7;
+export const PROBABILITY_EPSILON = 1e-7;
 
 export class MetricAccumulator {
   private n = 0;
@@ -61,7 +61,7 @@ export class MetricAccumulator {
       if (above < 5) this.top5++;
       this.marginSum += target - bestOther;
       if (this.probabilities) {
-        this.lossSum -= Math.log(Math.min(Math.max(target, EPSILON), 1 - EPSILON));
+        this.lossSum -= Math.log(Math.min(Math.max(target, PROBABILITY_EPSILON), 1 - PROBABILITY_EPSILON));
       } else {
         let sumExp = 0;
         for (let k = 0; k < c; k++) sumExp += Math.exp(outputs[row + k]! - best);

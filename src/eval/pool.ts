@@ -4,6 +4,7 @@ import type { Ingredient } from '../checkpoint/discover.js';
 import { SoupError, throwIfAborted, type ExitCode } from '../errors.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { ingredientWeights } from '../soup/greedy.js';
+import { JournaledEvaluator } from '../soup/score-cache.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
 import type { TfjsEvaluatorOptions } from './tfjs.js';
 
@@ -73,17 +74,85 @@ export async function scoreInParallel(
 /** Below this much estimated serial scoring, starting workers (each loads TF.js) costs more than it saves. */
 const PARALLEL_THRESHOLD_SECONDS = 1.5;
 
+/** How a batch of evaluations is going, for progress displays of long (external) evaluations. */
+export interface ScoringStatus {
+  /** Evaluations under way right now. */
+  running: number;
+  /** Mean seconds per finished evaluation, once one has finished. */
+  secondsEach?: number;
+}
+
 export interface ScoreAllOptions {
   metric: string;
-  /** Worker threads to use; undefined decides from the time the first ingredient takes. */
+  /** Worker threads to use, or evaluations run at once by a concurrent evaluator (--eval-cmd); undefined decides from the time the first ingredient takes. */
   jobs?: number | undefined;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
-  onProgress?: (done: number, total: number, candidate: string) => void;
+  onProgress?: (done: number, total: number, candidate: string, status?: ScoringStatus) => void;
 }
 
 /**
- * Every ingredient's score: the first one on this thread, then the rest on all cores when that pays
+ * Runs task(0) ... task(count - 1), at most `jobs` at a time. The first failure (or Ctrl-C) stops the
+ * others through their signal, and is thrown only once every task has finished cleaning up, so no
+ * process or temporary checkpoint outlives the call.
+ */
+export async function runConcurrently(count: number, jobs: number, task: (index: number, signal: AbortSignal) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  throwIfAborted(signal);
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(signal!.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < count && !stop.signal.aborted) {
+      const index = next++;
+      try {
+        await task(index, stop.signal);
+      } catch (error) {
+        failure ??= { error };
+        stop.abort(error);
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, count)) }, lane));
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  throwIfAborted(signal);
+  if (failure !== undefined) throw failure.error;
+}
+
+/** Scores every ingredient with an evaluator that takes several candidates at once, `jobs` at a time. */
+async function scoreConcurrently(checkpoints: readonly Checkpoint[], evaluator: Evaluator, jobs: number, options: ScoreAllOptions): Promise<{ scores: number[]; samples: number; jobs: number }> {
+  const scores: number[] = new Array(checkpoints.length);
+  let samples = 0;
+  let running = 0;
+  let done = 0;
+  let seconds = 0;
+  const status = (): ScoringStatus => ({ running, ...(done > 0 ? { secondsEach: seconds / done } : {}) });
+  await runConcurrently(checkpoints.length, jobs, async (k, signal) => {
+    const checkpoint = checkpoints[k]!;
+    running++;
+    options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
+    const started = performance.now();
+    try {
+      const evaluation = await evaluator.evaluate(ingredientWeights(checkpoint, options.allowNonFinite), signal);
+      scores[k] = evaluation.metrics[options.metric]!;
+      samples += evaluation.scored ?? evaluation.n ?? 0;
+      seconds += (performance.now() - started) / 1000;
+      done++;
+    } finally {
+      running--;
+    }
+    options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
+  }, options.signal);
+  return { scores, samples, jobs };
+}
+
+/**
+ * Every ingredient's score. An evaluator that runs external commands takes --jobs of them at once.
+ * Otherwise the first one is scored on this thread, then the rest on all cores when that pays
  * (or when --jobs says so), else on this thread too. Returns scores in ingredient order and the
  * number of samples run.
  */
@@ -93,6 +162,30 @@ export async function scoreIngredients(
   parallel: TfjsEvaluatorOptions | undefined,
   options: ScoreAllOptions,
 ): Promise<{ scores: number[]; samples: number; jobs: number }> {
+  if (!(evaluator instanceof JournaledEvaluator)) return scoreEvery(checkpoints, evaluator, parallel, options);
+  // Scores in the journal are taken as they are; only the others are measured (on workers too).
+  const known = checkpoints.map((checkpoint) => evaluator.recall(ingredientWeights(checkpoint, options.allowNonFinite)));
+  const todo = checkpoints.map((_, k) => k).filter((k) => known[k] === undefined);
+  const recalled = checkpoints.length - todo.length;
+  options.onProgress?.(recalled, checkpoints.length, 'from the score cache');
+  const measured =
+    todo.length === 0
+      ? { scores: [], samples: 0, jobs: 1 }
+      : await scoreEvery(todo.map((k) => checkpoints[k]!), evaluator, parallel, {
+          ...options,
+          onProgress: (done, _total, candidate, status) => options.onProgress?.(done + recalled, checkpoints.length, candidate, status),
+        });
+  const scores = checkpoints.map((_, k) => known[k]?.metrics[options.metric] ?? measured.scores[todo.indexOf(k)]!);
+  return { scores, samples: measured.samples, jobs: measured.jobs };
+}
+
+async function scoreEvery(
+  checkpoints: readonly Checkpoint[],
+  evaluator: Evaluator,
+  parallel: TfjsEvaluatorOptions | undefined,
+  options: ScoreAllOptions,
+): Promise<{ scores: number[]; samples: number; jobs: number }> {
+  if (evaluator.concurrent === true && (options.jobs ?? 1) > 1) return scoreConcurrently(checkpoints, evaluator, options.jobs!, options);
   const scores: number[] = [];
   let samples = 0;
   const serial = async (k: number): Promise<void> => {
@@ -109,6 +202,7 @@ export async function scoreIngredients(
   const jobs = parallel === undefined ? 1 : (options.jobs ?? (firstSeconds * rest > PARALLEL_THRESHOLD_SECONDS ? defaultJobs() : 1));
   if (jobs > 1 && rest > 1) {
     let done = 1;
+    const parallelStarted = performance.now();
     const evaluations = await scoreInParallel(
       checkpoints.slice(1).map(({ name, path, format }) => ({ name, path, format })),
       parallel!,
@@ -118,6 +212,13 @@ export async function scoreIngredients(
       scores[i + 1] = evaluation.metrics[options.metric]!;
       samples += evaluation.scored ?? evaluation.n ?? 0;
     });
+    if (evaluator instanceof JournaledEvaluator) {
+      const seconds = ((performance.now() - parallelStarted) / 1000) * (jobs / rest);
+      for (const [i, evaluation] of evaluations.entries()) {
+        const checkpoint = checkpoints[i + 1]!;
+        await evaluator.record(ingredientWeights(checkpoint), checkpoint.name, evaluation, seconds);
+      }
+    }
     return { scores, samples, jobs };
   }
   for (let k = 1; k < checkpoints.length; k++) await serial(k);

@@ -8,8 +8,8 @@ import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { registerChainedOps } from './chained-ops.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
-import type { CandidateWeights, Evaluation, Evaluator, ScoreBound } from './evaluator.js';
-import { METRIC_NAMES, MetricAccumulator, improves, type MetricName, type Metrics } from './metrics.js';
+import type { CandidateWeights, Evaluation, Evaluator, GradientSource, LossGradients, ScoreBound } from './evaluator.js';
+import { METRIC_NAMES, MetricAccumulator, PROBABILITY_EPSILON, improves, type MetricName, type Metrics } from './metrics.js';
 
 /**
  * The parts of TF.js used here, from its split packages: the @tensorflow/tfjs umbrella would also
@@ -18,6 +18,8 @@ import { METRIC_NAMES, MetricAccumulator, improves, type MetricName, type Metric
 type Tf = typeof Core & Pick<typeof Layers, 'loadLayersModel'>;
 declare namespace TF {
   type Tensor = Core.Tensor;
+  type Scalar = Core.Scalar;
+  type Variable = Core.Variable;
   type LayersModel = Layers.LayersModel;
 }
 
@@ -35,6 +37,18 @@ async function loadTf(): Promise<Tf> {
     return { ...core, loadLayersModel: layers.loadLayersModel };
   })();
   return loaded;
+}
+
+let gradients: Promise<unknown> | undefined;
+
+/**
+ * Registers the gradient functions of every op, which the learned soup takes gradients through:
+ * the @tensorflow/tfjs umbrella registered them, tfjs-core alone does not. The build bundles them
+ * beside this module (scripts/build.ts says why); TF.js must be loaded first.
+ */
+export async function loadGradients(): Promise<void> {
+  gradients ??= import(new URL('./tfjs-gradients.js', import.meta.url).href);
+  await gradients;
 }
 
 /** Importing a module by a computed name keeps TypeScript from requiring the optional package. */
@@ -83,7 +97,7 @@ export interface TfjsEvaluatorOptions {
   batchSize?: number;
 }
 
-export class TfjsEvaluator implements Evaluator {
+export class TfjsEvaluator implements Evaluator, GradientSource {
   readonly metrics = METRIC_NAMES;
 
   private constructor(
@@ -96,10 +110,15 @@ export class TfjsEvaluator implements Evaluator {
     private readonly probabilities: boolean,
     private readonly batchSize: number,
     readonly backend: BackendName,
+    private readonly inputShape: number[],
   ) {}
 
   get description(): string {
     return `tfjs (${this.backend})`;
+  }
+
+  get samples(): number {
+    return this.dataset.n;
   }
 
   static async create(options: TfjsEvaluatorOptions): Promise<TfjsEvaluator> {
@@ -136,7 +155,7 @@ export class TfjsEvaluator implements Evaluator {
       batches.push(tf.tensor(dataset.x.subarray(start * sampleSize, (start + size) * sampleSize), [size, ...inputShape], 'float32'));
     }
     const probabilities = endsInSoftmax(model);
-    return new TfjsEvaluator(tf, model, batches, dataset, classes, probabilities, batchSize, backend);
+    return new TfjsEvaluator(tf, model, batches, dataset, classes, probabilities, batchSize, backend, inputShape);
   }
 
   /** The model's weight names and shapes, to check a checkpoint against before any scoring. */
@@ -215,6 +234,62 @@ export class TfjsEvaluator implements Evaluator {
       weight.write(next);
       next.dispose();
     }
+  }
+
+  /**
+   * The mean cross-entropy of `beta` times the model's logits on the given samples, and its gradient
+   * with respect to every float weight of the model and to beta: what the learned soup chains back to
+   * its mixing coefficients. For a model ending in softmax, the logits are the log of its (clipped)
+   * probabilities, so beta scales the logits before the softmax either way, as the paper's code does.
+   * Runs in inference mode (no dropout), so a gradient is a deterministic function of the weights.
+   */
+  async lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients> {
+    const { tf, dataset } = this;
+    await loadGradients();
+    const tensorsBefore = tf.memory().numTensors;
+    await this.load(candidate);
+    const sampleSize = this.inputShape.reduce((a, b) => a * b, 1);
+    const x = new Float32Array(samples.length * sampleSize);
+    const y = new Int32Array(samples.length);
+    for (let i = 0; i < samples.length; i++) {
+      const k = samples[i]!;
+      x.set(dataset.x.subarray(k * sampleSize, (k + 1) * sampleSize), i * sampleSize);
+      y[i] = dataset.y[k]!;
+    }
+    const floatWeights = this.model.weights.filter((weight) => weight.dtype === 'float32');
+    const variables = floatWeights.map((weight) => {
+      const variable = weight.read() as TF.Variable;
+      // The gradient is wanted for every float weight, frozen ones (batch-norm statistics) included.
+      variable.trainable = true;
+      return variable;
+    });
+    const betaVariable = tf.tidy(() => tf.variable(tf.scalar(beta), true));
+    const inputs = tf.tensor(x, [samples.length, ...this.inputShape], 'float32');
+    const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), this.classes));
+    let result: LossGradients;
+    try {
+      const { value, grads } = tf.variableGrads(() => {
+        const outputs = this.model.apply(inputs, { training: false }) as TF.Tensor;
+        const logits = this.probabilities ? tf.log(tf.clipByValue(outputs, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)) : outputs;
+        return tf.losses.softmaxCrossEntropy(labels, tf.mul(logits, betaVariable)) as TF.Scalar;
+      }, [...variables, betaVariable]);
+      try {
+        const weights = new Map<string, Float32Array>();
+        for (const [i, weight] of floatWeights.entries()) {
+          const gradient = grads[variables[i]!.name];
+          const size = weight.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
+          weights.set(weight.originalName, gradient === undefined ? new Float32Array(size) : ((await gradient.data()) as Float32Array));
+        }
+        result = { loss: (await value.data())[0]!, weights, beta: (await grads[betaVariable.name]!.data())[0]! };
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+    } finally {
+      tf.dispose([inputs, labels, betaVariable]);
+    }
+    const leaked = tf.memory().numTensors - tensorsBefore;
+    if (leaked !== 0) throw new Error(`internal: ${leaked} tensors leaked while taking gradients`);
+    return result;
   }
 
   /** Tensors alive now, for tests that check nothing leaks between candidates. */

@@ -1,4 +1,5 @@
 import { higherIsBetter } from '../eval/metrics.js';
+import { compareNatural } from '../natural-order.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from './scores.js';
@@ -16,6 +17,8 @@ export interface GreedyDocument {
   score: number;
   output: string;
   evaluations: number;
+  /** Evaluations answered by the --score-cache journal instead of being run. */
+  evaluationsFromCache: number;
   samples: number | null;
   samplesScored: number;
   samplesSaved: number;
@@ -24,10 +27,10 @@ export interface GreedyDocument {
 }
 
 /** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
-export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string }): void {
+export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined }): void {
   const { paint } = terminal;
   const higher = higherIsBetter(doc.metric);
-  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || (a.name < b.name ? -1 : 1));
+  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || compareNatural(a.name, b.name));
   const best = ranked[0]!;
   terminal.print(`${paint.bold('Greedy soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
   terminal.print();
@@ -55,5 +58,9 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
     const all = doc.samplesSaved + doc.samplesScored;
     terminal.print(`Early stopping skipped ${doc.samplesSaved} of ${all} sample evaluations (${((100 * doc.samplesSaved) / all).toFixed(0)}%), with the same decisions.`);
   }
+  if (about.scoreCache !== undefined) {
+    terminal.print(`Score cache: ${doc.evaluationsFromCache} of ${doc.evaluations} evaluations came from ${about.scoreCache}; ${doc.evaluations - doc.evaluationsFromCache} were run and added to it.`);
+  }
   terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; recipe and every score in its metadata) in ${formatSeconds(doc.seconds)}`);
+  if (about.modelFiles !== undefined) terminal.print(`        with ${about.modelFiles}`);
 }

@@ -5,7 +5,7 @@ const WIDTH = 720;
 const HEIGHT = 520;
 const MARGIN = { left: 80, right: 40, top: 56, bottom: 70 };
 
-const escapeXml = (text: string): string =>
+export const escapeXml = (text: string): string =>
   text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 
 interface Point {
@@ -16,7 +16,7 @@ interface Point {
 }
 
 /** Evenly spaced tick values across [min, max] at a round step. */
-function ticks(min: number, max: number): number[] {
+export function ticks(min: number, max: number): number[] {
   const span = max - min;
   const rough = span / 5;
   const magnitude = 10 ** Math.floor(Math.log10(rough));
@@ -26,7 +26,7 @@ function ticks(min: number, max: number): number[] {
   return out;
 }
 
-function range(values: number[]): [number, number] {
+export function range(values: number[]): [number, number] {
   const min = Math.min(...values);
   const max = Math.max(...values);
   const pad = max > min ? (max - min) * 0.12 : 0.01;

@@ -2,7 +2,18 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import type cliProgressTypes from 'cli-progress';
 import { createRequire } from 'node:module';
 import type { ProgressEvent, ProgressListener } from '../progress.js';
-import { formatBytes } from './format.js';
+import { formatBytes, formatSeconds } from './format.js';
+
+/** Evaluations slower than this are logged one line each when stderr shows no bar. */
+const SLOW_EVALUATION_SECONDS = 5;
+
+/** "3 / 15 done, 2 running, 10 left, 42.0 s each": where a batch of evaluations stands. */
+export function evaluationStatus(event: Extract<ProgressEvent, { kind: 'score' }>): string {
+  if (event.running === undefined) return `${event.done} / ${event.total}`;
+  const left = event.total - event.done - event.running;
+  const each = event.secondsEach === undefined ? '' : `, ${formatSeconds(event.secondsEach)} each`;
+  return `${event.done} / ${event.total} done, ${event.running} running, ${left} left${each}`;
+}
 
 /** cli-progress is loaded only when a bar is drawn: runs in pipelines and CI never pay for it. */
 const loadProgress = (): typeof cliProgressTypes => createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
@@ -56,16 +67,24 @@ export class Terminal {
   /** Progress events become a bar on an interactive stderr (bytes read, or candidates scored); warnings become warning lines. */
   progress(): ProgressListener {
     const interactive = process.stderr.isTTY && !this.quiet && !this.json;
+    let logged = -1;
     return (event: ProgressEvent) => {
       if (event.kind === 'warning') {
         this.warn(event.message);
         return;
       }
-      if (!interactive) return;
+      if (!interactive) {
+        // Slow evaluations (a cluster job each) get a log line per result, for batch logs without a bar.
+        if (event.kind === 'score' && event.done !== logged && (event.secondsEach ?? 0) >= SLOW_EVALUATION_SECONDS) {
+          logged = event.done;
+          this.info(`soup: scored ${evaluationStatus(event)}`);
+        }
+        return;
+      }
       const [value, payload] =
         event.kind === 'read'
           ? [event.bytes, { label: 'reading', detail: `${formatBytes(event.bytes)} / ${formatBytes(event.total)}` }]
-          : [event.done, { label: 'scoring', detail: `${event.done} / ${event.total}  ${event.candidate}` }];
+          : [event.done, { label: 'scoring', detail: `${evaluationStatus(event)}  ${event.candidate}` }];
       if (this.bar === undefined || this.barKind !== event.kind) {
         this.endProgress();
         this.barKind = event.kind;

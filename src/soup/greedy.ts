@@ -46,8 +46,10 @@ export class RunningSoup {
     const count = this.members.length + (extra === undefined ? 0 : 1);
     const first = this.members[0] ?? extra;
     if (first === undefined) throw new Error('internal: an empty soup has no weights');
+    const members = extra === undefined ? this.members : [...this.members, extra];
     return {
       tensors: this.tensors,
+      parts: members.map((checkpoint) => ({ checkpoint, weight: 1 / count })),
       floats: async (name) => {
         const sum = this.sums.get(name);
         const out = new Float32Array(sum?.length ?? 0);
@@ -65,6 +67,7 @@ export class RunningSoup {
 export function ingredientWeights(checkpoint: Checkpoint, allowNonFinite = false): CandidateWeights {
   return {
     tensors: checkpoint.tensors(),
+    parts: [{ checkpoint, weight: 1 }],
     floats: async (name) => {
       const values = await readChecked(checkpoint, name, allowNonFinite);
       return values instanceof Float32Array ? values : Float32Array.from(values);
@@ -136,7 +139,7 @@ export interface GreedyOptions {
 
 /**
  * The greedy soup as the paper's reference code runs it: score every ingredient, sort best first
- * (ties by name), start from the best, and keep each next ingredient only if the soup's score
+ * (ties in ingredient order: natural name order, as discovered), start from the best, and keep each next ingredient only if the soup's score
  * strictly improves (or ties, with acceptTies). One evaluation per ingredient and one per step.
  */
 export async function greedySoup(checkpoints: readonly Checkpoint[], score: ScoreFunction, options: GreedyOptions): Promise<GreedyResult> {
@@ -145,15 +148,19 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   let evaluations = 0;
   let samplesScored = 0;
   let samplesSaved = 0;
+  let seconds = 0;
+  const timing = (running: number): { running: number; secondsEach?: number } => ({ running, ...(evaluations > 0 ? { secondsEach: seconds / evaluations } : {}) });
   const scoreOne = async (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }): Promise<Scored> => {
     throwIfAborted(options.signal);
-    onProgress({ kind: 'score', done: evaluations, total, candidate: label });
+    onProgress({ kind: 'score', done: evaluations, total, candidate: label, ...timing(1) });
+    const started = performance.now();
     const value = await score(candidate, label, bound);
     const scored: Scored = typeof value === 'number' ? { score: value } : value;
+    seconds += (performance.now() - started) / 1000;
     evaluations++;
     samplesScored += scored.scored ?? 0;
     samplesSaved += (scored.total ?? 0) - (scored.scored ?? scored.total ?? 0);
-    onProgress({ kind: 'score', done: evaluations, total, candidate: label });
+    onProgress({ kind: 'score', done: evaluations, total, candidate: label, ...timing(0) });
     return scored;
   };
 

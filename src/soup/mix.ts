@@ -73,13 +73,17 @@ export class Mixer {
     );
   }
 
-  /** The mean of one float tensor in `dtype`, chunk by chunk; a chunk stays valid until the next is requested. */
-  async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType): AsyncGenerator<Uint8Array> {
+  /**
+   * The weighted mean of one float tensor in `dtype`, chunk by chunk; a chunk stays valid until the
+   * next is requested. With `normalize` false it is the weighted sum itself, sum(c_k * theta_k), with
+   * no division (the learned soup's coefficients sum to 1 only up to rounding).
+   */
+  async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType, normalize = true): AsyncGenerator<Uint8Array> {
     const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
     if (active.length === 0) throw new Error('internal: a soup needs at least one ingredient with a non-zero coefficient');
     const weights = active.map((k) => coefficients[k]!);
-    const equal = weights.every((w) => w === weights[0]);
-    const divisor = equal ? active.length : weights.reduce((a, b) => a + b, 0);
+    const equal = normalize && weights.every((w) => w === weights[0]);
+    const divisor = !normalize ? 1 : equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
     const outputs = this.outputs(dtype);
@@ -172,16 +176,21 @@ export class Mixer {
     return kept;
   }
 
-  /** A producer for a checkpoint writer: each output tensor mixed and encoded in its output dtype. */
-  producer(coefficients: readonly number[]): TensorProducer {
-    this.passBytes = this.bytesToRead(coefficients);
+  /**
+   * A producer for a checkpoint writer: each output tensor mixed and encoded in its output dtype.
+   * `coefficients` are per ingredient, or per tensor and ingredient (a function of the tensor's name);
+   * `normalize` as in stream().
+   */
+  producer(coefficients: readonly number[] | ((tensor: string) => readonly number[]), normalize = true): TensorProducer {
+    const of = typeof coefficients === 'function' ? coefficients : () => coefficients;
+    this.passBytes = this.bytesToRead(typeof coefficients === 'function' ? this.checkpoints.map(() => 1) : coefficients);
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
     const mixer = this;
     const produce = async function* (output: OutputTensor) {
       const tensor = byName.get(output.name)!;
-      if (isFloatDType(output.dtype)) yield* mixer.stream(tensor, coefficients, output.dtype);
-      else yield await mixer.copy(tensor, coefficients);
+      if (isFloatDType(output.dtype)) yield* mixer.stream(tensor, of(output.name), output.dtype, normalize);
+      else yield await mixer.copy(tensor, of(output.name));
     };
     // Chunks come from two output buffers in turn; copied tensors are fresh buffers.
     return Object.assign(produce, { alternatesBuffers: true });

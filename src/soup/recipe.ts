@@ -9,6 +9,8 @@ export interface RecipeIngredient {
   /** SHA-256 of each file of the ingredient, by path relative to the ingredient. */
   sha256: Record<string, string>;
   score?: number;
+  /** The ingredient's coefficient, for methods that weight ingredients unequally. */
+  weight?: number;
 }
 
 export interface Recipe {

@@ -1,3 +1,5 @@
+import path from 'node:path';
+import { collectCompanions, describeModel, type Companions, type ModelDescription } from '../checkpoint/companions.js';
 import type { FloatDType } from '../checkpoint/dtype.js';
 import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
@@ -8,10 +10,12 @@ import {
   chooseOutput,
   planOutput,
   writeCheckpoint,
+  type ExtraFiles,
   type OutputTarget,
   type WriteResult,
 } from '../checkpoint/writer.js';
-import { makeRecipe, outputMetadata, type RecipeIngredient } from './recipe.js';
+import { renderCard } from '../report/card.js';
+import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from './recipe.js';
 
 export interface OutputOptions {
   out: string;
@@ -22,6 +26,8 @@ export interface OutputOptions {
 export interface PreparedOutput {
   target: OutputTarget;
   tensors: OutputTensor[];
+  /** Set by prepareModelFiles: what travels with a folder output, and what the recipe says of the model. */
+  modelFiles?: { companions: Companions; model: ModelDescription; card: boolean };
 }
 
 /** Everything about the output that can be wrong, checked before the slow work starts. */
@@ -33,6 +39,29 @@ export async function prepareOutput(reference: Checkpoint, options: OutputOption
   return { target, tensors };
 }
 
+/** Outputs that are folders, and so can hold config, tokenizer and model card beside the weights. */
+export function isFolderOutput(target: OutputTarget): boolean {
+  return target.kind === 'safetensors-folder' || target.kind === 'safetensors-sharded' || target.kind === 'tfjs';
+}
+
+export interface ModelFileOptions {
+  /** The ingredient whose config and tokenizer files the output gets (default: the first). */
+  copyFrom?: string | undefined;
+  /** Write a README.md model card into a folder output (default true). */
+  card?: boolean;
+}
+
+/**
+ * Finds the files that make a folder output loadable (config, tokenizer, ...) before the slow work,
+ * and what they say about the model for the recipe. Returns warnings, e.g. files that differ between
+ * ingredients.
+ */
+export async function prepareModelFiles(checkpoints: readonly Checkpoint[], output: PreparedOutput, options: ModelFileOptions = {}): Promise<string[]> {
+  const companions = await collectCompanions(checkpoints, options.copyFrom);
+  output.modelFiles = { companions, model: await describeModel(companions), card: options.card ?? true };
+  return isFolderOutput(output.target) ? companions.warnings : [];
+}
+
 export interface SoupRecord {
   strategy: string;
   /** Names of the ingredients in the soup. */
@@ -41,6 +70,8 @@ export interface SoupRecord {
   scores?: readonly number[];
   /** More recipe fields: metric, final score, steps, output dtype. */
   extra?: Record<string, unknown>;
+  /** The arguments that made the soup (after `soup`), so the model card can show how to make it again. */
+  command?: readonly string[];
 }
 
 /**
@@ -60,22 +91,54 @@ export async function writeSoup(
   signal?.addEventListener('abort', onAbort, { once: true });
   const hashing = hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), stopHashing.signal);
   hashing.catch(() => {});
-  const recipe = (hashes: ReadonlyMap<string, string>): Record<string, string> => {
+  const recipeWith = (hashes: ReadonlyMap<string, string>): Recipe => {
     const ingredients = checkpoints.map((checkpoint, k): RecipeIngredient => {
       const entry: RecipeIngredient = { name: checkpoint.name, sha256: checkpointHashes(checkpoint, hashes) };
       const score = record.scores?.[k];
       if (score !== undefined) entry.score = score;
       return entry;
     });
-    return outputMetadata(checkpoints[0]!, makeRecipe(record.strategy, ingredients, record.chosen, record.extra));
+    return makeRecipe(record.strategy, ingredients, record.chosen, { ...record.extra, ...modelFields(output, record) });
   };
+  const recipe = (hashes: ReadonlyMap<string, string>): Record<string, string> => outputMetadata(checkpoints[0]!, recipeWith(hashes));
   const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
+  const extraFiles = folderFiles(output, async () => recipeWith(await hashing));
   try {
-    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce);
+    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles);
   } catch (error) {
     stopHashing.abort(error);
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** What a folder output holds beside the weights, for the summary: "config.json, vocab.txt (from checkpoint-500), README.md". */
+export function describeModelFiles(output: PreparedOutput): string | undefined {
+  const files = output.modelFiles;
+  if (files === undefined || !isFolderOutput(output.target)) return undefined;
+  const parts: string[] = [];
+  if (files.companions.files.size > 0) parts.push(`${[...files.companions.files.keys()].join(', ')} (from ${files.companions.from})`);
+  if (files.card) parts.push('README.md (model card)');
+  return parts.length === 0 ? undefined : parts.join(', ');
+}
+
+/** Recipe fields about the model and the command line, for the model card. */
+function modelFields(output: PreparedOutput, record: SoupRecord): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  const files = output.modelFiles;
+  if (files?.model.baseModel !== undefined) fields.baseModel = files.model.baseModel;
+  if (files?.model.libraryName !== undefined) fields.libraryName = files.model.libraryName;
+  if (files?.companions.from !== undefined && files.companions.files.size > 0 && isFolderOutput(output.target)) fields.filesFrom = files.companions.from;
+  if (record.command !== undefined) fields.command = [...record.command];
+  return fields;
+}
+
+/** A folder output's companion files and model card (rendered from the final recipe, hashes included). */
+function folderFiles(output: PreparedOutput, finalRecipe: () => Promise<Recipe>): ExtraFiles {
+  const files = output.modelFiles;
+  if (files === undefined || !isFolderOutput(output.target)) return new Map();
+  const extra = new Map<string, string | (() => Promise<Uint8Array>)>(files.companions.files);
+  if (files.card) extra.set('README.md', async () => new TextEncoder().encode(renderCard(await finalRecipe(), path.basename(path.resolve(output.target.path)), output.target.path)));
+  return extra;
 }

@@ -29,6 +29,15 @@ describe('discoverIngredients', () => {
     );
   });
 
+  it('orders Hugging Face Trainer checkpoints by step, not by text', async () => {
+    const folder = path.join(dir, 'trainer');
+    for (const step of [1500, 500, 1000]) await writeSafetensorsFile(path.join(folder, `checkpoint-${step}`, 'model.safetensors'), mlpTensors(1));
+    await writeSafetensorsFile(path.join(dir, 'loose', 'run-10.safetensors'), mlpTensors(1));
+    await writeSafetensorsFile(path.join(dir, 'loose', 'run-2.safetensors'), mlpTensors(1));
+    const found = await discoverIngredients([folder, path.join(dir, 'loose')]);
+    assert.deepEqual(found.map((i) => i.name), ['checkpoint-500', 'checkpoint-1000', 'checkpoint-1500', 'run-2', 'run-10']);
+  });
+
   it('takes several paths, and a model.json path as its folder', async () => {
     const a = await writeSafetensorsFile(path.join(dir, 'paths', 'z.safetensors'), mlpTensors(1));
     await mkdir(path.join(dir, 'paths', 'tf'));

@@ -235,7 +235,7 @@ describe('soup uniform', () => {
     const out = path.join(dir, 'tfjs-soup');
     const result = await runSoup(['uniform', folder, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual((await readdir(out)).sort(), ['group1-shard1of1.bin', 'model.json']);
+    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'group1-shard1of1.bin', 'model.json'], 'the weights and a model card');
     const soup = await TfjsCheckpoint.open(out);
     assert.deepEqual(soup.modelJson.modelTopology, (await TfjsCheckpoint.open(a.folder)).modelJson.modelTopology, 'opened without reading: no file stays open');
     const kernel = await soup.readFloats('hidden/kernel');
@@ -268,7 +268,7 @@ describe('soup uniform', () => {
     const out = path.join(dir, 'sharded-soup');
     const result = await runSoup(['uniform', runs, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual((await readdir(out)).sort(), ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
+    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
     const index = JSON.parse(await readFile(path.join(out, 'model.safetensors.index.json'), 'utf8'));
     assert.equal(index.metadata.total_size, 104);
     const soup = await ShardedSafetensors.open(out);

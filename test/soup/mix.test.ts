@@ -40,6 +40,16 @@ describe('Mixer', () => {
     assert.deepEqual([...(await meanOf(mixer, checkpoints[0]!.tensors()[0]!, [3, 0, 1]))], [1.75, 2.5]);
   });
 
+  it('mixes with coefficients per tensor and, unnormalised, writes the weighted sum itself', async () => {
+    const two = (a: number[], b: number[]): Record<string, RawTensor> => ({ a: { dtype: 'F32', shape: [2], values: a }, b: { dtype: 'F32', shape: [2], values: b } });
+    const checkpoints = [await open(two([1, 2], [10, 20])), await open(two([3, 4], [30, 40]))];
+    const mixer = new Mixer(checkpoints);
+    const produce = mixer.producer((name) => (name === 'a' ? [0.25, 0.25] : [0.5, 1.5]), false);
+    const [a, b] = planOutput(checkpoints[0]!);
+    assert.deepEqual([...new Float32Array((await collect(produce(a!, 0))).slice().buffer)], [1, 1.5], 'a: 0.25 * (1 + 3), not their mean');
+    assert.deepEqual([...new Float32Array((await collect(produce(b!, 1))).slice().buffer)], [50, 70]);
+  });
+
   it('reports progress in bytes read, up to the total', async () => {
     const checkpoints = [await open(weight([1, 2])), await open(weight([3, 4]))];
     const events: ProgressEvent[] = [];

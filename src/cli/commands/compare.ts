@@ -9,13 +9,13 @@ import { compareSoups, type CompareDataset } from '../../soup/compare.js';
 import { compareDocumentSchema, type CompareDocument } from '../../soup/compare-document.js';
 import { checkGates } from '../../soup/gates.js';
 import { openIngredients } from '../../soup/ingredients.js';
-import { prepareOutput, writeSoup, type PreparedOutput } from '../../soup/write.js';
+import { prepareModelFiles, prepareOutput, writeSoup, type PreparedOutput } from '../../soup/write.js';
 import { compareMarkdown, compareTable } from '../../report/compare.js';
 import { writeReport } from '../../report/output.js';
 import { comparePlot } from '../../report/plot.js';
 import { Terminal } from '../../report/terminal.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions } from '../options.js';
+import { commandArguments, commonOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
   test: z.array(z.string()).default([]),
@@ -79,6 +79,9 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   try {
     const reference = checkpoints[0]!;
     const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, reference);
+    const warnings = new Set<string>();
+    for (const output of Object.values(saveTargets ?? {})) for (const warning of await prepareModelFiles(checkpoints, output)) warnings.add(warning);
+    for (const warning of warnings) terminal.warn(warning);
     const datasets: CompareDataset[] = [];
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
@@ -109,6 +112,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
           chosen: soup.chosen,
           scores: result.greedy.scores,
           extra: { metric: options.metric, scores: result.rows.find((row) => row.kind === soup.kind)?.scores },
+          command: commandArguments(),
         }, signal);
         saved[soup.kind] = written.path;
       }

@@ -1,20 +1,34 @@
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
+import { hashFiles } from '../../checkpoint/hash.js';
+import type { Checkpoint } from '../../checkpoint/types.js';
+import type { Evaluator } from '../../eval/evaluator.js';
+import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../soup/score-cache.js';
 import { candidateProducer } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { openIngredients } from '../../soup/ingredients.js';
-import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
+import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
   acceptTies: z.boolean().default(false),
   /** commander's --no-prune sets prune: false. */
   prune: z.boolean().default(true),
+  scoreCache: z.string().min(1).optional(),
 });
+
+/** Wraps the evaluator in the --score-cache journal, keyed by each ingredient's SHA-256 (from the hash cache when unchanged). */
+async function journaled(evaluator: Evaluator, identity: Record<string, unknown>, file: string, checkpoints: readonly Checkpoint[], terminal: Terminal, signal: AbortSignal): Promise<JournaledEvaluator> {
+  const hashes = await hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), signal);
+  const { journal, warnings } = await ScoreJournal.open(file);
+  for (const warning of warnings) terminal.warn(warning);
+  const keys = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, hashes)]));
+  return new JournaledEvaluator(evaluator, journal, evaluatorKey(identity), keys);
+}
 
 export async function runGreedy(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
@@ -24,7 +38,18 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   try {
     const reference = checkpoints[0]!;
     const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
-    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
+    for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
+    const setup = await createEvaluator(options, reference);
+    const { dataset, backend, tfjs } = setup;
+    let evaluator: Evaluator = setup.evaluator;
+    if (options.scoreCache !== undefined) {
+      try {
+        evaluator = await journaled(evaluator, evaluatorIdentity(setup, options), options.scoreCache, checkpoints, terminal, signal);
+      } catch (error) {
+        await evaluator.dispose();
+        throw error;
+      }
+    }
     let result;
     let jobs = 1;
     try {
@@ -35,7 +60,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         jobs: options.jobs,
         allowNonFinite: options.allowNonfinite,
         signal,
-        onProgress: (done, _total, candidate) => progress({ kind: 'score', done, total, candidate }),
+        onProgress: (done, _total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
       });
       jobs = ingredientScores.jobs;
       result = await greedySoup(
@@ -73,6 +98,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         steps,
         ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
       },
+      command: commandArguments(),
     }, signal);
     const seconds = (performance.now() - started) / 1000;
     const document: GreedyDocument = {
@@ -86,6 +112,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       score: result.score,
       output: written.path,
       evaluations: result.evaluations,
+      evaluationsFromCache: evaluator instanceof JournaledEvaluator ? evaluator.hits : 0,
       samples: dataset?.n ?? null,
       samplesScored: result.samplesScored,
       samplesSaved: result.samplesSaved,
@@ -95,7 +122,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     if (terminal.json) terminal.printJson(document);
     else {
       const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
-      printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind });
+      printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind, scoreCache: options.scoreCache, modelFiles: describeModelFiles(output) });
     }
   } finally {
     terminal.endProgress();

@@ -2,10 +2,10 @@ import { closeAll } from '../../checkpoint/discover.js';
 import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
 import { Mixer } from '../../soup/mix.js';
 import { uniformCoefficients } from '../../soup/uniform.js';
-import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape);
 
@@ -16,13 +16,14 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const checkpoints = await openIngredients(inputs);
   try {
     const output = await prepareOutput(checkpoints[0]!, { out: options.output, force: options.force, dtype: options.dtype });
+    for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const names = checkpoints.map((checkpoint) => checkpoint.name);
     const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
     const written = await writeSoup(
       checkpoints,
       output,
       mixer.producer(uniformCoefficients(checkpoints.length)),
-      { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype } },
+      { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype }, command: commandArguments() },
       signal,
     );
     terminal.endProgress();
@@ -51,6 +52,8 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
     terminal.print(`  tensors      ${reference.tensors().length} (${formatCount(countParameters(reference))} parameters)`);
     terminal.print(`  read         ${formatBytes(read)} in ${formatSeconds(seconds)}`);
     terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind})`);
+    const modelFiles = describeModelFiles(output);
+    if (modelFiles !== undefined) terminal.print(`  with         ${modelFiles}`);
   } finally {
     terminal.endProgress();
     await closeAll(checkpoints);

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { findIncompatibilities } from '../../checkpoint/compatible.js';
+import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
+import { IncompatibleError, UsageError } from '../../errors.js';
+import { higherIsBetter } from '../../eval/metrics.js';
+import { printInterpolation, type InterpolationDocument } from '../../report/interpolate.js';
+import { linePlot } from '../../report/line-plot.js';
+import { writeReport } from '../../report/output.js';
+import { Terminal } from '../../report/terminal.js';
+import { isBarrier, largestDip, scoreInterpolation } from '../../soup/interpolate.js';
+import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { commonOptions, parseOptions } from '../options.js';
+
+const schema = commonOptions.extend(evaluationOptions.shape).extend({
+  steps: z.coerce.number().int().min(2, 'must be at least 2 (the two end points)').max(1001).default(11),
+  plot: z.string().min(1).optional(),
+});
+
+export async function runInterpolate(first: string, second: string, rawOptions: unknown, signal: AbortSignal): Promise<void> {
+  const options = parseOptions(schema, rawOptions);
+  const terminal = new Terminal(options);
+  const started = performance.now();
+  const ingredients = [];
+  for (const input of [first, second]) {
+    const found = await discoverIngredients([input]);
+    if (found.length !== 1) throw new UsageError(`${input} holds ${found.length} checkpoints; soup interpolate goes from one checkpoint to another`);
+    ingredients.push(found[0]!);
+  }
+  const checkpoints = await openAll(ingredients);
+  const [a, b] = checkpoints as [typeof checkpoints[number], typeof checkpoints[number]];
+  try {
+    const problems = findIncompatibilities([a, b]);
+    if (problems.length > 0) throw new IncompatibleError(problems);
+    const { evaluator, dataset, backend } = await createEvaluator(options, a);
+    const progress = terminal.progress();
+    let points;
+    try {
+      points = await scoreInterpolation(a, b, options.steps, async (candidate) => (await evaluator.evaluate(candidate, signal)).metrics[options.metric]!, {
+        signal,
+        onProgress: progress,
+      });
+    } finally {
+      terminal.endProgress();
+      await evaluator.dispose();
+    }
+    const dip = largestDip(points, higherIsBetter(options.metric));
+    const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
+    const document: InterpolationDocument = {
+      a: a.path,
+      b: b.path,
+      metric: options.metric,
+      backend,
+      points,
+      dip,
+      barrier: isBarrier(dip.dip, options.metric, points, dataset?.n),
+      samples: dataset?.n ?? null,
+      ...(options.plot === undefined ? {} : { plot: options.plot }),
+      seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      warnings: terminal.warnings,
+    };
+    if (options.plot !== undefined) {
+      await writeReport(
+        options.plot,
+        linePlot({
+          title: `From ${a.name} to ${b.name}`,
+          xTitle: `t: (1 - t) ${a.name} + t ${b.name}`,
+          yTitle: `${options.metric}${higherIsBetter(options.metric) ? '' : ' (lower is better)'} on ${dataset?.name ?? 'the --eval-cmd data'}`,
+          points: points.map((point) => ({ x: point.t, y: point.score })),
+          ends: [a.name, b.name],
+        }),
+      );
+    }
+    if (terminal.json) terminal.printJson(document);
+    else printInterpolation(terminal, document, { names: [a.name, b.name], source, evaluator: evaluator.description });
+  } finally {
+    await closeAll(checkpoints);
+  }
+}

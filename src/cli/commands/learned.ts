@@ -1,0 +1,166 @@
+import { totalmem } from 'node:os';
+import { z } from 'zod';
+import { closeAll } from '../../checkpoint/discover.js';
+import type { Checkpoint } from '../../checkpoint/types.js';
+import { UsageError } from '../../errors.js';
+import type { Evaluator, GradientSource } from '../../eval/evaluator.js';
+import { scoreIngredients } from '../../eval/pool.js';
+import { formatBytes } from '../../report/format.js';
+import { printLearned, type LearnedDocument } from '../../report/learned.js';
+import { Terminal } from '../../report/terminal.js';
+import { openIngredients } from '../../soup/ingredients.js';
+import { LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, trainLearnedSoup, type LearnedParams } from '../../soup/learned.js';
+import { Mixer } from '../../soup/mix.js';
+import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+
+/** "8G", "512MB", "1.5GiB", "1000000": a size in bytes (k, M, G, T as powers of 1024). */
+const sizeOption = z.string().transform((text, context): number => {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (match === null) {
+    context.addIssue({ code: 'custom', message: `"${text}" is not a size (e.g. 8G, 512M or a number of bytes)` });
+    return z.NEVER;
+  }
+  return Math.round(Number(match[1]) * 1024 ** ' kmgt'.indexOf(match[2]!.toLowerCase() || ' '));
+});
+
+const positive = z.coerce.number().finite().positive();
+
+const schema = commonOptions
+  .extend(evaluationOptions.shape)
+  .extend(soupOutputOptions.shape)
+  .extend({
+    batchSize: z.coerce.number().int().positive().default(LEARNED_DEFAULTS.batchSize),
+    lr: positive.default(LEARNED_DEFAULTS.lr),
+    epochs: z.coerce.number().int().min(0).default(LEARNED_DEFAULTS.epochs),
+    seed: z.coerce.number().int().min(0).default(LEARNED_DEFAULTS.seed),
+    byModel: z.boolean().default(LEARNED_DEFAULTS.byModel),
+    weightDecay: z.coerce.number().finite().min(0).default(LEARNED_DEFAULTS.weightDecay),
+    adamBeta1: z.coerce.number().min(0).lt(1).default(LEARNED_DEFAULTS.adamBeta1),
+    adamBeta2: z.coerce.number().min(0).lt(1).default(LEARNED_DEFAULTS.adamBeta2),
+    adamEps: positive.default(LEARNED_DEFAULTS.adamEps),
+    initialBeta: z.coerce.number().finite().default(LEARNED_DEFAULTS.initialBeta),
+    maxMemory: sizeOption.optional(),
+  });
+
+const GREEDY_HINT = 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT';
+
+/** The learned soup trains through the model's gradients, which only TF.js models give soup. */
+function checkTrainable(options: { evalCmd?: string | undefined; model?: string | undefined }, reference: Checkpoint): void {
+  if (options.evalCmd !== undefined) {
+    throw new UsageError('soup learned needs gradients of the loss, so it trains TF.js models on --val data; --eval-cmd gives only scores', { hint: GREEDY_HINT });
+  }
+  if (reference.format === 'onnx') {
+    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored`, {
+      hint: GREEDY_HINT,
+    });
+  }
+  if (reference.format !== 'tfjs' && options.model === undefined) {
+    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; a ${reference.format} checkpoint has no model to run`, {
+      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
+    });
+  }
+}
+
+function gradientSource(evaluator: Evaluator): Evaluator & GradientSource {
+  if (!('lossGradients' in evaluator)) throw new Error(`internal: the evaluator ${evaluator.description} takes no gradients`);
+  return evaluator as Evaluator & GradientSource;
+}
+
+export async function runLearned(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
+  const options = parseOptions(schema, rawOptions);
+  const terminal = new Terminal(options);
+  const started = performance.now();
+  const checkpoints = await openIngredients(inputs);
+  try {
+    const reference = checkpoints[0]!;
+    checkTrainable(options, reference);
+    if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
+    const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
+    const memory = learnedMemoryBytes(checkpoints);
+    if (memory > maxMemory) {
+      throw new UsageError(
+        `the learned soup holds every ingredient's weights in memory: ${checkpoints.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
+        { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
+      );
+    }
+    const output = await prepareOutput(reference, { out: options.output, force: options.force, dtype: options.dtype });
+    for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
+    const params: LearnedParams = {
+      lr: options.lr,
+      epochs: options.epochs,
+      batchSize: options.batchSize,
+      seed: options.seed,
+      byModel: options.byModel,
+      weightDecay: options.weightDecay,
+      adamBeta1: options.adamBeta1,
+      adamBeta2: options.adamBeta2,
+      adamEps: options.adamEps,
+      initialBeta: options.initialBeta,
+    };
+    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
+    const progress = terminal.progress();
+    let trained;
+    try {
+      const ingredientScores = await scoreIngredients(checkpoints, evaluator, tfjs, {
+        metric: options.metric,
+        jobs: options.jobs,
+        signal,
+        onProgress: (done, total, candidate) => progress({ kind: 'score', done, total, candidate }),
+      });
+      const soup = await LearnedSoup.load(checkpoints, params, signal);
+      const score = async (): Promise<number> => (await evaluator.evaluate(soup.weights(), signal)).metrics[options.metric]!;
+      const uniformScore = await score();
+      const epochs = await trainLearnedSoup(soup, gradientSource(evaluator), { signal, onProgress: progress });
+      trained = { soup, epochs, uniformScore, score: await score(), scores: ingredientScores.scores };
+    } finally {
+      terminal.endProgress();
+      await evaluator.dispose();
+    }
+    const { soup, epochs, uniformScore, scores } = trained;
+    const chosen = checkpoints.map((checkpoint) => checkpoint.name);
+    const weights = soup.weightsByTensor();
+    const mixer = new Mixer(checkpoints, { signal, onProgress: progress });
+    const written = await writeSoup(checkpoints, output, mixer.producer(soup.coefficients(), false), {
+      strategy: 'learned',
+      chosen,
+      scores,
+      extra: {
+        metric: options.metric,
+        score: trained.score,
+        validation: dataset?.path,
+        hyperparameters: { optimizer: 'AdamW', ...params },
+        beta: soup.beta,
+        weights,
+        epochs,
+        ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+      },
+      command: commandArguments(),
+    }, signal);
+    terminal.endProgress();
+    const document: LearnedDocument = {
+      strategy: 'learned',
+      metric: options.metric,
+      backend,
+      ingredients: checkpoints.map((checkpoint, k) => ({ name: checkpoint.name, path: checkpoint.path, score: scores[k]! })),
+      chosen,
+      score: trained.score,
+      uniformScore,
+      output: written.path,
+      weights,
+      beta: soup.beta,
+      epochs,
+      hyperparameters: params,
+      samples: dataset?.n ?? null,
+      memoryBytes: memory,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      warnings: terminal.warnings,
+    };
+    if (terminal.json) terminal.printJson(document);
+    else printLearned(terminal, document, { source: `${dataset!.name} (${dataset!.n} samples)`, evaluator: evaluator.description, format: output.target.kind });
+  } finally {
+    terminal.endProgress();
+    await closeAll(checkpoints);
+  }
+}

@@ -1,0 +1,72 @@
+import { higherIsBetter } from '../eval/metrics.js';
+import type { LearnedEpoch, LearnedParams } from '../soup/learned.js';
+import { formatBytes, formatSeconds, table } from './format.js';
+import { formatScore } from './scores.js';
+import type { Terminal } from './terminal.js';
+
+/** The --json document of `soup learned`: greedy's fields, plus the alphas, beta and the loss per epoch. */
+export interface LearnedDocument {
+  strategy: 'learned';
+  metric: string;
+  backend: string;
+  ingredients: { name: string; path: string; score: number }[];
+  chosen: string[];
+  score: number;
+  /** The soup before training: every alpha 1/N, the uniform soup. */
+  uniformScore: number;
+  output: string;
+  /** {tensor: {ingredient: alpha}}: the written soup is sum(alpha * theta) per tensor. */
+  weights: Record<string, Record<string, number>>;
+  beta: number;
+  epochs: LearnedEpoch[];
+  hyperparameters: LearnedParams;
+  samples: number | null;
+  /** What the ingredients held in memory took (checked against --max-memory). */
+  memoryBytes: number;
+  seconds: number;
+  warnings: string[];
+}
+
+/** Each ingredient's mean, smallest and largest alpha over the tensors, largest mean first. */
+export function summarizeWeights(weights: LearnedDocument['weights']): { name: string; mean: number; min: number; max: number }[] {
+  const perTensor = Object.values(weights);
+  const names = Object.keys(perTensor[0] ?? {});
+  return names
+    .map((name) => {
+      const alphas = perTensor.map((tensor) => tensor[name]!);
+      return { name, mean: alphas.reduce((a, b) => a + b, 0) / alphas.length, min: Math.min(...alphas), max: Math.max(...alphas) };
+    })
+    .sort((a, b) => b.mean - a.mean || (a.name < b.name ? -1 : 1));
+}
+
+const alpha = (value: number): string => value.toFixed(3);
+
+/** The learned soup for a person: the training run epoch by epoch, the weights it found, the outcome. */
+export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { source: string; evaluator: string; format: string }): void {
+  const { paint } = terminal;
+  const h = doc.hyperparameters;
+  terminal.print(`${paint.bold('Learned soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `AdamW lr ${h.lr}, weight decay ${h.weightDecay}, ${h.epochs} epoch${h.epochs === 1 ? '' : 's'} of batches of ${h.batchSize}, seed ${h.seed}; ` +
+      `${h.byModel ? 'one weight per ingredient' : 'one weight per tensor per ingredient'}; ${formatBytes(doc.memoryBytes)} of weights in memory`,
+  );
+  terminal.print();
+  const rows = [[paint.dim('epoch'), paint.dim('loss'), paint.dim('beta')], ['0', '', h.initialBeta.toFixed(3)]];
+  for (const epoch of doc.epochs) rows.push([String(epoch.epoch), epoch.loss.toFixed(4), epoch.beta.toFixed(3)]);
+  for (const line of table(rows, [true, true, true])) terminal.print(`  ${line}`);
+  terminal.print();
+  terminal.print(`Weights over ${Object.keys(doc.weights).length} tensors, largest first:`);
+  const weightRows = [[paint.dim('ingredient'), paint.dim('mean'), paint.dim('min'), paint.dim('max'), paint.dim(doc.metric)]];
+  const scores = new Map(doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score]));
+  for (const row of summarizeWeights(doc.weights)) weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
+  for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
+  terminal.print();
+  const higher = higherIsBetter(doc.metric);
+  const best = Math.max(...doc.ingredients.map((ingredient) => (higher ? ingredient.score : -ingredient.score))) * (higher ? 1 : -1);
+  const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
+  terminal.print(
+    `Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (uniform soup ${formatScore(doc.uniformScore)}, ${signed(doc.score - doc.uniformScore)}; ` +
+      `best ingredient ${formatScore(best)}, ${signed(doc.score - best)})`,
+  );
+  terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; alphas, beta and hyperparameters in its metadata) in ${formatSeconds(doc.seconds)}`);
+}
