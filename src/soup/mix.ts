@@ -75,8 +75,9 @@ export class Mixer {
 
   /**
    * The weighted mean of one float tensor in `dtype`, chunk by chunk; a chunk stays valid until the
-   * next is requested. With `normalize` false it is the weighted sum itself, sum(c_k * theta_k), with
-   * no division (the learned soup's coefficients sum to 1 only up to rounding).
+   * one after next is requested (two output buffers in turn). With `normalize` false it is the
+   * weighted sum itself, sum(c_k * theta_k), with no division (the learned soup's coefficients sum to
+   * 1 only up to rounding).
    */
   async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType, normalize = true): AsyncGenerator<Uint8Array> {
     const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
