@@ -6,8 +6,8 @@
  *   apt-get install dataset-fashion-mnist   # Debian's package: /usr/share/datasets/fashion-mnist
  *   npm run fixtures                        # or FASHION_MNIST_DIR=/elsewhere npm run fixtures
  *
- * Training needs the gradients that only the @tensorflow/tfjs umbrella package registers; soup itself
- * depends on the split packages, so `npm run fixtures` installs the umbrella without saving it.
+ * Training needs the @tensorflow/tfjs umbrella package (see tfjs-umbrella.ts), which `npm run
+ * fixtures` installs without saving it.
  *
  * What it makes:
  *   fixtures/ingredients/<run>/      8 fine-tuned TF.js LayersModels (model.json + shard), one sweep
@@ -20,6 +20,7 @@ import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type * as Core from '@tensorflow/tfjs-core';
 import type * as Layers from '@tensorflow/tfjs-layers';
+import { importTf, type Tf } from './tfjs-umbrella.js';
 import { zipSync } from 'fflate';
 import { encodeIdxU8, parseIdx } from '../src/data/idx.js';
 import { encodeNpy } from '../src/data/npy.js';
@@ -172,23 +173,11 @@ function npz(split: Split): Uint8Array {
   );
 }
 
-/** The umbrella's exports used here (it re-exports tfjs-core and tfjs-layers, and registers gradients). */
-type Tf = typeof Core & typeof Layers;
 declare namespace tf {
   type LayersModel = Layers.LayersModel;
   type Tensor = Core.Tensor;
 }
 let tf: Tf;
-
-/** A computed name keeps tsc from requiring the package, which `npm run fixtures` installs first. */
-async function importTf(): Promise<Tf> {
-  const umbrella = '@tensorflow/tfjs';
-  try {
-    return (await import(umbrella)) as Tf;
-  } catch (error) {
-    throw new Error(`${umbrella} is not installed (npm run fixtures installs it): ${(error as Error).message}`);
-  }
-}
 
 async function main(): Promise<void> {
   tf = await importTf();
