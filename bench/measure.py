@@ -1,4 +1,5 @@
-"""Runs a command and prints its wall time and peak resident memory as JSON (used by bench/run.ts)."""
+"""Runs a command and prints its wall time, CPU time (user + system) and peak resident memory as JSON
+(used by bench/run.ts). CPU time is the steadier figure when other jobs share the cores."""
 import json
 import resource
 import subprocess
@@ -8,6 +9,6 @@ import time
 start = time.perf_counter()
 result = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 seconds = time.perf_counter() - start
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": seconds, "peakRssBytes": peak_kb * 1024, "code": result.returncode,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": seconds, "cpuSeconds": usage.ru_utime + usage.ru_stime, "peakRssBytes": usage.ru_maxrss * 1024, "code": result.returncode,
                   "stderr": result.stderr.decode("utf8", "replace")[-500:]}))

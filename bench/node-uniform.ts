@@ -60,7 +60,8 @@ for (const name of names) {
       return new Float32Array(buffer.buffer, buffer.byteOffset, n);
     });
     const mean = new Float32Array(outBuffer.buffer, outBuffer.byteOffset, n);
-    kernel.combine(values, inputs.length, mean, n - (n % 2));
+    const arrays = values.map((v) => ({ address: v.byteOffset, dtype: 'F32' as const }));
+    kernel.combine(arrays, inputs.length, { address: mean.byteOffset, dtype: 'F32' }, n - (n % 2));
     if (n % 2 === 1) mean[n - 1] = values.reduce((sum, v) => sum + v[n - 1]!, 0) / inputs.length;
     writeSync(output, outBuffer, 0, n * 4);
   }

@@ -1,7 +1,8 @@
 /**
  * The build after tsc (`npm run build`, `prepare`):
  * 1. assembles the WebAssembly averaging kernel, src/soup/kernel.wat, into dist/src/soup/kernel.wasm;
- * 2. bundles the command line into dist/cli with esbuild, the entry point bin/soup.js loads.
+ * 2. bundles tfjs-core's gradient functions into dist/src/eval/tfjs-gradients.js (see below);
+ * 3. bundles the command line into dist/cli with esbuild, the entry point bin/soup.js loads.
  *
  * Why a bundle: Node 20 loads every ES module file with its own resolution and asynchronous reads,
  * and the CLI's ~55 files (with commander, zod and chalk) took 70-80 ms to import, paid by every
@@ -9,6 +10,8 @@
  * commands (code splitting), and dist/src stays as tsc wrote it for the tests and for library use.
  */
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import wabtInit from 'wabt';
@@ -22,6 +25,24 @@ const module = wabt.parseWat(kernelSource, await readFile(kernelSource, 'utf8'),
 module.validate();
 await writeFile(kernel, module.toBinary({}).buffer);
 module.destroy();
+
+// soup depends on tfjs-core, not the @tensorflow/tfjs umbrella, and only the umbrella registers the
+// gradient functions of every op (the learned soup needs them). tfjs-core ships them only as ES
+// modules Node cannot load (extensionless imports), so esbuild bundles them here. The ops they use
+// come along as a second copy; it finds the one engine and registries through TF.js's globals.
+const gradients = fromDist('src/eval/tfjs-gradients.js');
+const tfjsCore = path.dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-core/package.json'));
+const requireBanner = "import { createRequire as soupCreateRequire } from 'node:module'; const require = soupCreateRequire(import.meta.url);";
+await build({
+  entryPoints: [path.join(tfjsCore, 'dist', 'register_all_gradients.js')],
+  outfile: gradients,
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  banner: { js: requireBanner },
+  logLevel: 'warning',
+});
 
 const bundle = fromDist('cli');
 await rm(bundle, { recursive: true, force: true });
@@ -40,7 +61,8 @@ await build({
   // TensorFlow.js is large, loaded only to score, and finds its backends by package name; sharp loads a native library.
   external: ['@tensorflow/*', 'sharp'],
   // Bundled CommonJS packages (commander) require Node's built-in modules.
-  banner: { js: "import { createRequire as soupCreateRequire } from 'node:module'; const require = soupCreateRequire(import.meta.url);" },
+  banner: { js: requireBanner },
   logLevel: 'warning',
 });
 await copyFile(kernel, `${bundle}/kernel.wasm`);
+await copyFile(gradients, `${bundle}/tfjs-gradients.js`);

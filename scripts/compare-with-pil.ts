@@ -14,12 +14,16 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import * as tf from '@tensorflow/tfjs';
+import type * as Core from '@tensorflow/tfjs-core';
+import { importTf } from './tfjs-umbrella.js';
 import sharp from 'sharp';
 import { loadDataset } from '../src/data/dataset.js';
 import { parseIdx } from '../src/data/idx.js';
 import { encodeNpy, parseNpy } from '../src/data/npy.js';
 import { seededRandom as rng } from '../src/random.js';
+
+/** Training needs the umbrella package (every op's gradient); npm run fixtures installs it. */
+const tf = await importTf();
 
 const SOURCE = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const COUNT = Number(process.argv[2] ?? 1000);
@@ -59,8 +63,8 @@ async function main(): Promise<void> {
     const model = await tf.loadLayersModel(tf.io.fromMemory(await readModel()));
     const accuracyOf = (pixels: Float32Array, labels: Int32Array) =>
       tf.tidy(() => {
-        const predicted = (model.predict(tf.tensor4d(pixels, [labels.length, SIDE, SIDE, 3]).div(255)) as tf.Tensor).argMax(-1).dataSync();
-        return Array.from(predicted).reduce((sum: number, p: number, i: number) => sum + (p === labels[i] ? 1 : 0), 0) / labels.length;
+        const predicted = tf.argMax(model.predict(tf.div(tf.tensor4d(pixels, [labels.length, SIDE, SIDE, 3]), 255)) as Core.Tensor, -1).dataSync();
+        return Array.from(predicted, Number).reduce((sum, p, i) => sum + (p === labels[i] ? 1 : 0), 0) / labels.length;
       });
     console.log(`${COUNT} images; accuracy is the fixture conv model's on each pipeline's pixels`);
     for (const format of ['png', 'jpeg'] as const) {
@@ -88,7 +92,7 @@ async function main(): Promise<void> {
   }
 }
 
-async function readModel(): Promise<tf.io.ModelArtifacts> {
+async function readModel(): Promise<Core.io.ModelArtifacts> {
   const folder = new URL('../../fixtures/conv/nhwc/', import.meta.url).pathname;
   const json = JSON.parse(await readFile(path.join(folder, 'model.json'), 'utf8'));
   const weights = await readFile(path.join(folder, json.weightsManifest[0].paths[0]));

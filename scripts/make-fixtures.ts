@@ -6,6 +6,9 @@
  *   apt-get install dataset-fashion-mnist   # Debian's package: /usr/share/datasets/fashion-mnist
  *   npm run fixtures                        # or FASHION_MNIST_DIR=/elsewhere npm run fixtures
  *
+ * Training needs the @tensorflow/tfjs umbrella package (see tfjs-umbrella.ts), which `npm run
+ * fixtures` installs without saving it.
+ *
  * What it makes:
  *   fixtures/ingredients/<run>/      8 fine-tuned TF.js LayersModels (model.json + shard), one sweep
  *   fixtures/data/val/               2,000 held-out training images, IDX (MNIST layout, gzipped)
@@ -15,8 +18,9 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
+import type * as Core from '@tensorflow/tfjs-core';
+import type * as Layers from '@tensorflow/tfjs-layers';
+import { importTf, type Tf } from './tfjs-umbrella.js';
 import { zipSync } from 'fflate';
 import { encodeIdxU8, parseIdx } from '../src/data/idx.js';
 import { encodeNpy } from '../src/data/npy.js';
@@ -131,7 +135,7 @@ async function train(model: tf.LayersModel, data: Split, recipe: Recipe): Promis
 function accuracy(model: tf.LayersModel, data: Split): number {
   return tf.tidy(() => {
     const x = tf.tensor2d(Float32Array.from(data.x, (v) => v * SCALE), [data.n, PIXELS]);
-    const predicted = (model.predict(x) as tf.Tensor).argMax(-1).dataSync();
+    const predicted = tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
     let correct = 0;
     for (let i = 0; i < data.n; i++) if (predicted[i] === data.y[i]) correct++;
     return correct / data.n;
@@ -169,7 +173,15 @@ function npz(split: Split): Uint8Array {
   );
 }
 
+declare namespace tf {
+  type LayersModel = Layers.LayersModel;
+  type Tensor = Core.Tensor;
+}
+let tf: Tf;
+
 async function main(): Promise<void> {
+  tf = await importTf();
+  await import('@tensorflow/tfjs-backend-wasm');
   tf.env().set('PROD', true);
   if (!(await tf.setBackend('wasm'))) throw new Error('the TF.js wasm backend did not start');
 

@@ -19,11 +19,16 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import * as tf from '@tensorflow/tfjs';
+import type * as Core from '@tensorflow/tfjs-core';
+import type * as Layers from '@tensorflow/tfjs-layers';
+import { importTf } from './tfjs-umbrella.js';
 import sharp from 'sharp';
 import { loadDataset } from '../src/data/dataset.js';
 import { parseIdx } from '../src/data/idx.js';
 import { seededRandom as rng } from '../src/random.js';
+
+/** Training needs the umbrella package (every op's gradient); npm run fixtures installs it. */
+const tf = await importTf();
 
 const SOURCE = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const OUT = path.resolve(process.argv[2] ?? 'fixtures');
@@ -46,7 +51,7 @@ function tint(grey: Uint8Array, factors: number[]): Uint8Array {
 
 const randomTint = (random: () => number) => [0.5 + random(), 0.5 + random(), 0.5 + random()];
 
-function buildModel(): tf.LayersModel {
+function buildModel(): Layers.LayersModel {
   return tf.sequential({
     layers: [
       tf.layers.conv2d({ name: 'mix', inputShape: [SIDE, SIDE, 3], filters: 2, kernelSize: 1, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 11 }) }),
@@ -57,7 +62,7 @@ function buildModel(): tf.LayersModel {
   });
 }
 
-async function train(model: tf.LayersModel, data: { x: Uint8Array; y: Uint8Array; n: number }): Promise<void> {
+async function train(model: Layers.LayersModel, data: { x: Uint8Array; y: Uint8Array; n: number }): Promise<void> {
   model.compile({ optimizer: tf.train.adam(3e-3), loss: 'categoricalCrossentropy' });
   const random = rng(5);
   const batch = 64;
@@ -78,7 +83,7 @@ async function train(model: tf.LayersModel, data: { x: Uint8Array; y: Uint8Array
   }
 }
 
-async function saveModel(model: tf.LayersModel, folder: string): Promise<void> {
+async function saveModel(model: Layers.LayersModel, folder: string): Promise<void> {
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
       await mkdir(folder, { recursive: true });
@@ -164,7 +169,7 @@ async function main(): Promise<void> {
   // Predictions on the folder, through the same pipeline soup uses.
   const images = await loadDataset(imagesDir, {}, { cacheDir: await mkdtemp(path.join(tmpdir(), 'soup-fixtures-')) });
   const nhwc = await images.read(0, images.n, images.fitTo([SIDE, SIDE, 3]));
-  const probabilities = tf.tidy(() => (model.predict(tf.tensor4d(nhwc, [images.n, SIDE, SIDE, 3])) as tf.Tensor).arraySync() as number[][]);
+  const probabilities = tf.tidy(() => (model.predict(tf.tensor4d(nhwc, [images.n, SIDE, SIDE, 3])) as Core.Tensor).arraySync() as number[][]);
   const predictions = probabilities.map((row) => row.indexOf(Math.max(...row)));
   const accuracy = predictions.filter((p, i) => p === images.y[i]).length / images.n;
   await writeFile(path.join(convDir, 'expected.json'), `${JSON.stringify({ accuracy, predictions }, null, 2)}\n`);

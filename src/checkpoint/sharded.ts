@@ -35,6 +35,8 @@ export abstract class ShardedCheckpoint implements Checkpoint {
   private readonly shardOf = new Map<string, Shard>();
   private readonly ordered: TensorInfo[] = [];
   private current: Shard | undefined;
+  /** Stored bytes as they are, where every shard's format can hand them out (safetensors, not PyTorch views). */
+  readonly readStoredRange?: (name: string, start: number, count: number, into: Uint8Array) => Promise<Uint8Array>;
 
   protected constructor(
     readonly name: string,
@@ -49,6 +51,9 @@ export abstract class ShardedCheckpoint implements Checkpoint {
         this.shardOf.set(tensor.name, shard);
         this.ordered.push(tensor);
       }
+    }
+    if (shards.every((shard) => shard.readStoredRange !== undefined)) {
+      this.readStoredRange = async (name, start, count, into) => (await this.select(name)).readStoredRange!(name, start, count, into);
     }
   }
 
@@ -72,6 +77,7 @@ export abstract class ShardedCheckpoint implements Checkpoint {
   async readFloatRange(name: string, start: number, count: number, scratch?: ChunkScratch): Promise<Float32Array | Float64Array> {
     return (await this.select(name)).readFloatRange(name, start, count, scratch);
   }
+
 
   async close(): Promise<void> {
     this.current = undefined;

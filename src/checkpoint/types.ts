@@ -45,6 +45,12 @@ export interface Checkpoint {
   readBytes(name: string): Promise<Uint8Array>;
   /** How the weights were found, when the user should know: a wrapper entry used, entries ignored. */
   readonly notes?: readonly string[];
+  /**
+   * Elements [start, start + count) of a tensor exactly as `dtype` stores them, into the front of
+   * `into`: lets the SIMD kernel widen half-precision values itself. Absent where stored bytes are
+   * not the values (quantized TF.js weights); readFloatRange serves those.
+   */
+  readStoredRange?(name: string, start: number, count: number, into: Uint8Array): Promise<Uint8Array>;
   /** Which shard file (by name) holds each tensor, for sharded checkpoints, so a writer can keep the layout. */
   shardLayout?(): Map<string, string>;
   close(): Promise<void>;

@@ -139,8 +139,8 @@ export async function writeCheckpoint(
     const files = await writeTo(temp, target, tensors, metadata, produce);
     // Inside the temporary folder, so the rename below publishes weights and companions at once.
     if (extraFiles.size > 0) files.push(...(await writeExtraFiles(temp, files, extraFiles)));
-    await replace(temp, target.path);
-    if (files.length > 1 && target.kind === 'onnx') await replace(`${temp}${EXTERNAL_DATA_SUFFIX}`, `${target.path}${EXTERNAL_DATA_SUFFIX}`);
+    await replaceOutput(temp, target.path);
+    if (files.length > 1 && target.kind === 'onnx') await replaceOutput(`${temp}${EXTERNAL_DATA_SUFFIX}`, `${target.path}${EXTERNAL_DATA_SUFFIX}`);
     const finalFiles = files.map((file) => (target.kind === 'onnx' ? target.path + file : path.join(target.path, file)));
     const bytes = (await Promise.all(finalFiles.map(async (file) => (await stat(file)).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: finalFiles, bytes };
@@ -266,28 +266,41 @@ async function makeFolder(folder: string): Promise<void> {
   });
 }
 
+/** The file-system steps of replacing an output, injectable so tests can interrupt each one. */
+export interface ReplaceSteps {
+  rename(from: string, to: string): Promise<void>;
+  remove(target: string): Promise<void>;
+}
+
+const fsSteps: ReplaceSteps = { rename, remove: (target) => rm(target, { recursive: true, force: true }) };
+
 /**
- * Moves the finished output into place. A file replaces a file atomically; a folder cannot be
- * renamed over a non-empty one, so the old output is moved aside first and removed last.
+ * Moves the finished output into place: the old output (file or folder) is renamed aside, the new one
+ * renamed in, and the old one removed last. A rename over an existing file would be atomic, but ext4
+ * (auto_da_alloc) then flushes the new file's pages to disk before the rename returns: 2.4x the time
+ * of a fresh output for 2 GB. If moving the new output in fails, the old one is moved back, so an
+ * interruption at any step leaves the old output whole or the new one complete; only a crash between
+ * the two renames leaves the old one whole under its aside name.
  */
-async function replace(temp: string, final: string): Promise<void> {
-  const existing = await stat(final).catch(() => undefined);
+export async function replaceOutput(temp: string, final: string, steps: ReplaceSteps = fsSteps): Promise<void> {
   const fail = (error: unknown): never => {
     throw new OutputError(final, `cannot move the finished output into place: ${describeFsError(error)}`, { cause: error });
   };
-  if (existing === undefined || (existing.isFile() && !(await stat(temp)).isDirectory())) {
-    await rename(temp, final).catch(fail);
+  const existing = await stat(final).catch(() => undefined);
+  if (existing === undefined) {
+    await steps.rename(temp, final).catch(fail);
     return;
   }
   const aside = `${temp}.old`;
-  await rename(final, aside).catch(fail);
+  await steps.rename(final, aside).catch(fail);
   try {
-    await rename(temp, final);
+    await steps.rename(temp, final);
   } catch (error) {
-    await rename(aside, final).catch(() => {});
+    await steps.rename(aside, final).catch(() => {});
     fail(error);
   }
-  await rm(aside, { recursive: true, force: true });
+  // The new output is in place: a failure to remove the old one leaves only a hidden leftover.
+  await steps.remove(aside).catch(() => {});
 }
 
 /**

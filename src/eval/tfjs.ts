@@ -2,26 +2,54 @@
  * The only module that loads TensorFlow.js. It builds a LayersModel once from a topology, then
  * scores candidates by swapping their weights into it; commands that never evaluate never load it.
  */
-import type * as TF from '@tensorflow/tfjs';
+import type * as Core from '@tensorflow/tfjs-core';
+import type * as Layers from '@tensorflow/tfjs-layers';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { Dataset, InputFit } from '../data/dataset.js';
+import { registerChainedOps } from './chained-ops.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
 import type { CandidateWeights } from '../soup/candidate.js';
 import type { Evaluation, Evaluator, GradientSource, LossGradients, ScoreBound } from './evaluator.js';
 import { METRIC_NAMES, MetricAccumulator, PROBABILITY_EPSILON, improves, type MetricName, type Metrics } from './metrics.js';
 
-type Tf = typeof TF;
-
+/**
+ * The parts of TF.js used here, from its split packages: the @tensorflow/tfjs umbrella would also
+ * install the webgl backend, the converter and tfjs-data (about 190 MB), none of which run here.
+ */
+type Tf = typeof Core & Pick<typeof Layers, 'loadLayersModel'>;
+declare namespace TF {
+  type Tensor = Core.Tensor;
+  type Scalar = Core.Scalar;
+  type Variable = Core.Variable;
+  type LayersModel = Layers.LayersModel;
+}
 
 let loaded: Promise<Tf> | undefined;
 
 async function loadTf(): Promise<Tf> {
-  loaded ??= import('@tensorflow/tfjs').then((tf) => {
+  loaded ??= (async () => {
+    const core = await import('@tensorflow/tfjs-core');
+    const layers = await import('@tensorflow/tfjs-layers');
+    // Registers the cpu backend, the fallback when neither tfjs-node nor wasm loads.
+    await import('@tensorflow/tfjs-backend-cpu');
     // PROD silences TF.js's console hints (the cpu backend's "install tfjs-node" banner included).
-    tf.env().set('PROD', true);
-    return tf;
-  });
+    core.env().set('PROD', true);
+    registerChainedOps(core);
+    return { ...core, loadLayersModel: layers.loadLayersModel };
+  })();
   return loaded;
+}
+
+let gradients: Promise<unknown> | undefined;
+
+/**
+ * Registers the gradient functions of every op, which the learned soup takes gradients through:
+ * the @tensorflow/tfjs umbrella registered them, tfjs-core alone does not. The build bundles them
+ * beside this module (scripts/build.ts says why); TF.js must be loaded first.
+ */
+export async function loadGradients(): Promise<void> {
+  gradients ??= import(new URL('./tfjs-gradients.js', import.meta.url).href);
+  await gradients;
 }
 
 /** Importing a module by a computed name keeps TypeScript from requiring the optional package. */
@@ -221,6 +249,7 @@ export class TfjsEvaluator implements Evaluator, GradientSource {
    */
   async lossGradients(candidate: CandidateWeights, beta: number, samples: ArrayLike<number>): Promise<LossGradients> {
     const { tf, dataset } = this;
+    await loadGradients();
     const tensorsBefore = tf.memory().numTensors;
     await this.load(candidate);
     const sampleSize = this.fit.shape.reduce((a, b) => a * b, 1);

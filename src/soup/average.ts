@@ -105,7 +105,25 @@ export class ChunkOutput {
         out[at + i] = encode(v);
       }
     }
+    if (bad > 0) this.writeCanonicalNaNs(sums, size, at, divisor);
     return bad === 0;
+  }
+
+  /**
+   * A NaN mean is stored as the dtype's positive quiet NaN, whatever NaN the arithmetic produced: which
+   * of two NaN operands an addition passes on (sign and payload) is up to the compiler and the CPU,
+   * so only a canonical NaN is the same in the JS and SIMD kernels and from run to run.
+   */
+  private writeCanonicalNaNs(sums: Float64Array, size: number, at: number, divisor: number): void {
+    const bits = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    for (let i = 0; i < size; i++) {
+      const v = sums[i]! / divisor;
+      if (v === v) continue;
+      const offset = (at + i) * this.elementBytes;
+      if (this.dtype === 'F64') bits.setBigUint64(offset, 0x7ff8000000000000n, true);
+      else if (this.dtype === 'F32') bits.setUint32(offset, 0x7fc00000, true);
+      else bits.setUint16(offset, this.dtype === 'F16' ? 0x7e00 : 0x7fc0, true);
+    }
   }
 }
 

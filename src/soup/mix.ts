@@ -1,10 +1,10 @@
-import { dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
+import { decodeFloats, dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite } from './average.js';
-import { WasmKernel } from './wasm-kernel.js';
+import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite, sumBlock } from './average.js';
+import { WasmKernel, type KernelArray, type KernelDType } from './wasm-kernel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -27,9 +27,10 @@ const READ_BUDGET_BYTES = 12 * 1024 * 1024;
  * Streams a weighted mean of checkpoints tensor by tensor and chunk by chunk. For each chunk it reads
  * that range from every ingredient into preallocated buffers, then adds all inputs block by block
  * (one pass over the inputs, the running sums in cache) and writes the mean in the output dtype.
- * Reads and writes are synchronous (see RangeReader.readInto): on these page-cache speeds, one
- * thread doing all of it beat handing reads and writes to libuv's threads. Memory holds one chunk
- * per ingredient and one of output, whatever the size of the tensors.
+ * Reads are synchronous (see RangeReader.readInto): on these page-cache speeds, one thread doing
+ * them beat handing them to libuv's threads. Writes of fresh pages cost as much as the arithmetic, so
+ * the output alternates between two buffers and the writer writes one while the next is computed.
+ * Memory holds one chunk per ingredient and two of output, whatever the size of the tensors.
  */
 export class Mixer {
   private bytesRead = 0;
@@ -44,8 +45,9 @@ export class Mixer {
   /** Read buffers, one per ingredient; allocated on first use. */
   private scratch: ChunkScratch[] | undefined;
   private readonly sums = new Float64Array(BLOCK);
-  /** The output chunk; the writer writes it before asking for the next. */
-  private outBuffer: Uint8Array | undefined;
+  /** Two output chunks in turn, so the writer can write one while the next is computed. */
+  private outBuffers: Uint8Array[] | undefined;
+  private turn = 0;
   /** The WebAssembly SIMD kernel, whose memory holds all the buffers above; undefined where unavailable. */
   private kernel: WasmKernel | undefined | null;
 
@@ -79,8 +81,9 @@ export class Mixer {
 
   /**
    * The weighted mean of one float tensor in `dtype`, chunk by chunk; a chunk stays valid until the
-   * next is requested. With `normalize` false it is the weighted sum itself, sum(c_k * theta_k), with
-   * no division (the learned soup's coefficients sum to 1 only up to rounding).
+   * one after next is requested (two output buffers in turn). With `normalize` false it is the
+   * weighted sum itself, sum(c_k * theta_k), with no division (the learned soup's coefficients sum to
+   * 1 only up to rounding).
    */
   async *stream(tensor: TensorInfo, coefficients: readonly number[], dtype: FloatDType, normalize = true): AsyncGenerator<Uint8Array> {
     const active = this.checkpoints.map((_, k) => k).filter((k) => coefficients[k] !== 0);
@@ -90,41 +93,63 @@ export class Mixer {
     const divisor = !normalize ? 1 : equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
-    const out = this.output(dtype);
+    const outputs = this.outputs(dtype);
 
+    const kernelDtypes = this.kernelDtypes(active, tensor.name, equal, dtype);
     const inputs: (Float32Array | Float64Array)[] = [];
+    const stored: KernelArray[] = [];
     for (let start = 0; start < total; start += this.chunk) {
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
+      const out = outputs[this.turn++ % 2]!;
       for (const [j, k] of active.entries()) {
-        inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
+        const checkpoint = this.checkpoints[k]!;
+        if (kernelDtypes === undefined) inputs[j] = await checkpoint.readFloatRange(tensor.name, start, count, scratch[j]);
+        else stored[j] = { address: (await checkpoint.readStoredRange!(tensor.name, start, count, scratch[j]!.bytes)).byteOffset, dtype: kernelDtypes[j]! };
         this.advance(k, tensor.name, count, total);
       }
-      const finite = this.combine(inputs, equal ? undefined : weights, divisor, out, count);
+      const finite =
+        kernelDtypes === undefined
+          ? combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums)
+          : this.combineInKernel(stored, divisor, out, count);
       if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
   }
 
   /**
-   * Means of one chunk: float32 inputs with equal weights into float32 output run in the SIMD kernel
-   * (the common case); anything else, and an odd last element, in the JS kernel. Both compute the
-   * same bits. Returns false if any mean is NaN or infinite.
+   * The stored dtype of each input when the SIMD kernel computes this tensor's mean: equal weights,
+   * float32 or half inputs read as stored, and a float32 or half output (the common case). Otherwise
+   * undefined, and the JS kernel runs; both compute the same bits.
    */
-  private combine(
-    inputs: readonly (Float32Array | Float64Array)[],
-    weights: readonly number[] | undefined,
-    divisor: number,
-    out: ChunkOutput,
-    count: number,
-  ): boolean {
-    const kernel = this.kernel;
-    if (kernel && weights === undefined && out.f32 !== undefined && inputs.every((values) => kernel.owns(values))) {
-      const even = count - (count % 2);
-      const finite = kernel.combine(inputs as Float32Array[], divisor, out.f32, even);
-      return combineRange(inputs, weights, divisor, out, even, count, this.sums) && finite;
+  private kernelDtypes(active: readonly number[], name: string, equal: boolean, dtype: FloatDType): KernelDType[] | undefined {
+    if (!equal || dtype === 'F64') return undefined;
+    this.memory();
+    if (!this.kernel) return undefined;
+    const dtypes: KernelDType[] = [];
+    for (const k of active) {
+      const stored = this.infos[k]!.get(name)?.dtype;
+      if (this.checkpoints[k]!.readStoredRange === undefined || (stored !== 'F32' && stored !== 'F16' && stored !== 'BF16')) return undefined;
+      dtypes.push(stored);
     }
-    return combineRange(inputs, weights, divisor, out, 0, count, this.sums);
+    return dtypes;
+  }
+
+  /** Means of one chunk in the SIMD kernel; an odd last element in the JS kernel. False if any is NaN or infinite. */
+  private combineInKernel(inputs: readonly KernelArray[], divisor: number, out: ChunkOutput, count: number): boolean {
+    const kernel = this.kernel!;
+    const even = count - (count % 2);
+    const outDtype = out.dtype as KernelDType;
+    let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: outDtype }, even);
+    if (even < count) {
+      const last = inputs.map(({ address, dtype }) => {
+        const size = dtype === 'F32' ? 4 : 2;
+        return decodeFloats(new Uint8Array(kernel.memory.buffer, address + even * size, size), dtype);
+      });
+      sumBlock(this.sums, last, undefined, 0, 1);
+      finite = out.write(this.sums, 1, even, divisor) && finite;
+    }
+    return finite;
   }
 
   /**
@@ -170,11 +195,13 @@ export class Mixer {
     this.bytesRead = 0;
     const byName = new Map(this.checkpoints[0]!.tensors().map((tensor) => [tensor.name, tensor]));
     const mixer = this;
-    return async function* (output: OutputTensor) {
+    const produce = async function* (output: OutputTensor) {
       const tensor = byName.get(output.name)!;
       if (isFloatDType(output.dtype)) yield* mixer.stream(tensor, of(output.name), output.dtype, normalize);
       else yield await mixer.copy(tensor, of(output.name));
     };
+    // Chunks come from two output buffers in turn; copied tensors are fresh buffers.
+    return Object.assign(produce, { alternatesBuffers: true });
   }
 
   /** Read and output buffers, in the SIMD kernel's memory when it is available. */
@@ -182,7 +209,9 @@ export class Mixer {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
-      this.kernel = WasmKernel.create(reads + this.chunk * 8 + 16) ?? null;
+      // The kernel's own float32 blocks for widening half inputs: one per ingredient.
+      const widened = this.checkpoints.length * BLOCK * 4;
+      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + widened) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
@@ -201,9 +230,12 @@ export class Mixer {
     return this.scratch;
   }
 
-  private output(dtype: FloatDType): ChunkOutput {
-    this.outBuffer ??= this.memory()(this.chunk * 8);
-    return new ChunkOutput(this.outBuffer, dtype);
+  private outputs(dtype: FloatDType): ChunkOutput[] {
+    if (this.outBuffers === undefined) {
+      const allocate = this.memory();
+      this.outBuffers = [allocate(this.chunk * 8), allocate(this.chunk * 8)];
+    }
+    return this.outBuffers.map((buffer) => new ChunkOutput(buffer, dtype));
   }
 
   private advance(ingredient: number, name: string, elements?: number, total?: number): void {

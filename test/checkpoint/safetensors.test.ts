@@ -196,6 +196,31 @@ describe('writeSafetensors', () => {
     assert.ok(Buffer.from(header.subarray(8)).toString().startsWith('{"b":'));
   });
 
+  it('writes every chunk intact when a producer alternates two buffers and reuses each as soon as it may', async () => {
+    const file = path.join(dir, 'alternating.safetensors');
+    const handle = await open(file, 'w');
+    const [chunks, size] = [64, 256 * 1024];
+    const tensors = [0, 1].map((t) => ({ name: `t${t}`, shape: [(chunks / 2) * size], dtype: 'U8' as const }));
+    const buffers = [new Uint8Array(size), new Uint8Array(size)];
+    let next = 0;
+    const produce = Object.assign(
+      async function* () {
+        for (let i = 0; i < chunks / 2; i++, next++) {
+          // Reused now: the buffer of the chunk before last, which the writer must have finished writing.
+          yield buffers[next % 2]!.fill(next % 251);
+        }
+      },
+      { alternatesBuffers: true },
+    );
+    await writeSafetensors(handle, file, tensors, {}, produce);
+    await handle.close();
+    const back = await SafetensorsFile.open(file);
+    const written = Buffer.concat([await back.readBytes('t0'), await back.readBytes('t1')]);
+    await back.close();
+    const expected = Buffer.concat(Array.from({ length: chunks }, (_, k) => Buffer.alloc(size, k % 251)));
+    assert.ok(written.equals(expected), 'a chunk was overwritten before it was written');
+  });
+
   it('writes a file that reads back identically, metadata first', async () => {
     const file = path.join(dir, 'written.safetensors');
     const handle = await open(file, 'w');

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { checkOutputPath, fixedMetadata, writeCheckpoint } from '../../src/checkpoint/writer.js';
+import { checkOutputPath, fixedMetadata, replaceOutput, writeCheckpoint, type ReplaceSteps } from '../../src/checkpoint/writer.js';
 import { UsageError } from '../../src/errors.js';
 import { f32, tempDir, once } from '../helpers/files.js';
 
@@ -53,4 +53,64 @@ describe('writeCheckpoint', () => {
     }
     assert.deepEqual((await readdir(dir)).filter((f) => f.includes('failing')), []);
   });
+});
+
+describe('replaceOutput', () => {
+  /** fs steps that fail at the `failAt`th call (0-based), after doing the ones before it for real. */
+  function failingSteps(failAt: number): { steps: ReplaceSteps; calls: string[] } {
+    const calls: string[] = [];
+    const step = async (name: string, run: () => Promise<void>): Promise<void> => {
+      calls.push(name);
+      if (calls.length - 1 === failAt) throw Object.assign(new Error('injected'), { code: 'EIO' });
+      await run();
+    };
+    return {
+      calls,
+      steps: {
+        rename: (from, to) => step(`rename ${path.basename(from)} -> ${path.basename(to)}`, () => rename(from, to)),
+        remove: (target) => step(`remove ${path.basename(target)}`, () => rm(target, { recursive: true, force: true })),
+      },
+    };
+  }
+
+  /** The text of an output file or folder (its model.safetensors), or "missing". */
+  async function textOf(output: string): Promise<string> {
+    const info = await stat(output).catch(() => undefined);
+    if (info === undefined) return 'missing';
+    return readFile(info.isDirectory() ? path.join(output, 'model.safetensors') : output, 'utf8');
+  }
+
+  for (const kind of ['file', 'folder'] as const) {
+    it(`keeps the old output ${kind} whole, or puts the new one in whole, when any step fails`, async () => {
+      const make = async (at: string, text: string): Promise<void> => {
+        if (kind === 'file') return writeFile(at, text);
+        await mkdir(at);
+        await writeFile(path.join(at, 'model.safetensors'), text);
+      };
+      const name = kind === 'file' ? 'out.safetensors' : 'out';
+      const outcomes: string[] = [];
+      for (const failAt of [0, 1, 2, -1]) {
+        const folder = path.join(dir, `replace-${kind}-${failAt}`);
+        await mkdir(folder);
+        const final = path.join(folder, name);
+        const temp = path.join(folder, `.${name}.tmp`);
+        await make(final, 'old');
+        await make(temp, 'new');
+        const { steps, calls } = failingSteps(failAt);
+        const result = await replaceOutput(temp, final, steps).then(
+          () => 'done',
+          (error: Error) => error.message.replace(`${folder}/`, ''),
+        );
+        const failed = failAt === -1 ? 'no step' : calls[failAt];
+        outcomes.push(`${failed} fails: ${name} is ${await textOf(final)}, aside ${await textOf(`${temp}.old`)} (${result})`);
+      }
+      const problem = `${name}: cannot move the finished output into place: injected`;
+      assert.deepEqual(outcomes, [
+        `rename ${name} -> .${name}.tmp.old fails: ${name} is old, aside missing (${problem})`,
+        `rename .${name}.tmp -> ${name} fails: ${name} is old, aside missing (${problem})`,
+        `remove .${name}.tmp.old fails: ${name} is new, aside old (done)`,
+        `no step fails: ${name} is new, aside missing (done)`,
+      ]);
+    });
+  }
 });

@@ -1,7 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as core from '@tensorflow/tfjs-core';
+import * as layers from '@tensorflow/tfjs-layers';
+import '@tensorflow/tfjs-backend-cpu';
 
+// The split packages soup depends on, not the @tensorflow/tfjs umbrella, so tests see what users get.
+const tf = { ...core, ...layers, io: core.io };
 tf.env().set('PROD', true);
 
 export interface SavedModel {
@@ -21,7 +25,7 @@ export async function saveTinyModel(folder: string, seed: number, shards = 1): P
       tf.layers.dense({ name: 'logits', units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }), biasInitializer: tf.initializers.constant({ value: seed / 10 }) }),
     ],
   });
-  let artifacts: tf.io.ModelArtifacts | undefined;
+  let artifacts: core.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (saved) => {
       artifacts = saved;

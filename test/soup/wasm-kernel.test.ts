@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { FLOAT_DTYPES, decodeFloats, encodeFloats, type FloatDType } from '../../src/checkpoint/dtype.js';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import { Mixer } from '../../src/soup/mix.js';
+import { WasmKernel, type KernelDType } from '../../src/soup/wasm-kernel.js';
+import { collect, tempDir, writeSafetensorsFile } from '../helpers/files.js';
+
+const dir = await tempDir();
+const opened: SafetensorsFile[] = [];
+after(() => Promise.all(opened.map((checkpoint) => checkpoint.close())));
+
+/** xorshift32: random bits from a seed fast-check chose, so failures replay. */
+function bitsFrom(seed: number): () => number {
+  let state = seed | 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+}
+
+/** Bit patterns worth meeting often: zeros, infinities, NaNs (quiet, signalling, negative), subnormals, extremes. */
+const SPECIAL: Record<FloatDType, number[]> = {
+  F64: [],
+  F32: [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x00000001, 0x807fffff, 0x7f7fffff, 0x33800000, 0x38800000, 0x477fefff, 0x477ff000],
+  F16: [0, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7c01, 0x0001, 0x83ff, 0x7bff, 0x0400],
+  BF16: [0, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x807f, 0x7f7f],
+};
+
+/** `length` elements of `dtype` as stored bytes: mostly random bit patterns, one in eight a special one. */
+function randomStored(dtype: FloatDType, length: number, next: () => number): Uint8Array {
+  const words = new Uint32Array(dtype === 'F64' ? length * 2 : Math.ceil((length * (dtype === 'F32' ? 4 : 2)) / 4));
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  const bytes = new Uint8Array(words.buffer, 0, length * (dtype === 'F64' ? 8 : dtype === 'F32' ? 4 : 2));
+  const specials = SPECIAL[dtype];
+  if (specials.length > 0) {
+    const view = dtype === 'F32' ? new Uint32Array(words.buffer) : new Uint16Array(words.buffer);
+    for (let i = 0; i < length; i++) if (next() % 8 === 0) view[i] = specials[next() % specials.length]!;
+  }
+  return bytes.slice();
+}
+
+let counter = 0;
+async function open(dtype: FloatDType, bytes: Uint8Array, length: number): Promise<SafetensorsFile> {
+  const file = await writeSafetensorsFile(path.join(dir, `k${counter++}.safetensors`), { w: { dtype, shape: [length], bytes } });
+  const checkpoint = await SafetensorsFile.open(file);
+  opened.push(checkpoint);
+  return checkpoint;
+}
+
+describe('the WebAssembly SIMD kernel on every float dtype', () => {
+  it('computes exactly the bits of the JS kernel for random bit patterns (NaN, infinities, subnormals), odd lengths and 1 to 9 ingredients', async () => {
+    const fc = (await import('fast-check')).default;
+    const dtype = fc.constantFrom(...FLOAT_DTYPES);
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 9001 }),
+        fc.array(dtype, { minLength: 9, maxLength: 9 }),
+        fc.boolean(),
+        dtype,
+        fc.constantFrom(4096, 5001),
+        fc.integer({ min: 1, max: 2 ** 31 }),
+        async (count, length, dtypes, same, outDtype, chunkElements, seed) => {
+          const next = bitsFrom(seed);
+          const checkpoints = [];
+          for (let k = 0; k < count; k++) {
+            const inDtype = same ? dtypes[0]! : dtypes[k]!;
+            checkpoints.push(await open(inDtype, randomStored(inDtype, length, next), length));
+          }
+          const output = { name: 'w', shape: [length], dtype: outDtype };
+          const ones = checkpoints.map(() => 1);
+          const options = { chunkElements, allowNonFinite: true };
+          const simd = await collect(new Mixer(checkpoints, options).producer(ones)(output, run));
+          const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
+          assert.deepEqual(Buffer.from(simd), Buffer.from(js));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  /** Every NaN mean is stored as this, in both kernels. */
+  const CANONICAL_NAN = { F32: 0x7fc00000, F16: 0x7e00, BF16: 0x7fc0 };
+
+  /** Runs one input through the kernel with divisor 1: its values widened, then written in `outDtype`. */
+  function roundTrip(bytes: Uint8Array, inDtype: KernelDType, outDtype: KernelDType, count: number): Uint8Array {
+    const kernel = WasmKernel.create(count * 8 + 1024)!;
+    const input = kernel.allocate(bytes.byteLength);
+    input.set(bytes);
+    const out = kernel.allocate(count * 4);
+    assert.equal(kernel.combine([{ address: input.byteOffset, dtype: inDtype }], 1, { address: out.byteOffset, dtype: outDtype }, count), false);
+    return out.slice(0, count * (outDtype === 'F32' ? 4 : 2));
+  }
+
+  it('widens every one of the 65536 half and bfloat16 bit patterns as the JS decoder does', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const bytes = new Uint8Array(all.buffer);
+    for (const dtype of ['F16', 'BF16'] as const) {
+      const widened = roundTrip(bytes, dtype, 'F32', 65536);
+      const expected = new Uint32Array(decodeFloats(bytes, dtype).buffer).map((x) => ((x & 0x7fffffff) > 0x7f800000 ? CANONICAL_NAN.F32 : x));
+      assert.deepEqual(Buffer.from(widened), Buffer.from(expected.buffer), dtype);
+    }
+  });
+
+  it('rounds float32 to half and bfloat16 to nearest even as the JS encoder does, ties and overflow included', () => {
+    const next = bitsFrom(12345);
+    const count = 1 << 18;
+    const values = new Uint32Array(count);
+    for (let i = 0; i < count; i++) {
+      // Every fourth value sits on a rounding boundary of both formats: the low bits exactly half an ulp.
+      values[i] = i % 4 === 0 ? (next() & 0xffffe000) | (i % 8 === 0 ? 0x1000 : 0x8000) : next();
+    }
+    values.set(SPECIAL.F32);
+    const floats = new Float32Array(values.buffer);
+    for (const dtype of ['F16', 'BF16'] as const) {
+      const simd = roundTrip(new Uint8Array(values.buffer), 'F32', dtype, count);
+      const expected = new Uint16Array(encodeFloats(floats, dtype).buffer).map((x, i) => (Number.isNaN(floats[i]) ? CANONICAL_NAN[dtype] : x));
+      assert.deepEqual(Buffer.from(simd), Buffer.from(expected.buffer), dtype);
+    }
+  });
+});
+
+describe('NaN means', () => {
+  it('are stored as the output dtype\'s positive quiet NaN, whichever NaN the ingredients held', async () => {
+    const negativeNaN = new Uint8Array(new Uint32Array([0xffc00001, 0x7f800001, 0xff800000]).buffer);
+    const positiveInfinity = new Uint8Array(new Uint32Array([0x3f800000, 0x7f800000, 0x7f800000]).buffer);
+    const checkpoints = [await open('F32', negativeNaN, 3), await open('F32', positiveInfinity, 3)];
+    const expected: Record<FloatDType, string> = { F64: '000000000000f87f', F32: '0000c07f', F16: '007e', BF16: 'c07f' };
+    for (const dtype of FLOAT_DTYPES) {
+      for (const simd of [true, false]) {
+        const bytes = await collect(new Mixer(checkpoints, { allowNonFinite: true, simd }).producer([1, 1])({ name: 'w', shape: [3], dtype }, 0));
+        const hex = Buffer.from(bytes).toString('hex');
+        assert.equal(hex, expected[dtype].repeat(3), `${dtype}, simd ${simd}`);
+      }
+    }
+  });
+});
