@@ -80,6 +80,19 @@ describe('image data in evaluation', () => {
     assert.equal(doc.metrics.accuracy, expected.accuracy);
   });
 
+  it('scores the NCHW twin (the same weights exported from PyTorch to ONNX) exactly as the NHWC TF.js model', async () => {
+    const [nhwc, nchw] = await Promise.all([
+      runSoup(['eval', conv, '--val', images, '--backend', 'wasm', '--json']),
+      runSoup(['eval', path.join(fixtures, 'conv', 'nchw.onnx'), '--val', images, '--json']),
+    ]);
+    assert.equal(nchw.code, 0, nchw.stderr);
+    const [tfjs, onnx] = [JSON.parse(nhwc.stdout), JSON.parse(nchw.stdout)];
+    assert.match(onnx.backend, /^onnxruntime \(cpu, \d+ threads?\)$/);
+    assert.equal(onnx.metrics.accuracy, expected.accuracy);
+    // The loss depends on every output of every sample: equal losses mean the pixels reached both models in their own layout.
+    for (const metric of ['loss', 'margin', 'top5'] as const) assert.ok(Math.abs(onnx.metrics[metric] - tfjs.metrics[metric]) < 1e-5, `${metric}: ${onnx.metrics[metric]} vs ${tfjs.metrics[metric]}`);
+  });
+
   it('refuses a layout the model does not have, naming both shapes', async () => {
     const result = await runSoup(['eval', conv, '--val', images, '--backend', 'wasm', '--layout', 'nchw']);
     assert.equal(result.code, 2);

@@ -117,5 +117,13 @@ describe('soup learned', () => {
       `soup: error: ${path.join(runs, 'run-1.safetensors')}: soup learned needs gradients of the loss, which soup takes from TF.js models; a safetensors checkpoint has no model to run ` +
         '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
     );
+    const onnxRuns = new URL('../../../fixtures/onnx/', import.meta.url).pathname;
+    const onnx = await runSoup(['learned', onnxRuns, '--val', val, '-o', path.join(dir, 'z.onnx')]);
+    assert.equal(onnx.code, 2);
+    assert.equal(
+      onnx.stderr,
+      `soup: error: ${path.join(onnxRuns, 'lr1e-3-ls-s5.onnx')}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored ` +
+        '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
+    );
   });
 });

@@ -29,4 +29,16 @@ describe('models exported by torch.onnx.export', () => {
     assert.equal((JSON.parse(result.stdout) as { metrics: { accuracy: number } }).metrics.accuracy, 1, 'the labels are model a\'s own predictions');
     assert.equal(result.stderr, `soup: warning: 1 tensor(s) of ${at('a.safetensors')} are not used by ${at('kept-b.onnx')} and are ignored when scoring: bn.num_batches_tracked\n`);
   });
+
+  it('greedy-soups torch.save state dicts scored through one ONNX export, and writes a .pt that torch loads', async () => {
+    const out = at('greedy-soup.pt');
+    const result = await runSoup(['greedy', at('runs'), '--val', at('data.npz'), '--model', at('kept-a.onnx'), '-o', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const doc = JSON.parse(result.stdout) as { backend: string; ingredients: { name: string; score: number }[]; chosen: string[]; score: number };
+    assert.match(doc.backend, /^onnxruntime \(cpu, \d+ threads?\)$/);
+    assert.deepEqual(doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score]).find(([name]) => name === 'a'), ['a', 1], 'model a scores its own predictions perfectly');
+    assert.equal(doc.chosen[0], 'a');
+    const loaded = execFileSync('/usr/bin/python3', ['-c', 'import sys, torch; sd = torch.load(sys.argv[1], weights_only=True); print(sorted(sd))', out], { encoding: 'utf8' });
+    assert.match(loaded, /'bn\.num_batches_tracked', 'bn\.running_mean'/);
+  });
 });

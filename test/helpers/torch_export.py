@@ -2,10 +2,11 @@
 
 Writes into the folder given as argv[1]: fused-{a,b}.onnx (default flags: BatchNorm folded into Conv
 in eval mode), kept-{a,b}.onnx (training=PRESERVE, do_constant_folding=False: names kept),
-a.safetensors (model a's state dict, num_batches_tracked included) and data.npz (x, and y = model a's
-own predictions, so its accuracy is exactly 1).
+a.safetensors (model a's state dict, num_batches_tracked included), runs/{a,b}.pt (both state dicts
+as torch.save writes them) and data.npz (x, and y = model a's own predictions, so its accuracy is exactly 1).
 """
 import json
+import os
 import struct
 import sys
 import warnings
@@ -61,6 +62,8 @@ for name, seed in (("a", 1), ("b", 2)):
     torch.onnx.export(model, x[:1], f"{out}/fused-{name}.onnx", input_names=["x"], output_names=["logits"], dynamic_axes=axes)
     torch.onnx.export(model, x[:1], f"{out}/kept-{name}.onnx", input_names=["x"], output_names=["logits"], dynamic_axes=axes,
                       do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    os.makedirs(f"{out}/runs", exist_ok=True)
+    torch.save(model.state_dict(), f"{out}/runs/{name}.pt")
     if name == "a":
         save_safetensors(f"{out}/a.safetensors", model.state_dict())
         with torch.no_grad():
