@@ -4,7 +4,7 @@
  *
  *   SOUP_BENCH_RUNS=9 npm run bench     # more runs per command (default 7)
  *   SOUP_BENCH_LLM_LAYERS=20 npm run bench   # the half-precision case at full size: 4 x 1.3 GB per dtype
- *   SOUP_BENCH_ONLY=llm npm run bench   # one section: uniform, llm, greedy or startup
+ *   SOUP_BENCH_ONLY=llm npm run bench   # one section: uniform, llm, greedy, onnx or startup
  *
  * Where NODE_EXTRA_CA_CERTS is set (these machines set it), every Node process parses that CA bundle
  * as it starts, before any of soup's code runs: about 75 ms here, against 35 ms for the rest of
