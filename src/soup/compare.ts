@@ -39,6 +39,11 @@ export interface CompareOptions {
   allowNonFinite?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /**
+   * Scores every ingredient with an evaluator that gives metrics only (--eval-cmd), in ingredient
+   * order: how the caller runs them, several at once (--jobs) included. Default: one after another.
+   */
+  scoreAll?: (checkpoints: readonly Checkpoint[], evaluator: Evaluator) => Promise<number[]>;
 }
 
 /**
@@ -64,6 +69,13 @@ export async function compareSoups(
   const ingredientScores = checkpoints.map(() => ({}) as Record<string, number>);
   const ensembleScores: Record<string, number> = {};
   for (const { name, evaluator } of datasets) {
+    if (!canEnsemble && options.scoreAll !== undefined) {
+      step(`${n} ingredients on ${name}`);
+      const scores = await options.scoreAll(checkpoints, evaluator);
+      for (const [k, value] of scores.entries()) ingredientScores[k]![name] = value;
+      done += n - 1;
+      continue;
+    }
     let sum: Float64Array | undefined;
     for (const [k, checkpoint] of checkpoints.entries()) {
       throwIfAborted(signal);

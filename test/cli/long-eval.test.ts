@@ -71,6 +71,20 @@ describe('long evaluations', () => {
     assert.equal((await runSoup(['diff', path.join(cwd, 'parallel.safetensors'), path.join(cwd, 'serial.safetensors')])).code, 0, 'the same soup');
   });
 
+  it('runs soup compare\'s --eval-cmd evaluations of the ingredients at the same time with --jobs, with the scores of a serial run', async () => {
+    const cwd = await workspace('compare-parallel', ['a', 'b', 'c', 'd']);
+    const barrier = path.join(cwd, 'barrier');
+    await mkdir(barrier);
+    const parallel = await runSoup(['compare', 'runs', '--eval-cmd', `node '${scorer}' {ckpt} '${barrier}'`, '--jobs', '2', '--json'], { cwd });
+    assert.equal(parallel.code, 0, parallel.stderr);
+    assert.ok((await readdir(barrier)).length >= 2, 'two evaluations met at the barrier');
+    const serial = await runSoup(['compare', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '--json'], { cwd });
+    assert.equal(serial.code, 0, serial.stderr);
+    const rows = (doc: string) => (JSON.parse(doc) as { rows: { name: string; scores: Record<string, number> }[] }).rows.map((row) => [row.name, row.scores]);
+    assert.deepEqual(rows(parallel.stdout), rows(serial.stdout));
+    assert.deepEqual(rows(serial.stdout).slice(0, 4).map(([name]) => name), ['a', 'b', 'c', 'd']);
+  });
+
   it('writes candidates into --work-dir and removes them, and refuses a --work-dir that does not exist', async () => {
     const cwd = await workspace('workdir', ['a', 'b']);
     const work = path.join(cwd, 'shared tmp');

@@ -5,6 +5,7 @@ import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { fileSuffixOf } from '../../checkpoint/writer.js';
 import type { Evaluator } from '../../eval/evaluator.js';
+import { scoreIngredients } from '../../eval/pool.js';
 import { candidateProducer } from '../../soup/candidate.js';
 import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
 import { compareSoups, scoreMergeRow, type CompareDataset, type CompareRow } from '../../soup/compare.js';
@@ -110,6 +111,8 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       allowNonFinite: options.allowNonfinite,
       signal,
       onProgress: terminal.progress(),
+      scoreAll: async (ingredients, evaluator) =>
+        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs ?? 1, allowNonFinite: options.allowNonfinite, signal })).scores,
     });
     for (const { file, config } of merges) {
       result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
