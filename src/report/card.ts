@@ -14,15 +14,17 @@ export const OUTPUT_PLACEHOLDER = '{output}';
 export function renderCard(recipe: Recipe, name: string, output: string = name): string {
   const metric = typeof recipe.metric === 'string' ? recipe.metric : undefined;
   const lines = [...frontMatter(recipe), '', `# ${name}`, '', summary(recipe), '', '## Recipe', ''];
-  lines.push(`- Method: ${methodDescription(recipe)}`);
+  lines.push(`- Method: ${methodDescription(recipe)}`, ...mergeDetails(recipe));
   if (metric !== undefined) lines.push(`- Metric: ${metric}${typeof recipe.validation === 'string' ? ` on \`${recipe.validation}\`` : ''}`);
   if (typeof recipe.score === 'number' && metric !== undefined) lines.push(`- Score of the soup: ${formatScore(recipe.score)} ${metric}`);
-  lines.push(`- Ingredients in the soup: ${recipe.chosen.length} of ${recipe.ingredients.length}`);
+  const ingredients = recipe.ingredients.filter((ingredient) => ingredient.name !== recipe.base);
+  lines.push(`- Ingredients in the soup: ${recipe.chosen.length} of ${ingredients.length}`);
   if (typeof recipe.dtype === 'string') lines.push(`- Weights written as: ${recipe.dtype}`);
   if (typeof recipe.filesFrom === 'string') lines.push(`- Config and tokenizer files from: ${recipe.filesFrom}`);
   lines.push('', '### Ingredients', '', ...ingredientTable(recipe, metric));
   const steps = greedySteps(recipe, metric);
   if (steps.length > 0) lines.push('', '### Greedy steps', '', ...steps);
+  if (typeof recipe.mergekit === 'string') lines.push('', '### mergekit configuration', '', '```yaml', recipe.mergekit.trimEnd(), '```');
   lines.push('', '## Reproduce', '');
   if (Array.isArray(recipe.command)) lines.push('```sh', commandLine((recipe.command as string[]).map((arg) => arg.replaceAll(OUTPUT_PLACEHOLDER, output))), '```', '');
   lines.push(
@@ -33,7 +35,8 @@ export function renderCard(recipe: Recipe, name: string, output: string = name):
 }
 
 function frontMatter(recipe: Recipe): string[] {
-  const lines = ['---', 'tags:', '- model-soup', '- merge', `- ${yamlScalar(`${recipe.strategy}-soup`)}`];
+  const kind = recipe.strategy === 'merge' ? (mergeMethod(recipe) ?? 'merge') : `${recipe.strategy}-soup`;
+  const lines = ['---', 'tags:', '- model-soup', '- merge', `- ${yamlScalar(kind)}`];
   if (typeof recipe.libraryName === 'string') lines.push(`library_name: ${yamlScalar(recipe.libraryName)}`);
   if (typeof recipe.baseModel === 'string') lines.push(`base_model: ${yamlScalar(recipe.baseModel)}`);
   lines.push('---');
@@ -42,11 +45,35 @@ function frontMatter(recipe: Recipe): string[] {
 
 function summary(recipe: Recipe): string {
   const base = typeof recipe.baseModel === 'string' ? `, all fine-tuned from [${recipe.baseModel}](https://huggingface.co/${recipe.baseModel})` : '';
+  const checkpoints = `${recipe.chosen.length} checkpoint${recipe.chosen.length === 1 ? '' : 's'}${base}`;
+  const method = mergeMethod(recipe);
+  if (method !== undefined && recipe.strategy === 'merge') {
+    return (
+      `This model merges the weights of ${checkpoints} with ${method} (as [mergekit](https://github.com/arcee-ai/mergekit) ` +
+      'defines it) into one model with the same architecture and inference cost.'
+    );
+  }
   return (
     `This model is a model soup (Wortsman et al., ["Model soups"](https://arxiv.org/abs/2203.05482), ICML 2022): ` +
-    `the weights of ${recipe.chosen.length} checkpoint${recipe.chosen.length === 1 ? '' : 's'}${base}, averaged into one model ` +
+    `the weights of ${checkpoints}, ${method === undefined ? 'averaged' : `merged with ${method}`} into one model ` +
     'with the same architecture and inference cost.'
   );
+}
+
+/** The merge method of a merge or of a greedy soup over a method (`--method`), if any. */
+function mergeMethod(recipe: Recipe): string | undefined {
+  return typeof recipe.method === 'string' ? recipe.method : undefined;
+}
+
+/** The merge's base model and parameters, as recorded, for the recipe list. */
+function mergeDetails(recipe: Recipe): string[] {
+  const lines: string[] = [];
+  if (typeof recipe.base === 'string') lines.push(`- Base model (its task vectors' origin, not an ingredient): ${recipe.base}`);
+  const parameters = recipe.resolvedParameters ?? recipe.parameters;
+  if (typeof parameters === 'object' && parameters !== null && Object.keys(parameters).length > 0) {
+    lines.push(`- Parameters: ${Object.entries(parameters).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(', ')}`);
+  }
+  return lines;
 }
 
 function methodDescription(recipe: Recipe): string {
@@ -54,9 +81,11 @@ function methodDescription(recipe: Recipe): string {
     case 'uniform':
       return 'uniform soup (the mean of every ingredient)';
     case 'greedy':
-      return `greedy soup (ingredients added best first, each kept only if the score ${recipe.acceptTies === true ? 'does not get worse' : 'improves'}; the mean of those kept)`;
+      return `greedy soup (ingredients added best first, each kept only if the score ${recipe.acceptTies === true ? 'does not get worse' : 'improves'}; ${mergeMethod(recipe) === undefined ? 'the mean of those kept' : `those kept merged with ${mergeMethod(recipe)}`})`;
     case 'learned':
       return 'learned soup (a mixing weight per tensor and ingredient, trained on the validation data; every weight is in the recipe)';
+    case 'merge':
+      return `${mergeMethod(recipe) ?? 'merge'} (a mergekit method)`;
     default:
       return recipe.strategy;
   }
@@ -70,7 +99,7 @@ function ingredientTable(recipe: Recipe, metric: string | undefined): string[] {
     markdownCell(ingredient.name),
     ...(scored ? [typeof ingredient.score === 'number' ? formatScore(ingredient.score) : ''] : []),
     ...(weighted ? [typeof ingredient.weight === 'number' ? String(ingredient.weight) : ''] : []),
-    recipe.chosen.includes(ingredient.name) ? 'yes' : 'no',
+    ingredient.name === recipe.base ? 'base' : recipe.chosen.includes(ingredient.name) ? 'yes' : 'no',
   ]);
   const align = header.map((_, i) => (i === 0 || i === header.length - 1 ? '---' : '---:'));
   return [header, align, ...rows].map((row) => `| ${row.join(' | ')} |`);

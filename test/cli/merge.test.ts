@@ -100,7 +100,13 @@ describe('soup merge', () => {
     const file = await recipe('ties-tokenizer.yml', [...tiesLines, 'tokenizer_source: base', 'out_dtype: float16']);
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual((await readdir(out)).sort(), ['mergekit_config.yml', 'model.safetensors', 'tokenizer.json']);
+    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'mergekit_config.yml', 'model.safetensors', 'tokenizer.json']);
+    const card = await readFile(path.join(out, 'README.md'), 'utf8');
+    assert.match(card, /^- ties$/m, 'the method is a tag of the card');
+    assert.match(card, /^This model merges the weights of 2 checkpoints with ties /m);
+    assert.match(card, /^- Base model \(its task vectors' origin, not an ingredient\): base$/m);
+    assert.match(card, /^- Parameters: lambda=1, /m);
+    assert.ok(card.includes(`### mergekit configuration\n\n\`\`\`yaml\nmerge_method: ties\n`), card);
     const config = parse(await readFile(path.join(out, 'mergekit_config.yml'), 'utf8')) as Record<string, unknown>;
     assert.equal(config.merge_method, 'ties');
     assert.equal(config.base_model, base);
@@ -183,6 +189,10 @@ describe('soup merge', () => {
     const checkpoint = await TfjsCheckpoint.open(out);
     assert.equal(readRecipe(checkpoint)?.method, 'ties');
     await checkpoint.close();
+    const single = path.join(dir, 'fixtures-ties.pt');
+    const pt = await runSoup(['merge', FIXTURES, '--method', 'ties', '--base', baseModel, '--density', '0.3', '-o', single]);
+    assert.equal(pt.code, 0, pt.stderr);
+    assert.match(pt.stdout, /written +[\d.]+ kB \(pytorch\)/);
   });
 });
 

@@ -13,9 +13,9 @@ import type { Checkpoint } from '../../checkpoint/types.js';
 import { Mixer } from '../../soup/mix.js';
 import { linear, plainMeanWeights, refuseZeroSum } from '../../soup/methods/linear.js';
 import type { MergeMethod } from '../../soup/methods/method.js';
-import { prepareOutput, writeSoup } from '../../soup/write.js';
+import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
-import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
 
@@ -58,7 +58,9 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
     const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype });
-    const folder = output.target.kind !== 'safetensors';
+    // The base's (else the first model's) config and tokenizer travel with a folder output, with a model card.
+    for (const warning of await prepareModelFiles(opened.base === undefined ? opened.models : [opened.base, ...opened.models], output, options)) terminal.warn(warning);
+    const folder = isFolderOutput(output.target);
     const yaml = mergekitYaml(config);
     const extraFiles = new Map<string, Uint8Array>();
     if (config.tokenizerSource !== undefined) {
@@ -86,7 +88,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       ...(dtype === undefined ? {} : { dtype }),
       mergekit: yaml,
     };
-    const written = await writeSoup(opened.all, output, fastLinear(config, opened.models, options, signal, terminal) ?? merge.producer(), { strategy: 'merge', chosen, extra: recipe }, signal, extraFiles);
+    const written = await writeSoup(opened.all, output, fastLinear(config, opened.models, options, signal, terminal) ?? merge.producer(), { strategy: 'merge', chosen, extra: recipe, command: commandArguments() }, signal, extraFiles);
     terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
     if (terminal.json) {
