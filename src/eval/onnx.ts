@@ -11,7 +11,7 @@ import type { OnnxCheckpoint } from '../checkpoint/onnx/reader.js';
 import { readPieces, rebuildModel, type TensorPlan } from '../checkpoint/onnx/rebuild.js';
 import type { OnnxInitializer, ValueInfo } from '../checkpoint/onnx/scan.js';
 import { concatBytes } from '../checkpoint/onnx/protobuf.js';
-import type { Dataset } from '../data/dataset.js';
+import { PRELOAD_BYTES, type Dataset } from '../data/dataset.js';
 import type { NamedInputs } from '../data/named-inputs.js';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import type { CandidateWeights, Evaluation, Evaluator, ScoreBound } from './evaluator.js';
@@ -56,13 +56,20 @@ export interface OnnxEvaluatorOptions {
   outputName?: string | undefined;
   batchSize?: number;
   threads?: number;
+  /** A single input up to this many bytes is laid out once and kept; larger data is streamed per run. */
+  preloadBytes?: number;
 }
+
+type FeedValues = Float32Array | BigInt64Array | Int32Array | Uint8Array | Float64Array;
 
 interface Feed {
   name: string;
   type: 'float32' | 'int64' | 'int32' | 'bool' | 'float64';
-  /** The whole data set for this input, converted once to the input's element type. */
-  values: Float32Array | BigInt64Array | Int32Array | Uint8Array | Float64Array;
+  /**
+   * Samples [start, start + count) in the input's element type: a view of data converted once and
+   * kept, or read from the data set on every run when it is too large to keep (an image cache).
+   */
+  slice(start: number, count: number): Promise<FeedValues>;
   sampleShape: number[];
 }
 
@@ -146,7 +153,7 @@ export class OnnxEvaluator implements Evaluator {
       throw new InputError(model.path, `output "${output.name}" has no fixed number of classes in its last dimension ([${output.dims.join(', ')}])`);
     }
     const probabilities = endsInSoftmax(model, output.name);
-    const { feeds, labels, dataPath } = await makeFeeds(modelInputs, options.data, model.path);
+    const { feeds, labels, dataPath } = await makeFeeds(modelInputs, options.data, model.path, options.preloadBytes ?? PRELOAD_BYTES);
     const outside = labels.findIndex((label) => label >= classes);
     if (outside >= 0) throw new InputError(dataPath, `label ${labels[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
     const fixedBatch = modelInputs.map((input) => input.dims[0]).find((dim): dim is number => typeof dim === 'number');
@@ -204,7 +211,7 @@ export class OnnxEvaluator implements Evaluator {
         await new Promise((resolve) => setImmediate(resolve));
         throwIfAborted(signal);
         const size = Math.min(this.batchSize, n - start);
-        const results = await session.run(this.batchFeeds(start, size), [this.outputName]);
+        const results = await session.run(await this.batchFeeds(start, size), [this.outputName]);
         const output = results[this.outputName]!;
         if (output.type !== 'float32' || output.size !== size * this.classes) {
           throw new InputError(this.dataPath, `output "${this.outputName}" has shape [${output.dims.join(', ')}] (${output.type}), not [${size}, ${this.classes}] float32`);
@@ -251,13 +258,9 @@ export class OnnxEvaluator implements Evaluator {
   }
 
   /** One batch of every input, as ONNX Runtime tensors shaped [size, ...sample shape]. */
-  private batchFeeds(start: number, size: number): Record<string, Ort.Tensor> {
+  private async batchFeeds(start: number, size: number): Promise<Record<string, Ort.Tensor>> {
     const feeds: Record<string, Ort.Tensor> = {};
-    for (const feed of this.feeds) {
-      const per = numel(feed.sampleShape);
-      const values = feed.values.subarray(start * per, (start + size) * per);
-      feeds[feed.name] = new this.ort.Tensor(feed.type, values, [size, ...feed.sampleShape]);
-    }
+    for (const feed of this.feeds) feeds[feed.name] = new this.ort.Tensor(feed.type, await feed.slice(start, size), [size, ...feed.sampleShape]);
     return feeds;
   }
 }
@@ -267,7 +270,7 @@ export class OnnxEvaluator implements Evaluator {
  * data set's samples, reshaped to the input's shape when the element counts agree; a model with
  * several inputs takes the .npz arrays named like them.
  */
-async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath: string): Promise<{ feeds: Feed[]; labels: Int32Array; dataPath: string }> {
+async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath: string, preloadBytes: number): Promise<{ feeds: Feed[]; labels: Int32Array; dataPath: string }> {
   if (inputs.length === 0) throw new InputError(modelPath, 'the model has no inputs to feed');
   const typeOf = (input: ValueInfo): Feed['type'] => {
     const type = ELEMENT_TYPES[input.elemType];
@@ -282,8 +285,12 @@ async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath
     const input = inputs[0]!;
     // The data set decides how samples map to the input (NCHW or NHWC images, flat reshapes) or says which shapes disagree.
     const fit = dataset.fitTo(input.dims.slice(1).map((dim) => (typeof dim === 'number' ? dim : -1)));
-    const values = await dataset.read(0, dataset.n, fit);
-    return { feeds: [{ name: input.name, type: typeOf(input), values: convert(values, typeOf(input)), sampleShape: fit.shape }], labels: dataset.y, dataPath: dataset.path };
+    const type = typeOf(input);
+    const streamed = dataset.n * numel(fit.shape) * 4 > preloadBytes;
+    const slice = streamed
+      ? async (start: number, count: number) => convert(await dataset.read(start, count, fit), type)
+      : kept(convert(await dataset.read(0, dataset.n, fit), type), numel(fit.shape));
+    return { feeds: [{ name: input.name, type, slice, sampleShape: fit.shape }], labels: dataset.y, dataPath: dataset.path };
   }
   const { inputs: named } = data;
   const feeds = inputs.map((input): Feed => {
@@ -292,12 +299,17 @@ async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath
     const expected = input.dims.slice(1);
     const mismatch = expected.length !== sampleShape.length || expected.some((dim, i) => typeof dim === 'number' && dim !== sampleShape[i]);
     if (mismatch) throw new InputError(`${named.path}:${input.name}.npy`, `samples have shape [${sampleShape.join(', ')}], the model's input "${input.name}" expects [${expected.join(', ')}]`);
-    return { name: input.name, type: typeOf(input), values: convert(array.values, typeOf(input)), sampleShape };
+    return { name: input.name, type: typeOf(input), slice: kept(convert(array.values, typeOf(input)), numel(sampleShape)), sampleShape };
   });
   return { feeds, labels: named.y, dataPath: named.path };
 }
 
-function convert(values: ArrayLike<number>, type: Feed['type']): Feed['values'] {
+/** Batches as views of values held in memory. */
+function kept(values: FeedValues, perSample: number): Feed['slice'] {
+  return async (start, count) => values.subarray(start * perSample, (start + count) * perSample);
+}
+
+function convert(values: ArrayLike<number>, type: Feed['type']): FeedValues {
   switch (type) {
     case 'float32':
       return values instanceof Float32Array ? values : Float32Array.from(values);

@@ -5,7 +5,7 @@
 import type * as Core from '@tensorflow/tfjs-core';
 import type * as Layers from '@tensorflow/tfjs-layers';
 import { InputError, UsageError, throwIfAborted } from '../errors.js';
-import type { Dataset, InputFit } from '../data/dataset.js';
+import { PRELOAD_BYTES, type Dataset, type InputFit } from '../data/dataset.js';
 import { registerChainedOps } from './chained-ops.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
 import type { CandidateWeights } from '../soup/candidate.js';
@@ -99,9 +99,6 @@ export interface TfjsEvaluatorOptions {
   /** Input tensors up to this many bytes are built once and kept; larger data is streamed per run. */
   preloadBytes?: number;
 }
-
-/** 256 MiB of float32 inputs: about 85,000 MNIST images, or 1,300 ImageNet crops. */
-const PRELOAD_BYTES = 256 * 1024 * 1024;
 
 export class TfjsEvaluator implements Evaluator, GradientSource {
   readonly metrics = METRIC_NAMES;
