@@ -9,9 +9,15 @@ export interface LearnedDocument {
   strategy: 'learned';
   metric: string;
   backend: string;
+  /** Worker threads that scored the ingredients. */
+  jobs: number;
   ingredients: { name: string; path: string; score: number }[];
+  /** Always empty: greedy's field, kept so that a script reading either shape finds it (no step is tried one by one). */
+  steps: never[];
   chosen: string[];
   score: number;
+  /** Candidates scored: every ingredient, the soup before training and after. */
+  evaluations: number;
   /** The soup before training: every alpha 1/N, the uniform soup. */
   uniformScore: number;
   output: string;

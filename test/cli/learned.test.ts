@@ -34,6 +34,9 @@ describe('soup learned', () => {
     assert.equal(doc.ingredients.length, 8);
     assert.deepEqual(Object.keys(doc.ingredients[0]), ['name', 'path', 'score']);
     assert.deepEqual(doc.chosen, doc.ingredients.map((i: { name: string }) => i.name));
+    assert.deepEqual(doc.steps, [], 'greedy\'s fields are there for scripts that read both shapes');
+    assert.equal(doc.evaluations, 10, '8 ingredients, the soup before training and after');
+    assert.equal(typeof doc.jobs, 'number');
     assert.deepEqual(doc.epochs.map((e: { epoch: number }) => e.epoch), [1, 2]);
     assert.ok(doc.epochs[1].loss < doc.epochs[0].loss, 'the loss goes down');
     assert.equal(doc.hyperparameters.lr, 0.05);

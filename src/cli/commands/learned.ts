@@ -113,7 +113,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       const score = async (): Promise<number> => (await evaluator.evaluate(soup.weights(), signal)).metrics[options.metric]!;
       const uniformScore = await score();
       const epochs = await trainLearnedSoup(soup, gradientSource(evaluator), { signal, onProgress: progress });
-      trained = { soup, epochs, uniformScore, score: await score(), scores: ingredientScores.scores };
+      trained = { soup, epochs, uniformScore, score: await score(), scores: ingredientScores.scores, jobs: ingredientScores.jobs };
     } finally {
       terminal.endProgress();
       await evaluator.dispose();
@@ -143,9 +143,12 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       strategy: 'learned',
       metric: options.metric,
       backend,
+      jobs: trained.jobs,
       ingredients: checkpoints.map((checkpoint, k) => ({ name: checkpoint.name, path: checkpoint.path, score: scores[k]! })),
+      steps: [],
       chosen,
       score: trained.score,
+      evaluations: checkpoints.length + 2,
       uniformScore,
       output: written.path,
       weights,
