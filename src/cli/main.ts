@@ -106,6 +106,7 @@ function buildProgram(): Command {
         'soup merge ties.yml -o merged',
       ]) +
         '\nInputs are .safetensors files, sharded safetensors folders (model.safetensors.index.json),\n' +
+        'PyTorch files (.pt, .pth, .bin, .ckpt; read without running pickled code) and pytorch_model.bin folders,\n' +
         'TF.js LayersModel folders (model.json), .onnx models, or folders holding any of these.\n' +
         '\nExit codes: 0 success, 1 internal error, 2 bad usage or input, 3 CI gate failed, 130 interrupted.\n',
     );
