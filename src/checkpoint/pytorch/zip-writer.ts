@@ -1,20 +1,26 @@
 import type { FileHandle } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 import { writeAll } from '../safetensors.js';
+import {
+  CENTRAL_HEADER_BYTES,
+  CENTRAL_SIGNATURE,
+  ENTRY_LIMIT,
+  EOCD_SIGNATURE,
+  LOCAL_HEADER_BYTES,
+  LOCAL_SIGNATURE,
+  ZIP32_LIMIT,
+  ZIP64_EOCD_SIGNATURE,
+  ZIP64_EXTRA_ID,
+  ZIP64_LOCATOR_SIGNATURE,
+} from './zip-format.js';
 
 /** Where torch.load (and mmap=True) expects record data: torch's writer aligns every record to 64 bytes. */
 export const RECORD_ALIGNMENT = 64;
-/** 32-bit fields hold values up to this; at or above it, the ZIP64 extra field carries them. */
-const ZIP32_LIMIT = 0xffffffff;
-const ENTRY_LIMIT = 0xffff;
-const LOCAL_HEADER = 30;
-const CENTRAL_HEADER = 46;
 /** 1980-01-01 00:00 in DOS format: a fixed timestamp, so the same soup is the same bytes. */
 const DOS_DATE = 0x21;
 const UTF8_NAMES = 0x800;
 /** Extra field torch's writer pads records with ("FB" + length + 'Z' bytes); readers skip unknown ids. */
 const PADDING_ID = 0x4246;
-const ZIP64_ID = 0x0001;
 
 type Crc32 = (data: Uint8Array, value?: number) => number;
 
@@ -109,15 +115,15 @@ export class ZipWriter {
     if (zip64) {
       const recordOffset = this.position;
       const record = new Fields(56);
-      record.u32(0x06064b50).u64(44).u16(45).u16(45).u32(0).u32(0).u64(count).u64(count).u64(directorySize).u64(directoryOffset);
+      record.u32(ZIP64_EOCD_SIGNATURE).u64(44).u16(45).u16(45).u32(0).u32(0).u64(count).u64(count).u64(directorySize).u64(directoryOffset);
       const locator = new Fields(20);
-      locator.u32(0x07064b50).u32(0).u64(recordOffset).u32(1);
+      locator.u32(ZIP64_LOCATOR_SIGNATURE).u32(0).u64(recordOffset).u32(1);
       await this.write(record.bytes);
       await this.write(locator.bytes);
     }
     const end = new Fields(22);
     end
-      .u32(0x06054b50)
+      .u32(EOCD_SIGNATURE)
       .u16(0)
       .u16(0)
       .u16(zip64 ? ENTRY_LIMIT : count)
@@ -140,14 +146,14 @@ export class ZipWriter {
   private localHeader(entry: Entry): Uint8Array {
     const zip64 = this.big(entry.size);
     const zip64Length = zip64 ? 4 + 16 : 0;
-    const start = entry.offset + LOCAL_HEADER + entry.name.length + zip64Length + 4;
+    const start = entry.offset + LOCAL_HEADER_BYTES + entry.name.length + zip64Length + 4;
     const padding = (RECORD_ALIGNMENT - (start % RECORD_ALIGNMENT)) % RECORD_ALIGNMENT;
     const extraLength = zip64Length + 4 + padding;
-    const header = new Fields(LOCAL_HEADER + entry.name.length + extraLength);
+    const header = new Fields(LOCAL_HEADER_BYTES + entry.name.length + extraLength);
     const size32 = zip64 ? ZIP32_LIMIT : entry.size;
-    header.u32(0x04034b50).u16(zip64 ? 45 : 20).u16(UTF8_NAMES).u16(0).u16(0).u16(DOS_DATE).u32(0).u32(size32).u32(size32);
+    header.u32(LOCAL_SIGNATURE).u16(zip64 ? 45 : 20).u16(UTF8_NAMES).u16(0).u16(0).u16(DOS_DATE).u32(0).u32(size32).u32(size32);
     header.u16(entry.name.length).u16(extraLength).raw(entry.name);
-    if (zip64) header.u16(ZIP64_ID).u16(16).u64(entry.size).u64(entry.size);
+    if (zip64) header.u16(ZIP64_EXTRA_ID).u16(16).u64(entry.size).u64(entry.size);
     header.u16(PADDING_ID).u16(padding).raw(new Uint8Array(padding).fill(0x5a));
     return header.bytes;
   }
@@ -157,14 +163,14 @@ export class ZipWriter {
     const bigOffset = this.big(entry.offset);
     const zip64Fields = (bigSize ? 2 : 0) + (bigOffset ? 1 : 0);
     const extraLength = zip64Fields > 0 ? 4 + 8 * zip64Fields : 0;
-    const header = new Fields(CENTRAL_HEADER + entry.name.length + extraLength);
+    const header = new Fields(CENTRAL_HEADER_BYTES + entry.name.length + extraLength);
     const size32 = bigSize ? ZIP32_LIMIT : entry.size;
     const version = zip64Fields > 0 ? 45 : 20;
-    header.u32(0x02014b50).u16(version).u16(version).u16(UTF8_NAMES).u16(0).u16(0).u16(DOS_DATE);
+    header.u32(CENTRAL_SIGNATURE).u16(version).u16(version).u16(UTF8_NAMES).u16(0).u16(0).u16(DOS_DATE);
     header.u32(entry.crc).u32(size32).u32(size32).u16(entry.name.length).u16(extraLength).u16(0).u16(0).u16(0).u32(0);
     header.u32(bigOffset ? ZIP32_LIMIT : entry.offset).raw(entry.name);
     if (zip64Fields > 0) {
-      header.u16(ZIP64_ID).u16(8 * zip64Fields);
+      header.u16(ZIP64_EXTRA_ID).u16(8 * zip64Fields);
       if (bigSize) header.u64(entry.size).u64(entry.size);
       if (bigOffset) header.u64(entry.offset);
     }

@@ -1,5 +1,18 @@
 import { InputError } from '../../errors.js';
 import type { RangeReader } from '../files.js';
+import {
+  CENTRAL_HEADER_BYTES,
+  CENTRAL_SIGNATURE,
+  ENTRY_LIMIT,
+  EOCD_BYTES,
+  EOCD_SIGNATURE,
+  LOCAL_HEADER_BYTES,
+  LOCAL_SIGNATURE,
+  ZIP32_LIMIT,
+  ZIP64_EOCD_SIGNATURE,
+  ZIP64_EXTRA_ID,
+  ZIP64_LOCATOR_SIGNATURE,
+} from './zip-format.js';
 
 /**
  * The zip container of torch.save (PyTorch >= 1.6), read from its central directory: torch writes
@@ -7,12 +20,6 @@ import type { RangeReader } from '../files.js';
  * are read by offset, never the whole file, so archives over 2 GiB work.
  */
 
-const EOCD_SIGNATURE = 0x06054b50;
-const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
-const ZIP64_EOCD_SIGNATURE = 0x06064b50;
-const CENTRAL_SIGNATURE = 0x02014b50;
-const LOCAL_SIGNATURE = 0x04034b50;
-const EOCD_BYTES = 22;
 const MAX_COMMENT = 0xffff;
 /** A directory larger than this is not a checkpoint's: about 1 million records. */
 export const MAX_DIRECTORY_BYTES = 128 * 1024 * 1024;
@@ -57,7 +64,7 @@ export class ZipArchive {
     let count = view.getUint16(eocd + 10, true);
     let directorySize = view.getUint32(eocd + 12, true);
     let directoryOffset = view.getUint32(eocd + 16, true);
-    if (count === 0xffff || directorySize === 0xffffffff || directoryOffset === 0xffffffff) {
+    if (count === ENTRY_LIMIT || directorySize === ZIP32_LIMIT || directoryOffset === ZIP32_LIMIT) {
       const locatorAt = tailStart + eocd - 20;
       if (locatorAt < 0) throw malformed(file, 'ZIP64 fields without a ZIP64 locator');
       const locator = dataView(await reader.read(locatorAt, 20));
@@ -82,10 +89,10 @@ export class ZipArchive {
   async dataStart(record: ZipRecord): Promise<number> {
     const known = this.dataStarts.get(record.name);
     if (known !== undefined) return known;
-    if (record.localHeaderOffset + 30 > this.reader.size) throw malformed(this.file, `record ${record.name} starts past the end of the file`);
-    const header = dataView(await this.reader.read(record.localHeaderOffset, 30));
+    if (record.localHeaderOffset + LOCAL_HEADER_BYTES > this.reader.size) throw malformed(this.file, `record ${record.name} starts past the end of the file`);
+    const header = dataView(await this.reader.read(record.localHeaderOffset, LOCAL_HEADER_BYTES));
     if (header.getUint32(0, true) !== LOCAL_SIGNATURE) throw malformed(this.file, `record ${record.name} has no local header where the directory says`);
-    const start = record.localHeaderOffset + 30 + header.getUint16(26, true) + header.getUint16(28, true);
+    const start = record.localHeaderOffset + LOCAL_HEADER_BYTES + header.getUint16(26, true) + header.getUint16(28, true);
     if (start + record.size > this.reader.size) {
       throw new InputError(this.file, `record ${record.name} (${record.size} bytes) runs past the end of the file (truncated?)`);
     }
@@ -119,7 +126,7 @@ function parseDirectory(file: string, bytes: Uint8Array, count: number, director
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let at = 0;
   for (let i = 0; i < count; i++) {
-    if (at + 46 > bytes.length || view.getUint32(at, true) !== CENTRAL_SIGNATURE) throw malformed(file, `central directory entry ${i} is malformed`);
+    if (at + CENTRAL_HEADER_BYTES > bytes.length || view.getUint32(at, true) !== CENTRAL_SIGNATURE) throw malformed(file, `central directory entry ${i} is malformed`);
     const flags = view.getUint16(at + 8, true);
     const method = view.getUint16(at + 10, true);
     let compressedSize = view.getUint32(at + 20, true);
@@ -128,22 +135,22 @@ function parseDirectory(file: string, bytes: Uint8Array, count: number, director
     const extraLength = view.getUint16(at + 30, true);
     const commentLength = view.getUint16(at + 32, true);
     let localHeaderOffset = view.getUint32(at + 42, true);
-    const end = at + 46 + nameLength + extraLength + commentLength;
+    const end = at + CENTRAL_HEADER_BYTES + nameLength + extraLength + commentLength;
     if (end > bytes.length) throw malformed(file, `central directory entry ${i} runs past the directory`);
     let name: string;
     try {
-      name = decoder.decode(bytes.subarray(at + 46, at + 46 + nameLength));
+      name = decoder.decode(bytes.subarray(at + CENTRAL_HEADER_BYTES, at + CENTRAL_HEADER_BYTES + nameLength));
     } catch {
       throw malformed(file, `central directory entry ${i} has a name that is not UTF-8`);
     }
     // ZIP64 extended information: 8-byte values, present only for the fields that overflowed.
-    let extra = at + 46 + nameLength;
+    let extra = at + CENTRAL_HEADER_BYTES + nameLength;
     const extraEnd = extra + extraLength;
     while (extra + 4 <= extraEnd) {
       const id = view.getUint16(extra, true);
       const length = view.getUint16(extra + 2, true);
       if (extra + 4 + length > extraEnd) throw malformed(file, `record ${name} has a malformed extra field`);
-      if (id === 0x0001) {
+      if (id === ZIP64_EXTRA_ID) {
         let field = extra + 4;
         const take = (what: string): number => {
           if (field + 8 > extra + 4 + length) throw malformed(file, `record ${name} has a short ZIP64 field`);
@@ -151,9 +158,9 @@ function parseDirectory(file: string, bytes: Uint8Array, count: number, director
           field += 8;
           return value;
         };
-        if (size === 0xffffffff) size = take('size');
-        if (compressedSize === 0xffffffff) compressedSize = take('compressed size');
-        if (localHeaderOffset === 0xffffffff) localHeaderOffset = take('offset');
+        if (size === ZIP32_LIMIT) size = take('size');
+        if (compressedSize === ZIP32_LIMIT) compressedSize = take('compressed size');
+        if (localHeaderOffset === ZIP32_LIMIT) localHeaderOffset = take('offset');
       }
       extra += 4 + length;
     }
