@@ -1,6 +1,7 @@
 /**
  * The build after tsc (`npm run build`, `prepare`):
- * 1. assembles the WebAssembly averaging kernel, src/soup/kernel.wat, into dist/src/soup/kernel.wasm;
+ * 1. assembles the WebAssembly averaging kernel, written by src/soup/kernel-source.ts, into
+ *    dist/src/soup/kernel.wasm;
  * 2. bundles tfjs-core's gradient functions into dist/src/eval/tfjs-gradients.js (see below);
  * 3. bundles the command line into dist/cli with esbuild, the entry point bin/soup.js loads.
  *
@@ -9,19 +10,19 @@
  * command. One file per command takes about a third of that. The bundle keeps the lazy loading of
  * commands (code splitting), and dist/src stays as tsc wrote it for the tests and for library use.
  */
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import wabtInit from 'wabt';
+import { kernelSource } from '../src/soup/kernel-source.js';
 
 const fromDist = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 
-const kernelSource = fileURLToPath(new URL('../../src/soup/kernel.wat', import.meta.url));
 const kernel = fromDist('src/soup/kernel.wasm');
 const wabt = await wabtInit();
-const module = wabt.parseWat(kernelSource, await readFile(kernelSource, 'utf8'), { simd: true });
+const module = wabt.parseWat('kernel.wat', kernelSource(), { simd: true });
 module.validate();
 await writeFile(kernel, module.toBinary({}).buffer);
 module.destroy();

@@ -190,7 +190,9 @@ async function writeTo(
       const names = [...shards.keys()].sort();
       // Producers see each tensor's index in the whole plan, not in its shard.
       const indexOf = new Map(tensors.map((tensor, index) => [tensor.name, index]));
-      const produceShard: TensorProducer = (tensor) => produce(tensor, indexOf.get(tensor.name)!);
+      const produceShard: TensorProducer = Object.assign((tensor: OutputTensor) => produce(tensor, indexOf.get(tensor.name)!), {
+        alternatesBuffers: produce.alternatesBuffers,
+      });
       for (const name of names) await format.write(path.join(temp, name), shards.get(name)!, metadata, produceShard);
       const totalSize = tensors.reduce((sum, tensor) => sum + (tensor.tiedTo === undefined ? storedBytes(tensor) : 0), 0);
       const index = { metadata: { total_size: totalSize }, weight_map: Object.fromEntries(tensors.map((t) => [t.name, target.layout.get(t.name)!])) };

@@ -4,7 +4,7 @@ import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../chec
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite, sumBlock } from './average.js';
-import { WasmKernel, type KernelArray, type KernelDType } from './wasm-kernel.js';
+import { KERNEL_STEP, WasmKernel, type KernelArray, type KernelDType } from './wasm-kernel.js';
 
 export interface MixOptions {
   onProgress?: ProgressListener;
@@ -135,19 +135,18 @@ export class Mixer {
     return dtypes;
   }
 
-  /** Means of one chunk in the SIMD kernel; an odd last element in the JS kernel. False if any is NaN or infinite. */
+  /** Means of one chunk in the SIMD kernel; the last count % KERNEL_STEP in the JS kernel. False if any is NaN or infinite. */
   private combineInKernel(inputs: readonly KernelArray[], divisor: number, out: ChunkOutput, count: number): boolean {
     const kernel = this.kernel!;
-    const even = count - (count % 2);
-    const outDtype = out.dtype as KernelDType;
-    let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: outDtype }, even);
-    if (even < count) {
-      const last = inputs.map(({ address, dtype }) => {
+    const whole = count - (count % KERNEL_STEP);
+    let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: out.dtype as KernelDType }, whole);
+    if (whole < count) {
+      const rest = inputs.map(({ address, dtype }) => {
         const size = dtype === 'F32' ? 4 : 2;
-        return decodeFloats(new Uint8Array(kernel.memory.buffer, address + even * size, size), dtype);
+        return decodeFloats(new Uint8Array(kernel.memory.buffer, address + whole * size, (count - whole) * size), dtype);
       });
-      sumBlock(this.sums, last, undefined, 0, 1);
-      finite = out.write(this.sums, 1, even, divisor) && finite;
+      sumBlock(this.sums, rest, undefined, 0, count - whole);
+      finite = out.write(this.sums, count - whole, whole, divisor) && finite;
     }
     return finite;
   }
@@ -209,9 +208,9 @@ export class Mixer {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
-      // The kernel's own float32 blocks for widening half inputs: one per ingredient.
-      const widened = this.checkpoints.length * BLOCK * 4;
-      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + widened) ?? null;
+      // The kernel's input table: 12 bytes per ingredient.
+      const table = this.checkpoints.length * 12 + 16;
+      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + table) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { BLOCK } from './average.js';
+import { DTYPE_CODES, ENDS_GROUP, ENTRY_BYTES, FIRST_GROUP, STARTS_GROUP } from './kernel-source.js';
 
 /** The little of the WebAssembly API used here (Node's types for version 20 leave it out). */
 declare const WebAssembly: {
@@ -14,15 +14,12 @@ interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
 
+type SameDtypeMean = (table: number, quads: number, pairs: number, singles: number, out: number, outDtype: number, n: number, divisor: number, exact: number) => number;
 type Exports = {
-  add4(s: number, a: number, b: number, c: number, d: number, n: number, first: number): void;
-  add2(s: number, a: number, b: number, n: number, first: number): void;
-  add1(s: number, a: number, n: number, first: number): void;
-  finish(s: number, out: number, n: number, divisor: number, exact: number): number;
-  finish_bf16(s: number, out: number, n: number, divisor: number, exact: number): number;
-  finish_f16(s: number, out: number, n: number, divisor: number, exact: number): number;
-  widen_bf16(src: number, dst: number, n: number): void;
-  widen_f16(src: number, dst: number, n: number): void;
+  mean(table: number, entries: number, out: number, outDtype: number, n: number, divisor: number, exact: number): number;
+  mean_f32: SameDtypeMean;
+  mean_bf16: SameDtypeMean;
+  mean_f16: SameDtypeMean;
 };
 
 /** The dtypes the kernel reads and writes. */
@@ -34,7 +31,10 @@ export interface KernelArray {
   dtype: KernelDType;
 }
 
-const SIZES: Record<KernelDType, number> = { F32: 4, F16: 2, BF16: 2 };
+const CODES: Record<KernelDType, number> = DTYPE_CODES;
+
+/** Elements the kernel computes per step: counts passed to combine() are multiples of it. */
+export const KERNEL_STEP = 8;
 
 let compiled: WasmModule | null | undefined;
 
@@ -52,23 +52,21 @@ function kernelModule(): WasmModule | null {
 
 /**
  * The averaging kernel in WebAssembly SIMD, over one memory that also holds the chunk buffers: reads
- * land in it, the kernel adds float32 inputs in float64 exactly as the JS kernel does (same order,
- * so the same bits), two elements per instruction, and writes float32 means into it.
+ * land in it, the kernel adds the inputs in float64 exactly as the JS kernel does (same order, so the
+ * same bits), and writes the means into it.
  */
 export class WasmKernel {
   readonly memory: WasmMemory;
   private readonly kernel: Exports;
-  private readonly sums: number;
-  /** Float32 blocks that half-precision inputs are widened into, one per input; grown on demand. */
-  private readonly widened: number[] = [];
+  /** The input table, one entry per input; grown on demand. */
+  private table: { address: number; entries: number } = { address: 0, entries: 0 };
   private next: number;
 
   private constructor(module: WasmModule, bytes: number) {
-    const pages = Math.ceil((bytes + BLOCK * 8 + 64 * 1024) / 65536);
+    const pages = Math.ceil((bytes + 64 * 1024) / 65536);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
     this.kernel = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
-    this.sums = 0;
-    this.next = BLOCK * 8;
+    this.next = 16;
   }
 
   /** A kernel with `bytes` of buffer space, or undefined where WebAssembly SIMD is not available. */
@@ -86,36 +84,40 @@ export class WasmKernel {
   }
 
   /**
-   * out[0..count) = the mean of the inputs (sum / divisor) for an even count, block by block: half
-   * inputs widened to float32 in cache, all added in float64 in the JS kernel's order, the mean
-   * rounded to float32 and then, for a half output, to nearest even. Returns false if any mean is
-   * NaN or infinite.
+   * out[0..count) = the mean of the inputs (sum / divisor), for a count that is a multiple of
+   * KERNEL_STEP: every input widened to float64 and added in the JS kernel's order (groups of four,
+   * then two, then one, as sumBlock adds them), the mean rounded to float32 and then, for a half
+   * output, to nearest even. Returns false if any mean is NaN or infinite.
    */
   combine(inputs: readonly KernelArray[], divisor: number, out: KernelArray, count: number): boolean {
-    const k = this.kernel;
-    const at: number[] = [];
+    if (count % KERNEL_STEP !== 0) throw new RangeError(`internal: the kernel computes multiples of ${KERNEL_STEP} elements, not ${count}`);
     // x / 2^k and x * 2^-k are the same correctly rounded number; other divisors need the division.
     const exact = Number.isInteger(divisor) && divisor > 0 && (divisor & (divisor - 1)) === 0 ? 1 : 0;
-    let bad = 0;
-    for (let base = 0; base < count; base += BLOCK) {
-      const size = Math.min(BLOCK, count - base);
-      for (const [j, input] of inputs.entries()) {
-        if (input.dtype === 'F32') {
-          at[j] = input.address + base * 4;
-        } else {
-          at[j] = this.widened[j] ??= this.allocate(BLOCK * 4).byteOffset;
-          if (input.dtype === 'BF16') k.widen_bf16(input.address + base * 2, at[j]!, size);
-          else k.widen_f16(input.address + base * 2, at[j]!, size);
+    const table = this.tableFor(inputs);
+    const k = this.kernel;
+    const n = inputs.length;
+    const dtype = inputs[0]!.dtype;
+    const output = [out.address, CODES[out.dtype], count, divisor, exact] as const;
+    const bad = inputs.every((input) => input.dtype === dtype)
+      ? { F32: k.mean_f32, BF16: k.mean_bf16, F16: k.mean_f16 }[dtype](table, n >> 2, (n >> 1) & 1, n & 1, ...output)
+      : k.mean(table, n, ...output);
+    return bad === 0;
+  }
+
+  /** The input table: each input's address and dtype, and where the groups of sumBlock begin and end. */
+  private tableFor(inputs: readonly KernelArray[]): number {
+    if (this.table.entries < inputs.length) this.table = { address: this.allocate(inputs.length * ENTRY_BYTES).byteOffset, entries: inputs.length };
+    const words = new Int32Array(this.memory.buffer, this.table.address, (inputs.length * ENTRY_BYTES) / 4);
+    let k = 0;
+    for (const size of [4, 2, 1]) {
+      for (; k + size <= inputs.length; k += size) {
+        for (let j = k; j < k + size; j++) {
+          words[j * 3] = inputs[j]!.address;
+          words[j * 3 + 1] = CODES[inputs[j]!.dtype];
+          words[j * 3 + 2] = (j === k ? STARTS_GROUP : 0) | (j === k + size - 1 ? ENDS_GROUP : 0) | (k === 0 ? FIRST_GROUP : 0);
         }
       }
-      let i = 0;
-      for (; i + 4 <= inputs.length; i += 4) k.add4(this.sums, at[i]!, at[i + 1]!, at[i + 2]!, at[i + 3]!, size, i === 0 ? 1 : 0);
-      for (; i + 2 <= inputs.length; i += 2) k.add2(this.sums, at[i]!, at[i + 1]!, size, i === 0 ? 1 : 0);
-      for (; i < inputs.length; i++) k.add1(this.sums, at[i]!, size, i === 0 ? 1 : 0);
-      const to = out.address + base * SIZES[out.dtype];
-      const finish = out.dtype === 'F32' ? k.finish : out.dtype === 'BF16' ? k.finish_bf16 : k.finish_f16;
-      bad |= finish(this.sums, to, size, divisor, exact);
     }
-    return bad === 0;
+    return this.table.address;
   }
 }

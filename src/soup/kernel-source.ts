@@ -1,0 +1,209 @@
+/**
+ * The text of the averaging kernel in WebAssembly SIMD, which scripts/build.ts assembles into
+ * kernel.wasm. It is written as a template because its hot loops must be written out in place: a
+ * call per step costs more than the step, and the widening of each input dtype and the rounding to
+ * each output dtype appear in several loops.
+ *
+ * The kernel does the float64 arithmetic of average.ts in the same order, fused into one pass: eight
+ * elements at a time, every input is loaded, widened to float64 in registers and added into its
+ * group's sum (average.ts's add4/add2/add1: ((a + b) + c) + d), the group sums are added into the
+ * running sum, and the mean is rounded to float32, then to the output dtype, and stored. Nothing goes
+ * back to memory in between; with the float64 sums in memory, pass by pass, it took 1.4-2x as long
+ * (measured in bench/kernel.ts). Converting float32 to float64 (one instruction per two elements, on
+ * one port of these CPUs) bounds it.
+ *
+ * Half inputs are widened exactly. bfloat16: the bits shifted up. IEEE half: exponent and mantissa
+ * moved into float32's places are the value times 2^-112, subnormals included, so one multiplication
+ * by 2^112 gives the value; the sign goes on after, and infinity and NaN get float32's all-ones
+ * exponent. A NaN input gives a NaN mean whatever its payload, and every NaN mean is stored as the
+ * output dtype's positive quiet NaN, as average.ts stores it: which NaN an addition of two NaNs passes
+ * on depends on operand order, which V8 may swap, so only a canonical NaN is reproducible.
+ */
+
+/** How the kernel codes dtypes, in its input table and for its output. */
+export const DTYPE_CODES = { F32: 0, BF16: 1, F16: 2 } as const;
+
+type Code = (typeof DTYPE_CODES)[keyof typeof DTYPE_CODES];
+
+const ZERO = '(v128.const i32x4 0 0 0 0)';
+const HIGH_PAIR = 'i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15';
+
+/** Float32 lanes of IEEE half bits held in the low 16 bits of i32 lanes `$halves`, into `$into`. */
+function halfToFloat(halves: string, into: string): string {
+  return `
+    (local.set $m (v128.and (i32x4.shl (local.get ${halves}) (i32.const 13)) (i32x4.splat (i32.const 0x0fffe000))))
+    (local.set ${into}
+      (v128.or
+        (v128.or
+          (f32x4.mul (local.get $m) (i32x4.splat (i32.const 0x77800000)))
+          (v128.and (i32x4.shl (local.get ${halves}) (i32.const 16)) (i32x4.splat (i32.const 0x80000000))))
+        (v128.and (i32x4.gt_s (local.get $m) (i32x4.splat (i32.const 0x0f7fffff))) (i32x4.splat (i32.const 0x7f800000)))))`;
+}
+
+/** Eight elements of the input at byte address `$at`, element `$i`, widened to float64 into $x0-$x3. */
+function widen(code: Code): string {
+  if (code === DTYPE_CODES.F32) {
+    return `
+    (local.set $at (i32.add (local.get $at) (i32.shl (local.get $i) (i32.const 2))))
+    (local.set $x0 (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $at))))
+    (local.set $x1 (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $at))))
+    (local.set $x2 (f64x2.promote_low_f32x4 (v128.load64_zero offset=16 (local.get $at))))
+    (local.set $x3 (f64x2.promote_low_f32x4 (v128.load64_zero offset=24 (local.get $at))))`;
+  }
+  const load = '(local.set $v (v128.load (i32.add (local.get $at) (i32.shl (local.get $i) (i32.const 1)))))';
+  const toFloat =
+    code === DTYPE_CODES.BF16
+      ? // each value into the top half of a float32 lane: one unpack with zeros
+        `
+    (local.set $lo (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 ${ZERO} (local.get $v)))
+    (local.set $hi (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 ${ZERO} (local.get $v)))`
+      : `
+    (local.set $lo (i32x4.extend_low_i16x8_u (local.get $v)))${halfToFloat('$lo', '$lo')}
+    (local.set $hi (i32x4.extend_high_i16x8_u (local.get $v)))${halfToFloat('$hi', '$hi')}`;
+  return `
+    ${load}${toFloat}
+    (local.set $x0 (f64x2.promote_low_f32x4 (local.get $lo)))
+    (local.set $x1 (f64x2.promote_low_f32x4 (${HIGH_PAIR} (local.get $lo) (local.get $lo))))
+    (local.set $x2 (f64x2.promote_low_f32x4 (local.get $hi)))
+    (local.set $x3 (f64x2.promote_low_f32x4 (${HIGH_PAIR} (local.get $hi) (local.get $hi))))`;
+}
+
+/** `to` = `from` (four registers); `to` += `from` with `add` true, or where the condition `add` holds. */
+function gather(to: string, from: string, add: boolean | string = false): string {
+  const lanes = [0, 1, 2, 3];
+  const set = lanes.map((k) => `(local.set $${to}${k} (local.get $${from}${k}))`).join(' ');
+  const sum = lanes.map((k) => `(local.set $${to}${k} (f64x2.add (local.get $${to}${k}) (local.get $${from}${k})))`).join(' ');
+  if (typeof add === 'string') return `\n    (if ${add} (then ${sum}) (else ${set}))`;
+  return `\n    ${add ? sum : set}`;
+}
+
+/** Rounds float32 lanes `$f` to bfloat16 or IEEE half bits (in the low 16 bits), as dtype.ts encodes. */
+function roundHalf(code: Code, f: string): string {
+  if (code === DTYPE_CODES.BF16) {
+    // to nearest even on the low 16 bits; NaN as 0x7fc0
+    return `
+    (local.set ${f}
+      (v128.bitselect
+        (i32x4.splat (i32.const 0x7fc0))
+        (i32x4.shr_u (i32x4.add (local.get ${f}) (i32x4.add (i32x4.splat (i32.const 0x7fff)) (v128.and (i32x4.shr_u (local.get ${f}) (i32.const 16)) (i32x4.splat (i32.const 1))))) (i32.const 16))
+        (i32x4.gt_s (v128.and (local.get ${f}) (i32x4.splat (i32.const 0x7fffffff))) (i32x4.splat (i32.const 0x7f800000)))))`;
+  }
+  // as f32ToF16Bits: normals by integer rounding of the low 13 bits, subnormals by a float addition
+  // of 0.5 (which rounds at 2^-24), overflow to infinity, the sign put back, NaN as 0x7e00
+  return `
+    (local.set $a (v128.and (local.get ${f}) (i32x4.splat (i32.const 0x7fffffff))))
+    (local.set $r (i32x4.sub (i32x4.shr_u (i32x4.add (local.get $a) (i32x4.add (i32x4.splat (i32.const 0xfff)) (v128.and (i32x4.shr_u (local.get $a) (i32.const 13)) (i32x4.splat (i32.const 1))))) (i32.const 13)) (i32x4.splat (i32.const 0x1c000))))
+    (local.set $r (v128.bitselect (i32x4.sub (f32x4.add (local.get $a) (i32x4.splat (i32.const 0x3f000000))) (i32x4.splat (i32.const 0x3f000000))) (local.get $r) (i32x4.lt_s (local.get $a) (i32x4.splat (i32.const 0x38800000)))))
+    (local.set $r (v128.bitselect (i32x4.splat (i32.const 0x7c00)) (local.get $r) (i32x4.gt_s (local.get $a) (i32x4.splat (i32.const 0x477fffff)))))
+    (local.set $r (v128.or (local.get $r) (v128.and (i32x4.shr_u (local.get ${f}) (i32.const 16)) (i32x4.splat (i32.const 0x8000)))))
+    (local.set ${f} (v128.bitselect (i32x4.splat (i32.const 0x7e00)) (local.get $r) (i32x4.gt_s (local.get $a) (i32x4.splat (i32.const 0x7f800000)))))`;
+}
+
+/** The means of the running sums $s0-$s3, rounded and stored at element $i of $out; non-finite ones noted in $bad. */
+const FINISH = `
+    (if (local.get $exact)
+      (then ${[0, 1, 2, 3].map((k) => `(local.set $s${k} (f64x2.mul (local.get $s${k}) (local.get $d)))`).join(' ')})
+      (else ${[0, 1, 2, 3].map((k) => `(local.set $s${k} (f64x2.div (local.get $s${k}) (local.get $d)))`).join(' ')}))
+    (local.set $lo (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (local.get $s0)) (f32x4.demote_f64x2_zero (local.get $s1))))
+    (local.set $hi (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (local.get $s2)) (f32x4.demote_f64x2_zero (local.get $s3))))
+    ;; The inputs are at most float32, so a float64 mean is finite exactly where its float32 is.
+    (local.set $bad (v128.or (local.get $bad) (v128.or
+      (f32x4.ne (f32x4.sub (local.get $lo) (local.get $lo)) ${ZERO})
+      (f32x4.ne (f32x4.sub (local.get $hi) (local.get $hi)) ${ZERO}))))
+    (if (i32.eqz (local.get $outDtype))
+      (then
+        (local.set $at (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))))
+        (v128.store (local.get $at) (v128.bitselect (i32x4.splat (i32.const 0x7fc00000)) (local.get $lo) (f32x4.ne (local.get $lo) (local.get $lo))))
+        (v128.store offset=16 (local.get $at) (v128.bitselect (i32x4.splat (i32.const 0x7fc00000)) (local.get $hi) (f32x4.ne (local.get $hi) (local.get $hi)))))
+      (else
+        (if (i32.eq (local.get $outDtype) (i32.const ${DTYPE_CODES.BF16}))
+          (then ${roundHalf(DTYPE_CODES.BF16, '$lo')}${roundHalf(DTYPE_CODES.BF16, '$hi')})
+          (else ${roundHalf(DTYPE_CODES.F16, '$lo')}${roundHalf(DTYPE_CODES.F16, '$hi')}))
+        (v128.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 1))) (i16x8.narrow_i32x4_u (local.get $lo) (local.get $hi)))))`;
+
+/** Every mean function has these parameters and locals, and loops over elements eight at a time. */
+function meanFunction(name: string, params: string, body: string): string {
+  return `
+  (func (export "${name}") (param $table i32) ${params} (param $out i32) (param $outDtype i32) (param $n i32) (param $divisor f64) (param $exact i32) (result i32)
+    (local $i i32) (local $p i32) (local $left i32) (local $at i32) (local $dtype i32) (local $flags i32)
+    (local $v v128) (local $lo v128) (local $hi v128) (local $m v128) (local $a v128) (local $r v128)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
+    (local $g0 v128) (local $g1 v128) (local $g2 v128) (local $g3 v128)
+    (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local $d v128) (local $bad v128)
+    (local.set $d (f64x2.splat (if (result f64) (local.get $exact) (then (f64.div (f64.const 1) (local.get $divisor))) (else (local.get $divisor)))))
+    (block $done
+      (br_if $done (i32.eqz (local.get $n)))
+      (loop $elements${body}${FINISH}
+        (br_if $elements (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 8))) (local.get $n)))))
+    (v128.any_true (local.get $bad)))`;
+}
+
+/** Bytes of one input table entry: address, dtype, flags (i32 each). */
+export const ENTRY_BYTES = 12;
+/** Flags of a table entry, for the mixed-dtype function: where average.ts's groups start and end. */
+export const STARTS_GROUP = 1;
+export const ENDS_GROUP = 2;
+export const FIRST_GROUP = 4;
+
+/**
+ * Inputs of mixed dtypes: one table entry per input, its dtype and group flags read at every step.
+ * The general case, about 1.4x the time of the functions below.
+ */
+const MIXED = meanFunction(
+  'mean',
+  '(param $entries i32)',
+  `
+        (local.set $p (local.get $table))
+        (local.set $left (local.get $entries))
+        (loop $inputs
+          (local.set $at (i32.load (local.get $p)))
+          (local.set $dtype (i32.load offset=4 (local.get $p)))
+          (local.set $flags (i32.load offset=8 (local.get $p)))
+          (if (i32.eqz (local.get $dtype))
+            (then ${widen(DTYPE_CODES.F32)})
+            (else
+              (if (i32.eq (local.get $dtype) (i32.const ${DTYPE_CODES.BF16}))
+                (then ${widen(DTYPE_CODES.BF16)})
+                (else ${widen(DTYPE_CODES.F16)}))))
+          ${gather('g', 'x', `(i32.eqz (i32.and (local.get $flags) (i32.const ${STARTS_GROUP})))`)}
+          (if (i32.and (local.get $flags) (i32.const ${ENDS_GROUP}))
+            (then ${gather('s', 'g', `(i32.eqz (i32.and (local.get $flags) (i32.const ${FIRST_GROUP})))`)}))
+          (local.set $p (i32.add (local.get $p) (i32.const ${ENTRY_BYTES})))
+          (br_if $inputs (local.tee $left (i32.sub (local.get $left) (i32.const 1)))))`,
+);
+
+/**
+ * Inputs of one dtype, from the same table: groups of four (unrolled), then a pair, then a single, as
+ * average.ts adds them, with no per-input branches.
+ */
+function sameDtype(name: string, code: Code): string {
+  const input = (k: number) => `\n    (local.set $at (i32.load offset=${k * ENTRY_BYTES} (local.get $p)))${widen(code)}`;
+  const notFirst = '(i32.ne (local.get $p) (local.get $table))';
+  return meanFunction(
+    name,
+    '(param $quads i32) (param $pairs i32) (param $singles i32)',
+    `
+        (local.set $p (local.get $table))
+        (local.set $left (local.get $quads))
+        (block $noQuads
+          (br_if $noQuads (i32.eqz (local.get $left)))
+          (loop $quadLoop${input(0)}${gather('g', 'x')}${input(1)}${gather('g', 'x', true)}${input(2)}${gather('g', 'x', true)}${input(3)}${gather('g', 'x', true)}${gather('s', 'g', notFirst)}
+            (local.set $p (i32.add (local.get $p) (i32.const ${4 * ENTRY_BYTES})))
+            (br_if $quadLoop (local.tee $left (i32.sub (local.get $left) (i32.const 1))))))
+        (if (local.get $pairs)
+          (then ${input(0)}${gather('g', 'x')}${input(1)}${gather('g', 'x', true)}${gather('s', 'g', notFirst)}
+            (local.set $p (i32.add (local.get $p) (i32.const ${2 * ENTRY_BYTES})))))
+        (if (local.get $singles)
+          (then ${input(0)}${gather('s', 'x', notFirst)}))`,
+  );
+}
+
+/** The whole module. */
+export function kernelSource(): string {
+  return `;; Generated by src/soup/kernel-source.ts: edit that file, not this text.
+(module
+  (memory (import "env" "memory") 1)${MIXED}${sameDtype('mean_f32', DTYPE_CODES.F32)}${sameDtype('mean_bf16', DTYPE_CODES.BF16)}${sameDtype('mean_f16', DTYPE_CODES.F16)}
+)
+`;
+}
