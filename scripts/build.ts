@@ -1,7 +1,7 @@
 /**
  * The build after tsc (`npm run build`, `prepare`):
  * 1. assembles the WebAssembly averaging kernel, written by src/soup/kernel-source.ts, into
- *    dist/src/soup/kernel.wasm;
+ *    dist/src/soup/kernel.wasm (and kernel-shared.wasm, the same over a shared memory);
  * 2. bundles tfjs-core's gradient functions into dist/src/eval/tfjs-gradients.js (see below);
  * 3. bundles the command line into dist/cli with esbuild, the entry point bin/soup.js loads.
  *
@@ -20,12 +20,16 @@ import { kernelSource } from '../src/soup/kernel-source.js';
 
 const fromDist = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 
-const kernel = fromDist('src/soup/kernel.wasm');
 const wabt = await wabtInit();
-const module = wabt.parseWat('kernel.wat', kernelSource(), { simd: true });
-module.validate();
-await writeFile(kernel, module.toBinary({}).buffer);
-module.destroy();
+const kernels = ['kernel.wasm', 'kernel-shared.wasm'];
+for (const name of kernels) {
+  const shared = name === 'kernel-shared.wasm';
+  const module = wabt.parseWat(name, kernelSource(shared), { simd: true, threads: true });
+  // wabt's validator refuses shared memories whatever the features; V8 validates both as it compiles them.
+  if (!shared) module.validate();
+  await writeFile(fromDist(`src/soup/${name}`), module.toBinary({}).buffer);
+  module.destroy();
+}
 
 // soup depends on tfjs-core, not the @tensorflow/tfjs umbrella, and only the umbrella registers the
 // gradient functions of every op (the learned soup needs them). tfjs-core ships them only as ES
@@ -49,7 +53,7 @@ const bundle = fromDist('cli');
 await rm(bundle, { recursive: true, force: true });
 await build({
   // Worker entry points keep their names: the code starts them by URL beside itself.
-  entryPoints: ['src/cli/main.js', 'src/checkpoint/hash-worker.js', 'src/eval/score-worker.js'].map(fromDist),
+  entryPoints: ['src/cli/main.js', 'src/checkpoint/hash-worker.js', 'src/eval/score-worker.js', 'src/soup/kernel-worker.js'].map(fromDist),
   outdir: bundle,
   entryNames: '[name]',
   chunkNames: '[name]-[hash]',
@@ -65,5 +69,5 @@ await build({
   banner: { js: requireBanner },
   logLevel: 'warning',
 });
-await copyFile(kernel, `${bundle}/kernel.wasm`);
+for (const name of kernels) await copyFile(fromDist(`src/soup/${name}`), `${bundle}/${name}`);
 await copyFile(gradients, `${bundle}/tfjs-gradients.js`);

@@ -1,9 +1,11 @@
+import { availableParallelism } from 'node:os';
 import { decodeFloats, dtypeSize, isFloatDType, numel, type FloatDType } from '../checkpoint/dtype.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, ChunkScratch, OutputTensor, TensorInfo } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { BLOCK, ChunkOutput, combineRange, indexOfNonFinite, sumBlock } from './average.js';
+import { ENTRY_BYTES } from './kernel-source.js';
 import { KERNEL_STEP, WasmKernel, type KernelArray, type KernelDType } from './wasm-kernel.js';
 
 export interface MixOptions {
@@ -15,7 +17,16 @@ export interface MixOptions {
   chunkElements?: number;
   /** Use the WebAssembly SIMD kernel where it applies (default); false runs the JS kernel only. */
   simd?: boolean;
+  /**
+   * Let a helper thread share the kernel's work (see WasmKernel) on a machine with two cores or more,
+   * for soups of at least THREADS_MIN_ELEMENTS float elements per ingredient, or of any size with
+   * 'always'. Chunks then live in shared memory. Call close() when done.
+   */
+  threads?: boolean | 'always';
 }
+
+/** Below this many float elements per ingredient (64 MB of float32), the helper thread is not worth starting. */
+const THREADS_MIN_ELEMENTS = 1 << 24;
 
 /**
  * Read buffers of all ingredients together, sized for float64 inputs (float32 ones fill half): the
@@ -97,21 +108,18 @@ export class Mixer {
 
     const kernelDtypes = this.kernelDtypes(active, tensor.name, equal, dtype);
     const inputs: (Float32Array | Float64Array)[] = [];
-    const stored: KernelArray[] = [];
     for (let start = 0; start < total; start += this.chunk) {
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
       const out = outputs[this.turn++ % 2]!;
-      for (const [j, k] of active.entries()) {
-        const checkpoint = this.checkpoints[k]!;
-        if (kernelDtypes === undefined) inputs[j] = await checkpoint.readFloatRange(tensor.name, start, count, scratch[j]);
-        else stored[j] = { address: (await checkpoint.readStoredRange!(tensor.name, start, count, scratch[j]!.bytes)).byteOffset, dtype: kernelDtypes[j]! };
-        this.advance(k, tensor.name, count, total);
+      let finite: boolean;
+      if (kernelDtypes === undefined) {
+        for (const [j, k] of active.entries()) inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
+        finite = combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums);
+      } else {
+        finite = await this.combineInKernel(tensor.name, active, kernelDtypes, start, count, divisor, out);
       }
-      const finite =
-        kernelDtypes === undefined
-          ? combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums)
-          : this.combineInKernel(stored, divisor, out, count);
+      for (const k of active) this.advance(k, tensor.name, count, total);
       if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
       yield out.bytes.subarray(0, count * out.elementBytes);
     }
@@ -136,8 +144,13 @@ export class Mixer {
   }
 
   /** Means of one chunk in the SIMD kernel; the last count % KERNEL_STEP in the JS kernel. False if any is NaN or infinite. */
-  private combineInKernel(inputs: readonly KernelArray[], divisor: number, out: ChunkOutput, count: number): boolean {
+  private async combineInKernel(name: string, active: readonly number[], dtypes: readonly KernelDType[], start: number, count: number, divisor: number, out: ChunkOutput): Promise<boolean> {
     const kernel = this.kernel!;
+    const scratch = this.buffers();
+    const inputs: KernelArray[] = [];
+    for (const [j, k] of active.entries()) {
+      inputs.push({ address: (await this.checkpoints[k]!.readStoredRange!(name, start, count, scratch[j]!.bytes)).byteOffset, dtype: dtypes[j]! });
+    }
     const whole = count - (count % KERNEL_STEP);
     let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: out.dtype as KernelDType }, whole);
     if (whole < count) {
@@ -208,12 +221,25 @@ export class Mixer {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
-      // The kernel's input table: 12 bytes per ingredient.
-      const table = this.checkpoints.length * 12 + 16;
-      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + table) ?? null;
+      // The kernel's input table.
+      const table = this.checkpoints.length * ENTRY_BYTES + 16;
+      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + table, { threads: this.wantsThreads() }) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
+  }
+
+  /** Stops the kernel's helper thread, if it started one. */
+  close(): void {
+    this.kernel?.close();
+  }
+
+  private wantsThreads(): boolean {
+    const { threads = false } = this.options;
+    if (threads === false || availableParallelism() < 2) return false;
+    if (threads === 'always') return true;
+    const elements = this.checkpoints[0]!.tensors().reduce((sum, tensor) => sum + (isFloatDType(tensor.dtype) ? numel(tensor.shape) : 0), 0);
+    return elements >= THREADS_MIN_ELEMENTS;
   }
 
   private buffers(): ChunkScratch[] {

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { CONTROL_BYTES, JOB, JOB_WORDS, KernelHelper, runPieces, type KernelExports } from './kernel-helper.js';
 import { DTYPE_CODES, ENDS_GROUP, ENTRY_BYTES, FIRST_GROUP, STARTS_GROUP } from './kernel-source.js';
 
 /** The little of the WebAssembly API used here (Node's types for version 20 leave it out). */
 declare const WebAssembly: {
   Module: new (bytes: Uint8Array) => WasmModule;
   Instance: new (module: WasmModule, imports: object) => { exports: unknown };
-  Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory;
+  Memory: new (descriptor: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
 };
 interface WasmModule {
   readonly kind?: 'module';
@@ -13,14 +14,6 @@ interface WasmModule {
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
-
-type SameDtypeMean = (table: number, quads: number, pairs: number, singles: number, out: number, outDtype: number, n: number, divisor: number, exact: number) => number;
-type Exports = {
-  mean(table: number, entries: number, out: number, outDtype: number, n: number, divisor: number, exact: number): number;
-  mean_f32: SameDtypeMean;
-  mean_bf16: SameDtypeMean;
-  mean_f16: SameDtypeMean;
-};
 
 /** The dtypes the kernel reads and writes. */
 export type KernelDType = 'F32' | 'F16' | 'BF16';
@@ -36,43 +29,66 @@ const CODES: Record<KernelDType, number> = DTYPE_CODES;
 /** Elements the kernel computes per step: counts passed to combine() are multiples of it. */
 export const KERNEL_STEP = 8;
 
-let compiled: WasmModule | null | undefined;
+const compiled = new Map<boolean, WasmModule | null>();
 
-/** The compiled kernel, or null where WebAssembly SIMD is not available (then the JS kernel runs). */
-function kernelModule(): WasmModule | null {
-  if (compiled === undefined) {
+/**
+ * The compiled kernel, over a shared memory or not; null where WebAssembly SIMD (or shared memory) is
+ * not available, and then the JS kernel (or one thread) runs.
+ */
+function kernelModule(shared: boolean): WasmModule | null {
+  if (!compiled.has(shared)) {
     try {
-      compiled = new WebAssembly.Module(readFileSync(new URL('./kernel.wasm', import.meta.url)));
+      compiled.set(shared, new WebAssembly.Module(readFileSync(new URL(shared ? './kernel-shared.wasm' : './kernel.wasm', import.meta.url))));
     } catch {
-      compiled = null;
+      compiled.set(shared, null);
     }
   }
-  return compiled;
+  return compiled.get(shared)!;
 }
+
+/** Chunks of at least this many elements are shared with the helper thread, when there is one. */
+const SHARE_MIN = 1 << 16;
 
 /**
  * The averaging kernel in WebAssembly SIMD, over one memory that also holds the chunk buffers: reads
  * land in it, the kernel adds the inputs in float64 exactly as the JS kernel does (same order, so the
  * same bits), and writes the means into it.
+ *
+ * With `threads`, the memory is shared and a helper thread takes pieces of every chunk of SHARE_MIN
+ * elements or more (kernel-helper.ts): the arithmetic of a half-precision soup costs more than
+ * reading and writing it, and the machine's other cores would otherwise only write.
  */
 export class WasmKernel {
   readonly memory: WasmMemory;
-  private readonly kernel: Exports;
+  private readonly kernel: KernelExports;
   /** The input table, one entry per input; grown on demand. */
   private table: { address: number; entries: number } = { address: 0, entries: 0 };
   private next: number;
+  private readonly job = new Int32Array(JOB_WORDS);
+  /** The helper thread: undefined until a chunk needs it, null if there is none. */
+  private helper: KernelHelper | undefined | null;
 
-  private constructor(module: WasmModule, bytes: number) {
-    const pages = Math.ceil((bytes + 64 * 1024) / 65536);
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    this.kernel = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
+  private constructor(
+    private readonly module: WasmModule,
+    bytes: number,
+    threads: boolean,
+  ) {
+    const pages = Math.ceil((bytes + CONTROL_BYTES + 64 * 1024) / 65536);
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, ...(threads ? { shared: true } : {}) });
+    this.kernel = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
     this.next = 16;
+    if (!threads) this.helper = null;
   }
 
-  /** A kernel with `bytes` of buffer space, or undefined where WebAssembly SIMD is not available. */
-  static create(bytes: number): WasmKernel | undefined {
-    const module = kernelModule();
-    return module === null ? undefined : new WasmKernel(module, bytes);
+  /**
+   * A kernel with `bytes` of buffer space, or undefined where WebAssembly SIMD is not available. With
+   * `threads`, large chunks are shared with a helper thread (see the class comment).
+   */
+  static create(bytes: number, { threads = false }: { threads?: boolean } = {}): WasmKernel | undefined {
+    const shared = threads ? kernelModule(true) : null;
+    if (shared !== null) return new WasmKernel(shared, bytes, true);
+    const module = kernelModule(false);
+    return module === null ? undefined : new WasmKernel(module, bytes, false);
   }
 
   /** A region of the kernel's memory, 16-byte aligned; allocated once, never freed. */
@@ -91,17 +107,38 @@ export class WasmKernel {
    */
   combine(inputs: readonly KernelArray[], divisor: number, out: KernelArray, count: number): boolean {
     if (count % KERNEL_STEP !== 0) throw new RangeError(`internal: the kernel computes multiples of ${KERNEL_STEP} elements, not ${count}`);
-    // x / 2^k and x * 2^-k are the same correctly rounded number; other divisors need the division.
-    const exact = Number.isInteger(divisor) && divisor > 0 && (divisor & (divisor - 1)) === 0 ? 1 : 0;
-    const table = this.tableFor(inputs);
-    const k = this.kernel;
+    const job = this.job;
     const n = inputs.length;
     const dtype = inputs[0]!.dtype;
-    const output = [out.address, CODES[out.dtype], count, divisor, exact] as const;
-    const bad = inputs.every((input) => input.dtype === dtype)
-      ? { F32: k.mean_f32, BF16: k.mean_bf16, F16: k.mean_f16 }[dtype](table, n >> 2, (n >> 1) & 1, n & 1, ...output)
-      : k.mean(table, n, ...output);
-    return bad === 0;
+    const same = inputs.every((input) => input.dtype === dtype);
+    job[JOB.function] = same ? CODES[dtype] : -1;
+    job[JOB.table] = this.tableFor(inputs);
+    [job[JOB.a], job[JOB.b], job[JOB.c]] = same ? [n >> 2, (n >> 1) & 1, n & 1] : [n, 0, 0];
+    job[JOB.out] = out.address;
+    job[JOB.outDtype] = CODES[out.dtype];
+    // x / 2^k and x * 2^-k are the same correctly rounded number; other divisors need the division.
+    job[JOB.exact] = Number.isInteger(divisor) && divisor > 0 && (divisor & (divisor - 1)) === 0 ? 1 : 0;
+    job[JOB.count] = count;
+    const helper = count >= SHARE_MIN ? this.startHelper() : null;
+    if (helper !== null) return helper.run(this.kernel, job, divisor) === 0;
+    let piece = 0;
+    return runPieces(this.kernel, job, divisor, () => piece++) === 0;
+  }
+
+  /** Threads computing: 2 once the helper thread has started. */
+  get threads(): number {
+    return this.helper ? 2 : 1;
+  }
+
+  /** Stops the helper thread, if one started. */
+  close(): void {
+    this.helper?.close();
+    this.helper = null;
+  }
+
+  private startHelper(): KernelHelper | null {
+    if (this.helper === undefined) this.helper = KernelHelper.start(this.module, this.memory, this.allocate(CONTROL_BYTES).byteOffset) ?? null;
+    return this.helper;
   }
 
   /** The input table: each input's address and dtype, and where the groups of sumBlock begin and end. */

@@ -9,7 +9,9 @@ import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/soup/recipe.js';
 import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
-import { mlpTensors, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
+import { PytorchFile } from '../../src/checkpoint/pytorch/reader.js';
+import { Mixer } from '../../src/soup/mix.js';
+import { collect, mlpTensors, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 import { saveTinyModel } from '../helpers/tfjs.js';
 
 const dir = await tempDir();
@@ -40,6 +42,35 @@ function assertOneLineError(stderr: string, pattern: RegExp): void {
   assert.match(lines[0]!, pattern);
   assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
 }
+
+describe('soup uniform at the scale of large models', () => {
+  it('shares the arithmetic with a helper thread and writes the same bytes as one thread, to safetensors and to torch.save files', async () => {
+    // 16M elements per ingredient (the threshold for the helper thread), in bfloat16.
+    const elements = 1 << 24;
+    const folder = path.join(dir, 'large');
+    const seeds = [11, 12, 13];
+    for (const seed of seeds) {
+      const bits = new Uint16Array(elements);
+      let state = seed;
+      for (let i = 0; i < elements; i++) {
+        state = (state * 1103515245 + 12345) >>> 0;
+        bits[i] = 0x3c00 + (state >>> 22);
+      }
+      await writeSafetensorsFile(path.join(folder, `run-${seed}.safetensors`), { w: { dtype: 'BF16', shape: [elements], bytes: new Uint8Array(bits.buffer) }, b: { dtype: 'F32', shape: [3], values: [seed, 1, 2] } });
+    }
+    const checkpoints = await Promise.all(seeds.map((seed) => SafetensorsFile.open(path.join(folder, `run-${seed}.safetensors`))));
+    const expected = Buffer.from(await collect(new Mixer(checkpoints).producer([1, 1, 1])({ name: 'w', shape: [elements], dtype: 'BF16' }, 0)));
+    await Promise.all(checkpoints.map((checkpoint) => checkpoint.close()));
+    for (const out of [path.join(dir, 'large.safetensors'), path.join(dir, 'large.pt')]) {
+      const result = await runSoup(['uniform', folder, '-o', out]);
+      assert.equal(result.code, 0, result.stderr);
+      const soup = out.endsWith('.pt') ? await PytorchFile.open(out) : await SafetensorsFile.open(out);
+      assert.ok(Buffer.from(await soup.readBytes('w')).equals(expected), `${path.basename(out)}: the helper thread's soup differs`);
+      assert.deepEqual([...(await soup.readFloats('b'))], [12, 1, 2]);
+      await soup.close();
+    }
+  });
+});
 
 describe('soup uniform', () => {
   it('averages a folder of safetensors into one file, with a summary on stdout and nothing on stderr', async () => {

@@ -84,6 +84,67 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
     );
   });
 
+  it('with a helper thread sharing each chunk, computes exactly the bits of the JS kernel (chunks large enough to share)', async () => {
+    const fc = (await import('fast-check')).default;
+    const dtype = fc.constantFrom<FloatDType>('F32', 'F16', 'BF16');
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 70_000, max: 300_001 }),
+        fc.array(dtype, { minLength: 9, maxLength: 9 }),
+        fc.boolean(),
+        fc.constantFrom<FloatDType>(...FLOAT_DTYPES),
+        fc.integer({ min: 1, max: 2 ** 31 }),
+        async (count, length, dtypes, same, outDtype, seed) => {
+          const next = bitsFrom(seed);
+          const checkpoints = [];
+          for (let k = 0; k < count; k++) {
+            const inDtype = same ? dtypes[0]! : dtypes[k]!;
+            checkpoints.push(await open(inDtype, randomStored(inDtype, length, next), length));
+          }
+          const output = { name: 'w', shape: [length], dtype: outDtype };
+          const ones = checkpoints.map(() => 1);
+          const options = { chunkElements: 1 << 17, allowNonFinite: true };
+          const threaded = new Mixer(checkpoints, { ...options, threads: 'always' });
+          try {
+            const simd = await collect(threaded.producer(ones)(output, run));
+            const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
+            assert.deepEqual(Buffer.from(simd), Buffer.from(js));
+          } finally {
+            threaded.close();
+          }
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
+  it('starts its helper thread for large chunks and gets the bits of one thread', () => {
+    const count = 1 << 18;
+    const next = bitsFrom(99);
+    const stored = [0, 1, 2, 3, 4].map(() => randomStored('BF16', count, next));
+    const mean = (threads: boolean): { bytes: Buffer; threads: number } => {
+      const kernel = WasmKernel.create(6 * count * 2 + 4096, { threads })!;
+      try {
+        const inputs = stored.map((bytes) => {
+          const region = kernel.allocate(bytes.byteLength);
+          region.set(bytes);
+          return { address: region.byteOffset, dtype: 'BF16' as const };
+        });
+        const out = kernel.allocate(count * 2);
+        kernel.combine(inputs, 5, { address: out.byteOffset, dtype: 'BF16' }, count);
+        return { bytes: Buffer.from(out), threads: kernel.threads };
+      } finally {
+        kernel.close();
+      }
+    };
+    const [one, two] = [mean(false), mean(true)];
+    assert.equal(one.threads, 1);
+    assert.equal(two.threads, 2);
+    assert.deepEqual(two.bytes, one.bytes);
+  });
+
   /** Every NaN mean is stored as this, in both kernels. */
   const CANONICAL_NAN = { F32: 0x7fc00000, F16: 0x7e00, BF16: 0x7fc0 };
 

@@ -28,7 +28,8 @@ function fastLinear(config: MergeConfig, models: readonly Checkpoint[], options:
   if (weights === undefined) return undefined;
   const firstFloat = models[0]!.tensors().find((tensor) => isFloatDType(tensor.dtype));
   if (weights.reduce((a, b) => a + b, 0) === 0 && firstFloat !== undefined) refuseZeroSum(firstFloat.name);
-  return new Mixer(models, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite }).producer(weights);
+  // A helper thread, if the mixer starts one, is unref'd and ends with the command.
+  return new Mixer(models, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite, threads: true }).producer(weights);
 }
 
 function globalDefaults(method: MergeMethod): Record<string, unknown> {

@@ -18,14 +18,14 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
     const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const names = checkpoints.map((checkpoint) => checkpoint.name);
-    const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite });
+    const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite, threads: true });
     const written = await writeSoup(
       checkpoints,
       output,
       mixer.producer(uniformCoefficients(checkpoints.length), { plan: output.tensors }),
       { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype }, command: commandArguments() },
       signal,
-    );
+    ).finally(() => mixer.close());
     terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
     const read = checkpoints.reduce((sum, checkpoint) => sum + countBytes(checkpoint), 0);
