@@ -8,8 +8,9 @@
  * elements at a time, every input is loaded, widened to float64 in registers and added into its
  * group's sum (average.ts's add4/add2/add1: ((a + b) + c) + d), the group sums are added into the
  * running sum, and the mean is rounded to float32, then to the output dtype, and stored. Nothing goes
- * back to memory in between; with the float64 sums in memory, pass by pass, it took 1.4-2x as long
- * (measured in bench/kernel.ts). Converting float32 to float64 (one instruction per two elements, on
+ * back to memory in between. Pass by pass, with the float64 sums in memory, the kernel before this
+ * one took 1.5-1.85x as long (bench/kernel.ts's case, 4 inputs: bf16 1.85 ns per element against
+ * 1.0, f16 4.2 against 2.5, float32 1.14 against 0.76). Converting float32 to float64 (one instruction per two elements, on
  * one port of these CPUs) bounds it.
  *
  * Half inputs are widened exactly. bfloat16: the bits shifted up. IEEE half: exponent and mantissa

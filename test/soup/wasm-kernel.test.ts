@@ -51,6 +51,14 @@ async function open(dtype: FloatDType, bytes: Uint8Array, length: number): Promi
   return checkpoint;
 }
 
+/** `count` ingredients of `length` random elements, ingredient k stored as dtypes[k]. */
+async function openRandom(count: number, length: number, dtypes: readonly FloatDType[], seed: number): Promise<SafetensorsFile[]> {
+  const next = bitsFrom(seed);
+  const checkpoints = [];
+  for (let k = 0; k < count; k++) checkpoints.push(await open(dtypes[k]!, randomStored(dtypes[k]!, length, next), length));
+  return checkpoints;
+}
+
 describe('the WebAssembly SIMD kernel on every float dtype', () => {
   it('computes exactly the bits of the JS kernel for random bit patterns (NaN, infinities, subnormals), odd lengths and 1 to 9 ingredients', async () => {
     const fc = (await import('fast-check')).default;
@@ -66,12 +74,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         fc.constantFrom(4096, 5001),
         fc.integer({ min: 1, max: 2 ** 31 }),
         async (count, length, dtypes, same, outDtype, chunkElements, seed) => {
-          const next = bitsFrom(seed);
-          const checkpoints = [];
-          for (let k = 0; k < count; k++) {
-            const inDtype = same ? dtypes[0]! : dtypes[k]!;
-            checkpoints.push(await open(inDtype, randomStored(inDtype, length, next), length));
-          }
+          const checkpoints = await openRandom(count, length, same ? dtypes.fill(dtypes[0]!) : dtypes, seed);
           const output = { name: 'w', shape: [length], dtype: outDtype };
           const ones = checkpoints.map(() => 1);
           const options = { chunkElements, allowNonFinite: true };
@@ -97,12 +100,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         fc.constantFrom<FloatDType>(...FLOAT_DTYPES),
         fc.integer({ min: 1, max: 2 ** 31 }),
         async (count, length, dtypes, same, outDtype, seed) => {
-          const next = bitsFrom(seed);
-          const checkpoints = [];
-          for (let k = 0; k < count; k++) {
-            const inDtype = same ? dtypes[0]! : dtypes[k]!;
-            checkpoints.push(await open(inDtype, randomStored(inDtype, length, next), length));
-          }
+          const checkpoints = await openRandom(count, length, same ? dtypes.fill(dtypes[0]!) : dtypes, seed);
           const output = { name: 'w', shape: [length], dtype: outDtype };
           const ones = checkpoints.map(() => 1);
           const options = { chunkElements: 1 << 17, allowNonFinite: true };
