@@ -2,8 +2,9 @@
  * How the averaging kernel works through a chunk: in pieces. With a helper thread (kernel-worker.ts)
  * on a shared memory, both threads take pieces from a shared counter until none is left, so whichever
  * has the time does the arithmetic (the helper shares its core with the writes, the mixer's thread
- * also reads). They meet through Atomics on a control block, once per chunk; a helper that has not
- * woken by the time the pieces are gone is not waited for.
+ * also reads). The mixer posts a chunk and reads the next one while the helper starts on it, then
+ * joins in. They meet through Atomics on a control block, once per chunk; a helper that has not woken
+ * by the time the pieces are gone is not waited for.
  */
 import { Worker } from 'node:worker_threads';
 import { DTYPE_CODES } from './kernel-source.js';
@@ -123,8 +124,11 @@ export class KernelHelper {
     }
   }
 
-  /** Runs the job's pieces on both threads; as runPieces. */
-  run(kernel: KernelExports, job: Int32Array, divisor: number): number {
+  /**
+   * Posts the job: the helper starts on its pieces as soon as it wakes, while this thread does other
+   * work (reads the next chunk). join() must follow before the next post.
+   */
+  post(job: Int32Array, divisor: number): void {
     const { words } = this.control;
     words.set(job, JOB_AT);
     this.control.divisor[0] = divisor;
@@ -132,6 +136,11 @@ export class KernelHelper {
     words[DONE] = 0;
     Atomics.store(words, STATE, POSTED);
     Atomics.notify(words, STATE);
+  }
+
+  /** Takes the posted job's remaining pieces on this thread and waits for the helper's; as runPieces. */
+  join(kernel: KernelExports): number {
+    const { words } = this.control;
     let bad: number;
     try {
       bad = sharedPieces(kernel, this.control);

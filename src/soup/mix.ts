@@ -55,10 +55,11 @@ export class Mixer {
   private readonly chunk: number;
   /** Read buffers, one per ingredient; allocated on first use. */
   private scratch: ChunkScratch[] | undefined;
+  /** Read buffers for the chunk after the current one, when a helper thread computes meanwhile. */
+  private ahead: { bytes: Uint8Array }[] | undefined;
   private readonly sums = new Float64Array(BLOCK);
-  /** Two output chunks in turn, so the writer can write one while the next is computed. */
+  /** Output chunks in turn, least recently used first, so the writer can write one while the next is computed. */
   private outBuffers: Uint8Array[] | undefined;
-  private turn = 0;
   /** The WebAssembly SIMD kernel, whose memory holds all the buffers above; undefined where unavailable. */
   private kernel: WasmKernel | undefined | null;
 
@@ -104,25 +105,72 @@ export class Mixer {
     const divisor = !normalize ? 1 : equal ? active.length : weights.reduce((a, b) => a + b, 0);
     const total = numel(tensor.shape);
     const scratch = this.buffers();
-    const outputs = this.outputs(dtype);
 
     const kernelDtypes = this.kernelDtypes(active, tensor.name, equal, dtype);
+    if (kernelDtypes !== undefined) {
+      yield* this.streamInKernel(tensor, coefficients, active, kernelDtypes, divisor, dtype);
+      return;
+    }
     const inputs: (Float32Array | Float64Array)[] = [];
     for (let start = 0; start < total; start += this.chunk) {
       throwIfAborted(this.options.signal);
       const count = Math.min(this.chunk, total - start);
-      const out = outputs[this.turn++ % 2]!;
-      let finite: boolean;
-      if (kernelDtypes === undefined) {
-        for (const [j, k] of active.entries()) inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
-        finite = combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums);
-      } else {
-        finite = await this.combineInKernel(tensor.name, active, kernelDtypes, start, count, divisor, out);
-      }
-      for (const k of active) this.advance(k, tensor.name, count, total);
-      if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
-      yield out.bytes.subarray(0, count * out.elementBytes);
+      const out = this.nextOutput(dtype);
+      for (const [j, k] of active.entries()) inputs[j] = await this.checkpoints[k]!.readFloatRange(tensor.name, start, count, scratch[j]);
+      const finite = combineRange(inputs, equal ? undefined : weights, divisor, out, 0, count, this.sums);
+      yield* this.finishChunk(tensor, coefficients, active, count, total, finite, out);
     }
+  }
+
+  /**
+   * stream() in the SIMD kernel. When the kernel shares its work with a helper thread, chunks go
+   * through a pipeline: the next chunk's inputs are read (into a second set of buffers) while the
+   * helper starts on this one, and the chunk after it is posted to the helper before this one is
+   * handed to the writer (into a third output buffer), so the helper computes while the writer waits
+   * for its last write. Neither thread then idles while the other reads or writes.
+   */
+  private async *streamInKernel(tensor: TensorInfo, coefficients: readonly number[], active: readonly number[], dtypes: readonly KernelDType[], divisor: number, dtype: FloatDType): AsyncGenerator<Uint8Array> {
+    const total = numel(tensor.shape);
+    const chunks = Math.ceil(total / this.chunk);
+    const pipelined = this.kernel!.sharesWork;
+    const sets = pipelined ? [this.buffers(), this.aheadBuffers()] : [this.buffers()];
+    const read = (chunk: number) => {
+      const start = chunk * this.chunk;
+      return this.readChunk(tensor.name, active, dtypes, start, Math.min(this.chunk, total - start), sets[chunk % sets.length]!);
+    };
+    const begin = (chunk: number, inputs: readonly KernelArray[]) => {
+      const count = Math.min(this.chunk, total - chunk * this.chunk);
+      const out = this.nextOutput(dtype);
+      return { count, out, finish: this.startInKernel(inputs, count, divisor, out) };
+    };
+    let current: ReturnType<typeof begin> | undefined;
+    try {
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        throwIfAborted(this.options.signal);
+        current ??= begin(chunk, await read(chunk));
+        const done = current;
+        current = undefined;
+        let following: KernelArray[] | undefined;
+        let finite = false;
+        try {
+          if (pipelined && chunk + 1 < chunks) following = await read(chunk + 1);
+        } finally {
+          finite = done.finish();
+        }
+        if (following !== undefined) current = begin(chunk + 1, following);
+        yield* this.finishChunk(tensor, coefficients, active, done.count, total, finite, done.out);
+      }
+    } finally {
+      // Abandoned with a chunk posted (an error, or the writer stopped asking): let the helper finish it.
+      current?.finish();
+    }
+  }
+
+  /** Progress for a computed chunk, the error if a mean is not finite, and the chunk. */
+  private async *finishChunk(tensor: TensorInfo, coefficients: readonly number[], active: readonly number[], count: number, total: number, finite: boolean, out: ChunkOutput): AsyncGenerator<Uint8Array> {
+    for (const k of active) this.advance(k, tensor.name, count, total);
+    if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
+    yield out.bytes.subarray(0, count * out.elementBytes);
   }
 
   /**
@@ -143,25 +191,35 @@ export class Mixer {
     return dtypes;
   }
 
-  /** Means of one chunk in the SIMD kernel; the last count % KERNEL_STEP in the JS kernel. False if any is NaN or infinite. */
-  private async combineInKernel(name: string, active: readonly number[], dtypes: readonly KernelDType[], start: number, count: number, divisor: number, out: ChunkOutput): Promise<boolean> {
-    const kernel = this.kernel!;
-    const scratch = this.buffers();
+  /** One chunk of every input, as stored, into `buffers`: the kernel's arrays. */
+  private async readChunk(name: string, active: readonly number[], dtypes: readonly KernelDType[], start: number, count: number, buffers: readonly { bytes: Uint8Array }[]): Promise<KernelArray[]> {
     const inputs: KernelArray[] = [];
     for (const [j, k] of active.entries()) {
-      inputs.push({ address: (await this.checkpoints[k]!.readStoredRange!(name, start, count, scratch[j]!.bytes)).byteOffset, dtype: dtypes[j]! });
+      inputs.push({ address: (await this.checkpoints[k]!.readStoredRange!(name, start, count, buffers[j]!.bytes)).byteOffset, dtype: dtypes[j]! });
     }
+    return inputs;
+  }
+
+  /**
+   * Starts one chunk's means in the SIMD kernel (WasmKernel.start); the returned function finishes
+   * them, the last count % KERNEL_STEP in the JS kernel, and returns false if any is NaN or infinite.
+   */
+  private startInKernel(inputs: readonly KernelArray[], count: number, divisor: number, out: ChunkOutput): () => boolean {
+    const kernel = this.kernel!;
     const whole = count - (count % KERNEL_STEP);
-    let finite = kernel.combine(inputs, divisor, { address: out.bytes.byteOffset, dtype: out.dtype as KernelDType }, whole);
-    if (whole < count) {
-      const rest = inputs.map(({ address, dtype }) => {
-        const size = dtype === 'F32' ? 4 : 2;
-        return decodeFloats(new Uint8Array(kernel.memory.buffer, address + whole * size, (count - whole) * size), dtype);
-      });
-      sumBlock(this.sums, rest, undefined, 0, count - whole);
-      finite = out.write(this.sums, count - whole, whole, divisor) && finite;
-    }
-    return finite;
+    const finish = kernel.start(inputs, divisor, { address: out.bytes.byteOffset, dtype: out.dtype as KernelDType }, whole);
+    return () => {
+      let finite = finish();
+      if (whole < count) {
+        const rest = inputs.map(({ address, dtype }) => {
+          const size = dtype === 'F32' ? 4 : 2;
+          return decodeFloats(new Uint8Array(kernel.memory.buffer, address + whole * size, (count - whole) * size), dtype);
+        });
+        sumBlock(this.sums, rest, undefined, 0, count - whole);
+        finite = out.write(this.sums, count - whole, whole, divisor) && finite;
+      }
+      return finite;
+    };
   }
 
   /**
@@ -220,10 +278,12 @@ export class Mixer {
   private memory(): (bytes: number) => Uint8Array {
     if (this.kernel === undefined && this.options.simd === false) this.kernel = null;
     if (this.kernel === undefined) {
+      const threads = this.wantsThreads();
       const reads = this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * (layout.widest + (layout.widens ? 4 : 0)) + 32, 0);
+      const readsAhead = threads ? this.readLayouts.reduce((bytes, layout) => bytes + this.chunk * layout.widest + 16, 0) : 0;
       // The kernel's input table.
       const table = this.checkpoints.length * ENTRY_BYTES + 16;
-      this.kernel = WasmKernel.create(reads + 2 * (this.chunk * 8 + 16) + table, { threads: this.wantsThreads() }) ?? null;
+      this.kernel = WasmKernel.create(reads + readsAhead + (threads ? 3 : 2) * (this.chunk * 8 + 16) + table, { threads }) ?? null;
     }
     const kernel = this.kernel;
     return kernel === null ? (bytes) => new Uint8Array(bytes) : (bytes) => kernel.allocate(bytes);
@@ -255,12 +315,27 @@ export class Mixer {
     return this.scratch;
   }
 
-  private outputs(dtype: FloatDType): ChunkOutput[] {
+  /** A second set of read buffers (bytes only), for reading one chunk ahead. */
+  private aheadBuffers(): { bytes: Uint8Array }[] {
+    if (this.ahead === undefined) {
+      const allocate = this.memory();
+      this.ahead = this.readLayouts.map(({ widest }) => ({ bytes: allocate(this.chunk * widest) }));
+    }
+    return this.ahead;
+  }
+
+  /**
+   * The output buffer least recently handed out: with two, a chunk stays valid until the one after
+   * next is requested, as the writer expects; a pipelined kernel computes into a third meanwhile.
+   */
+  private nextOutput(dtype: FloatDType): ChunkOutput {
     if (this.outBuffers === undefined) {
       const allocate = this.memory();
-      this.outBuffers = [allocate(this.chunk * 8), allocate(this.chunk * 8)];
+      this.outBuffers = Array.from({ length: this.kernel?.sharesWork ? 3 : 2 }, () => allocate(this.chunk * 8));
     }
-    return this.outBuffers.map((buffer) => new ChunkOutput(buffer, dtype));
+    const buffer = this.outBuffers.shift()!;
+    this.outBuffers.push(buffer);
+    return new ChunkOutput(buffer, dtype);
   }
 
   private advance(ingredient: number, name: string, elements?: number, total?: number): void {

@@ -67,6 +67,8 @@ export class WasmKernel {
   private readonly job = new Int32Array(JOB_WORDS);
   /** The helper thread: undefined until a chunk needs it, null if there is none. */
   private helper: KernelHelper | undefined | null;
+  /** A job is started and not finished: the table and job words are in use. */
+  private started = false;
 
   private constructor(
     private readonly module: WasmModule,
@@ -106,7 +108,17 @@ export class WasmKernel {
    * output, to nearest even. Returns false if any mean is NaN or infinite.
    */
   combine(inputs: readonly KernelArray[], divisor: number, out: KernelArray, count: number): boolean {
+    return this.start(inputs, divisor, out, count)();
+  }
+
+  /**
+   * combine() in two steps, so the caller can work meanwhile: the helper thread (if any) starts on
+   * the chunk now, and the returned function finishes it on this thread and returns combine()'s
+   * answer. Nothing else may use the kernel until it is called, nor touch the inputs or the output.
+   */
+  start(inputs: readonly KernelArray[], divisor: number, out: KernelArray, count: number): () => boolean {
     if (count % KERNEL_STEP !== 0) throw new RangeError(`internal: the kernel computes multiples of ${KERNEL_STEP} elements, not ${count}`);
+    if (this.started) throw new Error('internal: a kernel job started before the last one finished');
     const job = this.job;
     const n = inputs.length;
     const dtype = inputs[0]!.dtype;
@@ -120,9 +132,19 @@ export class WasmKernel {
     job[JOB.exact] = Number.isInteger(divisor) && divisor > 0 && (divisor & (divisor - 1)) === 0 ? 1 : 0;
     job[JOB.count] = count;
     const helper = count >= SHARE_MIN ? this.startHelper() : null;
-    if (helper !== null) return helper.run(this.kernel, job, divisor) === 0;
-    let piece = 0;
-    return runPieces(this.kernel, job, divisor, () => piece++) === 0;
+    helper?.post(job, divisor);
+    this.started = true;
+    return () => {
+      this.started = false;
+      if (helper !== null) return helper.join(this.kernel) === 0;
+      let piece = 0;
+      return runPieces(this.kernel, job, divisor, () => piece++) === 0;
+    };
+  }
+
+  /** Whether the kernel can share chunks with a helper thread (its memory is shared). */
+  get sharesWork(): boolean {
+    return this.helper !== null;
   }
 
   /** Threads computing: 2 once the helper thread has started. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FLOAT_DTYPES, decodeFloats, encodeFloats, type FloatDType } from '../../src/checkpoint/dtype.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { Mixer } from '../../src/soup/mix.js';
@@ -116,6 +117,50 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
       ),
       { numRuns: 12 },
     );
+  });
+
+  it('with a helper thread, keeps each chunk intact until the one after next is requested, as the writer needs', async () => {
+    const length = 9 * (1 << 16) + 5;
+    const checkpoints = await openRandom(4, length, ['BF16', 'BF16', 'BF16', 'BF16'], 7);
+    const output = { name: 'w', shape: [length], dtype: 'BF16' as const };
+    const options = { chunkElements: 1 << 16, allowNonFinite: true };
+    const expected = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer([1, 1, 1, 1])(output, 0));
+    const threaded = new Mixer(checkpoints, { ...options, threads: 'always' });
+    try {
+      // A first soup starts the helper thread; the second finds it awake.
+      assert.deepEqual(Buffer.from(await collect(threaded.producer([1, 1, 1, 1])(output, 0))), Buffer.from(expected));
+      await sleep(100);
+      // Hold each chunk as the writer does (its write in flight) while the next one is produced, and
+      // give the helper time to compute ahead into whatever buffer it was handed.
+      const held: { view: Uint8Array; copy: Uint8Array }[] = [];
+      for await (const chunk of threaded.producer([1, 1, 1, 1])(output, 0)) {
+        await sleep(10);
+        for (const { view, copy } of held.slice(-1)) assert.deepEqual(Buffer.from(view), Buffer.from(copy), 'a chunk changed before the one after next was requested');
+        held.push({ view: chunk, copy: chunk.slice() });
+      }
+      assert.ok(held.length >= 9);
+      assert.deepEqual(Buffer.from(Buffer.concat(held.map(({ copy }) => copy))), Buffer.from(expected));
+    } finally {
+      threaded.close();
+    }
+  });
+
+  it('with a helper thread, finishes the chunk it posted ahead when the writer stops asking, so the next soup can start', async () => {
+    const length = 4 * (1 << 16);
+    const checkpoints = await openRandom(3, length, ['F16', 'F16', 'F16'], 11);
+    const output = { name: 'w', shape: [length], dtype: 'F16' as const };
+    const options = { chunkElements: 1 << 16, allowNonFinite: true };
+    const threaded = new Mixer(checkpoints, { ...options, threads: 'always' });
+    try {
+      for await (const chunk of threaded.producer([1, 1, 1])(output, 0)) {
+        assert.ok(chunk.byteLength > 0);
+        break;
+      }
+      const again = await collect(threaded.producer([1, 1, 1])(output, 0));
+      assert.deepEqual(Buffer.from(again), Buffer.from(await collect(new Mixer(checkpoints, { ...options, simd: false }).producer([1, 1, 1])(output, 0))));
+    } finally {
+      threaded.close();
+    }
   });
 
   it('starts its helper thread for large chunks and gets the bits of one thread', () => {
