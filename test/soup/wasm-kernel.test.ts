@@ -88,6 +88,73 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
     );
   });
 
+  it('sums half inputs in float32 where that is exact and gets the JS kernel\'s bits: exponents at and past the limits of that rule, 1 to 9 ingredients, every divisor', async () => {
+    const fc = (await import('fast-check')).default;
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 9 }),
+        fc.constantFrom<'BF16' | 'F16'>('BF16', 'F16'),
+        fc.constantFrom<FloatDType>('F32', 'F32', 'F32', 'BF16', 'F16'),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.constantFrom(-2, 0, 0, 1, 1, 1),
+        fc.integer({ min: 8, max: 3000 }),
+        fc.integer({ min: 1, max: 2 ** 31 }),
+        async (count, dtype, outDtype, where, pastLimit, length, seed) => {
+          // The widest spread of exponents the kernel sums in float32, and around it.
+          const spread = Math.max(0, (dtype === 'BF16' ? 16 : 13) - Math.ceil(Math.log2(count)) + pastLimit);
+          // Exponent fields mostly at the top of [base, base + spread], some at its bottom, a few between:
+          // sums that carry into one more bit are those float32 may not hold. The largest finite
+          // exponent field is 254 (bfloat16) or 30 (half).
+          const largest = dtype === 'BF16' ? 254 : 30;
+          const base = Math.max(0, Math.round((where / 1000) * largest) - spread);
+          const next = bitsFrom(seed);
+          const checkpoints: SafetensorsFile[] = [];
+          for (let k = 0; k < count; k++) {
+            const halves = new Uint16Array(length);
+            for (let i = 0; i < length; i++) {
+              const bits = next();
+              const pick = bits % 8;
+              const exponent = Math.min(largest, base + (pick < 5 ? spread : pick < 7 ? 0 : (bits >>> 3) % (spread + 1)));
+              // Half the mantissas near their largest, so that sums reach the next power of two.
+              const largestMantissa = dtype === 'BF16' ? 0x7f : 0x3ff;
+              const mantissa = (bits >>> 16) % 2 ? largestMantissa - ((bits >>> 8) & 3) : (bits >>> 8) & largestMantissa;
+              // Mostly one sign: sums that cancel never reach the next power of two.
+              const value = ((bits >>> 28) === 0 ? 0x8000 : 0) | (dtype === 'BF16' ? (exponent << 7) | mantissa : (exponent << 10) | mantissa);
+              halves[i] = (bits >>> 20) % 64 === 0 ? value & 0x8000 : value;
+            }
+            checkpoints.push(await open(dtype, new Uint8Array(halves.buffer), length));
+          }
+          const output = { name: 'w', shape: [length], dtype: outDtype };
+          const ones = checkpoints.map(() => 1);
+          const options = { chunkElements: 1024, allowNonFinite: true };
+          const simd = await collect(new Mixer(checkpoints, options).producer(ones)(output, run));
+          const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
+          assert.deepEqual(Buffer.from(simd), Buffer.from(js));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('divides in float64 when float32 cannot hold the divisor, even where it sums in float32', () => {
+    const count = 4096;
+    const next = bitsFrom(5);
+    const kernel = WasmKernel.create(4 * count * 2 + count * 4 + 4096)!;
+    const inputs = [0, 1, 2].map(() => {
+      const region = kernel.allocate(count * 2);
+      const halves = new Uint16Array(region.buffer, region.byteOffset, count);
+      for (let i = 0; i < count; i++) halves[i] = (0x3f << 7) | (next() & 0x7f);
+      return { bytes: region, array: { address: region.byteOffset, dtype: 'BF16' as const } };
+    });
+    const out = kernel.allocate(count * 4);
+    const divisor = 3.3;
+    kernel.combine(inputs.map(({ array }) => array), divisor, { address: out.byteOffset, dtype: 'F32' }, count);
+    const values = inputs.map(({ bytes }) => decodeFloats(bytes, 'BF16'));
+    const expected = Float32Array.from({ length: count }, (_, i) => (values[0]![i]! + values[1]![i]! + values[2]![i]!) / divisor);
+    assert.deepEqual(new Float32Array(out.buffer, out.byteOffset, count), expected);
+  });
+
   it('with a helper thread sharing each chunk, computes exactly the bits of the JS kernel (chunks large enough to share)', async () => {
     const fc = (await import('fast-check')).default;
     const dtype = fc.constantFrom<FloatDType>('F32', 'F16', 'BF16');
