@@ -145,7 +145,7 @@ function meanFunction(name: string, params: string, body: string, prologue = '')
     (local $g0 v128) (local $g1 v128) (local $g2 v128) (local $g3 v128)
     (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
     (local $d v128) (local $bad v128)
-    (local $inputs i32) (local $tryFloat32 i32) (local $spread v128) (local $top v128) (local $bottom v128) (local $d32 v128) (local $emax v128) (local $emin v128) (local $e v128) (local $t v128)
+    (local $inputs i32) (local $tryFloat32 i32) (local $spread v128) (local $top v128) (local $bottom v128) (local $d32 v128) (local $emax v128) (local $emin v128) (local $t v128)
     (local.set $d (f64x2.splat (if (result f64) (local.get $exact) (then (f64.div (f64.const 1) (local.get $divisor))) (else (local.get $divisor)))))${prologue}
     (local.set $i (local.get $from))
     (block $done
@@ -252,9 +252,10 @@ function float32Prologue(code: HalfCode): string {
 }
 
 /**
- * Eight halves in $v as float32 lanes in $lo and $hi, $t holding their magnitudes' bits. IEEE half
- * here only for normal halves, in 16-bit lanes: the float32's top half is the sign, the exponent
- * rebiased by 112 and the mantissa's top 7 bits; its low half the mantissa's last 3 bits.
+ * Eight halves in $v as float32 lanes in $lo and $hi. IEEE half here only for normal halves, in
+ * 16-bit lanes: the float32's top half is the sign, the exponent rebiased by 112 and the mantissa's
+ * top 7 bits (an arithmetic shift keeps the sign, a mask clears its copies); its low half is the
+ * mantissa's last 3 bits.
  */
 function halvesToFloat32Fast(code: HalfCode): string {
   if (code === DTYPE_CODES.BF16) {
@@ -263,7 +264,7 @@ function halvesToFloat32Fast(code: HalfCode): string {
           (local.set $hi (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 ${ZERO} (local.get $v)))`;
   }
   return `
-          (local.set $m (v128.or (i16x8.add (i16x8.shr_u (local.get $t) (i32.const 3)) (i16x8.splat (i32.const 0x3800))) (v128.and (local.get $v) (i16x8.splat (i32.const 0x8000)))))
+          (local.set $m (i16x8.add (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (i16x8.splat (i32.const 0x8fff))) (i16x8.splat (i32.const 0x3800))))
           (local.set $a (i16x8.shl (local.get $v) (i32.const 13)))
           (local.set $lo (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $a) (local.get $m)))
           (local.set $hi (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $a) (local.get $m)))`;
@@ -286,13 +287,15 @@ function float32WhenExact(code: HalfCode, inFloat64: string): string {
             (loop $float32Inputs
               (local.set $v (v128.load (i32.add (i32.load (local.get $p)) (i32.shl (local.get $i) (i32.const 1)))))
               (local.set $t (v128.and (local.get $v) (i16x8.splat (i32.const 0x7fff))))
-              (local.set $e (i16x8.shr_u (local.get $t) (i32.const ${exponentShift})))
-              (local.set $emax (i16x8.max_u (local.get $emax) (local.get $e)))
-              (local.set $emin (i16x8.min_u (local.get $emin) (local.get $e)))${halvesToFloat32Fast(code)}
+              (local.set $emax (i16x8.max_u (local.get $emax) (local.get $t)))
+              (local.set $emin (i16x8.min_u (local.get $emin) (local.get $t)))${halvesToFloat32Fast(code)}
               (local.set $g0 (f32x4.add (local.get $g0) (local.get $lo)))
               (local.set $g1 (f32x4.add (local.get $g1) (local.get $hi)))
               (local.set $p (i32.add (local.get $p) (i32.const ${ENTRY_BYTES})))
               (br_if $float32Inputs (local.tee $left (i32.sub (local.get $left) (i32.const 1)))))))
+        ;; The largest and smallest magnitudes have the largest and smallest exponents.
+        (local.set $emax (i16x8.shr_u (local.get $emax) (i32.const ${exponentShift})))
+        (local.set $emin (i16x8.shr_u (local.get $emin) (i32.const ${exponentShift})))
         (if (i32.and (local.get $tryFloat32) (i16x8.all_true (v128.and (v128.and
               (i16x8.le_u (i16x8.sub (local.get $emax) (local.get $emin)) (local.get $spread))
               (i16x8.le_u (local.get $emax) (local.get $top)))
