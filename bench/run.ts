@@ -123,7 +123,9 @@ async function benchUniform(work: string, rows: Row[], results: Record<string, u
   rows.push({ name: `uniform soup, 8 x ${(inputBytes / 8 / 1e6).toFixed(0)} MB`, value: `${soupSeconds.toFixed(3)} s (${gbps(soupSeconds)})` });
   rows.push({ name: '  first run (hashes every ingredient)', value: `${cold.seconds.toFixed(3)} s (${gbps(cold.seconds)})` });
   rows.push({ name: '  cat of the same files', value: `${catSeconds.toFixed(3)} s (${gbps(catSeconds)})` });
-  rows.push({ name: '  soup / cat', value: (soupSeconds / catSeconds).toFixed(2), target: '<= 2', holds: soupSeconds / catSeconds <= 2 });
+  // No target: `cat` only reads, so it is no floor for a job that also writes (the half-precision
+  // case's floor adds `cp` of the output); soup <= numpy is this case's target.
+  rows.push({ name: '  soup / cat (reading only)', value: (soupSeconds / catSeconds).toFixed(2) });
   if ('python' in numpy) {
     const numpySeconds = median(times.numpy!);
     rows.push({ name: '  numpy memmap baseline', value: `${numpySeconds.toFixed(3)} s (${gbps(numpySeconds)}), peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB` });
@@ -189,6 +191,10 @@ async function benchHalf(work: string, rows: Row[], results: Record<string, unkn
     record('cat', measure(['cat', ...inputFiles]));
     await rm(copy, { recursive: true, force: true });
     record('cp', measure(['cp', '-r', out, copy]));
+    // Every writer measured here (cp, soup replacing its output, soup writing a fresh one) starts
+    // right after an output-sized file was removed: on these VMs pages just freed are written 3-5x
+    // faster than others, and a replacing run cannot free its old output before it is done.
+    await rm(copy, { recursive: true, force: true });
     rss.soup!.push(record('soup', measure(soup, soupEnv)).peakRssBytes);
     await rm(out, { recursive: true, force: true });
     record('fresh', measure(soup, soupEnv));

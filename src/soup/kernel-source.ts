@@ -12,7 +12,7 @@
  * one took 1.5-1.85x as long (bench/kernel.ts's case, 4 inputs: bf16 1.85 ns per element against
  * 1.0, f16 4.2 against 2.5, float32 1.14 against 0.76). Half inputs first try a float32 sum, which
  * gives the same bits wherever it is exact, as it is for nearly all real weights (FLOAT32_EXACT):
- * f16 2.5 -> 1.75 ns, bf16 1.04 -> 0.97 ns; bf16 gains little because the instructions per element,
+ * f16 2.5 -> 1.66 ns, bf16 1.04 -> 0.95 ns; bf16 gains little because the instructions per element,
  * not the float64 conversions, bound it.
  *
  * Half inputs are widened exactly. bfloat16: the bits shifted up. IEEE half: exponent and mantissa

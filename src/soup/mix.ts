@@ -41,7 +41,8 @@ const READ_BUDGET_BYTES = 12 * 1024 * 1024;
  * Reads are synchronous (see RangeReader.readInto): on these page-cache speeds, one thread doing
  * them beat handing them to libuv's threads. Writes of fresh pages cost as much as the arithmetic, so
  * the output alternates between two buffers and the writer writes one while the next is computed.
- * Memory holds one chunk per ingredient and two of output, whatever the size of the tensors.
+ * Memory holds one chunk per ingredient and two of output, whatever the size of the tensors; with a
+ * helper thread, two per ingredient and three of output (the pipeline of streamInKernel).
  */
 export class Mixer {
   private bytesRead = 0;
