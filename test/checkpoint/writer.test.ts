@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -28,6 +29,44 @@ describe('checkOutputPath', () => {
 });
 
 describe('writeCheckpoint', () => {
+  it('writes each shard of a sharded output while the next chunk is produced, when the producer keeps two buffers in turn', async () => {
+    const out = path.join(dir, 'overlapped-shards');
+    const elements = 1 << 22;
+    const chunkElements = 1 << 20;
+    const plan = ['a', 'b'].map((name) => ({ name, shape: [elements], dtype: 'F32' as const }));
+    const layout = new Map([['a', 'model-00001-of-00002.safetensors'], ['b', 'model-00002-of-00002.safetensors']]);
+    const buffers = [new Float32Array(chunkElements), new Float32Array(chunkElements)];
+    let turn = 0;
+    // When asked for a chunk, how many bytes the shard being written held: fewer than the chunks
+    // already handed over means the writer asked before the last one was written.
+    let handedOver = 0;
+    const behind: boolean[] = [];
+    const shardBeingWritten = async (tensor: string) => {
+      const temp = (await readdir(dir)).find((entry) => entry.startsWith('.overlapped-shards.tmp-'))!;
+      return path.join(dir, temp, layout.get(tensor)!);
+    };
+    const produce = Object.assign(
+      async function* (tensor: { name: string }) {
+        const shard = await shardBeingWritten(tensor.name);
+        handedOver = 0;
+        for (let start = 0; start < elements; start += chunkElements) {
+          if (handedOver > 0) behind.push(statSync(shard).size < handedOver);
+          const buffer = buffers[turn++ % 2]!;
+          buffer.fill(start + (tensor.name === 'b' ? 0.5 : 0));
+          handedOver += buffer.byteLength;
+          yield new Uint8Array(buffer.buffer);
+        }
+      },
+      { alternatesBuffers: true },
+    );
+    await writeCheckpoint({ kind: 'safetensors-sharded', path: out, layout }, plan, fixedMetadata({}), produce);
+    assert.ok(behind.some((late) => late), `the writer waited for every write before asking for the next chunk (${behind.length} chunks)`);
+    const back = await SafetensorsFile.open(path.join(out, 'model-00002-of-00002.safetensors'));
+    const values = await back.readFloats('b');
+    await back.close();
+    assert.deepEqual([values[0], values[chunkElements], values[elements - 1]], [0.5, chunkElements + 0.5, elements - chunkElements + 0.5]);
+  });
+
   it('replaces an existing output folder as a whole', async () => {
     const out = path.join(dir, 'folder-out');
     await mkdir(out);
