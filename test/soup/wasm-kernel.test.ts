@@ -4,7 +4,8 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FLOAT_DTYPES, decodeFloats, encodeFloats, type FloatDType } from '../../src/checkpoint/dtype.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { Mixer } from '../../src/soup/mix.js';
+import type { Checkpoint, OutputTensor } from '../../src/checkpoint/types.js';
+import { Mixer, type MixOptions } from '../../src/soup/mix.js';
 import { WasmKernel, type KernelDType } from '../../src/soup/wasm-kernel.js';
 import { collect, tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
@@ -60,11 +61,20 @@ async function openRandom(count: number, length: number, dtypes: readonly FloatD
   return checkpoints;
 }
 
+/** The equal-weight mean of the tensor `output` names, as the writer receives it from a mixer with these options. */
+async function meanOf(checkpoints: readonly Checkpoint[], output: OutputTensor, options: MixOptions): Promise<Buffer> {
+  const mixer = new Mixer(checkpoints, options);
+  try {
+    return Buffer.from(await collect(mixer.producer(checkpoints.map(() => 1))(output, 0)));
+  } finally {
+    mixer.close();
+  }
+}
+
 describe('the WebAssembly SIMD kernel on every float dtype', () => {
   it('computes exactly the bits of the JS kernel for random bit patterns (NaN, infinities, subnormals), odd lengths and 1 to 9 ingredients', async () => {
     const fc = (await import('fast-check')).default;
     const dtype = fc.constantFrom(...FLOAT_DTYPES);
-    let run = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 9 }),
@@ -77,11 +87,8 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         async (count, length, dtypes, same, outDtype, chunkElements, seed) => {
           const checkpoints = await openRandom(count, length, same ? dtypes.fill(dtypes[0]!) : dtypes, seed);
           const output = { name: 'w', shape: [length], dtype: outDtype };
-          const ones = checkpoints.map(() => 1);
           const options = { chunkElements, allowNonFinite: true };
-          const simd = await collect(new Mixer(checkpoints, options).producer(ones)(output, run));
-          const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
-          assert.deepEqual(Buffer.from(simd), Buffer.from(js));
+          assert.deepEqual(await meanOf(checkpoints, output, options), await meanOf(checkpoints, output, { ...options, simd: false }));
         },
       ),
       { numRuns: 60 },
@@ -90,7 +97,6 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
 
   it('sums half inputs in float32 where that is exact and gets the JS kernel\'s bits: exponents at and past the limits of that rule, 1 to 9 ingredients, every divisor', async () => {
     const fc = (await import('fast-check')).default;
-    let run = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 9 }),
@@ -126,11 +132,8 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
             checkpoints.push(await open(dtype, new Uint8Array(halves.buffer), length));
           }
           const output = { name: 'w', shape: [length], dtype: outDtype };
-          const ones = checkpoints.map(() => 1);
           const options = { chunkElements: 1024, allowNonFinite: true };
-          const simd = await collect(new Mixer(checkpoints, options).producer(ones)(output, run));
-          const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
-          assert.deepEqual(Buffer.from(simd), Buffer.from(js));
+          assert.deepEqual(await meanOf(checkpoints, output, options), await meanOf(checkpoints, output, { ...options, simd: false }));
         },
       ),
       { numRuns: 200 },
@@ -158,7 +161,6 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
   it('with a helper thread sharing each chunk, computes exactly the bits of the JS kernel (chunks large enough to share)', async () => {
     const fc = (await import('fast-check')).default;
     const dtype = fc.constantFrom<FloatDType>('F32', 'F16', 'BF16');
-    let run = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 9 }),
@@ -170,16 +172,8 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         async (count, length, dtypes, same, outDtype, seed) => {
           const checkpoints = await openRandom(count, length, same ? dtypes.fill(dtypes[0]!) : dtypes, seed);
           const output = { name: 'w', shape: [length], dtype: outDtype };
-          const ones = checkpoints.map(() => 1);
           const options = { chunkElements: 1 << 17, allowNonFinite: true };
-          const threaded = new Mixer(checkpoints, { ...options, threads: 'always' });
-          try {
-            const simd = await collect(threaded.producer(ones)(output, run));
-            const js = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer(ones)(output, run++));
-            assert.deepEqual(Buffer.from(simd), Buffer.from(js));
-          } finally {
-            threaded.close();
-          }
+          assert.deepEqual(await meanOf(checkpoints, output, { ...options, threads: 'always' }), await meanOf(checkpoints, output, { ...options, simd: false }));
         },
       ),
       { numRuns: 12 },
@@ -191,11 +185,11 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
     const checkpoints = await openRandom(4, length, ['BF16', 'BF16', 'BF16', 'BF16'], 7);
     const output = { name: 'w', shape: [length], dtype: 'BF16' as const };
     const options = { chunkElements: 1 << 16, allowNonFinite: true };
-    const expected = await collect(new Mixer(checkpoints, { ...options, simd: false }).producer([1, 1, 1, 1])(output, 0));
+    const expected = await meanOf(checkpoints, output, { ...options, simd: false });
     const threaded = new Mixer(checkpoints, { ...options, threads: 'always' });
     try {
       // A first soup starts the helper thread; the second finds it awake.
-      assert.deepEqual(Buffer.from(await collect(threaded.producer([1, 1, 1, 1])(output, 0))), Buffer.from(expected));
+      assert.deepEqual(Buffer.from(await collect(threaded.producer([1, 1, 1, 1])(output, 0))), expected);
       await sleep(100);
       // Hold each chunk as the writer does (its write in flight) while the next one is produced, and
       // give the helper time to compute ahead into whatever buffer it was handed.
@@ -206,7 +200,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         held.push({ view: chunk, copy: chunk.slice() });
       }
       assert.ok(held.length >= 9);
-      assert.deepEqual(Buffer.from(Buffer.concat(held.map(({ copy }) => copy))), Buffer.from(expected));
+      assert.deepEqual(Buffer.concat(held.map(({ copy }) => copy)), expected);
     } finally {
       threaded.close();
     }
@@ -224,7 +218,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
         break;
       }
       const again = await collect(threaded.producer([1, 1, 1])(output, 0));
-      assert.deepEqual(Buffer.from(again), Buffer.from(await collect(new Mixer(checkpoints, { ...options, simd: false }).producer([1, 1, 1])(output, 0))));
+      assert.deepEqual(Buffer.from(again), await meanOf(checkpoints, output, { ...options, simd: false }));
     } finally {
       threaded.close();
     }
