@@ -136,8 +136,9 @@ def run(name, pretrained, lr, seed, x, y, val, keep_final, diverged=False, steps
         torch.save(scheduler.state_dict(), os.path.join(target, 'scheduler.pt'))
         torch.save({'python': random.getstate(), 'numpy': np.random.get_state(), 'cpu': torch.get_rng_state()}, os.path.join(target, 'rng_state.pth'))
         state = {
-            'best_metric': None if best[0] != best[0] else best[0],
-            'best_model_checkpoint': None if diverged else f'out/{name}/{best[1]}',
+            # As the Trainer writes it: a NaN loss is written as a bare NaN (json.dumps allows it).
+            'best_metric': best[0],
+            'best_model_checkpoint': f'out/{name}/{best[1]}',
             'global_step': step,
             'log_history': history,
         }

@@ -3,6 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { closeAll, discoverIngredients, openAll, type Ingredient } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
+import { uniqueNames } from '../checkpoint/names.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError, InputError, UsageError } from '../errors.js';
 import type { MergeConfig } from './merge-config.js';
@@ -25,6 +26,9 @@ export async function openMergeCheckpoints(config: MergeConfig, source: string):
   const base = config.base === undefined ? undefined : await discoverOne(config.base, 'base_model', source);
   const models: Ingredient[] = [];
   for (const [k, entry] of config.models.entries()) models.push(await discoverOne(entry.model, `models[${k}].model`, source));
+  // Recipes name runs by path: two `.../checkpoint-282` models are told apart by their run folders.
+  const names = uniqueNames(models.map((model) => ({ name: model.name, source: model.source ?? model.path })));
+  models.forEach((model, k) => (model.name = names[k]!));
   const opened = await openAll([...(base === undefined ? [] : [base]), ...models]);
   const problems = findIncompatibilities(opened);
   if (problems.length > 0) {
