@@ -10,7 +10,7 @@ import { PytorchFile } from './pytorch/reader.js';
 import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 import { uniqueNames } from './names.js';
-import { checkpointFolderNames, chooseFromRun, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
+import { checkpointFolderNames, chooseFromRun, isCheckpointFolderName, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
 
 export interface Ingredient {
   name: string;
@@ -130,7 +130,11 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
 
 /** Lengthens names by parent folders where two ingredients would share one (`run-a/checkpoint-500`). */
 function nameUniquely(ingredients: Ingredient[]): void {
-  const names = uniqueNames(ingredients.map((ingredient) => ({ name: ingredient.name, source: ingredient.source ?? ingredient.path })));
+  const sources = ingredients.map((ingredient) => ingredient.source ?? ingredient.path);
+  // checkpoint-30 alone does not say which run it is from, once ingredients come from several folders.
+  const folders = new Set(sources.map((source) => path.dirname(path.resolve(source))));
+  const qualify = (ingredient: Ingredient): number => (folders.size > 1 && isCheckpointFolderName(ingredient.name) ? 1 : 0);
+  const names = uniqueNames(ingredients.map((ingredient, k) => ({ name: ingredient.name, source: sources[k]!, minDepth: qualify(ingredient) })));
   ingredients.forEach((ingredient, k) => (ingredient.name = names[k]!));
 }
 

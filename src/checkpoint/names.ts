@@ -10,6 +10,8 @@ export interface Nameable {
   name: string;
   /** The file or folder the name stands for; its parent folders lengthen the name. */
   source: string;
+  /** Parent folders the name starts with, unique or not (a Trainer's checkpoint-N means little without its run). */
+  minDepth?: number;
 }
 
 /**
@@ -18,7 +20,7 @@ export interface Nameable {
  */
 export function uniqueNames(items: readonly Nameable[]): string[] {
   const parents = items.map((item) => path.resolve(item.source).split(path.sep).slice(0, -1).filter((part) => part !== ''));
-  const depth = items.map(() => 0);
+  const depth = items.map((item, i) => Math.min(item.minDepth ?? 0, parents[i]!.length));
   const nameAt = (i: number): string => [...parents[i]!.slice(parents[i]!.length - depth[i]!), items[i]!.name].join('/');
   for (;;) {
     const groups = new Map<string, number[]>();
