@@ -131,9 +131,9 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
 /** Lengthens names by parent folders where two ingredients would share one (`run-a/checkpoint-500`). */
 function nameUniquely(ingredients: Ingredient[]): void {
   const sources = ingredients.map((ingredient) => ingredient.source ?? ingredient.path);
-  // checkpoint-30 alone does not say which run it is from, once ingredients come from several folders.
-  const folders = new Set(sources.map((source) => path.dirname(path.resolve(source))));
-  const qualify = (ingredient: Ingredient): number => (folders.size > 1 && isCheckpointFolderName(ingredient.name) ? 1 : 0);
+  // checkpoint-30 alone does not say which run it is from, once checkpoints of several runs are souped.
+  const runs = new Set(sources.filter((_, k) => isCheckpointFolderName(ingredients[k]!.name)).map((source) => path.dirname(path.resolve(source))));
+  const qualify = (ingredient: Ingredient): number => (runs.size > 1 && isCheckpointFolderName(ingredient.name) ? 1 : 0);
   const names = uniqueNames(ingredients.map((ingredient, k) => ({ name: ingredient.name, source: sources[k]!, minDepth: qualify(ingredient) })));
   ingredients.forEach((ingredient, k) => (ingredient.name = names[k]!));
 }

@@ -15,12 +15,15 @@ export interface Nameable {
 }
 
 /**
- * The shortest unique path suffix of each item, in the items' order. Items whose suffixes stay equal
- * up to the root (`x.safetensors` and `x.pt` in one folder) keep the full suffix; the caller reports them.
+ * The shortest unique path suffix of each item, in the items' order. Items whose paths are equal but
+ * for the extension (`x.safetensors` and `x.pt` in one folder) keep their short name; the caller reports them.
  */
 export function uniqueNames(items: readonly Nameable[]): string[] {
   const parents = items.map((item) => path.resolve(item.source).split(path.sep).slice(0, -1).filter((part) => part !== ''));
-  const depth = items.map((item, i) => Math.min(item.minDepth ?? 0, parents[i]!.length));
+  const full = items.map((item, i) => [...parents[i]!, item.name].join('/'));
+  // Items no folder tells apart keep their short name, for the caller's error to name.
+  const hopeless = full.map((key) => full.filter((other) => other === key).length > 1);
+  const depth = items.map((item, i) => (hopeless[i] ? 0 : Math.min(item.minDepth ?? 0, parents[i]!.length)));
   const nameAt = (i: number): string => [...parents[i]!.slice(parents[i]!.length - depth[i]!), items[i]!.name].join('/');
   for (;;) {
     const groups = new Map<string, number[]>();
@@ -29,7 +32,7 @@ export function uniqueNames(items: readonly Nameable[]): string[] {
     for (const members of groups.values()) {
       if (members.length < 2) continue;
       for (const i of members) {
-        if (depth[i]! < parents[i]!.length) {
+        if (!hopeless[i] && depth[i]! < parents[i]!.length) {
           depth[i]!++;
           lengthened = true;
         }
