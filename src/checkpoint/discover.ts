@@ -128,6 +128,19 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
   return found;
 }
 
+/**
+ * Names ingredients found by separate discoveries (a merge's base and its models) as one set, so
+ * names are unique and lengthened alike across all of them.
+ */
+export function nameTogether(ingredients: Ingredient[]): void {
+  for (const ingredient of ingredients) {
+    const source = ingredient.source ?? ingredient.path;
+    const file = ingredient.source === undefined && ['safetensors', 'pytorch', 'onnx'].includes(ingredient.format);
+    ingredient.name = file ? path.basename(source, ingredient.format === 'onnx' ? ONNX_SUFFIX : path.extname(source)) : path.basename(path.resolve(source));
+  }
+  nameUniquely(ingredients);
+}
+
 /** Lengthens names by parent folders where two ingredients would share one (`run-a/checkpoint-500`). */
 function nameUniquely(ingredients: Ingredient[]): void {
   const sources = ingredients.map((ingredient) => ingredient.source ?? ingredient.path);

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { closeAll, discoverIngredients, openAll, type DiscoverOptions, type Ingredient } from '../checkpoint/discover.js';
+import { closeAll, discoverIngredients, nameTogether, openAll, type DiscoverOptions, type Ingredient } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
 import { checkOnnxIngredients } from '../checkpoint/onnx/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
@@ -37,6 +37,7 @@ export async function openIngredientsWithBase(inputs: readonly string[], base: s
   const isBase = (ingredient: Ingredient): boolean => bases.some((b) => path.resolve(b.path) === path.resolve(ingredient.path));
   const models = (await discoverIngredients(inputs, options)).filter((ingredient) => !isBase(ingredient));
   const ingredients = [...bases, ...models];
+  nameTogether(ingredients);
   const all = await openChecked(ingredients, options);
   return {
     base: bases.length === 0 ? undefined : all[0],

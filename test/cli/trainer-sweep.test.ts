@@ -144,7 +144,7 @@ describe('merges of model folders (flag form)', () => {
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(names(doc), ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20']);
-    assert.equal(doc.base.name, 'checkpoint-10');
+    assert.equal(doc.base.name, 'ft-lr5e-2-s1/checkpoint-10', 'the base is named with the ingredients, by its run');
     assert.deepEqual(Object.keys(doc.modelParameters), names(doc));
     assert.equal(
       await readFile(path.join(out, 'mergekit_config.yml'), 'utf8'),
