@@ -1,9 +1,8 @@
 /** Opens what a merge recipe names, checks it agrees, and gathers the files that travel with the output. */
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { closeAll, discoverIngredients, openAll, type Ingredient } from '../checkpoint/discover.js';
+import { closeAll, discoverIngredients, nameTogether, openAll, type Ingredient } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
-import { uniqueNames } from '../checkpoint/names.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError, InputError, UsageError } from '../errors.js';
 import type { MergeConfig } from './merge-config.js';
@@ -27,9 +26,9 @@ export async function openMergeCheckpoints(config: MergeConfig, source: string):
   const models: Ingredient[] = [];
   for (const [k, entry] of config.models.entries()) models.push(await discoverOne(entry.model, `models[${k}].model`, source));
   // Recipes name runs by path: two `.../checkpoint-282` models are told apart by their run folders.
-  const names = uniqueNames(models.map((model) => ({ name: model.name, source: model.source ?? model.path })));
-  models.forEach((model, k) => (model.name = names[k]!));
-  const opened = await openAll([...(base === undefined ? [] : [base]), ...models]);
+  const ingredients = [...(base === undefined ? [] : [base]), ...models];
+  nameTogether(ingredients);
+  const opened = await openAll(ingredients);
   const problems = findIncompatibilities(opened);
   if (problems.length > 0) {
     await closeAll(opened);

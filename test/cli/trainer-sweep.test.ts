@@ -5,7 +5,7 @@
  * script that loads a model folder.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
@@ -162,6 +162,20 @@ describe('merges of model folders (flag form)', () => {
     }
     await Promise.all([merged.close(), origin.close()]);
     assert.ok(same / total > 0.15 && same / total < 0.35, `${same} of ${total} entries kept the base's value`);
+  });
+
+  it('names a mergekit YAML recipe\'s checkpoint-N models by their runs too', async () => {
+    const recipe = path.join(dir, 'ties.yml');
+    await writeFile(
+      recipe,
+      `merge_method: ties\nbase_model: ${run('ft-lr5e-2-s1', 'checkpoint-10')}\nmodels:\n` +
+        ['ft-lr1e-2-s2', 'ft-lr3e-2-s3'].map((name) => `  - model: ${run(name, 'checkpoint-20')}\n    parameters: {weight: 1, density: 0.5}\n`).join(''),
+    );
+    const result = await runSoup(['merge', recipe, '-o', path.join(dir, 'ties'), '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const doc = JSON.parse(result.stdout);
+    assert.equal(doc.base.name, 'ft-lr5e-2-s1/checkpoint-10');
+    assert.deepEqual(names(doc), ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20']);
   });
 
   it('greedy --method names the folder ingredients as greedy does', async () => {
