@@ -7,6 +7,7 @@ import { readModelJson, TfjsCheckpoint, MODEL_JSON } from '../checkpoint/tfjs.js
 import { OnnxCheckpoint, ONNX_SUFFIX } from '../checkpoint/onnx/reader.js';
 import { isFloatDType } from '../checkpoint/dtype.js';
 import { loadNamedInputs } from '../data/named-inputs.js';
+import { rawPixelsWarning } from '../data/raw-pixels.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { datasetFromArrays, loadDataset, type Dataset } from '../data/dataset.js';
 import { InputError, UsageError } from '../errors.js';
@@ -55,8 +56,8 @@ export async function createEvaluator(
   onProgress?: ProgressListener,
 ): Promise<EvaluationSetup> {
   if (options.evalCmd !== undefined) {
-    if (!options.evalCmd.includes('{ckpt}')) {
-      throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes', {
+    if (!options.evalCmd.includes('{ckpt}') && !options.evalCmd.includes('{ckpt_file}')) {
+      throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes (or {ckpt_file}, its weights file)', {
         hint: `e.g. --eval-cmd "python eval.py --weights {ckpt}"`,
       });
     }
@@ -78,6 +79,7 @@ export async function createEvaluator(
   }
   const { modelTopology, source } = await topologyFor(options.model, reference);
   const dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
+  const dataWarning = rawPixelsWarning(dataset);
   const { TfjsEvaluator } = await import('../eval/tfjs.js');
   const evaluator = await TfjsEvaluator.create({ modelTopology, modelSource: source, dataset, backend: options.backend, batchSize: options.batchSize });
   const tfjs: TfjsEvaluatorOptions = { modelTopology, modelSource: source, dataset, backend: evaluator.backend, batchSize: options.batchSize };
@@ -87,7 +89,7 @@ export async function createEvaluator(
     await evaluator.dispose();
     throw error;
   }
-  return { evaluator, dataset, tfjs, backend: evaluator.backend };
+  return { evaluator, dataset, tfjs, backend: evaluator.backend, warnings: dataWarning === undefined ? [] : [dataWarning] };
 }
 
 async function checkWorkDir(dir: string): Promise<void> {
@@ -118,7 +120,8 @@ async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkp
       dataset = await loadDataset(data, preprocessingFlags(options), { onProgress });
       evaluator = await OnnxEvaluator.create({ model, data: { kind: 'single', dataset }, outputName: options.outputName, batchSize: options.batchSize });
     }
-    return { evaluator, dataset, backend: evaluator.description, warnings };
+    const dataWarning = rawPixelsWarning(dataset);
+    return { evaluator, dataset, backend: evaluator.description, warnings: dataWarning === undefined ? warnings : [...warnings, dataWarning] };
   } finally {
     if (model !== reference) await model.close();
   }

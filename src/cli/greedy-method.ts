@@ -3,7 +3,6 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { UsageError } from '../errors.js';
 import { openIngredients, type OpenOptions } from '../soup/ingredients.js';
 import type { MergePlan } from '../soup/merge.js';
-import { openMergeCheckpoints } from '../soup/merge-inputs.js';
 import type { ParameterValue } from '../soup/methods/parameters.js';
 import { METHODS } from '../soup/methods/registry.js';
 import { configFromFlags, givesParameters, layerIndex, type MergeOptions } from './merge-options.js';
@@ -30,12 +29,11 @@ export async function openGreedyMethod(
     const checkpoints = await openIngredients(inputs, discover);
     return { checkpoints, method: undefined, all: checkpoints };
   }
-  const config = await configFromFlags(inputs, options, (method) => {
+  const { config, opened } = await configFromFlags(inputs, options, discover, (method) => {
     if (!GROWABLE.includes(method.name)) {
       throw new UsageError(`--method: greedy grows a soup one ingredient at a time, which ${method.name} cannot do (use ${GROWABLE.join(', ')})`);
     }
   });
-  const opened = await openMergeCheckpoints(config, 'the command line');
   const byName = new Map(opened.models.map((model, k) => [model.name, config.models[k]!.parameters]));
   return {
     checkpoints: opened.models,

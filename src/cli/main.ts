@@ -15,6 +15,7 @@ function withCommonOptions(command: Command): Command {
     .option('-q, --quiet', 'no progress or warnings on stderr')
     .option('--no-color', 'no colour (NO_COLOR=1 does the same)')
     .option('--key <name>', 'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)')
+    .addOption(new Option('--checkpoints <which>', 'Trainer runs (folders of checkpoint-N folders): final weights, last or best (trainer_state.json) checkpoint, or all checkpoints (default: final weights where saved, else all)').choices(['final', 'last', 'best', 'all']))
     .addOption(new Option('--debug', 'show stack traces of errors'));
 }
 

@@ -1,8 +1,9 @@
 /** The flags that describe a merge (soup merge's flag form, soup greedy --method), turned into a recipe. */
-import path from 'node:path';
 import { z } from 'zod';
-import { discoverIngredients } from '../checkpoint/discover.js';
+import { closeAll } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
+import { openIngredientsWithBase, type OpenOptions } from '../soup/ingredients.js';
+import type { MergeCheckpoints } from '../soup/merge-inputs.js';
 import { checkFlagConfig, type MergeConfig } from '../soup/merge-config.js';
 import type { MergeMethod } from '../soup/methods/method.js';
 import { METHOD_NAMES, findMethod } from '../soup/methods/registry.js';
@@ -95,10 +96,16 @@ export function layerIndex(options: MergeOptions, names: readonly string[]): Lay
 }
 
 /**
- * A recipe from flags: INPUTS are the ingredients, --base the base (never an ingredient, even where
- * INPUTS hold it). `allow` may refuse a method this command cannot use.
+ * A recipe from flags, and its checkpoints opened: INPUTS are the ingredients, found, named (folder
+ * names for model folders) and checked as every command does; --base the base (never an ingredient,
+ * even where INPUTS hold it). `allow` may refuse a method this command cannot use.
  */
-export async function configFromFlags(inputs: readonly string[], options: MergeOptions, allow?: (method: MergeMethod) => void): Promise<MergeConfig> {
+export async function configFromFlags(
+  inputs: readonly string[],
+  options: MergeOptions,
+  discover: OpenOptions,
+  allow?: (method: MergeMethod) => void,
+): Promise<{ config: MergeConfig; opened: MergeCheckpoints }> {
   if (options.method === undefined) {
     throw new UsageError(`say how to merge: --method NAME (${METHOD_NAMES.join(', ')}), or give a mergekit YAML recipe`);
   }
@@ -106,18 +113,21 @@ export async function configFromFlags(inputs: readonly string[], options: MergeO
   if (method === undefined) throw new UsageError(`--method: "${options.method}" is not a merge method (${METHOD_NAMES.join(', ')})`);
   allow?.(method);
   if (options.base !== undefined && method.base === 'none') throw new UsageError(`--base: ${method.name} takes no base model`);
-  const bases = options.base === undefined ? [] : await discoverIngredients([options.base]);
-  if (bases.length > 1) throw new UsageError(`--base: ${options.base} holds ${bases.length} checkpoints; name one`);
-  const base = bases[0]?.path;
-  const ingredients = (await discoverIngredients(inputs)).filter((ingredient) => base === undefined || path.resolve(ingredient.path) !== path.resolve(base));
-  const names = ingredients.map((ingredient) => ingredient.name);
-  const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);
-  const config: MergeConfig = {
-    method,
-    base,
-    models: ingredients.map((ingredient) => ({ model: ingredient.path, parameters: perModel.get(ingredient.name)! })),
-    parameters: global,
-  };
-  checkFlagConfig(config);
-  return config;
+  const opened = await openIngredientsWithBase(inputs, options.base, discover);
+  try {
+    const names = opened.models.map((model) => model.name);
+    const { global, perModel } = flagParameters(options, names, (name) => method.parameters[name] !== undefined);
+    const skip = opened.base === undefined ? 0 : 1;
+    const config: MergeConfig = {
+      method,
+      base: opened.base === undefined ? undefined : opened.locations[0],
+      models: opened.models.map((model, k) => ({ model: opened.locations[k + skip]!, parameters: perModel.get(model.name)! })),
+      parameters: global,
+    };
+    checkFlagConfig(config);
+    return { config, opened: { base: opened.base, models: opened.models, all: opened.all } };
+  } catch (error) {
+    await closeAll(opened.all);
+    throw error;
+  }
 }

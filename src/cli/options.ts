@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
 import type { OpenOptions } from '../soup/ingredients.js';
+import { CHECKPOINT_CHOICES } from '../checkpoint/trainer-layout.js';
 import { UsageError } from '../errors.js';
 import { OUTPUT_PLACEHOLDER } from '../report/card.js';
 import type { Terminal } from '../report/terminal.js';
@@ -12,11 +13,24 @@ export const commonOptions = z.object({
   color: z.boolean().default(true),
   debug: z.boolean().default(false),
   key: z.string().min(1).optional(),
+  checkpoints: z.enum(CHECKPOINT_CHOICES).optional(),
 });
 
-/** How commands find checkpoints: --key for PyTorch wrappers, and discovery's warnings on the terminal. */
-export function discoverOptions(options: { key?: string | undefined; allowFused?: boolean | undefined }, terminal: Terminal): OpenOptions {
-  return { key: options.key, allowFused: options.allowFused, onWarning: (message) => terminal.warn(message) };
+/**
+ * How commands find checkpoints: --key for PyTorch wrappers, --checkpoints for Trainer runs, the --model
+ * export left out of the ingredients, and discovery's warnings on the terminal.
+ */
+export function discoverOptions(
+  options: { key?: string | undefined; allowFused?: boolean | undefined; checkpoints?: OpenOptions['checkpoints']; model?: string | undefined },
+  terminal: Terminal,
+): OpenOptions {
+  return {
+    key: options.key,
+    allowFused: options.allowFused,
+    checkpoints: options.checkpoints,
+    exclude: options.model === undefined ? [] : [options.model],
+    onWarning: (message) => terminal.warn(message),
+  };
 }
 
 export const dtypeOption = z

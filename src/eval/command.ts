@@ -1,12 +1,9 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
-import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
+import type { CandidateWeights } from '../soup/candidate.js';
+import { CandidateWriter } from './candidate-folder.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
@@ -60,7 +57,7 @@ export function parseCommandOutput(stdout: string, metric: string): Record<strin
 }
 
 export interface CommandEvaluatorOptions {
-  /** The command, with {ckpt} where the candidate's path goes. */
+  /** The command, with {ckpt} where the candidate's path goes ({ckpt_file}: its weights file alone). */
   command: string;
   metric: string;
   /** The ingredient whose format, dtypes and metadata the temporary checkpoints copy. */
@@ -82,6 +79,8 @@ export class CommandEvaluator implements Evaluator {
   /** Each evaluation has its own candidate checkpoint and process, so several can run at once (--jobs). */
   readonly concurrent = true;
 
+  private writer: CandidateWriter | undefined;
+
   constructor(private readonly options: CommandEvaluatorOptions) {
     this.metrics = [options.metric];
   }
@@ -96,27 +95,26 @@ export class CommandEvaluator implements Evaluator {
   }
 
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
-    const { reference } = this.options;
-    // Same format as the ingredients: a .safetensors or torch.save file, or a folder (TF.js, sharded).
-    const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${fileSuffixOf(reference)}`);
+    // Laid out like the ingredients: a model folder with its config and tokenizer, or a file of their format.
+    this.writer ??= new CandidateWriter(this.options.reference, this.options.workDir ?? tmpdir());
+    const written = await this.writer.write(candidate);
     try {
-      await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
-      const stdout = await this.run(temp, signal);
+      const stdout = await this.run(written.ckpt, signal, written.ckptFile);
       try {
         return { metrics: parseCommandOutput(stdout, this.options.metric) };
       } catch (error) {
         throw new EvalCommandError(`evaluation command \`${this.options.command}\`: ${(error as Error).message}`);
       }
     } finally {
-      await rm(temp, { recursive: true, force: true });
+      await written.remove();
     }
   }
 
   async dispose(): Promise<void> {}
 
-  private run(checkpointPath: string, signal?: AbortSignal): Promise<string> {
+  private run(checkpointPath: string, signal?: AbortSignal, checkpointFile = checkpointPath): Promise<string> {
     throwIfAborted(signal);
-    let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath));
+    let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath)).replaceAll('{ckpt_file}', shellQuote(checkpointFile));
     if (this.options.data !== undefined) command = command.replaceAll('{data}', shellQuote(this.options.data));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 /** Opens what a merge recipe names, checks it agrees, and gathers the files that travel with the output. */
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { closeAll, discoverIngredients, openAll, type Ingredient } from '../checkpoint/discover.js';
+import { closeAll, discoverIngredients, nameTogether, openAll, type Ingredient } from '../checkpoint/discover.js';
 import { findIncompatibilities } from '../checkpoint/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError, InputError, UsageError } from '../errors.js';
@@ -25,7 +25,10 @@ export async function openMergeCheckpoints(config: MergeConfig, source: string):
   const base = config.base === undefined ? undefined : await discoverOne(config.base, 'base_model', source);
   const models: Ingredient[] = [];
   for (const [k, entry] of config.models.entries()) models.push(await discoverOne(entry.model, `models[${k}].model`, source));
-  const opened = await openAll([...(base === undefined ? [] : [base]), ...models]);
+  // Recipes name runs by path: two `.../checkpoint-282` models are told apart by their run folders.
+  const ingredients = [...(base === undefined ? [] : [base]), ...models];
+  nameTogether(ingredients);
+  const opened = await openAll(ingredients);
   const problems = findIncompatibilities(opened);
   if (problems.length > 0) {
     await closeAll(opened);

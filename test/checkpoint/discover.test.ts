@@ -55,11 +55,14 @@ describe('discoverIngredients', () => {
     await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors, \.onnx, \.pt, \.pth, \.bin or \.ckpt files/);
   });
 
-  it('refuses two ingredients with the same name', async () => {
+  it('tells ingredients of the same name apart by their folders, and refuses what no folder tells apart', async () => {
     const one = await writeSafetensorsFile(path.join(dir, 'x', 'same.safetensors'), mlpTensors(1));
     const two = await writeSafetensorsFile(path.join(dir, 'y', 'same.safetensors'), mlpTensors(1));
-    await assert.rejects(discoverIngredients([one, two]), { message: `two ingredients are named "same": ${one} and ${two}` });
+    assert.deepEqual((await discoverIngredients([two, one])).map((i) => i.name), ['x/same', 'y/same']);
     await assert.rejects(discoverIngredients([one, one]), { message: `${one} is given twice` });
+    const torch = path.join(dir, 'x', 'same.pt');
+    await writeFile(torch, 'not read');
+    await assert.rejects(discoverIngredients([one, torch]), { message: `two ingredients are named "same": ${one} and ${torch}` });
   });
 
   it('refuses a file that is not a checkpoint', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runSoup } from '../helpers/cli.js';
@@ -100,6 +100,28 @@ describe('image data in evaluation', () => {
       result.stderr,
       `soup: error: ${images}: samples have shape [28, 28, 3] (HWC), the model expects [N, 28, 28, 3]: the preprocessing asks for NCHW, the model's input is NHWC\n`,
     );
+  });
+
+  it('warns what the model is fed when an image folder has no dataset.json and no value flags, and takes --scale 1/255', async () => {
+    const raw = path.join(dir, 'raw-images');
+    await cp(images, raw, { recursive: true });
+    await rm(path.join(raw, 'dataset.json'));
+    const onnx = path.join(fixtures, 'conv', 'nchw.onnx');
+    const fed = await runSoup(['eval', onnx, '--val', raw, '--resize', '28', '--crop', '28', '--json']);
+    assert.equal(fed.code, 0, fed.stderr);
+    assert.equal(
+      fed.stderr,
+      `soup: warning: ${raw}: the model is fed raw pixel values 0-255 (28x28x3, RGB), as no preprocessing flag and no dataset.json says otherwise; ` +
+        `--scale 1/255 feeds 0-1, --preprocess imagenet or clip normalises as those models expect, --mean/--std set your own, or write them in ${path.join(raw, 'dataset.json')}\n`,
+    );
+    assert.ok(JSON.parse(fed.stdout).metrics.accuracy < expected.accuracy);
+    const scaled = await runSoup(['eval', onnx, '--val', raw, '--resize', '28', '--crop', '28', '--scale', '1/255', '--json']);
+    assert.equal(scaled.code, 0, scaled.stderr);
+    assert.equal(scaled.stderr, '');
+    assert.equal(JSON.parse(scaled.stdout).metrics.accuracy, expected.accuracy);
+    const zero = await runSoup(['eval', onnx, '--val', raw, '--scale', '1/0']);
+    assert.equal(zero.code, 2);
+    assert.equal(zero.stderr, 'soup: error: --scale: "1/0" is not a number or a fraction such as 1/255\n');
   });
 
   it('refuses images whose size does not fit the model, saying how to resize', async () => {

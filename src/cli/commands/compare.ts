@@ -100,7 +100,12 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     let backend = '';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
       const setup = await createEvaluator(options, reference, data, terminal.progress());
-      if (datasets.length === 0) for (const warning of setup.warnings ?? []) terminal.warn(warning);
+      // The model's warnings repeat for every data set; a data set's own (raw pixels) are new.
+      for (const warning of setup.warnings ?? []) {
+        if (warnings.has(warning)) continue;
+        warnings.add(warning);
+        terminal.warn(warning);
+      }
       evaluators.push(setup.evaluator);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;

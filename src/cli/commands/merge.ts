@@ -15,7 +15,7 @@ import { linear, plainMeanWeights, refuseZeroSum } from '../../soup/methods/line
 import type { MergeMethod } from '../../soup/methods/method.js';
 import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
-import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
 
@@ -52,9 +52,11 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
   const terminal = new Terminal(options);
   const started = performance.now();
   const recipeFile = inputs.length === 1 && /\.ya?ml$/i.test(inputs[0]!) ? inputs[0]! : undefined;
-  const config = recipeFile === undefined ? await configFromFlags(inputs, options) : await configFromYaml(recipeFile, options);
   const source = recipeFile ?? 'the command line';
-  const opened = await openMergeCheckpoints(config, source);
+  const { config, opened } =
+    recipeFile === undefined
+      ? await configFromFlags(inputs, options, discoverOptions(options, terminal))
+      : await configFromYaml(recipeFile, options).then(async (config) => ({ config, opened: await openMergeCheckpoints(config, source) }));
   try {
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
