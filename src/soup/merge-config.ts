@@ -42,6 +42,19 @@ function readDtype(file: string, key: string, value: unknown): FloatDType | unde
   return dtype;
 }
 
+/**
+ * The models a method merges. mergekit loads base_model with the models and hands it to every method;
+ * task-vector methods take it apart as the base, while linear averages it in like any model (when it
+ * is listed or a global weight gives it one; unlisted and unweighted, mergekit stops on a None weight
+ * and soup leaves it out) and karcher always does.
+ */
+function ingredientsOf(method: MergeMethod, base: string | undefined, listed: MergeModel[], parameters: Record<string, ParameterValue>): MergeModel[] {
+  if (base === undefined || method.baseAsModel === undefined) return listed.filter((entry) => entry.model !== base);
+  if (listed.some((entry) => entry.model === base)) return listed;
+  if (method.baseAsModel === 'always' || parameters.weight !== undefined) return [...listed, { model: base, parameters: {} }];
+  return listed;
+}
+
 /** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
 export function parseMergeYaml(text: string, file: string): MergeConfig {
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
@@ -81,8 +94,7 @@ export function parseMergeYaml(text: string, file: string): MergeConfig {
   const config: MergeConfig = {
     method,
     base: typeof base === 'string' ? base : undefined,
-    // mergekit lists the base among the models too; the base is never an ingredient.
-    models: models.filter((entry) => entry.model !== base),
+    models: ingredientsOf(method, typeof base === 'string' ? base : undefined, models, parameters as Record<string, ParameterValue>),
     parameters: parameters as Record<string, ParameterValue>,
     dtype: readDtype(file, 'dtype', root.dtype),
     outDtype: readDtype(file, 'out_dtype', root.out_dtype),

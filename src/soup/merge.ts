@@ -76,7 +76,7 @@ export class Merge {
 
   private resolve(name: string): ReturnType<typeof resolveParameters> {
     const { method, parameters, modelParameters, layers } = this.plan;
-    return resolveParameters(method.parameters, parameters, modelParameters, name, layers);
+    return resolveParameters(method.parameters, parameters, modelParameters, name, layers, this.plan.models.map((model) => model.name));
   }
 
   private async tensorInputs(tensor: TensorInfo): Promise<TensorInputs> {

@@ -36,6 +36,15 @@ describe('mergekit recipes', () => {
     assert.deepEqual(config.models.map((entry) => entry.model), ['a']);
   });
 
+  it('averages the base into a linear merge when the recipe lists it or a global weight gives it one, as mergekit does', () => {
+    const listed = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', '    parameters: {weight: 0.8}', '  - model: base', '    parameters: {weight: 0.2}']), 'r.yml');
+    assert.deepEqual(listed.models.map((entry) => [entry.model, entry.parameters.weight]), [['a', 0.8], ['base', 0.2]]);
+    const global = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', 'parameters: {weight: 1}']), 'r.yml');
+    assert.deepEqual(global.models.map((entry) => entry.model), ['a', 'base']);
+    const unweighted = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', '    parameters: {weight: 1}']), 'r.yml');
+    assert.deepEqual(unweighted.models.map((entry) => entry.model), ['a']);
+  });
+
   it('names the model and parameter of a value out of range', () => {
     assert.throws(() => parseMergeYaml(tiesRecipe('1.5'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be in (0, 1]' });
     assert.throws(() => parseMergeYaml(tiesRecipe('[0.5, 0]'), 'r.yml'), { message: 'r.yml: models[1].parameters.density[1]: must be in (0, 1]' });
