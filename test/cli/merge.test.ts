@@ -155,10 +155,10 @@ describe('soup merge', () => {
       [['--method', 'ties', '--base', base, '--density', '0'], '--density: must be in (0, 1]'],
       [['--method', 'ties'], '--base: is required: ties adds to it'],
       [['--method', 'ties', '--base', path.join(dir, 'ckpts')], `--base: ${path.join(dir, 'ckpts')} holds 2 checkpoints; name one`],
-      [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)'],
+      [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)'],
       [['--method', 'linear', '--weight', 'zz=1'], '--weight: no ingredient named "zz" (ingredients: a, b)'],
       [['--method', 'slerp', '--base', base, '--t', '0.5'], '--inputs: slerp takes exactly 1 model besides base_model; got 2'.replace('--inputs', 'inputs')],
-      [[], 'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs), or give a mergekit YAML recipe'],
+      [[], 'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough), or give a mergekit YAML recipe'],
     ];
     for (const [flags, message] of cases) {
       const result = await runSoup(['merge', path.join(dir, 'ckpts'), ...flags, '-o', out]);

@@ -65,8 +65,8 @@ describe('mergekit recipes', () => {
   });
 
   it('says which method is unknown, which base is missing and which parameter is required', () => {
-    assert.throws(() => parseMergeYaml(recipe(['merge_method: della', 'models: []']), 'r.yml'), {
-      message: 'r.yml: merge_method: "della" is not supported (soup has linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)',
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: frankenstein', 'models: []']), 'r.yml'), {
+      message: 'r.yml: merge_method: "frankenstein" is not supported (soup has linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'models:', '  - model: a']), 'r.yml'), { message: 'r.yml: base_model: is required: ties adds to it' });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
@@ -78,6 +78,23 @@ describe('mergekit recipes', () => {
     assert.throws(() => parseMergeYaml(recipe(['merge_method: model_stock', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
       message: 'r.yml: models: model_stock takes at least 2 models besides base_model; got 1',
     });
+  });
+
+  it('checks the added methods\' recipes as mergekit defines them', () => {
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: nuslerp', 'models:', '  - model: a', '    parameters: {weight: 1}']), 'r.yml'), {
+      message: 'r.yml: models: nuslerp takes exactly 2 models besides base_model; got 1',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: nearswap', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), { message: 'r.yml: parameters.t: is required' });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: sce', 'base_model: b', 'models:', '  - model: a', 'parameters: {select_topk: 0}']), 'r.yml'), {
+      message: 'r.yml: parameters.select_topk: must be in (0, 1]',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: karcher', 'models:', '  - model: a', 'parameters: {max_iter: 2.5}']), 'r.yml'), {
+      message: 'r.yml: parameters.max_iter: must be a whole number',
+    });
+    const karcher = parseMergeYaml(recipe(['merge_method: karcher', 'base_model: b', 'models:', '  - model: a', '  - model: c']), 'r.yml');
+    assert.deepEqual(karcher.models.map((entry) => entry.model), ['a', 'c', 'b']);
+    const della = parseMergeYaml(recipe(['merge_method: della', 'base_model: b', 'models:', '  - model: a', '    parameters: {weight: 1, density: 0.5, epsilon: 0.1}']), 'r.yml');
+    assert.deepEqual(della.models.map((entry) => entry.model), ['a']);
   });
 
   it('refuses parameters the method does not take, and per-model values of global ones', () => {
