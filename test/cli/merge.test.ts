@@ -217,7 +217,7 @@ describe('soup greedy --method', () => {
 
   it('refuses a method greedy cannot grow, and merge flags without --method', async () => {
     const slerp = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--method', 'slerp', '-o', path.join(dir, 'g.safetensors')]);
-    assert.equal(slerp.stderr, 'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs)\n');
+    assert.equal(slerp.stderr, 'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, multislerp)\n');
     const stray = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--density', '0.5', '-o', path.join(dir, 'g.safetensors')]);
     assert.equal(stray.stderr, 'soup: error: --density: only used with --method (greedy over a merge method)\n');
   });
