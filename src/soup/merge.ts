@@ -26,6 +26,8 @@ export interface MergePlan {
   parameters: Readonly<Record<string, ParameterValue>>;
   seed: number;
   layers: LayerIndex;
+  /** Parameters that differ by tensor beyond filters and gradients (slices: each slice's sources and parameters). */
+  parametersFor?: ((name: string) => { global: Readonly<Record<string, ParameterValue>>; perModel: readonly Readonly<Record<string, ParameterValue>>[] }) | undefined;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
   /** Bytes read (for a bar) and warnings (integer tensors that differ). */
@@ -76,7 +78,8 @@ export class Merge {
 
   private resolve(name: string): ReturnType<typeof resolveParameters> {
     const { method, parameters, modelParameters, layers } = this.plan;
-    return resolveParameters(method.parameters, parameters, modelParameters, name, layers, this.plan.models.map((model) => model.name));
+    const own = this.plan.parametersFor?.(name);
+    return resolveParameters(method.parameters, own?.global ?? parameters, own?.perModel ?? modelParameters, name, layers, this.plan.models.map((model) => model.name));
   }
 
   private async tensorInputs(tensor: TensorInfo): Promise<TensorInputs> {
@@ -222,5 +225,6 @@ export function mergeFromConfig(
     modelParameters: config.models.map((entry) => entry.parameters),
     parameters: config.parameters,
     ...options,
+    ...(opened.slices === undefined ? {} : { layers: opened.slices.layerIndex, parametersFor: (name: string) => opened.slices!.parametersFor(name, config.parameters) }),
   });
 }

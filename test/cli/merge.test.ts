@@ -142,11 +142,11 @@ describe('soup merge', () => {
     await assert.rejects(readFile(out));
   });
 
-  it('says slices are not supported', async () => {
+  it('says what a slice lacks', async () => {
     const file = await recipe('slices.yml', ['merge_method: linear', 'slices:', '  - sources: []']);
     const result = await runSoup(['merge', file, '-o', path.join(dir, 'slices.safetensors')]);
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, `soup: error: ${file}: slices: not supported: soup merges whole models (list them under models:)\n`);
+    assert.equal(result.stderr, `soup: error: ${file}: slices[0].sources: is required: a list of {model, layer_range}\n`);
   });
 
   it('reports bad flags as flags', async () => {

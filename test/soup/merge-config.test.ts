@@ -52,12 +52,12 @@ describe('mergekit recipes', () => {
     assert.throws(() => parseMergeYaml(tiesRecipe('high'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be a number' });
   });
 
-  it('says that slices and unknown keys are not supported, naming the key', () => {
+  it('says which keys are not supported, naming the key', () => {
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'slices: []']), 'r.yml'), {
-      message: 'r.yml: slices: not supported: soup merges whole models (list them under models:)',
+      message: 'r.yml: slices: must be a non-empty list of {sources, parameters}',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'chat_template: chatml', 'models: []']), 'r.yml'), {
-      message: 'r.yml: chat_template: not supported (soup reads merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source)',
+      message: 'r.yml: chat_template: not supported (soup reads merge_method, base_model, models, slices, parameters, dtype, out_dtype, tokenizer_source)',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'models:', '  - model: a', '    lora: x']), 'r.yml'), {
       message: 'r.yml: models[0].lora: not supported (a model entry has model and parameters)',
@@ -77,6 +77,21 @@ describe('mergekit recipes', () => {
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: model_stock', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
       message: 'r.yml: models: model_stock takes at least 2 models besides base_model; got 1',
+    });
+  });
+
+  it('reads slices with their sources, layer ranges and parameters, and checks them', () => {
+    const config = parseMergeYaml(recipe([
+      'merge_method: slerp', 'base_model: a',
+      'slices:', '  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 2]}]', '    parameters: {t: [0, 1]}',
+    ]), 'r.yml');
+    assert.deepEqual(config.slices, [{ sources: [{ model: 'a', layerRange: [0, 2], parameters: {} }, { model: 'b', layerRange: [0, 2], parameters: {} }], parameters: { t: [0, 1] } }]);
+    assert.deepEqual(config.models.map((entry) => entry.model), ['b']);
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: passthrough', 'slices:', '  - sources: [{model: a, layer_range: [3, 1]}]']), 'r.yml'), {
+      message: 'r.yml: slices[0].sources[0].layer_range: must be [from, to] with whole numbers from < to',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'slices:', '  - sources: [{model: a, layer_range: [0, 1]}]']), 'r.yml'), {
+      message: 'r.yml: slices[0].sources[0].parameters.weight: is required',
     });
   });
 
