@@ -9,6 +9,7 @@ import { ONNX_SUFFIX, OnnxCheckpoint } from './onnx/reader.js';
 import { PytorchFile } from './pytorch/reader.js';
 import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
+import { applyAdapter, resolveReference } from './lora.js';
 
 export interface Ingredient {
   name: string;
@@ -16,6 +17,8 @@ export interface Ingredient {
   format: CheckpointFormat;
   /** For PyTorch checkpoints: the top-level entry holding the state dict (--key). */
   key?: string;
+  /** A PEFT LoRA adapter folder applied on read (`base+adapter`). */
+  adapter?: string;
 }
 
 export interface DiscoverOptions {
@@ -87,10 +90,11 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
   if (inputs.length === 0) throw new UsageError('no checkpoints given');
   const onWarning = options.onWarning ?? ((): void => {});
   const found: Ingredient[] = [];
-  for (const input of inputs) {
+  for (const typed of inputs) {
+    const { input, ...reference } = await resolveReference(typed);
     const direct = await checkpointAt(input, onWarning);
     if (direct !== undefined) {
-      found.push(direct);
+      found.push({ ...direct, ...reference });
       continue;
     }
     const inside: Ingredient[] = [];
@@ -134,6 +138,10 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
 }
 
 export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint> {
+  return applyAdapter(await openFormat(ingredient), ingredient.adapter);
+}
+
+async function openFormat(ingredient: Ingredient): Promise<Checkpoint> {
   switch (ingredient.format) {
     case 'safetensors':
       return SafetensorsFile.open(ingredient.path, ingredient.name);
