@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
@@ -74,5 +74,15 @@ describe('Hugging Face cache references', () => {
     );
     const badRef = await runSoup(['uniform', 'org/tiny@v9', 'org/other', '-o', out], { env });
     assert.equal(badRef.stderr, `soup: error: org/tiny@v9: revision v9 is not in the Hugging Face cache (${hub}); soup does not download (fetch it first: huggingface-cli download org/tiny --revision v9)\n`);
+  });
+
+  it('reads Hub references in a merge recipe, and lists the models in the card\'s base_model', async () => {
+    const file = path.join(hub, 'merge.yml');
+    await writeFile(file, ['merge_method: linear', 'models:', '  - model: org/tiny@v1', '    parameters: {weight: 1}', '  - model: org/other', '    parameters: {weight: 1}'].join('\n'));
+    const out = path.join(hub, 'merged');
+    const result = await runSoup(['merge', file, '-o', out, '--quiet'], { env: { HF_HUB_CACHE: hub } });
+    assert.equal(result.code, 0, result.stderr);
+    const card = await readFile(path.join(out, 'README.md'), 'utf8');
+    assert.match(card, /^---\n(?:.*\n)*?base_model:\n- org\/tiny\n- org\/other\n---/);
   });
 });

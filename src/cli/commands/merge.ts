@@ -15,6 +15,7 @@ import { linear, plainMeanWeights, refuseZeroSum } from '../../soup/methods/line
 import type { MergeMethod } from '../../soup/methods/method.js';
 import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup, type PreparedOutput } from '../../soup/write.js';
 import { withLayerCount } from '../../soup/slices.js';
+import { hubIdOf } from '../../checkpoint/hf-cache.js';
 import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
 import { commandArguments, commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 
@@ -38,6 +39,12 @@ async function configWithLayers(output: PreparedOutput, layers: number): Promise
   const from = output.modelFiles?.companions.files.get('config.json');
   if (from === undefined) return undefined;
   return withLayerCount(await readFile(from, 'utf8'), layers);
+}
+
+/** The Hugging Face ids of the inputs read from the Hub cache, for the card's base_model. */
+function hubModelsOf(checkpoints: readonly Checkpoint[]): { hubModels?: string[] } {
+  const ids = [...new Set(checkpoints.map((checkpoint) => hubIdOf(checkpoint.path)).filter((id): id is string => id !== undefined))];
+  return ids.length === 0 ? {} : { hubModels: ids };
 }
 
 function globalDefaults(method: MergeMethod): Record<string, unknown> {
@@ -96,6 +103,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       resolvedParameters: { ...globalDefaults(config.method), ...config.parameters },
       modelParameters: Object.fromEntries(opened.models.map((model, k) => [model.name, config.models[k]!.parameters])),
       randomSeed: options.randomSeed,
+      ...hubModelsOf(opened.all),
       ...(options.layerPattern === undefined ? {} : { layerPattern: options.layerPattern }),
       ...(dtype === undefined ? {} : { dtype }),
       mergekit: yaml,
