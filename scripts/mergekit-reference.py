@@ -106,6 +106,8 @@ def load_mergekit(where):
         ('mergekit.merge_methods.nearswap', 'mergekit/merge_methods/nearswap.py'),
         ('mergekit.merge_methods.arcee_fusion', 'mergekit/merge_methods/arcee_fusion.py'),
         ('mergekit.merge_methods.passthrough', 'mergekit/merge_methods/passthrough.py'),
+        ('mergekit.merge_methods.slerp', 'mergekit/merge_methods/slerp.py'),
+        ('mergekit.merge_methods.model_stock', 'mergekit/merge_methods/model_stock.py'),
     ]:
         module = stub(name)
         module.__file__ = path
@@ -214,6 +216,26 @@ def main(where):
                 [{'weight': 1.0, 'density': 0.5}, {'weight': 1.0, 'density': 0.3, 'epsilon': 0.05}, {'weight': 1.0, 'density': 0.5}], {'rescale': False, 'lambda': 1.5}, seed=3)
         run_gta(name, consensus, S.della_magprune, normalize, True, 'conv.weight', (3, 4, 2, 2),
                 [{'weight': 1.0, 'density': 0.6}, {'weight': 0.5, 'density': 0.6}, {'weight': 0.5, 'density': 0.6}], {}, seed=1)
+
+    # The methods soup had before, as a regression check.
+    run_gta('task_arithmetic', None, None, False, False, 'w', (4, 6), [{'weight': 1.0}, {'weight': 0.5}, {'weight': -0.3}], {'lambda': 0.8})
+    run_gta('ties', C.sum, S.magnitude, True, False, 'w', (5, 8), [{'weight': 1.0, 'density': 0.5}, {'weight': 0.5, 'density': 0.3}, {'weight': 0.7, 'density': 0.8}], {})
+    run_gta('ties', C.sum, S.magnitude, True, False, 'w', (40,), [{'weight': 1.0, 'density': 0.5}, {'weight': 1.0, 'density': 0.5}, {'weight': 1.0, 'density': 0.5}], {'rescale': True, 'normalize': False})
+    for name, consensus in [('dare_linear', None), ('dare_ties', C.sum)]:
+        run_gta(name, consensus, S.random, False, True, 'model.layers.0.w', (6, 7), [{'weight': 1.0, 'density': 0.5}, {'weight': 0.5, 'density': 0.3}, {'weight': 0.7, 'density': 0.9}], {}, seed=5)
+    run_gta('breadcrumbs', None, S.magnitude_outliers, False, False, 'w', (5, 8), [{'weight': 1.0, 'density': 0.5, 'gamma': 0.05}, {'weight': 0.5, 'density': 0.4, 'gamma': 0.1}, {'weight': 0.7, 'density': 0.6, 'gamma': 0.05}], {})
+    for t in [0.3, 0.8]:
+        base, models = rng_tensors(90 + int(10 * t), (4, 5), 1, scale=0.5)
+        # slerp turns torch tensors into float32 numpy arrays; given float64 numpy arrays it stays in float64.
+        expected = torch.from_numpy(mk['slerp'].slerp(t, np.asarray(base), np.asarray(models[0])))
+        as_written = mk['slerp'].slerp(t, t64(base), t64(models[0]))
+        print(f'slerp t={t}: float32 inputs move the result by {float((as_written.double() - expected).abs().max()):.3g}')
+        add('slerp', 'w', (4, 5), base, models, ['a'], {'t': t}, [{}], expected)
+    for filter_wise in [False, True]:
+        base, models = rng_tensors(95 + filter_wise, (4, 5), 3, scale=0.5)
+        task = mk['model_stock'].ModelStockMergeTask(gather_tensors=None, base_model='base', weight_info=WeightInfo('w'), filter_wise=filter_wise)
+        add('model_stock', 'w', (4, 5), base, models, ['a', 'b', 'c'], {'filter_wise': filter_wise}, [{}, {}, {}],
+            task.execute({'base': t64(base), 'a': t64(models[0]), 'b': t64(models[1]), 'c': t64(models[2])}))
 
     # linear with the base listed among the models: mergekit averages it in with its weight.
     base, models = rng_tensors(11, (4, 6), 2)
