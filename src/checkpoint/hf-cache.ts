@@ -50,7 +50,7 @@ export async function resolveHubReference(reference: HubReference, env: NodeJS.P
   const typed = reference.revision === 'main' ? reference.id : `${reference.id}@${reference.revision}`;
   const missing = (what: string): InputError =>
     new InputError(typed, `${what} in the Hugging Face cache (${hub}); soup does not download`, { hint: `fetch it first: ${downloadCommand(reference)}` });
-  if (!(await exists(repo))) return Promise.reject(missing('not a model path, and not'));
+  if (!(await exists(repo))) throw missing('not a model path, and not');
   const ref = path.join(repo, 'refs', reference.revision);
   let commit: string | undefined;
   if (!reference.revision.includes('..') && (await exists(ref))) commit = (await readFile(ref, 'utf8')).trim();

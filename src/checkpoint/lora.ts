@@ -59,8 +59,9 @@ export class LoraCheckpoint implements Checkpoint {
     adapterConfig: string,
   ) {
     this.files = [...base.files, adapterConfig, adapter.path];
-    // A changed tensor no longer shares storage with another.
-    this.infos = base.tensors().map(({ tiedTo: _tied, ...info }) => (patches.size > 0 ? info : { ...info, ...(_tied === undefined ? {} : { tiedTo: _tied }) }));
+    // A changed tensor no longer shares storage with the tensors it was tied to.
+    const changed = (info: TensorInfo): boolean => patches.has(info.name) || (info.tiedTo !== undefined && patches.has(info.tiedTo));
+    this.infos = base.tensors().map(({ tiedTo, ...info }) => (tiedTo === undefined || changed({ ...info, tiedTo }) ? info : { ...info, tiedTo }));
   }
 
   static async open(base: Checkpoint, folder: string): Promise<LoraCheckpoint> {
