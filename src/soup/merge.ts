@@ -125,6 +125,12 @@ export class Merge {
     return this.prepared;
   }
 
+  /** Resolves every float tensor's parameters, so a missing one stops the merge before any weight is read. */
+  checkParameters(): this {
+    for (const tensor of this.tensors) if (isFloatDType(tensor.dtype)) this.resolve(tensor.name);
+    return this;
+  }
+
   /** The merged values of one float tensor, in float64. */
   async mergeTensor(name: string): Promise<Float64Array> {
     const tensor = this.byName.get(name);
@@ -218,7 +224,7 @@ export function mergeFromConfig(
   opened: MergeCheckpoints,
   options: { seed: number; layers: LayerIndex; allowNonFinite?: boolean; signal?: AbortSignal; onProgress?: ProgressListener },
 ): Merge {
-  return new Merge({
+  const merge = new Merge({
     method: config.method,
     base: opened.base,
     models: opened.models,
@@ -227,4 +233,5 @@ export function mergeFromConfig(
     ...options,
     ...(opened.slices === undefined ? {} : { layers: opened.slices.layerIndex, parametersFor: (name: string) => opened.slices!.parametersFor(name, config.parameters) }),
   });
+  return merge.checkParameters();
 }

@@ -142,6 +142,27 @@ describe('soup merge', () => {
     await assert.rejects(readFile(out));
   });
 
+  it('stops before writing when a filter list gives a required parameter no value for a tensor, as mergekit does', async () => {
+    const file = await recipe('filters.yml', ['merge_method: linear', 'models:', `  - model: ${a}`, '    parameters: {weight: [{filter: mlp, value: 1}]}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const out = path.join(dir, 'filters.safetensors');
+    const result = await runSoup(['merge', file, '-o', out]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      'soup: error: missing required parameter weight for a.w: no filter entry matches this tensor and no value applies to every tensor ' +
+        '(add an entry without filter (or filter: "*") to weight, or set weight in the global parameters)\n',
+    );
+    await assert.rejects(readFile(out));
+  });
+
+  it('averages the base into a linear merge that lists it, with its weight', async () => {
+    const file = await recipe('linear-base.yml', ['merge_method: linear', `base_model: ${b}`, 'models:', `  - model: ${a}`, '    parameters: {weight: 3}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const out = path.join(dir, 'linear-base.safetensors');
+    const result = await runSoup(['merge', file, '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await readW(out), [1.75, -1.75, 1.75, 0.625]);
+  });
+
   it('says what a slice lacks', async () => {
     const file = await recipe('slices.yml', ['merge_method: linear', 'slices:', '  - sources: []']);
     const result = await runSoup(['merge', file, '-o', path.join(dir, 'slices.safetensors')]);
