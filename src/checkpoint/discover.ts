@@ -11,6 +11,7 @@ import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 import { uniqueNames } from './names.js';
 import { checkpointFolderNames, chooseFromRun, isCheckpointFolderName, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
+import { applyAdapter, resolveReference } from './lora.js';
 
 export interface Ingredient {
   name: string;
@@ -20,6 +21,8 @@ export interface Ingredient {
   key?: string;
   /** The file or folder the name stands for (a model folder, not its model.safetensors). */
   source?: string;
+  /** A PEFT LoRA adapter folder applied on read (`base+adapter`). */
+  adapter?: string;
 }
 
 export interface DiscoverOptions {
@@ -97,7 +100,8 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
   const onWarning = options.onWarning ?? ((): void => {});
   const excluded = new Set((options.exclude ?? []).map((file) => path.resolve(file)));
   const found: Ingredient[] = [];
-  for (const input of inputs) {
+  for (const typed of inputs) {
+    const { input, ...reference } = await resolveReference(typed);
     if (excluded.has(path.resolve(input))) throw new UsageError(`${input} is the --model export, so it cannot also be an ingredient`);
     const run = await trainerRun(input, onWarning);
     if (run !== undefined) {
@@ -106,7 +110,7 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
     }
     const direct = await checkpointAt(input, onWarning);
     if (direct !== undefined) {
-      found.push(direct);
+      found.push({ ...direct, ...reference });
       continue;
     }
     found.push(...(await checkpointsInside(input, excluded, options.checkpoints, onWarning)));
@@ -223,6 +227,10 @@ async function pickFromRun(run: TrainerRun<Ingredient>, choice: CheckpointChoice
 }
 
 export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint> {
+  return applyAdapter(await openFormat(ingredient), ingredient.adapter);
+}
+
+async function openFormat(ingredient: Ingredient): Promise<Checkpoint> {
   switch (ingredient.format) {
     case 'safetensors':
       return SafetensorsFile.open(ingredient.path, ingredient.name);

@@ -28,7 +28,8 @@ function withSoupOutputOptions(command: Command): Command {
     .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
     .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
     .option('--no-card', 'no README.md model card in a folder output')
-    .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in');
+    .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in')
+    .option('--out-shard-size <size>', 'split a model folder\'s weights into shards of at most this size (5GB, 500M; mergekit\'s 5B)');
 }
 
 function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }): Command {

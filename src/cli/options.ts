@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
+import { parseShardSize } from '../checkpoint/shard-layout.js';
 import type { OpenOptions } from '../soup/ingredients.js';
 import { CHECKPOINT_CHOICES } from '../checkpoint/trainer-layout.js';
 import { UsageError } from '../errors.js';
@@ -55,6 +56,17 @@ export const soupOutputOptions = z.object({
   /** commander's --no-card sets card: false. */
   card: z.boolean().default(true),
   allowFused: z.boolean().default(false),
+  outShardSize: z
+    .string()
+    .transform((text, context): number => {
+      const bytes = parseShardSize(text);
+      if (bytes === undefined) {
+        context.addIssue({ code: 'custom', message: `"${text}" is not a size (use 5GB, 500M, 2GiB or bytes)` });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .optional(),
 });
 
 /** Flags that change what is printed, never the soup: left out of the recorded command. */

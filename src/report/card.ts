@@ -38,7 +38,10 @@ function frontMatter(recipe: Recipe): string[] {
   const kind = recipe.strategy === 'merge' ? (mergeMethod(recipe) ?? 'merge') : `${recipe.strategy}-soup`;
   const lines = ['---', 'tags:', '- model-soup', '- merge', `- ${yamlScalar(kind)}`];
   if (typeof recipe.libraryName === 'string') lines.push(`library_name: ${yamlScalar(recipe.libraryName)}`);
-  if (typeof recipe.baseModel === 'string') lines.push(`base_model: ${yamlScalar(recipe.baseModel)}`);
+  // The Hub models a merge read (from the local cache) are what the Hub lists the merge under.
+  const hubModels = Array.isArray(recipe.hubModels) ? recipe.hubModels.filter((id): id is string => typeof id === 'string') : [];
+  if (hubModels.length > 0) lines.push('base_model:', ...hubModels.map((id) => `- ${yamlScalar(id)}`));
+  else if (typeof recipe.baseModel === 'string') lines.push(`base_model: ${yamlScalar(recipe.baseModel)}`);
   lines.push('---');
   return lines;
 }

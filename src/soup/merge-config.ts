@@ -8,6 +8,7 @@ import { InputError, UsageError } from '../errors.js';
 import type { MergeMethod } from './methods/method.js';
 import { checkParameters, missingParameters, type ParameterIssue, type ParameterValue } from './methods/parameters.js';
 import { METHOD_NAMES, findMethod } from './methods/registry.js';
+import type { Slice, SliceSource } from './slices.js';
 
 export interface MergeModel {
   model: string;
@@ -22,9 +23,11 @@ export interface MergeConfig {
   dtype?: FloatDType | undefined;
   outDtype?: FloatDType | undefined;
   tokenizerSource?: string | undefined;
+  /** mergekit's `slices:` (then `models` holds the first slice's sources, for the checks). */
+  slices?: Slice[] | undefined;
 }
 
-const TOP_LEVEL = new Set(['merge_method', 'base_model', 'models', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source']);
+const TOP_LEVEL = new Set(['merge_method', 'base_model', 'models', 'slices', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source']);
 const MODEL_KEYS = new Set(['model', 'parameters']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -42,6 +45,19 @@ function readDtype(file: string, key: string, value: unknown): FloatDType | unde
   return dtype;
 }
 
+/**
+ * The models a method merges. mergekit loads base_model with the models and hands it to every method;
+ * task-vector methods take it apart as the base, while linear averages it in like any model (when it
+ * is listed or a global weight gives it one; unlisted and unweighted, mergekit stops on a None weight
+ * and soup leaves it out) and karcher always does.
+ */
+function ingredientsOf(method: MergeMethod, base: string | undefined, listed: MergeModel[], parameters: Record<string, ParameterValue>): MergeModel[] {
+  if (base === undefined || method.baseAsModel === undefined) return listed.filter((entry) => entry.model !== base);
+  if (listed.some((entry) => entry.model === base)) return listed;
+  if (method.baseAsModel === 'always' || parameters.weight !== undefined) return [...listed, { model: base, parameters: {} }];
+  return listed;
+}
+
 /** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
 export function parseMergeYaml(text: string, file: string): MergeConfig {
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
@@ -53,7 +69,6 @@ export function parseMergeYaml(text: string, file: string): MergeConfig {
   const root: unknown = document.toJS({ maxAliasCount: 100 });
   if (!isRecord(root)) throw new InputError(file, 'expected a mapping with merge_method and models');
   for (const key of Object.keys(root)) {
-    if (key === 'slices') fail(file, { path: 'slices', message: 'not supported: soup merges whole models (list them under models:)' });
     if (!TOP_LEVEL.has(key)) fail(file, { path: key, message: `not supported (soup reads ${[...TOP_LEVEL].join(', ')})` });
   }
   const name = root.merge_method;
@@ -62,8 +77,11 @@ export function parseMergeYaml(text: string, file: string): MergeConfig {
   if (method === undefined) fail(file, { path: 'merge_method', message: `"${name}" is not supported (soup has ${METHOD_NAMES.join(', ')})` });
   const base = root.base_model;
   if (base !== undefined && base !== null && typeof base !== 'string') fail(file, { path: 'base_model', message: 'must be a path to a checkpoint' });
-  if (!Array.isArray(root.models)) fail(file, { path: 'models', message: 'is required: a list of {model, parameters}' });
-  const models = root.models.map((entry: unknown, k): MergeModel => {
+  if (root.slices !== undefined && root.models !== undefined) fail(file, { path: 'slices', message: 'give either models or slices, not both (as mergekit)' });
+  const slices = root.slices === undefined ? undefined : readSlices(file, root.slices);
+  const listedModels = slices === undefined ? root.models : slices[0]!.sources.map((source) => ({ model: source.model, parameters: source.parameters }));
+  if (!Array.isArray(listedModels)) fail(file, { path: 'models', message: 'is required: a list of {model, parameters}' });
+  const models = listedModels.map((entry: unknown, k): MergeModel => {
     const where = `models[${k}]`;
     if (!isRecord(entry)) fail(file, { path: where, message: 'must be {model, parameters}' });
     for (const key of Object.keys(entry)) if (!MODEL_KEYS.has(key)) fail(file, { path: `${where}.${key}`, message: 'not supported (a model entry has model and parameters)' });
@@ -81,16 +99,68 @@ export function parseMergeYaml(text: string, file: string): MergeConfig {
   const config: MergeConfig = {
     method,
     base: typeof base === 'string' ? base : undefined,
-    // mergekit lists the base among the models too; the base is never an ingredient.
-    models: models.filter((entry) => entry.model !== base),
+    models: ingredientsOf(method, typeof base === 'string' ? base : undefined, models, parameters as Record<string, ParameterValue>),
     parameters: parameters as Record<string, ParameterValue>,
     dtype: readDtype(file, 'dtype', root.dtype),
     outDtype: readDtype(file, 'out_dtype', root.out_dtype),
     tokenizerSource: typeof tokenizerSource === 'string' ? tokenizerSource : undefined,
+    slices,
   };
+  if (slices !== undefined) {
+    // The base is a source of each slice; task-vector methods take it apart there, linear and karcher do not.
+    config.models = method.base === 'none' ? models : models.filter((entry) => entry.model !== base);
+    const issue = checkSlices(config, slices)[0];
+    if (issue !== undefined) fail(file, issue);
+  }
   const issue = checkMergeConfig(config, models)[0];
   if (issue !== undefined) fail(file, issue);
   return config;
+}
+
+/** `slices: [{sources: [{model, layer_range: [from, to], parameters}], parameters}]`, shapes checked. */
+function readSlices(file: string, value: unknown): Slice[] {
+  if (!Array.isArray(value) || value.length === 0) fail(file, { path: 'slices', message: 'must be a non-empty list of {sources, parameters}' });
+  return value.map((entry: unknown, s): Slice => {
+    const where = `slices[${s}]`;
+    if (!isRecord(entry)) fail(file, { path: where, message: 'must be {sources, parameters}' });
+    for (const key of Object.keys(entry)) if (key !== 'sources' && key !== 'parameters') fail(file, { path: `${where}.${key}`, message: 'not supported (a slice has sources and parameters)' });
+    if (!Array.isArray(entry.sources) || entry.sources.length === 0) fail(file, { path: `${where}.sources`, message: 'is required: a list of {model, layer_range}' });
+    const parameters = entry.parameters ?? {};
+    if (!isRecord(parameters)) fail(file, { path: `${where}.parameters`, message: 'must be a mapping' });
+    const sources = entry.sources.map((source: unknown, k): SliceSource => {
+      const at = `${where}.sources[${k}]`;
+      if (!isRecord(source)) fail(file, { path: at, message: 'must be {model, layer_range}' });
+      for (const key of Object.keys(source)) if (!['model', 'layer_range', 'parameters'].includes(key)) fail(file, { path: `${at}.${key}`, message: 'not supported (a source has model, layer_range and parameters)' });
+      if (typeof source.model !== 'string') fail(file, { path: `${at}.model`, message: 'is required: a path to a checkpoint' });
+      const range = source.layer_range;
+      if (!Array.isArray(range) || range.length !== 2 || !range.every((n) => Number.isInteger(n) && n >= 0) || range[0] >= range[1]) {
+        fail(file, { path: `${at}.layer_range`, message: 'must be [from, to] with whole numbers from < to' });
+      }
+      const own = source.parameters ?? {};
+      if (!isRecord(own)) fail(file, { path: `${at}.parameters`, message: 'must be a mapping' });
+      return { model: source.model, layerRange: [range[0], range[1]], parameters: own as Record<string, ParameterValue> };
+    });
+    return { sources, parameters: parameters as Record<string, ParameterValue> };
+  });
+}
+
+/** Parameter names and ranges in every slice and source, and required ones that nothing gives. */
+function checkSlices(config: MergeConfig, slices: readonly Slice[]): ParameterIssue[] {
+  const { method } = config;
+  return slices.flatMap((slice, s) => [
+    ...checkParameters(method.parameters, slice.parameters, `slices[${s}].parameters`, 'global'),
+    ...Object.entries(method.parameters)
+      .filter(([name, def]) => def.required === true && def.scope === 'global' && slice.parameters[name] === undefined && config.parameters[name] === undefined)
+      .map(([name]) => ({ path: `parameters.${name}`, message: 'is required' })),
+    ...slice.sources.flatMap((source, k) => {
+      const at = `slices[${s}].sources[${k}].parameters`;
+      const isBase = method.base !== 'none' && source.model === config.base;
+      const missing = Object.entries(method.parameters)
+        .filter(([name, def]) => def.required === true && def.scope === 'model' && !isBase && source.parameters[name] === undefined && slice.parameters[name] === undefined && config.parameters[name] === undefined)
+        .map(([name]) => ({ path: `${at}.${name}`, message: 'is required' }));
+      return [...checkParameters(method.parameters, source.parameters, at, 'model'), ...missing];
+    }),
+  ]);
 }
 
 /**
@@ -112,7 +182,8 @@ export function checkMergeConfig(config: MergeConfig, listed: readonly MergeMode
   return [
     ...checkParameters(method.parameters, config.parameters, 'parameters', 'global'),
     ...config.models.flatMap((entry, k) => checkParameters(method.parameters, entry.parameters, at(k), 'model')),
-    ...missingParameters(method.parameters, config.parameters, config.models.map((entry) => entry.parameters), at),
+    // A sliced recipe's required parameters may come from each slice: checkSlices looks there.
+    ...(config.slices === undefined ? missingParameters(method.parameters, config.parameters, config.models.map((entry) => entry.parameters), at) : []),
   ];
 }
 
@@ -134,7 +205,12 @@ const MERGEKIT_DTYPES: Record<FloatDType, string> = { F64: 'float64', F32: 'floa
 export function mergekitYaml(config: MergeConfig): string {
   const document: Record<string, unknown> = { merge_method: config.method.name };
   if (config.base !== undefined) document.base_model = config.base;
-  document.models = config.models.map((entry) => (Object.keys(entry.parameters).length === 0 ? { model: entry.model } : { model: entry.model, parameters: entry.parameters }));
+  if (config.slices !== undefined) {
+    document.slices = config.slices.map((slice) => ({
+      sources: slice.sources.map((source) => ({ model: source.model, layer_range: source.layerRange, ...(Object.keys(source.parameters).length === 0 ? {} : { parameters: source.parameters }) })),
+      ...(Object.keys(slice.parameters).length === 0 ? {} : { parameters: slice.parameters }),
+    }));
+  } else document.models = config.models.map((entry) => (Object.keys(entry.parameters).length === 0 ? { model: entry.model } : { model: entry.model, parameters: entry.parameters }));
   if (Object.keys(config.parameters).length > 0) document.parameters = config.parameters;
   if (config.dtype !== undefined) document.dtype = MERGEKIT_DTYPES[config.dtype];
   if (config.outDtype !== undefined) document.out_dtype = MERGEKIT_DTYPES[config.outDtype];

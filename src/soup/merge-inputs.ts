@@ -6,12 +6,15 @@ import { findIncompatibilities } from '../checkpoint/compatible.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { IncompatibleError, InputError, UsageError } from '../errors.js';
 import type { MergeConfig } from './merge-config.js';
+import { planSlices, type Slice, type SlicePlan } from './slices.js';
 
 export interface MergeCheckpoints {
   base: Checkpoint | undefined;
   models: Checkpoint[];
   /** Base first, then the models: everything to close, hash and check. */
   all: Checkpoint[];
+  /** A `slices:` recipe's layout: base and models are then its slots, `all` the models it reads. */
+  slices?: SlicePlan;
 }
 
 /** The one checkpoint at `where`, or an error naming the recipe key that pointed there. */
@@ -22,6 +25,7 @@ async function discoverOne(where: string, key: string, source: string): Promise<
 }
 
 export async function openMergeCheckpoints(config: MergeConfig, source: string): Promise<MergeCheckpoints> {
+  if (config.slices !== undefined) return openSlices(config, config.slices, source);
   const base = config.base === undefined ? undefined : await discoverOne(config.base, 'base_model', source);
   const models: Ingredient[] = [];
   for (const [k, entry] of config.models.entries()) models.push(await discoverOne(entry.model, `models[${k}].model`, source));
@@ -35,6 +39,25 @@ export async function openMergeCheckpoints(config: MergeConfig, source: string):
     throw new IncompatibleError(problems);
   }
   return base === undefined ? { base: undefined, models: opened, all: opened } : { base: opened[0], models: opened.slice(1), all: opened };
+}
+
+/** Every model a `slices:` recipe names, opened once, and its slots laid out over them. */
+async function openSlices(config: MergeConfig, slices: readonly Slice[], source: string): Promise<MergeCheckpoints> {
+  const paths = [...new Set(slices.flatMap((slice) => slice.sources.map((entry) => entry.model)))];
+  const found: Ingredient[] = [];
+  for (const [k, model] of paths.entries()) found.push(await discoverOne(model, `slices: model ${k}`, source));
+  const opened = await openAll(found);
+  try {
+    const byPath = new Map(paths.map((model, k) => [model, opened[k]!]));
+    const plan = planSlices(slices, config.base, config.method.base !== 'none', (model) => byPath.get(model)!, source);
+    const slots = plan.base === undefined ? plan.slots : [plan.base, ...plan.slots];
+    const problems = findIncompatibilities(slots);
+    if (problems.length > 0) throw new IncompatibleError(problems);
+    return { base: plan.base, models: plan.slots, all: opened, slices: plan };
+  } catch (error) {
+    await closeAll(opened);
+    throw error;
+  }
 }
 
 /** What a tokenizer consists of in a Hugging Face model folder. */

@@ -26,6 +26,8 @@ export interface MergePlan {
   parameters: Readonly<Record<string, ParameterValue>>;
   seed: number;
   layers: LayerIndex;
+  /** Parameters that differ by tensor beyond filters and gradients (slices: each slice's sources and parameters). */
+  parametersFor?: ((name: string) => { global: Readonly<Record<string, ParameterValue>>; perModel: readonly Readonly<Record<string, ParameterValue>>[] }) | undefined;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
   /** Bytes read (for a bar) and warnings (integer tensors that differ). */
@@ -76,7 +78,8 @@ export class Merge {
 
   private resolve(name: string): ReturnType<typeof resolveParameters> {
     const { method, parameters, modelParameters, layers } = this.plan;
-    return resolveParameters(method.parameters, parameters, modelParameters, name, layers);
+    const own = this.plan.parametersFor?.(name);
+    return resolveParameters(method.parameters, own?.global ?? parameters, own?.perModel ?? modelParameters, name, layers, this.plan.models.map((model) => model.name));
   }
 
   private async tensorInputs(tensor: TensorInfo): Promise<TensorInputs> {
@@ -120,6 +123,12 @@ export class Merge {
       },
     });
     return this.prepared;
+  }
+
+  /** Resolves every float tensor's parameters, so a missing one stops the merge before any weight is read. */
+  checkParameters(): this {
+    for (const tensor of this.tensors) if (isFloatDType(tensor.dtype)) this.resolve(tensor.name);
+    return this;
   }
 
   /** The merged values of one float tensor, in float64. */
@@ -215,12 +224,14 @@ export function mergeFromConfig(
   opened: MergeCheckpoints,
   options: { seed: number; layers: LayerIndex; allowNonFinite?: boolean; signal?: AbortSignal; onProgress?: ProgressListener },
 ): Merge {
-  return new Merge({
+  const merge = new Merge({
     method: config.method,
     base: opened.base,
     models: opened.models,
     modelParameters: config.models.map((entry) => entry.parameters),
     parameters: config.parameters,
     ...options,
+    ...(opened.slices === undefined ? {} : { layers: opened.slices.layerIndex, parametersFor: (name: string) => opened.slices!.parametersFor(name, config.parameters) }),
   });
+  return merge.checkParameters();
 }

@@ -15,6 +15,7 @@ import {
   type OutputTarget,
   type WriteResult,
 } from '../checkpoint/writer.js';
+import { reshard } from '../checkpoint/shard-layout.js';
 import { renderCard } from '../report/card.js';
 import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from './recipe.js';
 
@@ -22,6 +23,8 @@ export interface OutputOptions {
   out: string;
   force?: boolean;
   dtype?: FloatDType | undefined;
+  /** --out-shard-size: split a model folder's weights into shards of at most this many bytes. */
+  shardSize?: number | undefined;
 }
 
 export interface PreparedOutput {
@@ -38,8 +41,10 @@ export interface PreparedOutput {
 export async function prepareOutput(checkpoints: readonly Checkpoint[], options: OutputOptions): Promise<PreparedOutput> {
   const reference = checkpoints[0]!;
   await checkOutputPath(options.out, options.force ?? false);
-  const target = chooseOutput(options.out, reference);
-  const tensors = keepTies(target, planOutput(reference, options.dtype), checkpoints);
+  const chosen = chooseOutput(options.out, reference);
+  const planned = planOutput(reference, options.dtype);
+  const target = options.shardSize === undefined ? chosen : reshard(chosen, planned, options.shardSize);
+  const tensors = keepTies(target, planned, checkpoints);
   checkOutputDtypes(target, tensors);
   return { target, tensors };
 }

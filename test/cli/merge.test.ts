@@ -142,11 +142,32 @@ describe('soup merge', () => {
     await assert.rejects(readFile(out));
   });
 
-  it('says slices are not supported', async () => {
+  it('stops before writing when a filter list gives a required parameter no value for a tensor, as mergekit does', async () => {
+    const file = await recipe('filters.yml', ['merge_method: linear', 'models:', `  - model: ${a}`, '    parameters: {weight: [{filter: mlp, value: 1}]}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const out = path.join(dir, 'filters.safetensors');
+    const result = await runSoup(['merge', file, '-o', out]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      'soup: error: missing required parameter weight for a.w: no filter entry matches this tensor and no value applies to every tensor ' +
+        '(add an entry without filter (or filter: "*") to weight, or set weight in the global parameters)\n',
+    );
+    await assert.rejects(readFile(out));
+  });
+
+  it('averages the base into a linear merge that lists it, with its weight', async () => {
+    const file = await recipe('linear-base.yml', ['merge_method: linear', `base_model: ${b}`, 'models:', `  - model: ${a}`, '    parameters: {weight: 3}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const out = path.join(dir, 'linear-base.safetensors');
+    const result = await runSoup(['merge', file, '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await readW(out), [1.75, -1.75, 1.75, 0.625]);
+  });
+
+  it('says what a slice lacks', async () => {
     const file = await recipe('slices.yml', ['merge_method: linear', 'slices:', '  - sources: []']);
     const result = await runSoup(['merge', file, '-o', path.join(dir, 'slices.safetensors')]);
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, `soup: error: ${file}: slices: not supported: soup merges whole models (list them under models:)\n`);
+    assert.equal(result.stderr, `soup: error: ${file}: slices[0].sources: is required: a list of {model, layer_range}\n`);
   });
 
   it('reports bad flags as flags', async () => {
@@ -155,10 +176,10 @@ describe('soup merge', () => {
       [['--method', 'ties', '--base', base, '--density', '0'], '--density: must be in (0, 1]'],
       [['--method', 'ties'], '--base: is required: ties adds to it'],
       [['--method', 'ties', '--base', path.join(dir, 'ckpts')], `--base: ${path.join(dir, 'ckpts')} holds 2 checkpoints; name one`],
-      [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)'],
+      [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)'],
       [['--method', 'linear', '--weight', 'zz=1'], '--weight: no ingredient named "zz" (ingredients: a, b)'],
       [['--method', 'slerp', '--base', base, '--t', '0.5'], '--inputs: slerp takes exactly 1 model besides base_model; got 2'.replace('--inputs', 'inputs')],
-      [[], 'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs), or give a mergekit YAML recipe'],
+      [[], 'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough), or give a mergekit YAML recipe'],
     ];
     for (const [flags, message] of cases) {
       const result = await runSoup(['merge', path.join(dir, 'ckpts'), ...flags, '-o', out]);
@@ -217,7 +238,7 @@ describe('soup greedy --method', () => {
 
   it('refuses a method greedy cannot grow, and merge flags without --method', async () => {
     const slerp = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--method', 'slerp', '-o', path.join(dir, 'g.safetensors')]);
-    assert.equal(slerp.stderr, 'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs)\n');
+    assert.equal(slerp.stderr, 'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, multislerp)\n');
     const stray = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--density', '0.5', '-o', path.join(dir, 'g.safetensors')]);
     assert.equal(stray.stderr, 'soup: error: --density: only used with --method (greedy over a merge method)\n');
   });

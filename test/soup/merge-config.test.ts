@@ -36,6 +36,15 @@ describe('mergekit recipes', () => {
     assert.deepEqual(config.models.map((entry) => entry.model), ['a']);
   });
 
+  it('averages the base into a linear merge when the recipe lists it or a global weight gives it one, as mergekit does', () => {
+    const listed = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', '    parameters: {weight: 0.8}', '  - model: base', '    parameters: {weight: 0.2}']), 'r.yml');
+    assert.deepEqual(listed.models.map((entry) => [entry.model, entry.parameters.weight]), [['a', 0.8], ['base', 0.2]]);
+    const global = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', 'parameters: {weight: 1}']), 'r.yml');
+    assert.deepEqual(global.models.map((entry) => entry.model), ['a', 'base']);
+    const unweighted = parseMergeYaml(recipe(['merge_method: linear', 'base_model: base', 'models:', '  - model: a', '    parameters: {weight: 1}']), 'r.yml');
+    assert.deepEqual(unweighted.models.map((entry) => entry.model), ['a']);
+  });
+
   it('names the model and parameter of a value out of range', () => {
     assert.throws(() => parseMergeYaml(tiesRecipe('1.5'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be in (0, 1]' });
     assert.throws(() => parseMergeYaml(tiesRecipe('[0.5, 0]'), 'r.yml'), { message: 'r.yml: models[1].parameters.density[1]: must be in (0, 1]' });
@@ -43,12 +52,12 @@ describe('mergekit recipes', () => {
     assert.throws(() => parseMergeYaml(tiesRecipe('high'), 'r.yml'), { message: 'r.yml: models[1].parameters.density: must be a number' });
   });
 
-  it('says that slices and unknown keys are not supported, naming the key', () => {
+  it('says which keys are not supported, naming the key', () => {
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'slices: []']), 'r.yml'), {
-      message: 'r.yml: slices: not supported: soup merges whole models (list them under models:)',
+      message: 'r.yml: slices: must be a non-empty list of {sources, parameters}',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'chat_template: chatml', 'models: []']), 'r.yml'), {
-      message: 'r.yml: chat_template: not supported (soup reads merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source)',
+      message: 'r.yml: chat_template: not supported (soup reads merge_method, base_model, models, slices, parameters, dtype, out_dtype, tokenizer_source)',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'models:', '  - model: a', '    lora: x']), 'r.yml'), {
       message: 'r.yml: models[0].lora: not supported (a model entry has model and parameters)',
@@ -56,8 +65,8 @@ describe('mergekit recipes', () => {
   });
 
   it('says which method is unknown, which base is missing and which parameter is required', () => {
-    assert.throws(() => parseMergeYaml(recipe(['merge_method: della', 'models: []']), 'r.yml'), {
-      message: 'r.yml: merge_method: "della" is not supported (soup has linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs)',
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: frankenstein', 'models: []']), 'r.yml'), {
+      message: 'r.yml: merge_method: "frankenstein" is not supported (soup has linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)',
     });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'models:', '  - model: a']), 'r.yml'), { message: 'r.yml: base_model: is required: ties adds to it' });
     assert.throws(() => parseMergeYaml(recipe(['merge_method: ties', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
@@ -69,6 +78,38 @@ describe('mergekit recipes', () => {
     assert.throws(() => parseMergeYaml(recipe(['merge_method: model_stock', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), {
       message: 'r.yml: models: model_stock takes at least 2 models besides base_model; got 1',
     });
+  });
+
+  it('reads slices with their sources, layer ranges and parameters, and checks them', () => {
+    const config = parseMergeYaml(recipe([
+      'merge_method: slerp', 'base_model: a',
+      'slices:', '  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 2]}]', '    parameters: {t: [0, 1]}',
+    ]), 'r.yml');
+    assert.deepEqual(config.slices, [{ sources: [{ model: 'a', layerRange: [0, 2], parameters: {} }, { model: 'b', layerRange: [0, 2], parameters: {} }], parameters: { t: [0, 1] } }]);
+    assert.deepEqual(config.models.map((entry) => entry.model), ['b']);
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: passthrough', 'slices:', '  - sources: [{model: a, layer_range: [3, 1]}]']), 'r.yml'), {
+      message: 'r.yml: slices[0].sources[0].layer_range: must be [from, to] with whole numbers from < to',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: linear', 'slices:', '  - sources: [{model: a, layer_range: [0, 1]}]']), 'r.yml'), {
+      message: 'r.yml: slices[0].sources[0].parameters.weight: is required',
+    });
+  });
+
+  it('checks the added methods\' recipes as mergekit defines them', () => {
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: nuslerp', 'models:', '  - model: a', '    parameters: {weight: 1}']), 'r.yml'), {
+      message: 'r.yml: models: nuslerp takes exactly 2 models besides base_model; got 1',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: nearswap', 'base_model: b', 'models:', '  - model: a']), 'r.yml'), { message: 'r.yml: parameters.t: is required' });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: sce', 'base_model: b', 'models:', '  - model: a', 'parameters: {select_topk: 0}']), 'r.yml'), {
+      message: 'r.yml: parameters.select_topk: must be in (0, 1]',
+    });
+    assert.throws(() => parseMergeYaml(recipe(['merge_method: karcher', 'models:', '  - model: a', 'parameters: {max_iter: 2.5}']), 'r.yml'), {
+      message: 'r.yml: parameters.max_iter: must be a whole number',
+    });
+    const karcher = parseMergeYaml(recipe(['merge_method: karcher', 'base_model: b', 'models:', '  - model: a', '  - model: c']), 'r.yml');
+    assert.deepEqual(karcher.models.map((entry) => entry.model), ['a', 'c', 'b']);
+    const della = parseMergeYaml(recipe(['merge_method: della', 'base_model: b', 'models:', '  - model: a', '    parameters: {weight: 1, density: 0.5, epsilon: 0.1}']), 'r.yml');
+    assert.deepEqual(della.models.map((entry) => entry.model), ['a']);
   });
 
   it('refuses parameters the method does not take, and per-model values of global ones', () => {

@@ -13,7 +13,9 @@ import type { Checkpoint } from '../../checkpoint/types.js';
 import { Mixer } from '../../soup/mix.js';
 import { linear, plainMeanWeights, refuseZeroSum } from '../../soup/methods/linear.js';
 import type { MergeMethod } from '../../soup/methods/method.js';
-import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup, type PreparedOutput } from '../../soup/write.js';
+import { withLayerCount } from '../../soup/slices.js';
+import { hubIdOf } from '../../checkpoint/hf-cache.js';
 import { configFromFlags, givesParameters, layerIndex, mergeOptions } from '../merge-options.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
@@ -23,13 +25,26 @@ export const MERGEKIT_CONFIG = 'mergekit_config.yml';
 
 /** A linear merge that is a plain weighted mean streams through the chunked mixer, as fast as soup uniform. */
 function fastLinear(config: MergeConfig, models: readonly Checkpoint[], options: { allowNonfinite: boolean }, signal: AbortSignal, terminal: Terminal): TensorProducer | undefined {
-  if (config.method !== linear) return undefined;
+  if (config.method !== linear || config.slices !== undefined) return undefined;
   const weights = plainMeanWeights(config.parameters, config.models.map((entry) => entry.parameters));
   if (weights === undefined) return undefined;
   const firstFloat = models[0]!.tensors().find((tensor) => isFloatDType(tensor.dtype));
   if (weights.reduce((a, b) => a + b, 0) === 0 && firstFloat !== undefined) refuseZeroSum(firstFloat.name);
   // A helper thread, if the mixer starts one, is unref'd and ends with the command.
   return new Mixer(models, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite, threads: true }).producer(weights);
+}
+
+/** The config.json a sliced merge's folder gets: the copied one, with the output's layer count. */
+async function configWithLayers(output: PreparedOutput, layers: number): Promise<string | undefined> {
+  const from = output.modelFiles?.companions.files.get('config.json');
+  if (from === undefined) return undefined;
+  return withLayerCount(await readFile(from, 'utf8'), layers);
+}
+
+/** The Hugging Face ids of the inputs read from the Hub cache, for the card's base_model. */
+function hubModelsOf(checkpoints: readonly Checkpoint[]): { hubModels?: string[] } {
+  const ids = [...new Set(checkpoints.map((checkpoint) => hubIdOf(checkpoint.path)).filter((id): id is string => id !== undefined))];
+  return ids.length === 0 ? {} : { hubModels: ids };
 }
 
 function globalDefaults(method: MergeMethod): Record<string, unknown> {
@@ -60,10 +75,12 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
   try {
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
-    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype });
+    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype, shardSize: options.outShardSize });
     // The base's (else the first model's) config and tokenizer travel with a folder output, with a model card.
-    for (const warning of await prepareModelFiles(opened.base === undefined ? opened.models : [opened.base, ...opened.models], output, options)) terminal.warn(warning);
+    const described = opened.slices !== undefined ? opened.all : opened.base === undefined ? opened.models : [opened.base, ...opened.models];
+    for (const warning of await prepareModelFiles(described, output, options)) terminal.warn(warning);
     const folder = isFolderOutput(output.target);
+    const renumbered = opened.slices === undefined ? undefined : await configWithLayers(output, opened.slices.layers);
     const yaml = mergekitYaml(config);
     const extraFiles = new Map<string, Uint8Array>();
     if (config.tokenizerSource !== undefined) {
@@ -71,6 +88,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       for (const [name, bytes] of await tokenizerFiles(config.tokenizerSource, opened, config, source)) extraFiles.set(name, bytes);
     }
     if (folder) extraFiles.set(MERGEKIT_CONFIG, new TextEncoder().encode(yaml));
+    if (folder && renumbered !== undefined) extraFiles.set('config.json', new TextEncoder().encode(renumbered));
     const merge = mergeFromConfig(config, opened, {
       seed: options.randomSeed,
       layers: layerIndex(options, reference.tensors().map((tensor) => tensor.name)),
@@ -87,6 +105,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       resolvedParameters: { ...globalDefaults(config.method), ...config.parameters },
       modelParameters: Object.fromEntries(opened.models.map((model, k) => [model.name, config.models[k]!.parameters])),
       randomSeed: options.randomSeed,
+      ...hubModelsOf(opened.all),
       ...(options.layerPattern === undefined ? {} : { layerPattern: options.layerPattern }),
       ...(dtype === undefined ? {} : { dtype }),
       mergekit: yaml,

@@ -15,7 +15,7 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const started = performance.now();
   const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
-    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const names = checkpoints.map((checkpoint) => checkpoint.name);
     const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite, threads: true });

@@ -30,3 +30,13 @@ export const breadcrumbs: MergeMethod = taskVectorMethod({
   sparsify: (delta, k, inputs) =>
     keepBreadcrumbs(delta, inputs.params[k]!.density as number, inputs.params[k]!.gamma as number, inputs.global.rescale as boolean),
 });
+
+/** Breadcrumbs' masks with TIES's sign election (mergekit's breadcrumbs_ties). */
+export const breadcrumbsTies: MergeMethod = taskVectorMethod({
+  name: 'breadcrumbs_ties',
+  description: 'breadcrumbs\' masks, then TIES\'s sign election over the kept entries',
+  consensus: true,
+  parameters,
+  sparsify: (delta, k, inputs) =>
+    keepBreadcrumbs(delta, inputs.params[k]!.density as number, inputs.params[k]!.gamma as number, inputs.global.rescale as boolean),
+});

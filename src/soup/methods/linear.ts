@@ -18,6 +18,7 @@ export const linear: MergeMethod = {
   name: 'linear',
   description: 'weighted average of the ingredients (model soup with chosen weights)',
   base: 'none',
+  baseAsModel: 'weighted',
   minModels: 1,
   parameters,
   mergeTensor({ tensor, models, params, global }) {

@@ -24,8 +24,13 @@ export interface TensorInputs {
 export interface MergeMethod {
   readonly name: string;
   readonly description: string;
-  /** 'required': the method adds to a base (task vectors); 'none': it takes none. */
-  readonly base: 'required' | 'none';
+  /** 'required': the method adds to a base (task vectors); 'optional': it uses one when given; 'none': it takes none. */
+  readonly base: 'required' | 'optional' | 'none';
+  /**
+   * Where mergekit hands a recipe's base_model to the method as one more model: 'weighted' when the
+   * recipe lists it under models or a global weight gives it one (linear), 'always' (karcher).
+   */
+  readonly baseAsModel?: 'weighted' | 'always';
   /** How many ingredients (besides the base) it merges. */
   readonly minModels: number;
   readonly maxModels?: number;

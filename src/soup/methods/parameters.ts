@@ -4,6 +4,7 @@
  * Values are resolved per tensor, so one recipe can treat attention and MLP weights differently.
  */
 import { z } from 'zod';
+import { UsageError } from '../../errors.js';
 
 export type Scalar = number | boolean | string;
 /** A scalar or a gradient; a gradient holds numbers only. */
@@ -35,35 +36,50 @@ export const fraction = (): z.ZodType<number> =>
 export const boolean = (): z.ZodBoolean => z.boolean({ invalid_type_error: 'must be true or false' });
 
 /**
- * Where the layer index is in a tensor name, and how many layers there are: gradients are
- * interpolated at t = layer / (layers - 1).
+ * Where the layer index is in a tensor name, and how many layers there are, as mergekit infers them:
+ * the first `.N.` in the name is the layer index, and names sharing the text before it form one stack
+ * of layers (mergekit's module). Gradients are interpolated at t = layer / (layers - 1); a stack of
+ * one layer takes t = 1 (the gradient's last value), as mergekit's planner does.
  */
 export class LayerIndex {
-  /** Matches "layers.12.", "h.3.", "layer.5.", "blocks.4." as Hugging Face models name them. */
-  static readonly DEFAULT_PATTERN = /(?:^|[./])(?:layers|layer|h|blocks|block)[._/](\d+)(?:[._/]|$)/;
+  /** mergekit's RE_LAYER_INDEX (architecture/auto.py): "model.layers.12.", "transformer.h.3.", "net.0.". */
+  static readonly DEFAULT_PATTERN = /\.(\d+)\./;
+  /** The largest layer count of any stack. */
   readonly layers: number;
+  private readonly counts = new Map<string, number>();
 
   constructor(
     names: readonly string[],
     private readonly pattern: RegExp = LayerIndex.DEFAULT_PATTERN,
   ) {
-    const found = names.map((name) => this.layerOf(name)).filter((layer): layer is number => layer !== undefined);
-    this.layers = found.length === 0 ? 0 : Math.max(...found) + 1;
+    for (const name of names) {
+      const found = this.find(name);
+      if (found !== undefined) this.counts.set(found.stack, Math.max(this.counts.get(found.stack) ?? 0, found.layer + 1));
+    }
+    this.layers = Math.max(0, ...this.counts.values());
+  }
+
+  /** The layer and the stack it belongs to (the name before the index; one stack for a --layer-pattern). */
+  private find(name: string): { layer: number; stack: string } | undefined {
+    const match = this.pattern.exec(name);
+    const digits = match?.[1] ?? match?.[0];
+    if (match === null || digits === undefined) return undefined;
+    const layer = Number.parseInt(digits, 10);
+    if (!Number.isFinite(layer)) return undefined;
+    return { layer, stack: this.pattern === LayerIndex.DEFAULT_PATTERN ? name.slice(0, match.index) : '' };
   }
 
   layerOf(name: string): number | undefined {
-    const match = this.pattern.exec(name);
-    const digits = match?.[1] ?? match?.[0];
-    if (digits === undefined) return undefined;
-    const layer = Number.parseInt(digits, 10);
-    return Number.isFinite(layer) ? layer : undefined;
+    return this.find(name)?.layer;
   }
 
-  /** Where a tensor lies along the model: 0 for the first layer and for tensors outside layers, 1 for the last. */
+  /** Where a tensor lies along its stack: 0 for tensors outside layers, 1 for the last layer (and for a single layer). */
   position(name: string): number {
-    const layer = this.layerOf(name);
-    if (layer === undefined || this.layers <= 1) return 0;
-    return layer / (this.layers - 1);
+    const found = this.find(name);
+    if (found === undefined) return 0;
+    const layers = this.counts.get(found.stack) ?? found.layer + 1;
+    if (layers <= 1) return 1;
+    return found.layer / (layers - 1);
   }
 }
 
@@ -104,6 +120,7 @@ export function resolveParameters(
   perModel: readonly Readonly<Record<string, ParameterValue>>[],
   tensor: string,
   layers: LayerIndex,
+  modelNames?: readonly string[],
 ): { global: Record<string, Scalar>; models: Record<string, Scalar>[] } {
   const resolved = (name: string, own: Readonly<Record<string, ParameterValue>> | undefined): Scalar | undefined => {
     const mine = own?.[name];
@@ -118,15 +135,28 @@ export function resolveParameters(
   for (const [name, def] of Object.entries(defs)) {
     if (def.scope === 'global') {
       const value = resolved(name, undefined);
+      if (value === undefined && def.required === true) refuseMissing(name, tensor, undefined);
       if (value !== undefined) globals[name] = value;
     } else {
       perModel.forEach((own, k) => {
         const value = resolved(name, own);
+        if (value === undefined && def.required === true) refuseMissing(name, tensor, modelNames?.[k] ?? `models[${k}]`);
         if (value !== undefined) models[k]![name] = value;
       });
     }
   }
   return { global: globals, models };
+}
+
+/**
+ * A required parameter whose filter lists match none of a tensor's names and that has no global
+ * value: mergekit stops with "Missing required parameter weight for MODEL.TENSOR", and so does soup.
+ */
+function refuseMissing(name: string, tensor: string, model: string | undefined): never {
+  const where = model === undefined ? tensor : `${model}.${tensor}`;
+  throw new UsageError(`missing required parameter ${name} for ${where}: no filter entry matches this tensor and no value applies to every tensor`, {
+    hint: `add an entry without filter (or filter: "*") to ${name}, or set ${name} in the global parameters`,
+  });
 }
 
 /** One problem with a recipe's parameters, as `path: message`. */

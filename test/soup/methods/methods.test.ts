@@ -14,7 +14,10 @@ const weights = (...values: number[]) => values.map((weight) => ({ weight }));
 
 describe('the method registry', () => {
   it('lists every method once, under mergekit\'s names', () => {
-    assert.deepEqual(METHOD_NAMES, ['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'slerp', 'model_stock', 'breadcrumbs']);
+    assert.deepEqual(METHOD_NAMES, [
+      'linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'slerp', 'model_stock', 'breadcrumbs',
+      'breadcrumbs_ties', 'della', 'della_linear', 'sce', 'karcher', 'nuslerp', 'multislerp', 'nearswap', 'arcee_fusion', 'passthrough',
+    ]);
   });
 });
 
@@ -173,6 +176,24 @@ describe('breadcrumbs', () => {
   it('keeps the top where gamma * n rounds to 0, instead of dropping everything as mergekit does', () => {
     const merged = mergeValues(breadcrumbs, { base: delta.map(() => 0), models: [delta] }, { models: [{ weight: 1, density: 0.5 }] });
     assert.deepEqual(merged, [10, 5, 4, 3, 2, 0, 0, 0, 0, 0]);
+  });
+});
+
+describe('della', () => {
+  it('refuses an epsilon that takes density out of (0, 1), naming the ingredient and tensor', async () => {
+    const { della } = await import('../../../src/soup/methods/della.js');
+    assert.throws(() => mergeValues(della, { base: [0, 0, 0], models: [[1, 2, 3]], name: 'fc.weight' }, { models: [{ weight: 1, density: 0.9, epsilon: 0.15 }] }), {
+      message: 'della: density 0.9 +/- epsilon 0.15 for a, tensor "fc.weight", leaves (0, 1)',
+    });
+  });
+
+  it('keeps the largest entries of a row more often than the smallest', async () => {
+    const { della } = await import('../../../src/soup/methods/della.js');
+    const width = 1000;
+    const delta = Array.from({ length: 20 * width }, (_, i) => (i % width) + 1);
+    const merged = mergeValues(della, { base: delta.map(() => 0), models: [delta], shape: [20, width] }, { models: [{ weight: 1, density: 0.5, epsilon: 0.4 }], global: { rescale: false } });
+    const kept = (from: number, to: number) => merged.filter((value, i) => value !== 0 && i % width >= from && i % width < to).length / (20 * (to - from));
+    assert.ok(kept(0, 100) < 0.2 && kept(900, 1000) > 0.8, `${kept(0, 100)} ${kept(900, 1000)}`);
   });
 });
 

@@ -30,6 +30,28 @@ describe('parameter values', () => {
     assert.equal(resolveValue([{ filter: 'mlp', value: 0.4 }], 'lm_head.weight', layers), undefined);
   });
 
+  it('finds the layer index as mergekit does, at the first ".N." of the name, counting layers per stack', () => {
+    const net = new LayerIndex(['net.0.weight', 'net.2.weight', 'net.4.weight', 'head.weight']);
+    assert.equal(net.position('net.2.weight'), 0.5);
+    assert.equal(resolveValue([0, 1], 'net.4.weight', net), 1);
+    assert.equal(resolveValue([0, 1], 'head.weight', net), 0);
+    const stacks = new LayerIndex(['encoder.layer.0.w', 'encoder.layer.1.w', 'decoder.layer.0.w', 'decoder.layer.1.w', 'decoder.layer.2.w']);
+    assert.equal(stacks.position('encoder.layer.1.w'), 1);
+    assert.equal(stacks.position('decoder.layer.1.w'), 0.5);
+  });
+
+  it('gives a gradient\'s last value on a model of one layer, as mergekit\'s planner (t = 1)', () => {
+    const one = new LayerIndex(['model.layers.0.mlp.weight', 'lm_head.weight']);
+    assert.equal(resolveValue([0.2, 0.9], 'model.layers.0.mlp.weight', one), 0.9);
+    assert.equal(resolveValue([0.2, 0.9], 'lm_head.weight', one), 0.2);
+  });
+
+  it('says which parameter is missing for which model and tensor when no filter entry matches and nothing else applies', () => {
+    assert.throws(() => resolveParameters(ties.parameters, {}, [{ weight: [{ filter: 'mlp', value: 1 }] }], 'lm_head.weight', layers, ['run-a']), {
+      message: 'missing required parameter weight for run-a.lm_head.weight: no filter entry matches this tensor and no value applies to every tensor',
+    });
+  });
+
   it('reads the layer index where --layer-pattern says', () => {
     const custom = new LayerIndex(['enc.block3.w', 'enc.block0.w', 'enc.block1.w', 'enc.block2.w'], /block(\d+)/);
     assert.equal(custom.layers, 4);
