@@ -36,11 +36,11 @@ describe('MetricAccumulator', () => {
 
 describe('improves', () => {
   it('is strict unless ties are accepted, and lower is better for loss', () => {
-    assert.equal(improves('accuracy', 0.9, 0.8, false), true);
-    assert.equal(improves('accuracy', 0.8, 0.8, false), false);
-    assert.equal(improves('accuracy', 0.8, 0.8, true), true);
-    assert.equal(improves('loss', 0.3, 0.4, false), true);
-    assert.equal(improves('loss', 0.5, 0.4, true), false);
-    assert.equal(improves('accuracy', NaN, 0.4, true), false);
+    assert.equal(improves('maximize', 0.9, 0.8, false), true);
+    assert.equal(improves('maximize', 0.8, 0.8, false), false);
+    assert.equal(improves('maximize', 0.8, 0.8, true), true);
+    assert.equal(improves('minimize', 0.3, 0.4, false), true);
+    assert.equal(improves('minimize', 0.5, 0.4, true), false);
+    assert.equal(improves('maximize', NaN, 0.4, true), false);
   });
 });

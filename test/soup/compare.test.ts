@@ -34,7 +34,7 @@ function logits(model: SavedModel, sample: number[]): number[] {
 describe('compareSoups', () => {
   it('scores the ensemble on the mean of the ingredients\' logits, as computed by hand', async () => {
     const evaluator = await TfjsEvaluator.create({ modelTopology: checkpoints[0]!.modelJson.modelTopology, modelSource: 'tiny', dataset, backend: 'cpu' });
-    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator }], { metric: 'loss' });
+    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator }], { metric: 'loss', direction: 'minimize' });
     await evaluator.dispose();
     const mean = x.flatMap((sample) => {
       const [la, lb] = [logits(saved[0]!, sample), logits(saved[1]!, sample)];
@@ -54,7 +54,7 @@ describe('compareSoups', () => {
       evaluate: async (candidate: CandidateWeights) => ({ metrics: { accuracy: (await candidate.floats('logits/bias'))[0]! } }),
       dispose: async () => {},
     };
-    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator: metricsOnly }, { name: 'test', evaluator: metricsOnly }], { metric: 'accuracy' });
+    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator: metricsOnly }, { name: 'test', evaluator: metricsOnly }], { metric: 'accuracy', direction: 'maximize' });
     assert.deepEqual(result.rows.map((row) => row.kind), ['ingredient', 'ingredient', 'uniform', 'greedy']);
     assert.deepEqual(result.notes, ['no ensemble row: it averages model outputs, and --eval-cmd returns only metrics']);
     // Bias values are seed / 10: b (2.2) beats a (2.1), and their mean (2.15) does not beat b.
