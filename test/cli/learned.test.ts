@@ -129,4 +129,16 @@ describe('soup learned', () => {
         '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
     );
   });
+
+  it('ends --model model.onnx in a clear error, never an internal one', async () => {
+    const model = new URL('../../../fixtures/onnx/lr1e-4-s1.onnx', import.meta.url).pathname;
+    const result = await runSoup(['learned', ingredients, '--model', model, '--val', val, '-o', path.join(dir, 'onnx-model')]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `soup: error: --model ${model}: soup learned needs gradients of the loss, which soup takes from TF.js models; an ONNX model is only scored ` +
+        '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
+    );
+    assert.ok(!(await readdir(dir)).includes('onnx-model'), 'nothing written');
+  });
 });
