@@ -68,7 +68,8 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     let jobs = 1;
     try {
       const progress = terminal.progress();
-      const total = checkpoints.length * 2 - 1;
+      // One score per ingredient, one per step; no step tries a diverged ingredient.
+      const total = checkpoints.length * 2 - 1 - diverged.size;
       // Under a method, an ingredient alone is scored as the method ships it (ties: the base plus its trimmed delta).
       const ingredientScores = method !== undefined ? undefined : await scoreIngredients(checkpoints, evaluator, tfjs, {
         metric: options.metric,
