@@ -143,7 +143,8 @@ describe('a sweep with a diverged run', () => {
 
   it('soup interpolate scores t = 0 as the finite run itself and gives no basin verdict', async () => {
     const finite = path.join(sweep, 'lr1e-4-s1');
-    const result = await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--json', '--backend', 'wasm']);
+    const plot = path.join(dir, 'line.svg');
+    const result = await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--json', '--backend', 'wasm', '--plot', plot]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     const own = JSON.parse((await runSoup(['eval', finite, '--val', val, '--json', '--backend', 'wasm'])).stdout);
@@ -151,6 +152,9 @@ describe('a sweep with a diverged run', () => {
     assert.equal(doc.barrier, null);
     assert.equal(doc.dip, null);
     assert.deepEqual(doc.diverged, [{ name: 'lr3e-2-nan', path: diverged, ...divergence }]);
+    const svg = await readFile(plot, 'utf8');
+    assert.equal(svg.match(/<circle class="point"[^>]*fill="white"/g)?.length, 2, 'the two points with NaN weights are hollow');
+    assert.doesNotMatch(svg, /class="chord"/, 'no straight line to judge a dip against');
     const text = await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--backend', 'wasm']);
     assert.match(text.stdout, /^No verdict about basins: some points hold non-finite weights or scores\.$/m);
     assert.doesNotMatch(text.stdout, /barrier|one basin/i);

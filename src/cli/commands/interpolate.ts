@@ -81,8 +81,9 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
           title: `From ${a.name} to ${b.name}`,
           xTitle: `t: (1 - t) ${a.name} + t ${b.name}`,
           yTitle: `${options.metric} (${describeDirection(direction)}) on ${dataset?.name ?? 'the --eval-cmd data'}`,
-          points: points.map((point) => ({ x: point.t, y: point.score })),
+          points: points.map((point) => ({ x: point.t, y: point.score, ...(point.diverged === true ? { hollow: true } : {}) })),
           ends: [a.name, b.name],
+          chord: judged,
         }),
       );
     }
