@@ -88,6 +88,38 @@ describe('greedySoup', () => {
   });
 });
 
+describe('greedySoup with diverged ingredients', () => {
+  it('scores an excluded ingredient, ranks it last and builds no candidate holding it', async () => {
+    const list = await ingredients([0.25, NaN, 0.75]);
+    // NaN scores 0 here: a diverged run's accuracy, better than nothing, yet never souped.
+    const { fn, calls } = fakeScore((w) => (Number.isNaN(w) ? 0.99 : 1 - Math.abs(w - 0.5)));
+    const result = await greedySoup(list, fn, { metric: 'accuracy', direction: 'maximize', exclude: new Set([list[1]!]), acceptTies: true });
+    assert.equal(result.scores[1], 0.99, 'scored as it is');
+    assert.deepEqual(result.leftOut.map((c) => c.name), ['b']);
+    assert.deepEqual(result.steps.map((s) => s.candidate), ['c'], 'one step: a starts, c is tried, b never');
+    assert.equal(calls.length, 3 + 1);
+    assert.ok(calls.slice(3).every((w) => Number.isFinite(w)), 'no candidate holds NaN');
+    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a', 'c']);
+  });
+
+  it('ranks a NaN score last whichever way the metric points, and never keeps a step that scores NaN', async () => {
+    const list = await ingredients([0.1, 0.7, 0.3]);
+    // The loss is w, except that b (0.7) and the soup a + b (0.4) make the script print NaN.
+    const score = (w: number) => (w > 0.35 ? NaN : w);
+    const result = await greedySoup(list, fakeScore(score).fn, { metric: 'eval_loss', direction: 'minimize' });
+    assert.deepEqual(result.steps.map((s) => [s.candidate, s.accepted]), [['c', false], ['b', false]], 'a starts, c is tried before the NaN-scored b');
+    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a']);
+  });
+
+  it('refuses when every ingredient diverged', async () => {
+    const list = await ingredients([NaN, Infinity]);
+    await assert.rejects(greedySoup(list, fakeScore(() => 0).fn, { metric: 'accuracy', direction: 'maximize', exclude: new Set(list) }), {
+      message: `${list[0]!.path}: every ingredient diverged (non-finite weights): there is nothing to soup`,
+      hint: 'soup finite runs, or pass --allow-nonfinite to soup these anyway',
+    });
+  });
+});
+
 describe('greedySoup with early stopping', () => {
   /**
    * A fake evaluator over 50 samples: sample i is right when a hash of (candidate weight, i) falls
