@@ -198,7 +198,7 @@ export function comparePlot(document: CompareDocument): string {
   const { texts, unplaced } = labels(placed.map((point) => ({ point, cx: sx(point.x), cy: sy(point.y) })), frame);
   parts.push(...texts);
   const notes: string[] = [];
-  if (points.some((p) => p.outlier)) notes.push('hollow: diverged or not a number, drawn at the edge');
+  if (points.some((p) => p.outlier)) notes.push('hollow: diverged or not a number (at the edge when off the axes)');
   if (unplaced.length > 0) notes.push(`not labelled for want of room: ${unplaced.map((p) => p.name).join(', ')}`);
   notes.forEach((note, i) => parts.push(`<text class="note" x="${MARGIN.left}" y="${46 + 14 * i}" font-size="11" fill="#555">${escapeXml(note)}</text>`));
   parts.push('</svg>');

@@ -168,7 +168,7 @@ describe('comparePlot with a diverged run', () => {
     assert.equal(Number(outlier[1]), 80, 'on the left edge (its accuracy is below the axis)');
     assert.equal(Number(outlier[2]), 520 - 70, 'on the bottom edge');
     assert.ok(labelBoxes(svg).some((box) => box.text === 'lr1e-2-s1 (diverged)'));
-    assert.match(svg, /hollow: diverged or not a number, drawn at the edge/);
+    assert.match(svg, /hollow: diverged or not a number \(at the edge when off the axes\)/);
   });
 
   it('never lets two labels overlap, and names every soup somewhere', () => {
