@@ -121,7 +121,7 @@ describe('a sweep with a diverged run', () => {
     assert.equal(doc.gates[0].passed, true, doc.gates[0].detail);
     const report = await readFile(markdown, 'utf8');
     assert.match(report, /^### soup compare: loss \(lower is better\)$/m);
-    assert.match(report, /^\| lr3e-2-nan \| ingredient, diverged \(NaN in dense_2\/bias\) \| NaN \|$/m);
+    assert.match(report, /^\| lr3e-2-nan \| ingredient, diverged \(NaN in dense\\_2\/bias\) \| NaN \|$/m, 'Markdown escapes the underscore');
     assert.match(report, /^\| uniform soup \| uniform, without lr3e-2-nan \| \d\.\d{4} \|$/m);
   });
 
