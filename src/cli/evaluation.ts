@@ -12,10 +12,11 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { datasetFromArrays, loadDataset, type Dataset } from '../data/dataset.js';
 import { InputError, UsageError } from '../errors.js';
 import { BACKENDS } from '../eval/backend.js';
-import { CommandEvaluator } from '../eval/command.js';
+import type { CommandEvaluator } from '../eval/command.js';
+import { NamingCommandEvaluator } from '../eval/command-naming.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
-import { METRIC_NAMES } from '../eval/metrics.js';
+import { METRIC_NAMES, metricDirection, type Direction } from '../eval/metrics.js';
 import type { ProgressListener } from '../progress.js';
 import { preprocessingFlags, preprocessingOptions } from './preprocessing.js';
 
@@ -31,6 +32,8 @@ export const evaluationOptions = z.object({
   batchSize: z.coerce.number().int().positive().default(512),
   jobs: z.coerce.number().int().positive().optional(),
   workDir: z.string().min(1).optional(),
+  maximize: z.boolean().optional(),
+  minimize: z.boolean().optional(),
 }).merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
@@ -43,6 +46,8 @@ export interface EvaluationSetup {
   backend: string;
   /** Things the user should know, such as checkpoint tensors the model does not use. */
   warnings?: string[];
+  /** Which way --metric points (--maximize, --minimize, or its name). */
+  direction: Direction;
 }
 
 /**
@@ -55,6 +60,19 @@ export async function createEvaluator(
   data: string | undefined = options.val,
   onProgress?: ProgressListener,
 ): Promise<EvaluationSetup> {
+  // An unknown built-in metric is named as such (by createScorer) before its direction is asked for.
+  const builtIn = (METRIC_NAMES as readonly string[]).includes(options.metric);
+  const direction = options.evalCmd !== undefined || builtIn ? metricDirection(options.metric, options) : undefined;
+  const setup = await createScorer(options, reference, data, onProgress);
+  return { ...setup, direction: direction ?? metricDirection(options.metric, options) };
+}
+
+async function createScorer(
+  options: EvaluationOptions,
+  reference: Checkpoint,
+  data: string | undefined,
+  onProgress?: ProgressListener,
+): Promise<Omit<EvaluationSetup, 'direction'>> {
   if (options.evalCmd !== undefined) {
     if (!options.evalCmd.includes('{ckpt}') && !options.evalCmd.includes('{ckpt_file}')) {
       throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes (or {ckpt_file}, its weights file)', {
@@ -67,7 +85,7 @@ export async function createEvaluator(
       });
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
-    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
+    const evaluator = new NamingCommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
     return { evaluator, backend: 'command' };
   }
   if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)');
@@ -102,7 +120,7 @@ async function checkWorkDir(dir: string): Promise<void> {
  * ONNX Runtime on the ingredients' own graph, or on --model's export for ingredients of any format:
  * every float initializer of the model must be a tensor of the reference with the same shape.
  */
-async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string, onProgress?: ProgressListener): Promise<EvaluationSetup> {
+async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string, onProgress?: ProgressListener): Promise<Omit<EvaluationSetup, 'direction'>> {
   const model = options.model === undefined ? (reference as OnnxCheckpoint) : await OnnxCheckpoint.open(options.model);
   try {
     const warnings = matchInitializers(model, reference);

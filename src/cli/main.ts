@@ -25,7 +25,7 @@ function withSoupOutputOptions(command: Command): Command {
     .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
     .option('-f, --force', 'replace an existing output')
-    .option('--allow-nonfinite', 'keep NaN and infinite weights instead of refusing them')
+    .option('--allow-nonfinite', 'keep NaN and infinite weights (uniform and merge refuse them; greedy and learned leave diverged runs out)')
     .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
     .option('--no-card', 'no README.md model card in a folder output')
     .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in')
@@ -37,13 +37,15 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
-    .option('--metric <name>', 'what to maximise: accuracy, top5, margin, or loss (minimised)', 'accuracy')
+    .option('--metric <name>', 'the score to rank by: accuracy, top5, margin, loss, or a name --eval-cmd prints (eval_loss, eval_f1, ...)', 'accuracy')
     .option('--model <model>', 'model architecture for ingredients that have none: a TF.js model.json or an .onnx export (weight names must match)')
     .option('--output-name <name>', 'ONNX models: the output holding the logits (default: the first)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .option('--batch-size <n>', batchSize.help, batchSize.default)
     .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
-    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)');
+    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
+    .option('--maximize', 'higher --metric is better (needed for a name soup does not know; known: accuracy, f1, bleu, rouge*, exact_match, auc, ...)')
+    .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)');
 }
 
 /** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
@@ -212,7 +214,8 @@ function buildProgram(): Command {
       .argument('<a>', 'a checkpoint (t = 0)')
       .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
       .option('--steps <n>', 'points from A to B, both included', '11')
-      .option('--plot <file.svg>', 'write the curve as an SVG line plot'),
+      .option('--plot <file.svg>', 'write the curve as an SVG line plot')
+      .option('--allow-fused', 'interpolate ONNX models whose Conv weights have BatchNorm folded in'),
   ))
     .addHelpText(
       'after',
@@ -258,7 +261,8 @@ function buildProgram(): Command {
       program
         .command('eval')
         .summary('score one checkpoint on validation data: accuracy, top5, loss, margin')
-        .argument('<checkpoint>', 'a checkpoint'),
+        .argument('<checkpoint>', 'a checkpoint')
+        .option('--allow-nonfinite', 'score NaN and infinite weights without looking for them (by default a checkpoint holding them is scored and marked diverged)'),
     ),
   )
     .addHelpText(
@@ -295,7 +299,7 @@ function buildProgram(): Command {
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
-        .option('--allow-nonfinite', 'use NaN and infinite weights instead of refusing them')
+        .option('--allow-nonfinite', 'keep diverged runs (NaN or infinite weights) in the soups and the ensemble instead of leaving them out')
         .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect)
         .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in'),
     ),

@@ -22,9 +22,53 @@ export function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Python's json.dumps writes NaN, Infinity and -Infinity bare, which JSON itself has no words for. */
+const PYTHON_NUMBERS: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+
+/**
+ * JSON.parse, also taking the bare NaN, Infinity and -Infinity that Python's json.dumps writes for
+ * float('nan') and float('inf'). Each is swapped for a unique string outside string literals, then
+ * swapped back for the number after parsing.
+ */
+function parsePythonJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const marker = `\u0000soup-${Math.random().toString(36).slice(2)}:`;
+    let replaced = '';
+    let swapped = false;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i]!;
+      if (c === '"') {
+        // Copy a string literal as it is, escapes included.
+        let j = i + 1;
+        while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+        replaced += text.slice(i, j + 1);
+        i = j;
+        continue;
+      }
+      const word = /^(?:-Infinity|Infinity|NaN)(?![\w.])/.exec(text.slice(i, i + 10))?.[0];
+      const boundary = i === 0 || /[\s,:[]/.test(text[i - 1]!);
+      if (word !== undefined && boundary) {
+        replaced += JSON.stringify(marker + word);
+        i += word.length - 1;
+        swapped = true;
+        continue;
+      }
+      replaced += c;
+    }
+    if (!swapped) throw error;
+    return JSON.parse(replaced, (_key, value: unknown) =>
+      typeof value === 'string' && value.startsWith(marker) ? PYTHON_NUMBERS[value.slice(marker.length)] : value,
+    );
+  }
+}
+
 /**
  * Parses what an evaluation command printed: its last non-empty stdout line must be a JSON object
- * of numeric metrics, or a bare number (taken as the value of `metric`).
+ * of numeric metrics, or a bare number (taken as the value of `metric`). NaN, Infinity and -Infinity
+ * are numbers here, as Python prints them: a diverged model's loss is NaN, and that is a score (the
+ * worst one), not a broken script.
  */
 export function parseCommandOutput(stdout: string, metric: string): Record<string, number> {
   const last = stdout
@@ -36,7 +80,7 @@ export function parseCommandOutput(stdout: string, metric: string): Record<strin
   const shown = last.length > 200 ? `${last.slice(0, 200)}...` : last;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(last);
+    parsed = parsePythonJson(last);
   } catch {
     throw new Error(`its last line is neither JSON nor a number: ${JSON.stringify(shown)}`);
   }
@@ -52,7 +96,6 @@ export function parseCommandOutput(stdout: string, metric: string): Record<strin
   if (!(metric in metrics)) {
     throw new Error(`its output has no numeric "${metric}" (it has: ${Object.keys(parsed).join(', ') || 'nothing'}); pick one with --metric`);
   }
-  if (!Number.isFinite(metrics[metric])) throw new Error(`it reported ${metric} = ${metrics[metric]}, not a finite number`);
   return metrics;
 }
 

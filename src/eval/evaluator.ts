@@ -1,4 +1,5 @@
 import type { CandidateWeights } from '../soup/candidate.js';
+import type { Direction } from './metrics.js';
 
 // Candidates live with the code that builds them (soup/candidate.ts); evaluators only consume them.
 export type { CandidateWeights };
@@ -17,6 +18,8 @@ export interface Evaluation {
 /** A score to beat: scoring may stop as soon as the candidate provably cannot (exact early stopping). */
 export interface ScoreBound {
   metric: string;
+  /** Which way the metric points (the built-in metrics' own direction: bounds are only computed for them). */
+  direction: Direction;
   best: number;
   acceptTies: boolean;
 }

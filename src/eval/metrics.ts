@@ -1,19 +1,82 @@
-/** Classification metrics computed on a model's outputs, batch by batch. */
+/** Classification metrics computed on a model's outputs, batch by batch, and which way each metric points. */
+import { UsageError } from '../errors.js';
 
 export const METRIC_NAMES = ['accuracy', 'top5', 'loss', 'margin'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 export type Metrics = Record<MetricName, number>;
 
-/** Loss is the one metric where lower is better; metrics from --eval-cmd follow the same rule. */
-export function higherIsBetter(metric: string): boolean {
-  return metric !== 'loss';
+/** Whether a metric is better high (accuracy) or low (loss). */
+export type Direction = 'maximize' | 'minimize';
+
+/** Prefixes that scripts put before a metric's name (Hugging Face's Trainer prints eval_loss, eval_accuracy). */
+const SPLIT_PREFIX = /^(?:eval|val|valid|validation|dev|test|train)[_/-]/i;
+
+/** Names whose direction everyone agrees on, as scripts print them (lower case, prefix removed). */
+const MINIMIZED = new Set(['loss', 'nll', 'perplexity', 'ppl', 'wer', 'cer', 'ter', 'mse', 'mae', 'rmse', 'mape', 'error', 'err', 'error_rate', 'log_loss', 'logloss', 'brier', 'brier_score']);
+const MAXIMIZED = new Set([
+  'accuracy', 'acc', 'top1', 'top5', 'margin', 'f1', 'bleu', 'sacrebleu', 'chrf', 'meteor', 'exact_match', 'em', 'auc', 'roc_auc', 'pr_auc',
+  'precision', 'recall', 'matthews_correlation', 'mcc', 'pearson', 'pearsonr', 'spearman', 'spearmanr', 'r2', 'map', 'mrr', 'ndcg', 'bertscore',
+]);
+/** Families of names: rouge1, rougeL, rougeLsum; f1_macro; accuracy_top5; exact_match_squad; ...; and anything ending in _loss or _error. */
+const MAXIMIZED_FAMILIES = /^(?:rouge|f1|accuracy|acc|bleu|exact_match|auc|roc_auc|precision|recall|ndcg|map|mrr|top\d+)(?:$|[_@-]|\d|l)/;
+const MINIMIZED_FAMILIES = /(?:^|_)(?:loss|error|wer|cer|mse|mae|rmse|perplexity)$/;
+
+/** The direction everyone agrees on for a metric's name, or undefined when the name does not say. */
+export function knownDirection(metric: string): Direction | undefined {
+  const name = metric.replace(SPLIT_PREFIX, '').toLowerCase();
+  if (MINIMIZED.has(name) || MINIMIZED_FAMILIES.test(name)) return 'minimize';
+  if (MAXIMIZED.has(name) || MAXIMIZED_FAMILIES.test(name)) return 'maximize';
+  return undefined;
 }
 
-/** Whether `score` improves on `best` (strictly, unless ties are accepted). */
-export function improves(metric: string, score: number, best: number, acceptTies: boolean): boolean {
-  if (Number.isNaN(score)) return false;
+/**
+ * Which way --metric points: --maximize or --minimize when given, else the known direction of its name.
+ * Never guessed: a name that does not say is an error that asks for one of the flags.
+ */
+export function metricDirection(metric: string, flags: { maximize?: boolean | undefined; minimize?: boolean | undefined } = {}): Direction {
+  if (flags.maximize === true && flags.minimize === true) throw new UsageError('--maximize and --minimize contradict each other; pass one of them');
+  if (flags.maximize === true) return 'maximize';
+  if (flags.minimize === true) return 'minimize';
+  const known = knownDirection(metric);
+  if (known !== undefined) return known;
+  throw new UsageError(`--metric ${metric}: soup does not know whether a higher or a lower ${metric} is better`, {
+    hint: `pass --maximize if higher is better (as for accuracy), or --minimize if lower is better (as for loss)`,
+  });
+}
+
+export function higherIsBetter(direction: Direction): boolean {
+  return direction === 'maximize';
+}
+
+/** "higher is better" or "lower is better", for headers and legends. */
+export function describeDirection(direction: Direction): string {
+  return direction === 'maximize' ? 'higher is better' : 'lower is better';
+}
+
+/**
+ * Whether `score` improves on `best` (strictly, unless ties are accepted). A non-finite score (NaN, or
+ * an infinity from a diverged run or a script) is the worst there is: it improves on nothing, and any
+ * finite score improves on it.
+ */
+export function improves(direction: Direction, score: number, best: number, acceptTies: boolean): boolean {
+  if (!Number.isFinite(score)) return false;
+  if (!Number.isFinite(best)) return true;
   if (score === best) return acceptTies;
-  return higherIsBetter(metric) ? score > best : score < best;
+  return direction === 'maximize' ? score > best : score < best;
+}
+
+/** Orders scores best first (for Array.sort); non-finite scores come last, equal scores keep their order. */
+export function byScore(direction: Direction): (a: number, b: number) => number {
+  return (a, b) => {
+    const [finiteA, finiteB] = [Number.isFinite(a), Number.isFinite(b)];
+    if (!finiteA || !finiteB) return Number(finiteB) - Number(finiteA) || 0;
+    return direction === 'maximize' ? b - a : a - b;
+  };
+}
+
+/** The best of some scores, whichever way the metric points; non-finite ones only when there is nothing else. */
+export function bestScore(direction: Direction, scores: readonly number[]): number | undefined {
+  return [...scores].sort(byScore(direction))[0];
 }
 
 /** Keras clips probabilities the same way before taking their log. */
@@ -46,8 +109,11 @@ export class MetricAccumulator {
       let best = -Infinity;
       let bestOther = -Infinity;
       let above = 0;
+      // A diverged model's NaN or infinite outputs name no class: the sample counts as wrong, its loss and margin are NaN.
+      let finite = true;
       for (let k = 0; k < c; k++) {
         const v = outputs[row + k]!;
+        if (v - v !== 0) finite = false;
         if (v > best) {
           best = v;
           argmax = k;
@@ -57,8 +123,12 @@ export class MetricAccumulator {
           if (v > target) above++;
         }
       }
-      if (argmax === label) this.correct++;
-      if (above < 5) this.top5++;
+      if (finite && argmax === label) this.correct++;
+      if (finite && above < 5) this.top5++;
+      if (!finite) {
+        this.marginSum = NaN;
+        this.lossSum = NaN;
+      }
       this.marginSum += target - bestOther;
       if (this.probabilities) {
         this.lossSum -= Math.log(Math.min(Math.max(target, PROBABILITY_EPSILON), 1 - PROBABILITY_EPSILON));

@@ -172,7 +172,7 @@ export class OnnxEvaluator implements Evaluator {
       accumulator.add(outputs, this.labels.subarray(start, start + size));
       if (bound === undefined) return false;
       const reachable = accumulator.bestReachable(bound.metric, n - start - size);
-      return reachable !== undefined && !improves(bound.metric, reachable, bound.best, bound.acceptTies);
+      return reachable !== undefined && !improves(bound.direction, reachable, bound.best, bound.acceptTies);
     });
     const metrics = accumulator.result();
     if (pruned) metrics[bound!.metric as MetricName] = accumulator.bestReachable(bound!.metric, n - scored)!;

@@ -168,7 +168,7 @@ export class TfjsEvaluator implements Evaluator, GradientSource {
       accumulator.add(outputs, this.dataset.y.subarray(start, start + size));
       if (bound === undefined) return false;
       const reachable = accumulator.bestReachable(bound.metric, this.dataset.n - start - size);
-      return reachable !== undefined && !improves(bound.metric, reachable, bound.best, bound.acceptTies);
+      return reachable !== undefined && !improves(bound.direction, reachable, bound.best, bound.acceptTies);
     });
     const metrics = accumulator.result();
     if (pruned) metrics[bound!.metric as MetricName] = accumulator.bestReachable(bound!.metric, this.dataset.n - scored)!;

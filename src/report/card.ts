@@ -15,7 +15,8 @@ export function renderCard(recipe: Recipe, name: string, output: string = name):
   const metric = typeof recipe.metric === 'string' ? recipe.metric : undefined;
   const lines = [...frontMatter(recipe), '', `# ${name}`, '', summary(recipe), '', '## Recipe', ''];
   lines.push(`- Method: ${methodDescription(recipe)}`, ...mergeDetails(recipe));
-  if (metric !== undefined) lines.push(`- Metric: ${metric}${typeof recipe.validation === 'string' ? ` on \`${recipe.validation}\`` : ''}`);
+  const direction = recipe.direction === 'maximize' ? ' (higher is better)' : recipe.direction === 'minimize' ? ' (lower is better)' : '';
+  if (metric !== undefined) lines.push(`- Metric: ${metric}${direction}${typeof recipe.validation === 'string' ? ` on \`${recipe.validation}\`` : ''}`);
   if (typeof recipe.score === 'number' && metric !== undefined) lines.push(`- Score of the soup: ${formatScore(recipe.score)} ${metric}`);
   const ingredients = recipe.ingredients.filter((ingredient) => ingredient.name !== recipe.base);
   lines.push(`- Ingredients in the soup: ${recipe.chosen.length} of ${ingredients.length}`);
@@ -102,10 +103,18 @@ function ingredientTable(recipe: Recipe, metric: string | undefined): string[] {
     markdownCell(ingredient.name),
     ...(scored ? [typeof ingredient.score === 'number' ? formatScore(ingredient.score) : ''] : []),
     ...(weighted ? [typeof ingredient.weight === 'number' ? String(ingredient.weight) : ''] : []),
-    ingredient.name === recipe.base ? 'base' : recipe.chosen.includes(ingredient.name) ? 'yes' : 'no',
+    ingredient.name === recipe.base ? 'base' : recipe.chosen.includes(ingredient.name) ? 'yes' : divergedNote(recipe, ingredient.name) ?? 'no',
   ]);
   const align = header.map((_, i) => (i === 0 || i === header.length - 1 ? '---' : '---:'));
   return [header, align, ...rows].map((row) => `| ${row.join(' | ')} |`);
+}
+
+/** "no (diverged: NaN in fc1.weight)" for an ingredient the recipe records as diverged. */
+function divergedNote(recipe: Recipe, name: string): string | undefined {
+  const diverged = recipe.diverged as Record<string, { tensor?: unknown; value?: unknown }> | undefined;
+  const entry = typeof diverged === 'object' && diverged !== null ? diverged[name] : undefined;
+  if (entry === undefined || typeof entry.tensor !== 'string') return undefined;
+  return `no (diverged: ${String(entry.value)} in ${markdownCell(entry.tensor)})`;
 }
 
 interface RecipeStep {

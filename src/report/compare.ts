@@ -1,23 +1,36 @@
 import type { ChalkInstance } from 'chalk';
-import { higherIsBetter } from '../eval/metrics.js';
+import { bestScore, describeDirection, knownDirection, type Direction } from '../eval/metrics.js';
 import type { CompareDocument } from '../soup/compare-document.js';
 import { table } from './format.js';
 import { formatScore } from './scores.js';
 
 type Row = CompareDocument['rows'][number];
 
-/** The best value of each data set's column, whichever way the metric points. */
+/** Which way the document's metric points (documents from before soup recorded it: the name's). */
+export function directionOf(document: CompareDocument): Direction {
+  return document.direction ?? knownDirection(document.metric) ?? 'maximize';
+}
+
+/** The best finite value of each data set's column, whichever way the metric points; diverged runs do not count. */
 export function bestPerColumn(document: CompareDocument): Record<string, number> {
   const best: Record<string, number> = {};
-  const higher = higherIsBetter(document.metric);
+  const direction = directionOf(document);
   for (const dataset of document.datasets) {
-    const values = document.rows.map((row) => row.scores[dataset]).filter((v): v is number => v !== undefined && !Number.isNaN(v));
-    best[dataset] = higher ? Math.max(...values) : Math.min(...values);
+    const values = document.rows
+      .filter((row) => row.diverged === undefined)
+      .map((row) => row.scores[dataset])
+      .filter((v): v is number => v !== undefined && Number.isFinite(v));
+    const top = bestScore(direction, values);
+    if (top !== undefined) best[dataset] = top;
   }
   return best;
 }
 
-const kindLabel = (row: Row): string => (row.kind === 'ingredient' ? (row.inGreedy ? 'ingredient, in greedy soup' : 'ingredient') : row.kind);
+const kindLabel = (row: Row): string => {
+  if (row.kind !== 'ingredient') return row.leftOut === undefined ? row.kind : `${row.kind}, without ${row.leftOut.join(', ')}`;
+  if (row.diverged !== undefined) return `ingredient, diverged (${row.diverged.value} in ${row.diverged.tensor})`;
+  return row.inGreedy ? 'ingredient, in greedy soup' : 'ingredient';
+};
 
 /** The comparison as terminal lines: one row per model, one column per data set, the best marked with *. */
 export function compareTable(document: CompareDocument, paint: ChalkInstance): string[] {
@@ -29,7 +42,7 @@ export function compareTable(document: CompareDocument, paint: ChalkInstance): s
     ...document.datasets.map((dataset) => {
       const value = row.scores[dataset];
       if (value === undefined) return '-';
-      return value === best[dataset] ? paint.green(`*${formatScore(value)}`) : ` ${formatScore(value)}`;
+      return row.diverged === undefined && value === best[dataset] ? paint.green(`*${formatScore(value)}`) : ` ${formatScore(value)}`;
     }),
   ]);
   return table([header, ...rows], [false, false, ...document.datasets.map(() => true)]);
@@ -41,7 +54,7 @@ const escapeMarkdown = (text: string): string => text.replace(/[|\\`*_]/g, (c) =
 export function compareMarkdown(document: CompareDocument): string {
   const best = bestPerColumn(document);
   const lines = [
-    `### soup compare: ${document.metric}${higherIsBetter(document.metric) ? '' : ' (lower is better)'}`,
+    `### soup compare: ${document.metric} (${describeDirection(directionOf(document))})`,
     '',
     `| model | kind | ${document.datasets.map(escapeMarkdown).join(' | ')} |`,
     `| --- | --- | ${document.datasets.map(() => '---:').join(' | ')} |`,
@@ -50,12 +63,12 @@ export function compareMarkdown(document: CompareDocument): string {
     const cells = document.datasets.map((dataset) => {
       const value = row.scores[dataset];
       if (value === undefined) return '–';
-      return value === best[dataset] ? `**${formatScore(value)}**` : formatScore(value);
+      return row.diverged === undefined && value === best[dataset] ? `**${formatScore(value)}**` : formatScore(value);
     });
-    const name = row.kind === 'ingredient' ? escapeMarkdown(row.name) : `**${escapeMarkdown(row.name)}**`;
-    lines.push(`| ${name} | ${kindLabel(row)} | ${cells.join(' | ')} |`);
+    // Bold is kept for the best scores alone, as the legend says; soups are told apart by their kind.
+    lines.push(`| ${escapeMarkdown(row.name)} | ${escapeMarkdown(kindLabel(row))} | ${cells.join(' | ')} |`);
   }
-  lines.push('', `The best of each column is in bold. The greedy soup was chosen on ${escapeMarkdown(document.datasets[0]!)} only.`);
+  lines.push('', `The best of each column (${describeDirection(directionOf(document))}) is in bold. The greedy soup was chosen on ${escapeMarkdown(document.datasets[0]!)} only.`);
   const greedy = document.rows.find((row) => row.kind === 'greedy');
   if (greedy?.chosen !== undefined) lines.push(`Greedy soup: ${greedy.chosen.map(escapeMarkdown).join(', ')}.`);
   for (const note of document.notes ?? []) lines.push('', `_Note: ${escapeMarkdown(note)}_`);

@@ -1,4 +1,5 @@
-import { higherIsBetter } from '../eval/metrics.js';
+import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
+import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import { compareNatural } from '../natural-order.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
@@ -12,11 +13,16 @@ export interface GreedyDocument {
   method?: string;
   base?: string;
   metric: string;
+  /** Which way the metric points: the ranking and every decision follow it. */
+  direction: Direction;
   backend: string;
   jobs: number;
-  ingredients: { name: string; path: string; score: number }[];
+  /** score is NaN (null in JSON) when it is not a number; diverged: where the weights first hold NaN or an infinity. */
+  ingredients: { name: string; path: string; score: number; diverged?: Divergence }[];
   steps: GreedyStep[];
   chosen: string[];
+  /** Diverged ingredients, left out without a candidate holding them being built. */
+  leftOut: string[];
   score: number;
   output: string;
   evaluations: number;
@@ -32,13 +38,18 @@ export interface GreedyDocument {
 /** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
 export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined }): void {
   const { paint } = terminal;
-  const higher = higherIsBetter(doc.metric);
-  const ranked = [...doc.ingredients].sort((a, b) => (higher ? b.score - a.score : a.score - b.score) || compareNatural(a.name, b.name));
+  const higher = higherIsBetter(doc.direction);
+  const rank = byScore(doc.direction);
+  const ranked = [...doc.ingredients].sort(
+    (a, b) => Number(a.diverged !== undefined) - Number(b.diverged !== undefined) || rank(a.score, b.score) || compareNatural(a.name, b.name),
+  );
   const best = ranked[0]!;
-  terminal.print(`${paint.bold(doc.method === undefined ? 'Greedy soup' : `Greedy ${doc.method} merge`)} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
+  const metric = `${doc.metric} (${describeDirection(doc.direction)})`;
+  terminal.print(`${paint.bold(doc.method === undefined ? 'Greedy soup' : `Greedy ${doc.method} merge`)} of ${doc.ingredients.length} ingredients, ${metric} on ${about.source}, ${about.evaluator}`);
   terminal.print();
-  terminal.print('Ingredients, best first:');
-  for (const line of table(ranked.map((i) => [i.name, formatScore(i.score)]), [false, true])) terminal.print(`  ${line}`);
+  terminal.print(`Ingredients, best first (${describeDirection(doc.direction)}):`);
+  const ingredientRows = ranked.map((i) => [i.name, formatScore(i.score), i.diverged === undefined ? '' : paint.yellow(`diverged: ${describeDivergence(i.diverged)}`)]);
+  for (const line of table(ingredientRows, [false, true, false])) terminal.print(`  ${line.trimEnd()}`);
   terminal.print();
   terminal.print('Steps:');
   let current = best.score;
@@ -53,6 +64,7 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
     if (step.accepted) current = step.score;
   }
   for (const line of table(rows, [false, true, true, false])) terminal.print(`  ${line}`);
+  if (doc.leftOut.length > 0) terminal.print(`Left out without a try (diverged): ${doc.leftOut.join(', ')}`);
   terminal.print();
   const gain = doc.score - best.score;
   terminal.print(`Chosen: ${doc.chosen.join(', ')} (${doc.chosen.length} of ${doc.ingredients.length})`);

@@ -1,4 +1,5 @@
-import { higherIsBetter } from '../eval/metrics.js';
+import { bestScore, describeDirection, type Direction } from '../eval/metrics.js';
+import type { Divergence } from '../soup/diverged.js';
 import type { LearnedEpoch, LearnedParams } from '../soup/learned.js';
 import { formatBytes, formatSeconds, table } from './format.js';
 import { formatScore } from './scores.js';
@@ -8,10 +9,13 @@ import type { Terminal } from './terminal.js';
 export interface LearnedDocument {
   strategy: 'learned';
   metric: string;
+  direction: Direction;
   backend: string;
   /** Worker threads that scored the ingredients. */
   jobs: number;
-  ingredients: { name: string; path: string; score: number }[];
+  ingredients: { name: string; path: string; score: number; diverged?: Divergence }[];
+  /** Diverged ingredients: scored, never mixed. */
+  leftOut: string[];
   /** Always empty: greedy's field, kept so that a script reading either shape finds it (no step is tried one by one). */
   steps: never[];
   chosen: string[];
@@ -51,7 +55,7 @@ const alpha = (value: number): string => value.toFixed(3);
 export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { source: string; evaluator: string; format: string }): void {
   const { paint } = terminal;
   const h = doc.hyperparameters;
-  terminal.print(`${paint.bold('Learned soup')} of ${doc.ingredients.length} ingredients, ${doc.metric} on ${about.source}, ${about.evaluator}`);
+  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients, ${doc.metric} (${describeDirection(doc.direction)}) on ${about.source}, ${about.evaluator}`);
   terminal.print(
     `AdamW lr ${h.lr}, weight decay ${h.weightDecay}, ${h.epochs} epoch${h.epochs === 1 ? '' : 's'} of batches of ${h.batchSize}, seed ${h.seed}; ` +
       `${h.byModel ? 'one weight per ingredient' : 'one weight per tensor per ingredient'}; ${formatBytes(doc.memoryBytes)} of weights in memory`,
@@ -67,8 +71,8 @@ export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { 
   for (const row of summarizeWeights(doc.weights)) weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
   for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
   terminal.print();
-  const higher = higherIsBetter(doc.metric);
-  const best = Math.max(...doc.ingredients.map((ingredient) => (higher ? ingredient.score : -ingredient.score))) * (higher ? 1 : -1);
+  if (doc.leftOut.length > 0) terminal.print(`Left out (diverged): ${doc.leftOut.join(', ')}`);
+  const best = bestScore(doc.direction, doc.ingredients.filter((ingredient) => ingredient.diverged === undefined).map((ingredient) => ingredient.score)) ?? NaN;
   const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
   terminal.print(
     `Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (uniform soup ${formatScore(doc.uniformScore)}, ${signed(doc.score - doc.uniformScore)}; ` +

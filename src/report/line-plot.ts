@@ -9,9 +9,12 @@ export interface LinePlot {
   title: string;
   xTitle: string;
   yTitle: string;
-  points: { x: number; y: number }[];
+  /** hollow: a point measured on weights that are not finite (a diverged end point weighs in). */
+  points: { x: number; y: number; hollow?: boolean }[];
   /** Labels of the first and last points. */
   ends?: [string, string];
+  /** Draw the straight line between the end points (default); false when it would suggest a verdict that cannot be given. */
+  chord?: boolean;
 }
 
 /**
@@ -49,15 +52,15 @@ export function linePlot(plot: LinePlot): string {
   parts.push(
     `<text class="y-title" transform="translate(22 ${MARGIN.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escapeXml(plot.yTitle)}</text>`,
   );
-  if (finite.length >= 2) {
+  if (finite.length >= 2 && plot.chord !== false) {
     const [first, last] = [finite[0]!, finite[finite.length - 1]!];
     parts.push(`<line class="chord" x1="${sx(first.x).toFixed(1)}" y1="${sy(first.y).toFixed(1)}" x2="${sx(last.x).toFixed(1)}" y2="${sy(last.y).toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="6 4"/>`);
   }
   parts.push(`<polyline class="curve" points="${finite.map(xy).join(' ')}" fill="none" stroke="${LINE}" stroke-width="2"/>`);
   for (const p of finite) {
-    parts.push(
-      `<circle class="point" cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="4" fill="${LINE}"><title>${p.x.toFixed(2)}: ${p.y.toFixed(4)}</title></circle>`,
-    );
+    const look = p.hollow === true ? `r="5" fill="white" stroke="${LINE}" stroke-width="2"` : `r="4" fill="${LINE}"`;
+    const note = p.hollow === true ? ' (non-finite weights)' : '';
+    parts.push(`<circle class="point" cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" ${look}><title>${p.x.toFixed(2)}: ${p.y.toFixed(4)}${note}</title></circle>`);
   }
   if (plot.ends !== undefined && finite.length >= 2) {
     const [first, last] = [finite[0]!, finite[finite.length - 1]!];

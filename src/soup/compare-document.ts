@@ -1,17 +1,24 @@
 import { z } from 'zod';
 
 /** The --json document of `soup compare`: a contract with CI scripts (fields may be added, never removed). */
+/** A score; NaN and infinities (a diverged run's loss) are null in JSON, and read back as NaN. */
+const score = z.union([z.number(), z.null().transform(() => NaN)]);
+
 export const compareDocumentSchema = z.object({
   metric: z.string(),
+  /** Absent in documents written before soup recorded it. */
+  direction: z.enum(['maximize', 'minimize']).optional(),
   backend: z.string(),
   datasets: z.array(z.string()).min(1),
   rows: z.array(
     z.object({
       name: z.string(),
       kind: z.enum(['ingredient', 'uniform', 'greedy', 'ensemble', 'merge']),
-      scores: z.record(z.string(), z.number()),
+      scores: z.record(z.string(), score),
       chosen: z.array(z.string()).optional(),
       inGreedy: z.boolean().optional(),
+      diverged: z.object({ tensor: z.string(), element: z.number(), value: z.string() }).optional(),
+      leftOut: z.array(z.string()).optional(),
     }),
   ),
   notes: z.array(z.string()).optional(),

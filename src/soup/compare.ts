@@ -1,6 +1,8 @@
 import type { Checkpoint } from '../checkpoint/types.js';
-import { throwIfAborted } from '../errors.js';
+import { InputError, throwIfAborted } from '../errors.js';
 import type { Evaluator } from '../eval/evaluator.js';
+import type { Direction } from '../eval/metrics.js';
+import type { Divergence } from './diverged.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { RunningSoup, ingredientWeights, type CandidateWeights } from './candidate.js';
 import { greedySoup, type GreedyResult } from './greedy.js';
@@ -21,6 +23,10 @@ export interface CompareRow {
   chosen?: string[];
   /** Ingredients: whether the greedy soup kept them. */
   inGreedy?: boolean;
+  /** Ingredients: where the weights first hold NaN or an infinity (never put in a soup or the ensemble). */
+  diverged?: Divergence;
+  /** Soups and the ensemble: the diverged ingredients they leave out. */
+  leftOut?: string[];
 }
 
 export interface CompareResult {
@@ -35,6 +41,9 @@ export interface CompareResult {
 
 export interface CompareOptions {
   metric: string;
+  direction: Direction;
+  /** Diverged ingredients: scored, but left out of the soups and the ensemble. */
+  diverged?: ReadonlyMap<Checkpoint, Divergence>;
   acceptTies?: boolean;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
@@ -65,6 +74,14 @@ export async function compareSoups(
   let done = 0;
   const step = (candidate: string): void => onProgress({ kind: 'score', done: done++, total, candidate });
 
+  const diverged = options.diverged ?? new Map<Checkpoint, Divergence>();
+  const finite = checkpoints.filter((checkpoint) => !diverged.has(checkpoint));
+  const leftOut = checkpoints.filter((checkpoint) => diverged.has(checkpoint)).map((checkpoint) => checkpoint.name);
+  if (finite.length === 0) {
+    throw new InputError(checkpoints[0]!.path, 'every ingredient diverged (non-finite weights): there is no soup to compare', {
+      hint: 'compare finite runs, or pass --allow-nonfinite to soup these anyway',
+    });
+  }
   const canEnsemble = datasets.every(({ evaluator }) => evaluator.predict !== undefined && evaluator.scoreOutputs !== undefined);
   const ingredientScores = checkpoints.map(() => ({}) as Record<string, number>);
   const ensembleScores: Record<string, number> = {};
@@ -80,17 +97,20 @@ export async function compareSoups(
     for (const [k, checkpoint] of checkpoints.entries()) {
       throwIfAborted(signal);
       step(`${checkpoint.name} on ${name}`);
-      const weights = ingredientWeights(checkpoint, options.allowNonFinite);
+      // Diverged ingredients were found by the caller: every ingredient is scored as it is.
+      const weights = ingredientWeights(checkpoint, diverged.has(checkpoint) || options.allowNonFinite);
       if (canEnsemble) {
         const outputs = await evaluator.predict!(weights, signal);
-        sum ??= new Float64Array(outputs.length);
-        for (let i = 0; i < outputs.length; i++) sum[i]! += outputs[i]!;
+        if (!diverged.has(checkpoint)) {
+          sum ??= new Float64Array(outputs.length);
+          for (let i = 0; i < outputs.length; i++) sum[i]! += outputs[i]!;
+        }
         ingredientScores[k]![name] = evaluator.scoreOutputs!(outputs)[metric]!;
       } else {
         ingredientScores[k]![name] = (await evaluator.evaluate(weights, signal)).metrics[metric]!;
       }
     }
-    if (sum !== undefined) ensembleScores[name] = evaluator.scoreOutputs!(sum.map((v) => v / n))[metric]!;
+    if (sum !== undefined) ensembleScores[name] = evaluator.scoreOutputs!(sum.map((v) => v / finite.length))[metric]!;
   }
 
   const greedy = await greedySoup(checkpoints, (candidate, label) => {
@@ -98,6 +118,8 @@ export async function compareSoups(
     return score(validation.evaluator, candidate);
   }, {
     metric,
+    direction: options.direction,
+    exclude: new Set(diverged.keys()),
     acceptTies: options.acceptTies ?? false,
     allowNonFinite: options.allowNonFinite ?? false,
     signal,
@@ -106,9 +128,10 @@ export async function compareSoups(
       if (event.kind !== 'score') onProgress(event);
     },
   });
+  done += diverged.size;
 
   const uniform = new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
-  for (const checkpoint of checkpoints) await uniform.add(checkpoint);
+  for (const checkpoint of finite) await uniform.add(checkpoint);
   const uniformScores: Record<string, number> = {};
   const greedyScores: Record<string, number> = { [validation.name]: greedy.score };
   for (const { name, evaluator } of datasets) {
@@ -121,17 +144,25 @@ export async function compareSoups(
   onProgress({ kind: 'score', done: total, total, candidate: 'done' });
 
   const chosen = new Set(greedy.soup.chosen.map((checkpoint) => checkpoint.name));
-  const rows: CompareRow[] = checkpoints.map((checkpoint, k) => ({
-    name: checkpoint.name,
-    kind: 'ingredient',
-    scores: ingredientScores[k]!,
-    inGreedy: chosen.has(checkpoint.name),
-  }));
-  rows.push({ name: 'uniform soup', kind: 'uniform', scores: uniformScores, chosen: checkpoints.map((c) => c.name) });
-  rows.push({ name: 'greedy soup', kind: 'greedy', scores: greedyScores, chosen: greedy.soup.chosen.map((c) => c.name) });
+  const rows: CompareRow[] = checkpoints.map((checkpoint, k) => {
+    const divergence = diverged.get(checkpoint);
+    return {
+      name: checkpoint.name,
+      kind: 'ingredient',
+      scores: ingredientScores[k]!,
+      inGreedy: chosen.has(checkpoint.name),
+      ...(divergence === undefined ? {} : { diverged: divergence }),
+    };
+  });
+  const without = leftOut.length === 0 ? {} : { leftOut };
+  rows.push({ name: 'uniform soup', kind: 'uniform', scores: uniformScores, chosen: finite.map((c) => c.name), ...without });
+  rows.push({ name: 'greedy soup', kind: 'greedy', scores: greedyScores, chosen: greedy.soup.chosen.map((c) => c.name), ...without });
   const notes: string[] = [];
+  if (leftOut.length > 0) {
+    notes.push(`${leftOut.join(', ')} diverged (non-finite weights): scored, but left out of the uniform soup, the greedy soup${canEnsemble ? ' and the ensemble' : ''} (--allow-nonfinite keeps ${leftOut.length === 1 ? 'it' : 'them'} in)`);
+  }
   if (canEnsemble) {
-    rows.push({ name: 'ensemble', kind: 'ensemble', scores: ensembleScores });
+    rows.push({ name: 'ensemble', kind: 'ensemble', scores: ensembleScores, ...without });
   } else {
     notes.push('no ensemble row: it averages model outputs, and --eval-cmd returns only metrics');
   }

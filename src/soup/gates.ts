@@ -1,4 +1,4 @@
-import { higherIsBetter } from '../eval/metrics.js';
+import { bestScore, knownDirection, type Direction } from '../eval/metrics.js';
 import type { CompareDocument } from './compare-document.js';
 
 export interface GateResult {
@@ -19,21 +19,28 @@ export interface Gates {
 
 const fmt = (value: number): string => value.toFixed(4);
 
-/** How much worse `score` is than `reference` (positive = worse), whichever way the metric points. */
-function worseBy(metric: string, score: number, reference: number): number {
-  return higherIsBetter(metric) ? reference - score : score - reference;
+/**
+ * How much worse `score` is than `reference` (positive = worse), whichever way the metric points. A
+ * non-finite score (a diverged soup) is infinitely worse than any finite one.
+ */
+function worseBy(direction: Direction, score: number, reference: number): number {
+  if (!Number.isFinite(score)) return Number.isFinite(reference) ? Infinity : 0;
+  if (!Number.isFinite(reference)) return -Infinity;
+  return direction === 'maximize' ? reference - score : score - reference;
 }
 
 /** Checks each gate the user asked for against a compare result; a CI fails (exit 3) if any fails. */
 export function checkGates(result: CompareDocument, gates: Gates): GateResult[] {
   const { metric } = result;
+  // Documents written before soup recorded the direction carry a metric whose name says it.
+  const direction = result.direction ?? knownDirection(metric) ?? 'maximize';
   const [validation] = result.datasets as [string];
   const greedy = result.rows.find((row) => row.kind === 'greedy');
   const greedyScore = greedy?.scores[validation];
   const out: GateResult[] = [];
 
   if (gates.failUnder !== undefined && greedyScore !== undefined) {
-    const gap = worseBy(metric, greedyScore, gates.failUnder);
+    const gap = worseBy(direction, greedyScore, gates.failUnder);
     out.push({
       gate: `--fail-under ${gates.failUnder}`,
       passed: gap <= 0,
@@ -56,7 +63,7 @@ export function checkGates(result: CompareDocument, gates: Gates): GateResult[] 
       for (const [dataset, score] of Object.entries(row.scores)) {
         const previous = before.scores[dataset];
         if (previous === undefined) continue;
-        const drop = worseBy(metric, score, previous);
+        const drop = worseBy(direction, score, previous);
         worst = Math.max(worst, drop);
         if (drop > maxDrop) drops.push(`${row.name} on ${dataset}: ${fmt(previous)} -> ${fmt(score)} (drop ${fmt(drop)})`);
       }
@@ -74,20 +81,19 @@ export function checkGates(result: CompareDocument, gates: Gates): GateResult[] 
   }
 
   if (gates.requireGreedyBeatsBest && greedyScore !== undefined) {
-    const ingredients = result.rows.filter((row) => row.kind === 'ingredient');
-    const best = ingredients.reduce(
-      (champion, row) => (worseBy(metric, row.scores[validation]!, champion.scores[validation]!) < 0 ? row : champion),
-      ingredients[0]!,
-    );
-    const bestScore = best.scores[validation]!;
-    const gap = worseBy(metric, greedyScore, bestScore);
+    // Diverged runs are never in a soup, so the soup is not asked to beat them.
+    const ingredients = result.rows.filter((row) => row.kind === 'ingredient' && row.diverged === undefined);
+    const top = bestScore(direction, ingredients.map((row) => row.scores[validation]!));
+    const best = ingredients.find((row) => Object.is(row.scores[validation], top)) ?? ingredients[0]!;
+    const bestScoreValue = best.scores[validation]!;
+    const gap = worseBy(direction, greedyScore, bestScoreValue);
     out.push({
       gate: '--require-greedy-beats-best',
       passed: gap <= 0,
       detail:
         gap <= 0
-          ? `greedy soup ${fmt(greedyScore)} vs best ingredient ${best.name} ${fmt(bestScore)} on ${validation}`
-          : `greedy soup ${fmt(greedyScore)} is ${fmt(gap)} worse than the best ingredient ${best.name} (${fmt(bestScore)}) on ${validation}`,
+          ? `greedy soup ${fmt(greedyScore)} vs best ingredient ${best.name} ${fmt(bestScoreValue)} on ${validation}`
+          : `greedy soup ${fmt(greedyScore)} is ${fmt(gap)} worse than the best ingredient ${best.name} (${fmt(bestScoreValue)}) on ${validation}`,
     });
   }
   return out;

@@ -1,6 +1,6 @@
 import type { Checkpoint } from '../checkpoint/types.js';
-import { throwIfAborted } from '../errors.js';
-import { higherIsBetter, improves } from '../eval/metrics.js';
+import { InputError, throwIfAborted } from '../errors.js';
+import { byScore, improves, type Direction } from '../eval/metrics.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { RunningSoup, ingredientWeights, type CandidateWeights, type SoupBuilder } from './candidate.js';
 
@@ -31,6 +31,8 @@ export interface GreedyStep {
 export interface GreedyResult {
   /** Each ingredient's own score, in ingredient (name) order. */
   scores: number[];
+  /** Ingredients left out without a try (diverged), in ingredient order. */
+  leftOut: Checkpoint[];
   /** Steps after the first (the best ingredient starts the soup). */
   steps: GreedyStep[];
   soup: SoupBuilder;
@@ -43,6 +45,9 @@ export interface GreedyResult {
 
 export interface GreedyOptions {
   metric: string;
+  direction: Direction;
+  /** Ingredients never put in the soup (diverged: non-finite weights): scored, ranked last, no candidate holds them. */
+  exclude?: ReadonlySet<Checkpoint>;
   acceptTies?: boolean;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
@@ -59,10 +64,11 @@ export interface GreedyOptions {
  * The greedy soup as the paper's reference code runs it: score every ingredient, sort best first
  * (ties in ingredient order: natural name order, as discovered), start from the best, and keep each next ingredient only if the soup's score
  * strictly improves (or ties, with acceptTies). One evaluation per ingredient and one per step.
+ * Excluded (diverged) ingredients are scored and ranked last but never tried: a soup holding NaN is NaN.
  */
 export async function greedySoup(checkpoints: readonly Checkpoint[], score: ScoreFunction, options: GreedyOptions): Promise<GreedyResult> {
   const onProgress = options.onProgress ?? ignoreProgress;
-  const total = (options.scores === undefined ? checkpoints.length : 0) + checkpoints.length - 1;
+  const total = (options.scores === undefined ? checkpoints.length : 0) + checkpoints.length - 1 - (options.exclude?.size ?? 0);
   let evaluations = 0;
   let samplesScored = 0;
   let samplesSaved = 0;
@@ -82,30 +88,42 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     return scored;
   };
 
+  const exclude = options.exclude ?? new Set<Checkpoint>();
   const scores: number[] = [...(options.scores ?? [])];
   if (options.scores === undefined) {
-    for (const checkpoint of checkpoints) scores.push((await scoreOne(options.single?.(checkpoint) ?? ingredientWeights(checkpoint, options.allowNonFinite), checkpoint.name)).score);
+    for (const checkpoint of checkpoints) {
+      // A diverged ingredient is scored as it is: a method would refuse its non-finite values.
+      const single = exclude.has(checkpoint) ? ingredientWeights(checkpoint, true) : (options.single?.(checkpoint) ?? ingredientWeights(checkpoint, options.allowNonFinite));
+      scores.push((await scoreOne(single, checkpoint.name)).score);
+    }
   }
 
-  const sign = higherIsBetter(options.metric) ? -1 : 1;
+  const rank = byScore(options.direction);
   const order = checkpoints
     .map((_, k) => k)
-    .sort((a, b) => sign * (scores[a]! - scores[b]!) || (Number.isNaN(scores[a]!) ? 1 : 0) - (Number.isNaN(scores[b]!) ? 1 : 0) || a - b);
+    .sort((a, b) => Number(exclude.has(checkpoints[a]!)) - Number(exclude.has(checkpoints[b]!)) || rank(scores[a]!, scores[b]!) || a - b);
+  const kept = order.filter((k) => !exclude.has(checkpoints[k]!));
+  if (kept.length === 0) {
+    throw new InputError(checkpoints[0]!.path, `every ingredient diverged (non-finite weights): there is nothing to soup`, {
+      hint: 'soup finite runs, or pass --allow-nonfinite to soup these anyway',
+    });
+  }
 
   const soup = options.soup ?? new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
-  await soup.add(checkpoints[order[0]!]!);
-  let best = scores[order[0]!]!;
+  await soup.add(checkpoints[kept[0]!]!);
+  let best = scores[kept[0]!]!;
   const steps: GreedyStep[] = [];
-  for (const k of order.slice(1)) {
+  for (const k of kept.slice(1)) {
     const candidate = checkpoints[k]!;
     const acceptTies = options.acceptTies ?? false;
     const trial = await scoreOne(soup.weights(candidate), `${candidate.name} (+${soup.size} in soup)`, { best, acceptTies });
-    const accepted = !trial.pruned && improves(options.metric, trial.score, best, acceptTies);
+    const accepted = !trial.pruned && improves(options.direction, trial.score, best, acceptTies);
     steps.push({ candidate: candidate.name, score: trial.score, accepted, ...(trial.pruned ? { pruned: true } : {}) });
     if (accepted) {
       await soup.add(candidate);
       best = trial.score;
     }
   }
-  return { scores, steps, soup, score: best, evaluations, samplesScored, samplesSaved };
+  const leftOut = checkpoints.filter((checkpoint) => exclude.has(checkpoint));
+  return { scores, leftOut, steps, soup, score: best, evaluations, samplesScored, samplesSaved };
 }

@@ -14,14 +14,17 @@ export function interpolationPoints(steps: number): number[] {
 }
 
 /**
- * The weights (1 - t) A + t B, computed in float64 and rounded once to float32: t = 0 and t = 1 give
- * A's and B's own float32 values exactly. Integer and bool tensors come from the nearer end point.
+ * The weights (1 - t) A + t B, computed in float64 and rounded once to float32. t = 0 and t = 1 are A
+ * and B themselves, read as they are: the other end point never enters (0 * NaN is NaN, so a diverged
+ * B would otherwise poison A's own score). Integer and bool tensors come from the nearer end point.
  */
 export function interpolatedWeights(a: Checkpoint, b: Checkpoint, t: number): CandidateWeights {
   const near = t <= 0.5 ? a : b;
   return {
     tensors: a.tensors(),
+    parts: t === 0 ? [{ checkpoint: a, weight: 1 }] : t === 1 ? [{ checkpoint: b, weight: 1 }] : [{ checkpoint: a, weight: 1 - t }, { checkpoint: b, weight: t }],
     floats: async (name) => {
+      if (t === 0 || t === 1) return Float32Array.from(await near.readFloats(name));
       const [x, y] = [await a.readFloats(name), await b.readFloats(name)];
       const out = new Float32Array(x.length);
       for (let i = 0; i < out.length; i++) out[i] = (1 - t) * x[i]! + t * y[i]!;
@@ -34,6 +37,8 @@ export function interpolatedWeights(a: Checkpoint, b: Checkpoint, t: number): Ca
 export interface InterpolationPoint {
   t: number;
   score: number;
+  /** The point's weights hold NaN or infinities: a diverged end point weighs in (t < 1 for A, t > 0 for B). */
+  diverged?: true;
 }
 
 /** Scores every point of the segment in order of t. */
@@ -42,7 +47,7 @@ export async function scoreInterpolation(
   b: Checkpoint,
   steps: number,
   score: (candidate: CandidateWeights) => Promise<number>,
-  options: { signal?: AbortSignal; onProgress?: ProgressListener } = {},
+  options: { signal?: AbortSignal; onProgress?: ProgressListener; diverged?: { a: boolean; b: boolean } } = {},
 ): Promise<InterpolationPoint[]> {
   const onProgress = options.onProgress ?? ignoreProgress;
   const points: InterpolationPoint[] = [];
@@ -50,9 +55,15 @@ export async function scoreInterpolation(
   for (const [i, t] of ts.entries()) {
     throwIfAborted(options.signal);
     onProgress({ kind: 'score', done: i, total: ts.length, candidate: `t = ${t.toFixed(2)}` });
-    points.push({ t, score: await score(interpolatedWeights(a, b, t)) });
+    const diverged = (options.diverged?.a === true && t < 1) || (options.diverged?.b === true && t > 0);
+    points.push({ t, score: await score(interpolatedWeights(a, b, t)), ...(diverged ? { diverged: true as const } : {}) });
   }
   return points;
+}
+
+/** Whether a basin verdict can be given: every point has finite weights and a finite score. */
+export function verdictPossible(points: readonly InterpolationPoint[]): boolean {
+  return points.every((point) => point.diverged !== true && Number.isFinite(point.score));
 }
 
 /**

@@ -354,7 +354,7 @@ export class Mixer {
       if (at >= 0) {
         throw new InputError(checkpoint.path, `holds ${values[at]} at element ${at}; a soup of it would be ${values[at]} too`, {
           tensor: tensor.name,
-          hint: 'remove this ingredient, or pass --allow-nonfinite to keep non-finite values',
+          hint: 'leave this diverged run out (remove it from the inputs, or make a greedy soup, which scores it and leaves it out), or keep it in with --allow-nonfinite',
         });
       }
     }

@@ -162,8 +162,11 @@ function parseEntry(line: string): JournalEntry | undefined {
     typeof entry.candidate === 'string' &&
     typeof entry.metrics === 'object' &&
     entry.metrics !== null &&
-    Object.values(entry.metrics).every((metric) => typeof metric === 'number');
-  return valid ? (entry as JournalEntry) : undefined;
+    Object.values(entry.metrics).every((metric) => typeof metric === 'number' || metric === null);
+  if (!valid) return undefined;
+  // JSON writes a NaN score (a diverged run's loss) as null: it is read back as the NaN it was.
+  const metrics = Object.fromEntries(Object.entries(entry.metrics!).map(([name, metric]) => [name, metric ?? NaN]));
+  return { ...(entry as JournalEntry), metrics };
 }
 
 /**

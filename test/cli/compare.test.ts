@@ -54,8 +54,8 @@ describe('soup compare', () => {
 
   it('writes a Markdown report, the plot and, with --save-dir, both soups', async () => {
     const markdown = await readFile(path.join(dir, 'report.md'), 'utf8');
-    assert.match(markdown, /^### soup compare: accuracy\n\n\| model \| kind \| val \| test \| shifted \|\n/);
-    assert.match(markdown, /\| \*\*greedy soup\*\* \| greedy \| \*\*0\.8460\*\* \|/);
+    assert.match(markdown, /^### soup compare: accuracy \(higher is better\)\n\n\| model \| kind \| val \| test \| shifted \|\n/);
+    assert.match(markdown, /^\| greedy soup \| greedy \| \*\*0\.8460\*\* \|/m);
     assert.equal(XMLValidator.validate(await readFile(path.join(dir, 'plot.svg'), 'utf8')), true);
     assert.deepEqual((await readdir(path.join(dir, 'saved'))).sort(), ['greedy-soup', 'uniform-soup']);
     assert.deepEqual(doc.saved, { uniform: path.join(dir, 'saved', 'uniform-soup'), greedy: path.join(dir, 'saved', 'greedy-soup') });

@@ -73,7 +73,7 @@ describe('soup greedy', () => {
     const out = path.join(dir, 'table-soup');
     const result = await runSoup(['greedy', ingredients, '--val', val, '-o', out, '--metric', 'loss']);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^Greedy soup of 8 ingredients, loss on val \(2000 samples\), tfjs \((wasm|node)\)$/m);
+    assert.match(result.stdout, /^Greedy soup of 8 ingredients, loss \(lower is better\) on val \(2000 samples\), tfjs \((wasm|node)\)$/m);
     assert.match(result.stdout, /^Steps:\n {2}candidate +score +change\s*\n {2}\S+ +\d\.\d{4} +start$/m);
     assert.match(result.stdout, /^ {2}lr3e-2-s8 +>= \d\.\d{4} +left out \(stopped early\)$/m);
     assert.match(result.stdout, /^Chosen: .+ \(\d of 8\)$/m);
@@ -139,7 +139,7 @@ describe('soup eval', () => {
     const model = path.join(ingredients, 'lr1e-4-s1', 'model.json');
     const result = await runSoup(['eval', converted, '--model', model, '--val', val]);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^ {2}accuracy +0\.8420$/m);
+    assert.match(result.stdout, /^ {2}accuracy +0\.8420  higher is better$/m);
   });
 
   it('refuses labels outside the model\'s classes with exit 2', async () => {

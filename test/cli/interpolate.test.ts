@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { XMLValidator } from 'fast-xml-parser';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { linearSpec, writeModel } from '../helpers/onnx.js';
 
 const dir = await tempDir();
 const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
@@ -44,7 +45,7 @@ describe('soup interpolate', () => {
     const result = await runSoup(['interpolate', a, path.join(fixtures, 'ingredients', 'lr3e-4-s2'), '--val', val, '--steps', '3']);
     assert.equal(result.code, 0, result.stderr);
     const lines = result.stdout.split('\n');
-    assert.match(lines[0]!, /^Interpolation from lr1e-4-s1 \(t = 0\) to lr3e-4-s2 \(t = 1\), accuracy on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/);
+    assert.match(lines[0]!, /^Interpolation from lr1e-4-s1 \(t = 0\) to lr3e-4-s2 \(t = 1\), accuracy \(higher is better\) on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/);
     assert.deepEqual(lines.slice(2, 6), ['     t  accuracy', '  0.00    0.8420  lr1e-4-s1', '  0.50    0.8425', '  1.00    0.8395  lr3e-4-s2']);
     assert.match(result.stdout, /^Largest fall below the straight line between the end points: 0\.0000\.$/m);
     assert.match(result.stdout, /^No barrier: the runs look like one basin, and should soup well\.$/m);
@@ -80,5 +81,25 @@ console.log(JSON.stringify({ accuracy: bytes.readFloatLE(8 + Number(bytes.readBi
     const steps = await runSoup(['interpolate', a, b, '--val', val, '--steps', '1']);
     assert.equal(steps.code, 2);
     assert.equal(steps.stderr, 'soup: error: --steps: must be at least 2 (the two end points)\n');
+  });
+
+  it('refuses ONNX models with BatchNorm folded into Conv weights, as uniform does, unless --allow-fused', async () => {
+    const spec = (seed: number) => linearSpec(seed, { weightName: 'onnx::Conv_12' });
+    const first = await writeModel(path.join(dir, 'fused', 'a.onnx'), spec(1));
+    const second = await writeModel(path.join(dir, 'fused', 'b.onnx'), spec(2));
+    const result = await runSoup(['interpolate', first, second, '--eval-cmd', 'echo 0.5 # {ckpt}', '--steps', '2']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^soup: error: .*a\.onnx: has Conv weights with BatchNorm folded in \(onnx::Conv_12, and no BatchNormalization node\).*or pass --allow-fused to soup them anyway\)\n$/);
+    const allowed = await runSoup(['interpolate', first, second, '--eval-cmd', 'echo 0.5 # {ckpt}', '--steps', '2', '--allow-fused', '--json']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.deepEqual(JSON.parse(allowed.stdout).points, [{ t: 0, score: 0.5 }, { t: 1, score: 0.5 }]);
+  });
+
+  it('shows which way the metric points, and minimises a loss', async () => {
+    const result = await runSoup(['interpolate', a, b, '--val', val, '--steps', '2', '--metric', 'loss', '--json', '--backend', 'wasm']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).direction, 'minimize');
+    const text = await runSoup(['interpolate', a, b, '--val', val, '--steps', '2', '--metric', 'loss', '--backend', 'wasm']);
+    assert.match(text.stdout, /^Interpolation from lr1e-4-s1 \(t = 0\) to lr3e-2-s8 \(t = 1\), loss \(lower is better\) on val/);
   });
 });

@@ -77,7 +77,7 @@ describe('soup learned', () => {
     const out = path.join(dir, 'by-model');
     const result = await runSoup(['learned', path.join(ingredients, 'lr1e-4-s1'), path.join(ingredients, 'lr3e-2-s8'), '--val', val, '-o', out, '--epochs', '1', '--by-model', '--batch-size', '500']);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^Learned soup of 2 ingredients, accuracy on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/m);
+    assert.match(result.stdout, /^Learned soup of 2 ingredients, accuracy \(higher is better\) on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/m);
     assert.match(result.stdout, /^AdamW lr 0\.05, weight decay 0, 1 epoch of batches of 500, seed 0; one weight per ingredient; 1\.02 MB of weights in memory$/m);
     assert.match(result.stdout, /^ {6}1 {2}\d\.\d{4} {2}\d\.\d{3}$/m);
     assert.match(result.stdout, /^Weights over 4 tensors, largest first:$/m);
@@ -128,5 +128,17 @@ describe('soup learned', () => {
       `soup: error: ${path.join(onnxRuns, 'lr1e-3-ls-s5.onnx')}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored ` +
         '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
     );
+  });
+
+  it('ends --model model.onnx in a clear error, never an internal one', async () => {
+    const model = new URL('../../../fixtures/onnx/lr1e-4-s1.onnx', import.meta.url).pathname;
+    const result = await runSoup(['learned', ingredients, '--model', model, '--val', val, '-o', path.join(dir, 'onnx-model')]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `soup: error: --model ${model}: soup learned needs gradients of the loss, which soup takes from TF.js models; an ONNX model is only scored ` +
+        '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
+    );
+    assert.ok(!(await readdir(dir)).includes('onnx-model'), 'nothing written');
   });
 });

@@ -43,7 +43,20 @@ describe('parseCommandOutput', () => {
     assert.throws(() => parseCommandOutput('', 'accuracy'), /printed nothing on stdout/);
     assert.throws(() => parseCommandOutput('done!\n', 'accuracy'), /its last line is neither JSON nor a number: "done!"/);
     assert.throws(() => parseCommandOutput('{"f1": 0.5}', 'accuracy'), /its output has no numeric "accuracy" \(it has: f1\); pick one with --metric/);
-    assert.throws(() => parseCommandOutput('NaN', 'accuracy'), /neither JSON nor a number/);
+    assert.throws(() => parseCommandOutput('nan', 'accuracy'), /its last line is neither JSON nor a number: "nan"/, 'Python prints NaN, never nan');
+    assert.throws(() => parseCommandOutput('{"accuracy": NaNs}', 'accuracy'), /its last line is neither JSON nor a number: "\{\\"accuracy\\": NaNs\}"/);
+  });
+
+  it('takes NaN, Infinity and -Infinity as Python\'s json.dumps writes them, bare or in an object', () => {
+    const nan = parseCommandOutput('NaN\n', 'eval_loss');
+    assert.ok(Number.isNaN(nan.eval_loss));
+    const metrics = parseCommandOutput('{"eval_loss": NaN, "eval_accuracy": 0.5, "note": "NaN, Infinity", "low": -Infinity, "high":Infinity}', 'eval_loss');
+    assert.deepEqual(Object.keys(metrics), ['eval_loss', 'eval_accuracy', 'low', 'high']);
+    assert.ok(Number.isNaN(metrics.eval_loss));
+    assert.equal(metrics.eval_accuracy, 0.5);
+    assert.equal(metrics.low, -Infinity);
+    assert.equal(metrics.high, Infinity);
+    assert.deepEqual(parseCommandOutput('-Infinity', 'loss'), { loss: -Infinity });
   });
 });
 

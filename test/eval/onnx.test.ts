@@ -25,7 +25,7 @@ describe('OnnxEvaluator', () => {
     assert.deepEqual(read.metrics, whole.metrics);
     assert.deepEqual(reads, [300, 300, 300, 300, 300, 300, 200], 'one read per batch');
     assert.equal(read.metrics.accuracy, 0.842, 'the fixture run scores 0.8420 on val, as with TF.js');
-    const bound = { metric: 'accuracy', best: 0.95, acceptTies: false };
+    const bound = { metric: 'accuracy', direction: 'maximize' as const, best: 0.95, acceptTies: false };
     const [keptPruned, streamedPruned] = [await kept.evaluate(candidate, undefined, bound), await streamed.evaluate(candidate, undefined, bound)];
     assert.equal(streamedPruned.pruned, true);
     assert.deepEqual(streamedPruned, keptPruned, 'early stopping decides the same on streamed data');

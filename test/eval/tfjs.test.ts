@@ -62,16 +62,16 @@ describe('TfjsEvaluator', () => {
   it('stops early only when a candidate cannot beat the bound, and says how far it got', async () => {
     const evaluator = await create('wasm');
     const full = await evaluator.evaluate(ingredientWeights(other));
-    const beatable = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', best: full.metrics.accuracy - 0.01, acceptTies: false });
+    const beatable = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', direction: 'maximize', best: full.metrics.accuracy - 0.01, acceptTies: false });
     assert.deepEqual(beatable, { ...full, scored: 2000, pruned: false }, 'a candidate that wins is scored in full');
-    const hopeless = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', best: 0.99, acceptTies: false });
+    const hopeless = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', direction: 'maximize', best: 0.99, acceptTies: false });
     assert.equal(hopeless.pruned, true);
     assert.ok(hopeless.scored! < 2000, `stopped after ${hopeless.scored} samples`);
     assert.ok(hopeless.metrics.accuracy <= 0.99 && hopeless.metrics.accuracy >= full.metrics.accuracy, 'the reported score bounds the true one');
-    const lossBound = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'loss', best: 0.01, acceptTies: true });
+    const lossBound = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'loss', direction: 'minimize', best: 0.01, acceptTies: true });
     assert.equal(lossBound.pruned, true);
     assert.ok(lossBound.metrics.loss > 0.01 && lossBound.metrics.loss <= full.metrics.loss);
-    const margin = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'margin', best: 100, acceptTies: false });
+    const margin = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'margin', direction: 'maximize', best: 100, acceptTies: false });
     assert.equal(margin.pruned, false, 'margin has no bound to stop on');
     await evaluator.dispose();
   });

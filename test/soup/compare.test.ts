@@ -34,7 +34,7 @@ function logits(model: SavedModel, sample: number[]): number[] {
 describe('compareSoups', () => {
   it('scores the ensemble on the mean of the ingredients\' logits, as computed by hand', async () => {
     const evaluator = await TfjsEvaluator.create({ modelTopology: checkpoints[0]!.modelJson.modelTopology, modelSource: 'tiny', dataset, backend: 'cpu' });
-    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator }], { metric: 'loss' });
+    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator }], { metric: 'loss', direction: 'minimize' });
     await evaluator.dispose();
     const mean = x.flatMap((sample) => {
       const [la, lb] = [logits(saved[0]!, sample), logits(saved[1]!, sample)];
@@ -54,7 +54,7 @@ describe('compareSoups', () => {
       evaluate: async (candidate: CandidateWeights) => ({ metrics: { accuracy: (await candidate.floats('logits/bias'))[0]! } }),
       dispose: async () => {},
     };
-    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator: metricsOnly }, { name: 'test', evaluator: metricsOnly }], { metric: 'accuracy' });
+    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator: metricsOnly }, { name: 'test', evaluator: metricsOnly }], { metric: 'accuracy', direction: 'maximize' });
     assert.deepEqual(result.rows.map((row) => row.kind), ['ingredient', 'ingredient', 'uniform', 'greedy']);
     assert.deepEqual(result.notes, ['no ensemble row: it averages model outputs, and --eval-cmd returns only metrics']);
     // Bias values are seed / 10: b (2.2) beats a (2.1), and their mean (2.15) does not beat b.
@@ -62,5 +62,21 @@ describe('compareSoups', () => {
     assert.deepEqual(greedy.chosen, ['b']);
     assert.ok(Math.abs(result.rows.find((row) => row.kind === 'uniform')!.scores.test! - 2.15) < 1e-6);
     assert.equal(result.evaluations, 2 * 2 + 1 + 2 + 1, 'ingredients on both sets, one greedy step, uniform on both, greedy on test');
+  });
+
+  it('scores a diverged ingredient but leaves it out of both soups and the ensemble, saying so', async () => {
+    const evaluator = await TfjsEvaluator.create({ modelTopology: checkpoints[0]!.modelJson.modelTopology, modelSource: 'tiny', dataset, backend: 'cpu' });
+    const divergence = { tensor: 'hidden/kernel', element: 0, value: 'NaN' };
+    const result = await compareSoups(checkpoints, [{ name: 'val', evaluator }], { metric: 'loss', direction: 'minimize', diverged: new Map([[checkpoints[1]!, divergence]]) });
+    await evaluator.dispose();
+    const rows = Object.fromEntries(result.rows.map((row) => [row.name, row]));
+    assert.deepEqual(rows.b!.diverged, divergence);
+    assert.ok(Number.isFinite(rows.b!.scores.val), 'scored as it is');
+    assert.equal(rows.a!.diverged, undefined);
+    assert.deepEqual(rows['uniform soup']!.chosen, ['a']);
+    for (const soup of ['uniform soup', 'greedy soup', 'ensemble']) assert.deepEqual(rows[soup]!.leftOut, ['b'], soup);
+    assert.equal(rows.ensemble!.scores.val, rows.a!.scores.val, 'the ensemble of a alone is a');
+    assert.equal(rows['uniform soup']!.scores.val, rows.a!.scores.val, 'the uniform soup of a alone is a');
+    assert.deepEqual(result.notes, ['b diverged (non-finite weights): scored, but left out of the uniform soup, the greedy soup and the ensemble (--allow-nonfinite keeps it in)']);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CompareDocument } from '../../src/soup/compare-document.js';
+import { compareDocumentSchema } from '../../src/soup/compare-document.js';
 import { checkGates } from '../../src/soup/gates.js';
 
 function doc(metric: string, greedyVal: number, bestVal: number, uniformTest = 0.8): CompareDocument {
@@ -56,5 +57,41 @@ describe('checkGates', () => {
 
   it('asks nothing when no gate is set', () => {
     assert.deepEqual(checkGates(doc('accuracy', 0.8, 0.9), {}), []);
+  });
+});
+
+describe('checkGates with a recorded direction and non-finite scores', () => {
+  const sweep: CompareDocument = {
+    metric: 'eval_loss',
+    direction: 'minimize',
+    backend: 'command',
+    datasets: ['val'],
+    rows: [
+      { name: 'nan-run', kind: 'ingredient', scores: { val: NaN }, diverged: { tensor: 'w', element: 0, value: 'NaN' } },
+      { name: 'a', kind: 'ingredient', scores: { val: 0.4 } },
+      { name: 'b', kind: 'ingredient', scores: { val: 0.3 } },
+      { name: 'greedy soup', kind: 'greedy', scores: { val: 0.25 } },
+    ],
+  };
+
+  it('compares the greedy soup with the best ingredient that did not diverge, lower being better for eval_loss', () => {
+    assert.deepEqual(checkGates(sweep, { requireGreedyBeatsBest: true }), [
+      { gate: '--require-greedy-beats-best', passed: true, detail: 'greedy soup 0.2500 vs best ingredient b 0.3000 on val' },
+    ]);
+    assert.equal(checkGates(sweep, { failUnder: 0.3 })[0]!.passed, true, 'a loss of 0.25 is under 0.3');
+  });
+
+  it('reads a baseline whose NaN scores JSON wrote as null back as NaN', () => {
+    const read = compareDocumentSchema.parse(JSON.parse(JSON.stringify(sweep)));
+    assert.ok(Number.isNaN(read.rows[0]!.scores.val));
+    assert.equal(read.direction, 'minimize');
+    assert.deepEqual(read.rows[0]!.diverged, { tensor: 'w', element: 0, value: 'NaN' });
+  });
+
+  it('fails a baseline when a soup\'s score has become NaN', () => {
+    const nan: CompareDocument = { ...sweep, rows: sweep.rows.map((row) => (row.kind === 'greedy' ? { ...row, scores: { val: NaN } } : row)) };
+    const [gate] = checkGates(nan, { baseline: sweep });
+    assert.equal(gate!.passed, false);
+    assert.equal(gate!.detail, 'dropped more than 0: greedy soup on val: 0.2500 -> NaN (drop Infinity)');
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { interpolatedWeights, interpolationPoints, isBarrier, largestDip, scoreInterpolation } from '../../src/soup/interpolate.js';
+import { interpolatedWeights, interpolationPoints, isBarrier, largestDip, scoreInterpolation, verdictPossible } from '../../src/soup/interpolate.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -35,6 +35,21 @@ describe('interpolation', () => {
     assert.deepEqual(quarter, Float32Array.from(x, (value, i) => 0.75 * value + 0.25 * y[i]!));
     assert.deepEqual(new Int32Array((await interpolatedWeights(a, b, 0.25).bytes('step')).slice().buffer), Int32Array.of(100));
     assert.deepEqual(new Int32Array((await interpolatedWeights(a, b, 0.75).bytes('step')).slice().buffer), Int32Array.of(200));
+  });
+
+  it('keeps a diverged end point out of the other end\'s own weights (0 * NaN is NaN), and marks the points it poisons', async () => {
+    const nan = await SafetensorsFile.open(await writeSafetensorsFile(path.join(dir, 'nan.safetensors'), { w: { dtype: 'F32', shape: [3], values: [NaN, 1, Infinity] }, step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(4) } }));
+    try {
+      assert.deepEqual(await interpolatedWeights(a, nan, 0).floats('w'), await a.readFloats('w'));
+      assert.deepEqual(await interpolatedWeights(nan, a, 1).floats('w'), await a.readFloats('w'));
+      const points = await scoreInterpolation(a, nan, 3, async (candidate) => (await candidate.floats('w'))[1]!, { diverged: { a: false, b: true } });
+      assert.deepEqual(points, [{ t: 0, score: -2 }, { t: 0.5, score: -0.5, diverged: true }, { t: 1, score: 1, diverged: true }]);
+      assert.equal(verdictPossible(points), false);
+      assert.equal(verdictPossible(points.slice(0, 1)), true);
+      assert.equal(verdictPossible([{ t: 0, score: NaN }]), false, 'a NaN score from a script gives no verdict either');
+    } finally {
+      await nan.close();
+    }
   });
 
   it('scores each point in order of t', async () => {

@@ -92,7 +92,7 @@ describe('greedy selection over a merge method', () => {
     const list = [await checkpoint('a', { w: [0.5] }), await checkpoint('b', { w: [0.25] }), await checkpoint('c', { w: [-0.5] })];
     const soup = new MethodSoup({ method: taskArithmetic, base, parameters: { weight: 1 }, seed: 0, layers: new LayerIndex([]) }, () => ({}));
     const { fn, seen } = recordingScore(([w]) => 1 - (w! - 0.75) ** 2);
-    const result = await greedySoup(list, fn, { metric: 'accuracy', soup, single: (c) => soup.weights(c) });
+    const result = await greedySoup(list, fn, { metric: 'accuracy', direction: 'maximize', soup, single: (c) => soup.weights(c) });
     // Task arithmetic sums the deltas: a + b = 0.75 hits the optimum that a uniform soup (0.375) misses.
     assert.deepEqual(seen, [[0.5], [0.25], [-0.5], [0.75], [0.25]]);
     assert.deepEqual(result.soup.chosen.map((c) => c.name.replace(/-\d+$/, '')), ['a', 'b']);
@@ -105,7 +105,7 @@ describe('greedy selection over a merge method', () => {
     const list = [await checkpoint('a', { w: [3, 1.5, 0, 1] }), await checkpoint('b', { w: [1, 2, 1, 5] })];
     const soup = new MethodSoup({ method: ties, base, parameters: { weight: 1, density: 0.25 }, seed: 0, layers: new LayerIndex([]) }, () => ({}));
     const { fn, seen } = recordingScore(() => 1);
-    await greedySoup(list, fn, { metric: 'accuracy', soup, single: (c) => soup.weights(c), acceptTies: true });
+    await greedySoup(list, fn, { metric: 'accuracy', direction: 'maximize', soup, single: (c) => soup.weights(c), acceptTies: true });
     assert.deepEqual(seen, [
       [3, 1, 1, 1],
       [1, 1, 1, 5],

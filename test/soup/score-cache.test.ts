@@ -58,7 +58,7 @@ describe('score cache journal', () => {
 
   it('answers a stopped-early score only for the same bound', async () => {
     const { journal } = await ScoreJournal.open(path.join(dir, 'bound.jsonl'));
-    const bound = { metric: 'accuracy', best: 0.9, acceptTies: false };
+    const bound = { metric: 'accuracy', direction: 'maximize' as const, best: 0.9, acceptTies: false };
     await journal.append(entry('p', 0.8, { pruned: true, bound }));
     assert.equal(journal.lookup('e', 'p', bound)?.metrics.accuracy, 0.8);
     assert.equal(journal.lookup('e', 'p', { ...bound, best: 0.7 }), undefined);

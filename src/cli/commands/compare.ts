@@ -24,7 +24,9 @@ import { compareMarkdown, compareTable } from '../../report/compare.js';
 import { writeReport } from '../../report/output.js';
 import { comparePlot } from '../../report/plot.js';
 import { Terminal } from '../../report/terminal.js';
+import { scanDiverged } from '../diverged.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { describeDirection, type Direction } from '../../eval/metrics.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
@@ -98,6 +100,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     for (const warning of warnings) terminal.warn(warning);
     const datasets: CompareDataset[] = [];
     let backend = '';
+    let direction: Direction = 'maximize';
     for (const { name, data } of [{ name: VALIDATION, data: options.val }, ...tests]) {
       const setup = await createEvaluator(options, reference, data, terminal.progress());
       // The model's warnings repeat for every data set; a data set's own (raw pixels) are new.
@@ -109,15 +112,22 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       evaluators.push(setup.evaluator);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;
+      direction = setup.direction;
     }
+    if (baseline?.direction !== undefined && baseline.direction !== direction) {
+      throw new UsageError(`the baseline ${options.baseline} ranks ${baseline.metric} with ${baseline.direction}, this run with ${direction}`, { hint: `pass --${baseline.direction}` });
+    }
+    const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soups and the ensemble' }, terminal, signal);
     const result = await compareSoups(checkpoints, datasets, {
       metric: options.metric,
+      direction,
+      diverged,
       acceptTies: options.acceptTies,
       allowNonFinite: options.allowNonfinite,
       signal,
       onProgress: terminal.progress(),
       scoreAll: async (ingredients, evaluator) =>
-        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs ?? 1, allowNonFinite: options.allowNonfinite, signal })).scores,
+        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs ?? 1, allowNonFinite: true, signal })).scores,
     });
     for (const { file, config } of merges) {
       result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
@@ -126,7 +136,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 
     const saved: Record<string, string> = {};
     if (saveTargets !== undefined) {
-      const names = checkpoints.map((c) => c.name);
+      const names = checkpoints.filter((c) => !diverged.has(c)).map((c) => c.name);
       const soups = [
         { kind: 'uniform', output: saveTargets.uniform, weights: result.uniform.weights(), chosen: names },
         { kind: 'greedy', output: saveTargets.greedy, weights: result.greedy.soup.weights(), chosen: result.greedy.soup.chosen.map((c) => c.name) },
@@ -136,14 +146,19 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
           strategy: soup.kind,
           chosen: soup.chosen,
           scores: result.greedy.scores,
-          extra: { metric: options.metric, scores: result.rows.find((row) => row.kind === soup.kind)?.scores },
+          extra: {
+            metric: options.metric,
+            direction,
+            scores: result.rows.find((row) => row.kind === soup.kind)?.scores,
+            ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
+          },
           command: commandArguments(),
         }, signal);
         saved[soup.kind] = written.path;
       }
     }
 
-    const document: CompareDocument = { metric: options.metric, backend, datasets: result.datasets, rows: result.rows, notes: result.notes };
+    const document: CompareDocument = { metric: options.metric, direction, backend, datasets: result.datasets, rows: result.rows, notes: result.notes };
     const gates = checkGates(document, {
       failUnder: options.failUnder,
       baseline,
@@ -159,11 +174,11 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       terminal.printJson(document);
     } else {
       const { paint } = terminal;
-      terminal.print(`${paint.bold('Comparison')} of ${checkpoints.length} ingredients, ${options.metric}, ${datasets[0]!.evaluator.description}`);
+      terminal.print(`${paint.bold('Comparison')} of ${checkpoints.length} ingredients, ${options.metric} (${describeDirection(direction)}), ${datasets[0]!.evaluator.description}`);
       terminal.print();
       for (const line of compareTable(document, paint)) terminal.print(`  ${line}`);
       terminal.print();
-      terminal.print(`* best of its column. The greedy soup was chosen on ${VALIDATION} only: ${result.greedy.soup.chosen.map((c) => c.name).join(', ')}.`);
+      terminal.print(`* best of its column (${describeDirection(direction)}). The greedy soup was chosen on ${VALIDATION} only: ${result.greedy.soup.chosen.map((c) => c.name).join(', ')}.`);
       for (const note of result.notes) terminal.print(`Note: ${note}.`);
       for (const [kind, file] of Object.entries(saved)) terminal.print(`Saved the ${kind} soup to ${paint.cyan(file)}.`);
       if (options.markdown !== undefined) terminal.print(`Markdown report: ${options.markdown}`);

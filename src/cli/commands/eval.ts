@@ -1,13 +1,19 @@
+import { z } from 'zod';
 import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
 import { UsageError } from '../../errors.js';
+import { describeDirection, knownDirection } from '../../eval/metrics.js';
 import { ingredientWeights } from '../../soup/candidate.js';
+import { describeDivergence } from '../../soup/diverged.js';
 import { formatScore, } from '../../report/scores.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
+import { scanDiverged } from '../diverged.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
-const schema = commonOptions.extend(evaluationOptions.shape);
+const schema = commonOptions.extend(evaluationOptions.shape).extend({
+  allowNonfinite: z.boolean().default(false),
+});
 
 export async function runEval(input: string, rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
@@ -18,24 +24,30 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
   }
   const [checkpoint] = await openAll(ingredients);
   try {
-    const { evaluator, dataset, backend, warnings } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
+    const { evaluator, dataset, backend, warnings, direction } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
     for (const warning of warnings ?? []) terminal.warn(warning);
     let evaluation;
+    let divergence;
     try {
-      evaluation = await evaluator.evaluate(ingredientWeights(checkpoint!), signal);
+      divergence = (await scanDiverged([checkpoint!], options, terminal, signal)).get(checkpoint!);
+      // A diverged checkpoint is scored as it is: its NaN outputs count as wrong, its loss is NaN.
+      evaluation = await evaluator.evaluate(ingredientWeights(checkpoint!, true), signal);
     } finally {
       await evaluator.dispose();
     }
     const n = evaluation.n ?? null;
     if (terminal.json) {
-      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics });
+      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, metric: options.metric, direction, ...(divergence === undefined ? {} : { diverged: divergence }) });
       return;
     }
     const on = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
     terminal.print(`${terminal.paint.bold(checkpoint!.name)} on ${on}, ${evaluator.description}`);
-    for (const line of table(Object.entries(evaluation.metrics).map(([metric, value]) => [metric, formatScore(value)]), [false, true])) {
-      terminal.print(`  ${line}`);
-    }
+    const rows = Object.entries(evaluation.metrics).map(([metric, value]) => {
+      const way = metric === options.metric ? direction : knownDirection(metric);
+      return [metric, formatScore(value), way === undefined ? '' : terminal.paint.dim(describeDirection(way))];
+    });
+    for (const line of table(rows, [false, true, false])) terminal.print(`  ${line}`);
+    if (divergence !== undefined) terminal.print(terminal.paint.yellow(`Diverged: ${describeDivergence(divergence)}; a soup leaves this checkpoint out.`));
   } finally {
     await closeAll([checkpoint!]);
   }

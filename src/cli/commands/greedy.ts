@@ -3,6 +3,7 @@ import { closeAll } from '../../checkpoint/discover.js';
 import { hashFiles } from '../../checkpoint/hash.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import type { Evaluator } from '../../eval/evaluator.js';
+import { knownDirection } from '../../eval/metrics.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
@@ -11,6 +12,7 @@ import { greedySoup } from '../../soup/greedy.js';
 import { MethodSoup } from '../../soup/merge.js';
 import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../soup/score-cache.js';
 import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { scanDiverged } from '../diverged.js';
 import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
 import { openGreedyMethod, type GreedyMethod } from '../greedy-method.js';
 import { mergeOptions } from '../merge-options.js';
@@ -43,7 +45,16 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const setup = await createEvaluator(options, reference, undefined, terminal.progress());
     for (const warning of setup.warnings ?? []) terminal.warn(warning);
-    const { dataset, backend, tfjs } = setup;
+    const { dataset, backend, tfjs, direction } = setup;
+    // Bounds for early stopping assume the built-in metric's own direction.
+    const prune = options.prune && knownDirection(options.metric) === direction;
+    let diverged;
+    try {
+      diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soup' }, terminal, signal);
+    } catch (error) {
+      await setup.evaluator.dispose();
+      throw error;
+    }
     let evaluator: Evaluator = setup.evaluator;
     if (options.scoreCache !== undefined) {
       try {
@@ -57,12 +68,14 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     let jobs = 1;
     try {
       const progress = terminal.progress();
-      const total = checkpoints.length * 2 - 1;
+      // One score per ingredient, one per step; no step tries a diverged ingredient.
+      const total = checkpoints.length * 2 - 1 - diverged.size;
       // Under a method, an ingredient alone is scored as the method ships it (ties: the base plus its trimmed delta).
       const ingredientScores = method !== undefined ? undefined : await scoreIngredients(checkpoints, evaluator, tfjs, {
         metric: options.metric,
         jobs: options.jobs,
-        allowNonFinite: options.allowNonfinite,
+        // Diverged ingredients were found above: they are scored as they are.
+        allowNonFinite: true,
         signal,
         onProgress: (done, _total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
       });
@@ -71,11 +84,13 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       result = await greedySoup(
         checkpoints,
         async (candidate, _label, bound) => {
-          const evaluation = await evaluator.evaluate(candidate, signal, bound === undefined || !options.prune ? undefined : { metric: options.metric, ...bound });
+          const evaluation = await evaluator.evaluate(candidate, signal, bound === undefined || !prune ? undefined : { metric: options.metric, direction, ...bound });
           return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0 };
         },
         {
           metric: options.metric,
+          direction,
+          exclude: new Set(diverged.keys()),
           acceptTies: options.acceptTies,
           allowNonFinite: options.allowNonfinite,
           signal,
@@ -102,7 +117,9 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       scores: result.scores,
       extra: {
         metric: options.metric,
+        direction,
         score: result.score,
+        ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
         validation: dataset?.path ?? options.evalCmd,
         acceptTies: options.acceptTies,
         steps,
@@ -116,11 +133,16 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       strategy: 'greedy',
       ...(method === undefined ? {} : { method: method.plan.method.name, ...(method.base === undefined ? {} : { base: method.base.name }) }),
       metric: options.metric,
+      direction,
       backend,
       jobs,
-      ingredients: checkpoints.map((checkpoint, k) => ({ name: checkpoint.name, path: checkpoint.path, score: result.scores[k]! })),
+      ingredients: checkpoints.map((checkpoint, k) => {
+        const divergence = diverged.get(checkpoint);
+        return { name: checkpoint.name, path: checkpoint.path, score: result.scores[k]!, ...(divergence === undefined ? {} : { diverged: divergence }) };
+      }),
       steps,
       chosen,
+      leftOut: result.leftOut.map((checkpoint) => checkpoint.name),
       score: result.score,
       output: written.path,
       evaluations: result.evaluations,

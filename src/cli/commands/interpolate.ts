@@ -2,18 +2,21 @@ import { z } from 'zod';
 import { findIncompatibilities } from '../../checkpoint/compatible.js';
 import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
 import { IncompatibleError, UsageError } from '../../errors.js';
-import { higherIsBetter } from '../../eval/metrics.js';
+import { checkOnnxIngredients } from '../../checkpoint/onnx/compatible.js';
+import { describeDirection, higherIsBetter } from '../../eval/metrics.js';
+import { describeDivergence, findNonFinite, type Divergence } from '../../soup/diverged.js';
 import { printInterpolation, type InterpolationDocument } from '../../report/interpolate.js';
 import { linePlot } from '../../report/line-plot.js';
 import { writeReport } from '../../report/output.js';
 import { Terminal } from '../../report/terminal.js';
-import { isBarrier, largestDip, scoreInterpolation } from '../../soup/interpolate.js';
+import { isBarrier, largestDip, scoreInterpolation, verdictPossible } from '../../soup/interpolate.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({
   steps: z.coerce.number().int().min(2, 'must be at least 2 (the two end points)').max(1001).default(11),
   plot: z.string().min(1).optional(),
+  allowFused: z.boolean().default(false),
 });
 
 export async function runInterpolate(first: string, second: string, rawOptions: unknown, signal: AbortSignal): Promise<void> {
@@ -29,30 +32,43 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
   const checkpoints = await openAll(ingredients);
   const [a, b] = checkpoints as [typeof checkpoints[number], typeof checkpoints[number]];
   try {
+    await checkOnnxIngredients([a, b], { allowFused: options.allowFused });
     const problems = findIncompatibilities([a, b]);
     if (problems.length > 0) throw new IncompatibleError(problems);
-    const { evaluator, dataset, backend } = await createEvaluator(options, a);
+    const { evaluator, dataset, backend, direction } = await createEvaluator(options, a);
     const progress = terminal.progress();
     let points;
+    const diverged: (Divergence & { name: string; path: string })[] = [];
     try {
+      for (const checkpoint of [a, b]) {
+        const divergence = await findNonFinite(checkpoint, signal);
+        if (divergence === undefined) continue;
+        diverged.push({ name: checkpoint.name, path: checkpoint.path, ...divergence });
+        terminal.warn(`${checkpoint.name} diverged: ${describeDivergence(divergence)}; every point it weighs in holds non-finite weights, so no basin verdict is given`);
+      }
       points = await scoreInterpolation(a, b, options.steps, async (candidate) => (await evaluator.evaluate(candidate, signal)).metrics[options.metric]!, {
         signal,
         onProgress: progress,
+        diverged: { a: diverged.some((d) => d.path === a.path), b: diverged.some((d) => d.path === b.path) },
       });
     } finally {
       terminal.endProgress();
       await evaluator.dispose();
     }
-    const dip = largestDip(points, higherIsBetter(options.metric));
+    // A dip measured through NaN weights or scores says nothing about basins.
+    const judged = verdictPossible(points);
+    const dip = judged ? largestDip(points, higherIsBetter(direction)) : null;
     const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
     const document: InterpolationDocument = {
       a: a.path,
       b: b.path,
       metric: options.metric,
+      direction,
       backend,
       points,
       dip,
-      barrier: isBarrier(dip.dip, options.metric, points, dataset?.n),
+      barrier: dip === null ? null : isBarrier(dip.dip, options.metric, points, dataset?.n),
+      ...(diverged.length === 0 ? {} : { diverged }),
       samples: dataset?.n ?? null,
       ...(options.plot === undefined ? {} : { plot: options.plot }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
@@ -64,9 +80,10 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
         linePlot({
           title: `From ${a.name} to ${b.name}`,
           xTitle: `t: (1 - t) ${a.name} + t ${b.name}`,
-          yTitle: `${options.metric}${higherIsBetter(options.metric) ? '' : ' (lower is better)'} on ${dataset?.name ?? 'the --eval-cmd data'}`,
-          points: points.map((point) => ({ x: point.t, y: point.score })),
+          yTitle: `${options.metric} (${describeDirection(direction)}) on ${dataset?.name ?? 'the --eval-cmd data'}`,
+          points: points.map((point) => ({ x: point.t, y: point.score, ...(point.diverged === true ? { hollow: true } : {}) })),
           ends: [a.name, b.name],
+          chord: judged,
         }),
       );
     }

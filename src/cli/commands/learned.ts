@@ -12,6 +12,7 @@ import { openIngredients } from '../../soup/ingredients.js';
 import { LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, trainLearnedSoup, type LearnedParams } from '../../soup/learned.js';
 import { Mixer } from '../../soup/mix.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { scanDiverged } from '../diverged.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
@@ -56,6 +57,11 @@ function checkTrainable(options: { evalCmd?: string | undefined; model?: string 
       hint: GREEDY_HINT,
     });
   }
+  if (options.model !== undefined && !/\.json$/i.test(options.model)) {
+    throw new UsageError(`--model ${options.model}: soup learned needs gradients of the loss, which soup takes from TF.js models; ${/\.onnx$/i.test(options.model) ? 'an ONNX model is' : 'this model is'} only scored`, {
+      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
+    });
+  }
   if (reference.format !== 'tfjs' && options.model === undefined) {
     throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; a ${reference.format} checkpoint has no model to run`, {
       hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
@@ -64,7 +70,9 @@ function checkTrainable(options: { evalCmd?: string | undefined; model?: string 
 }
 
 function gradientSource(evaluator: Evaluator): Evaluator & GradientSource {
-  if (!('lossGradients' in evaluator)) throw new Error(`internal: the evaluator ${evaluator.description} takes no gradients`);
+  if (!('lossGradients' in evaluator)) {
+    throw new UsageError(`soup learned needs gradients of the loss, and ${evaluator.description} gives only scores`, { hint: GREEDY_HINT });
+  }
   return evaluator as Evaluator & GradientSource;
 }
 
@@ -77,11 +85,19 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
     const reference = checkpoints[0]!;
     checkTrainable(options, reference);
     if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
+    const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soup' }, terminal, signal);
+    // Diverged runs are scored but never mixed: a learned soup cannot train through NaN weights.
+    const mixed = checkpoints.filter((checkpoint) => !diverged.has(checkpoint));
+    if (mixed.length < 2) {
+      throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${mixed.length} of the ${checkpoints.length} did not diverge (${[...diverged.keys()].map((c) => c.name).join(', ')} hold non-finite weights)`, {
+        hint: 'add finite runs, or score them with soup compare, which ranks diverged runs last',
+      });
+    }
     const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
-    const memory = learnedMemoryBytes(checkpoints);
+    const memory = learnedMemoryBytes(mixed);
     if (memory > maxMemory) {
       throw new UsageError(
-        `the learned soup holds every ingredient's weights in memory: ${checkpoints.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
+        `the learned soup holds every ingredient's weights in memory: ${mixed.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
         { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
       );
     }
@@ -99,17 +115,19 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       adamEps: options.adamEps,
       initialBeta: options.initialBeta,
     };
-    const { evaluator, dataset, backend, tfjs } = await createEvaluator(options, reference);
+    const { evaluator, dataset, backend, tfjs, direction } = await createEvaluator(options, reference);
     const progress = terminal.progress();
     let trained;
     try {
       const ingredientScores = await scoreIngredients(checkpoints, evaluator, tfjs, {
         metric: options.metric,
         jobs: options.jobs,
+        // Diverged ingredients were found above: they are scored as they are.
+        allowNonFinite: true,
         signal,
         onProgress: (done, total, candidate) => progress({ kind: 'score', done, total, candidate }),
       });
-      const soup = await LearnedSoup.load(checkpoints, params, signal);
+      const soup = await LearnedSoup.load(mixed, params, signal);
       const score = async (): Promise<number> => (await evaluator.evaluate(soup.weights(), signal)).metrics[options.metric]!;
       const uniformScore = await score();
       const epochs = await trainLearnedSoup(soup, gradientSource(evaluator), { signal, onProgress: progress });
@@ -119,16 +137,18 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       await evaluator.dispose();
     }
     const { soup, epochs, uniformScore, scores } = trained;
-    const chosen = checkpoints.map((checkpoint) => checkpoint.name);
+    const chosen = mixed.map((checkpoint) => checkpoint.name);
     const weights = soup.weightsByTensor();
-    const mixer = new Mixer(checkpoints, { signal, onProgress: progress });
+    const mixer = new Mixer(mixed, { signal, onProgress: progress });
     const written = await writeSoup(checkpoints, output, mixer.producer(soup.coefficients(), { normalize: false, plan: output.tensors }), {
       strategy: 'learned',
       chosen,
       scores,
       extra: {
         metric: options.metric,
+        direction,
         score: trained.score,
+        ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
         validation: dataset?.path,
         hyperparameters: { optimizer: 'AdamW', ...params },
         beta: soup.beta,
@@ -142,11 +162,16 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
     const document: LearnedDocument = {
       strategy: 'learned',
       metric: options.metric,
+      direction,
       backend,
       jobs: trained.jobs,
-      ingredients: checkpoints.map((checkpoint, k) => ({ name: checkpoint.name, path: checkpoint.path, score: scores[k]! })),
+      ingredients: checkpoints.map((checkpoint, k) => {
+        const divergence = diverged.get(checkpoint);
+        return { name: checkpoint.name, path: checkpoint.path, score: scores[k]!, ...(divergence === undefined ? {} : { diverged: divergence }) };
+      }),
       steps: [],
       chosen,
+      leftOut: [...diverged.keys()].map((checkpoint) => checkpoint.name),
       score: trained.score,
       evaluations: checkpoints.length + 2,
       uniformScore,

@@ -1,0 +1,44 @@
+/**
+ * Diverged ingredients: runs whose weights hold NaN or infinities (a learning rate too high, fp16
+ * overflow). Sweeps have them, and greedy soups exist to leave them out, so finding one is data: it is
+ * scored, marked, ranked last, and never averaged into a soup (a single NaN makes the mean NaN).
+ */
+import { isFloatDType } from '../checkpoint/dtype.js';
+import type { Checkpoint } from '../checkpoint/types.js';
+import { throwIfAborted } from '../errors.js';
+import { indexOfNonFinite } from './average.js';
+
+/** Where a checkpoint first holds a non-finite value. */
+export interface Divergence {
+  tensor: string;
+  element: number;
+  /** "NaN", "Infinity" or "-Infinity" (JSON has no number for them). */
+  value: string;
+}
+
+/** The first NaN or infinity in the checkpoint's float tensors (in tensor order), or undefined if every value is finite. */
+export async function findNonFinite(checkpoint: Checkpoint, signal?: AbortSignal): Promise<Divergence | undefined> {
+  for (const tensor of checkpoint.tensors()) {
+    if (!isFloatDType(tensor.dtype)) continue;
+    throwIfAborted(signal);
+    const values = await checkpoint.readFloats(tensor.name);
+    const at = indexOfNonFinite(values);
+    if (at >= 0) return { tensor: tensor.name, element: at, value: String(values[at]) };
+  }
+  return undefined;
+}
+
+/** Every checkpoint's first non-finite value, by checkpoint; the finite ones are absent. */
+export async function findDiverged(checkpoints: readonly Checkpoint[], signal?: AbortSignal): Promise<Map<Checkpoint, Divergence>> {
+  const found = new Map<Checkpoint, Divergence>();
+  for (const checkpoint of checkpoints) {
+    const divergence = await findNonFinite(checkpoint, signal);
+    if (divergence !== undefined) found.set(checkpoint, divergence);
+  }
+  return found;
+}
+
+/** "NaN in fc1.weight (element 3)", for tables and notes. */
+export function describeDivergence(divergence: Divergence): string {
+  return `${divergence.value} in ${divergence.tensor} (element ${divergence.element})`;
+}
