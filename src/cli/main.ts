@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, InterruptedError, SoupError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
+import { drain } from './drain.js';
 
 /**
  * The entry point: builds the command line, runs one command, and is the only place that decides
@@ -435,4 +436,7 @@ async function main(argv: string[]): Promise<ExitCode> {
   }
 }
 
-process.exit(await main(process.argv));
+const code = await main(process.argv);
+// The only exit: first let stdout and stderr reach their readers (a slow `| jq` included).
+await Promise.all([drain(process.stdout), drain(process.stderr)]);
+process.exit(code);
