@@ -7,6 +7,7 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
+import { fillTemplate, shellQuote } from '../shell.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
@@ -20,10 +21,7 @@ export class EvalCommandError extends SoupError {
   }
 }
 
-/** Quotes a path for sh, so spaces, quotes and $(...) in it are data, never code. */
-export function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
-}
+export { shellQuote };
 
 /**
  * Parses what an evaluation command printed: its last non-empty stdout line must be a JSON object
@@ -84,6 +82,13 @@ export class CommandEvaluator implements Evaluator {
 
   constructor(private readonly options: CommandEvaluatorOptions) {
     this.metrics = [options.metric];
+    // A placeholder that cannot be quoted where it stands is refused now, before any slow work.
+    fillTemplate(options.command, this.placeholders('candidate'));
+  }
+
+  /** What each placeholder stands for: filled in one pass, so no value is ever read as a template. */
+  private placeholders(checkpointPath: string): Record<string, string> {
+    return this.options.data === undefined ? { ckpt: checkpointPath } : { ckpt: checkpointPath, data: this.options.data };
   }
 
   get description(): string {
@@ -116,8 +121,7 @@ export class CommandEvaluator implements Evaluator {
 
   private run(checkpointPath: string, signal?: AbortSignal): Promise<string> {
     throwIfAborted(signal);
-    let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath));
-    if (this.options.data !== undefined) command = command.replaceAll('{data}', shellQuote(this.options.data));
+    const command = fillTemplate(this.options.command, this.placeholders(checkpointPath));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
