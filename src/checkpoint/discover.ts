@@ -9,6 +9,7 @@ import { ONNX_SUFFIX, OnnxCheckpoint } from './onnx/reader.js';
 import { PytorchFile } from './pytorch/reader.js';
 import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
+import { rememberFiles } from './identity.js';
 
 export interface Ingredient {
   name: string;
@@ -155,6 +156,7 @@ export async function openAll(ingredients: readonly Ingredient[]): Promise<Check
   const opened: Checkpoint[] = [];
   try {
     for (const ingredient of ingredients) opened.push(await openCheckpoint(ingredient));
+    await rememberFiles(opened);
     return opened;
   } catch (error) {
     await closeAll(opened);

@@ -1,14 +1,15 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Checkpoint } from '../checkpoint/types.js';
+import { removeAtExit } from '../checkpoint/leftovers.js';
 import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
 import { fillTemplate, shellQuote } from '../shell.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
+import { killCommand, spawnInOwnGroup } from './process-group.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
 const KEEP_BYTES = 64 * 1024;
@@ -104,6 +105,7 @@ export class CommandEvaluator implements Evaluator {
     const { reference } = this.options;
     // Same format as the ingredients: a .safetensors or torch.save file, or a folder (TF.js, sharded).
     const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${fileSuffixOf(reference)}`);
+    const forget = removeAtExit(temp);
     try {
       await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
       const stdout = await this.run(temp, signal);
@@ -114,6 +116,7 @@ export class CommandEvaluator implements Evaluator {
       }
     } finally {
       await rm(temp, { recursive: true, force: true });
+      forget();
     }
   }
 
@@ -124,7 +127,7 @@ export class CommandEvaluator implements Evaluator {
     const command = fillTemplate(this.options.command, this.placeholders(checkpointPath));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = spawnInOwnGroup(command);
       let stdout = '';
       let stderr = '';
       let stdoutBytes = 0;
@@ -139,11 +142,7 @@ export class CommandEvaluator implements Evaluator {
       // The command runs in its own process group so that a timeout or Ctrl-C stops its children too.
       const kill = (reason: 'timeout' | 'interrupt' | 'flood'): void => {
         why = reason;
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
+        killCommand(child);
       };
       const timer = timeout > 0 ? setTimeout(() => kill('timeout'), timeout) : undefined;
       const onAbort = (): void => kill('interrupt');

@@ -85,7 +85,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
         { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
       );
     }
-    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, protect: [options.model, options.val] });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const params: LearnedParams = {
       lr: options.lr,
