@@ -191,7 +191,7 @@ export async function claimOutput(output: string, options: ClaimOptions = {}): P
   const content = `${pidTag()}`;
   const temp = `${lock}.tmp-${content}`;
   await writeFile(temp, JSON.stringify({ pid: process.pid } satisfies LockRecord)).catch((error: unknown) => {
-    throw new OutputError(output, `cannot claim it: ${describeFsError(error)}`, { cause: error });
+    throw new OutputError(output, `cannot create: ${describeFsError(error)}`, { cause: error });
   });
   try {
     for (let attempt = 0; ; attempt++) {
@@ -199,7 +199,7 @@ export async function claimOutput(output: string, options: ClaimOptions = {}): P
         () => true,
         (error: NodeJS.ErrnoException) => {
           if (error.code === 'EEXIST') return false;
-          throw new OutputError(output, `cannot claim it: ${describeFsError(error)}`, { cause: error });
+          throw new OutputError(output, `cannot create: ${describeFsError(error)}`, { cause: error });
         },
       );
       if (taken) break;
