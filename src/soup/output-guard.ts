@@ -70,7 +70,8 @@ async function hasSoupRecipe(folder: string): Promise<boolean> {
     if (found.length !== 1) return false;
     const opened = await openAll(found);
     try {
-      return path.resolve(opened[0]!.path) === path.resolve(folder) && readRecipe(opened[0]!) !== undefined;
+      const found = path.resolve(opened[0]!.path);
+      return (found === path.resolve(folder) || within(found, path.resolve(folder))) && readRecipe(opened[0]!) !== undefined;
     } finally {
       await closeAll(opened);
     }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { collectCompanions, describeModel, type Companions, type ModelDescription } from '../checkpoint/companions.js';
+import { collectCompanions, describeModel, modelFolderOf, type Companions, type ModelDescription } from '../checkpoint/companions.js';
 import type { FloatDType } from '../checkpoint/dtype.js';
 import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
@@ -44,7 +44,9 @@ export interface PreparedOutput {
  */
 export async function prepareOutput(checkpoints: readonly Checkpoint[], options: OutputOptions): Promise<PreparedOutput> {
   const reference = checkpoints[0]!;
-  const inputs = [...checkpoints.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]), ...(options.protect ?? [])];
+  // A Trainer folder (checkpoint-500/model.safetensors) is the ingredient as a whole: nothing goes inside it.
+  const folders = await Promise.all(checkpoints.map((checkpoint) => modelFolderOf(checkpoint)));
+  const inputs = [...checkpoints.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]), ...folders, ...(options.protect ?? [])];
   await refuseOutputOverInputs(options.out, inputs.filter((input): input is string => input !== undefined));
   await checkOutputPath(options.out, options.force ?? false);
   if (options.force === true) await refuseForeignFolder(options.out);
