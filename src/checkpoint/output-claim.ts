@@ -101,7 +101,8 @@ export async function resumeReplacement(plan: Replacement, steps: ReplaceSteps =
   for (const move of plan.moves) await steps.remove(asideOf(move));
   // The old output's data goes only when the new model that replaced it is in place.
   if (!restored) for (const file of plan.obsolete) await steps.remove(file);
-  const output = plan.moves.at(-1)!.to;
+  const output = plan.moves.at(-1)?.to;
+  if (output === undefined) return undefined;
   if (restored) return `restored ${output}, which an earlier soup was killed while replacing`;
   if (finished || pending) return `finished replacing ${output}, which an earlier soup was killed in the middle of`;
   return undefined;
@@ -150,6 +151,14 @@ export class OutputClaim {
     await writeFile(temp, JSON.stringify({ pid: process.pid, replacing: plan } satisfies LockRecord));
     await rename(temp, this.lock);
     this.replacing = true;
+  }
+
+  /** Empties the journal once a failed replacement has put the old output back: there is nothing to finish. */
+  async clearJournal(): Promise<void> {
+    const temp = `${this.lock}.tmp-${pidTag()}`;
+    await writeFile(temp, JSON.stringify({ pid: process.pid } satisfies LockRecord));
+    await rename(temp, this.lock);
+    this.replacing = false;
   }
 
   /** Leaves the lock and its journal for the next soup to finish (a replacement neither done nor undone). */

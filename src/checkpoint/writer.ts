@@ -174,6 +174,9 @@ export async function writeCheckpoint(
       if (error instanceof ReplaceError && !error.rolledBack) {
         keepTemps = true;
         options.claim?.keep();
+      } else if (options.claim !== undefined) {
+        // The old output is back: the journal must not later "finish" a replacement that was undone.
+        await options.claim.clearJournal().catch(() => options.claim?.keep());
       }
       throw error;
     }
