@@ -35,8 +35,8 @@ export function outputTempPattern(final: string): RegExp {
   return new RegExp(`^\\.${escapeRegExp(path.basename(final))}\\.tmp-(\\d+)-[0-9a-f]{8}(\\..*)?$`);
 }
 
-/** The candidates --eval-cmd writes: `soup-candidate-PID-HEX[.suffix]`. */
-export const CANDIDATE_PATTERN = /^soup-candidate-(\d+)-[0-9a-f]{8}(\..*)?$/;
+/** The candidates --eval-cmd writes, `soup-candidate-PID-HEX[.suffix]`, and their hidden temporary files. */
+export const CANDIDATE_PATTERN = /^\.?soup-candidate-(\d+)-[0-9a-f]{8}(\..*)?$/;
 
 /**
  * Removes the entries of `folder` that match `pattern` (whose first group is a process id) and were
@@ -49,8 +49,8 @@ export async function removeDeadLeftovers(folder: string, pattern: RegExp, isAli
     const pid = Number(pattern.exec(entry)?.[1] ?? Number.NaN);
     if (!Number.isSafeInteger(pid) || isAlive(pid)) continue;
     const file = path.join(folder, entry);
-    await rm(file, { recursive: true, force: true });
-    removed.push(file);
+    // Another user's leftover in a shared /tmp is theirs to remove.
+    if (await rm(file, { recursive: true, force: true }).then(() => true, () => false)) removed.push(file);
   }
   return removed;
 }
