@@ -1,6 +1,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError, describeFsError, InputError } from '../errors.js';
+import { refuseLinkOutside } from './files.js';
 import { sha256File } from './hash.js';
 
 /**
@@ -116,6 +117,7 @@ async function hashCompanions(folder: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   for (const name of entries.filter(isCompanionFile).sort()) {
     const file = path.join(folder, name);
+    await refuseLinkOutside(folder, file);
     if ((await stat(file).catch(() => undefined))?.isFile()) files.set(name, await sha256File(file));
   }
   return files;

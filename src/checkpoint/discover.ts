@@ -12,6 +12,7 @@ import type { Checkpoint, CheckpointFormat } from './types.js';
 import { uniqueNames } from './names.js';
 import { checkpointFolderNames, chooseFromRun, isCheckpointFolderName, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
 import { applyAdapter, resolveReference } from './lora.js';
+import { rememberFiles } from './identity.js';
 
 export interface Ingredient {
   name: string;
@@ -252,6 +253,7 @@ export async function openAll(ingredients: readonly Ingredient[]): Promise<Check
   const opened: Checkpoint[] = [];
   try {
     for (const ingredient of ingredients) opened.push(await openCheckpoint(ingredient));
+    await rememberFiles(opened);
     return opened;
   } catch (error) {
     await closeAll(opened);

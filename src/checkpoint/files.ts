@@ -145,10 +145,42 @@ export async function resolveInside(folder: string, relative: string, manifest: 
       throw new InputError(manifest, `names "${relative}", which cannot be opened: ${describeFsError(error)}`, { cause: error });
     }),
   ]);
-  if (realFile !== realFolder && !realFile.startsWith(realFolder + path.sep)) {
+  if (!(await isAllowedTarget(folder, realFolder, realFile))) {
     throw new InputError(manifest, `path "${relative}" is a link that points outside the checkpoint folder`);
   }
   return resolved;
+}
+
+const within = (file: string, folder: string): boolean => file === folder || file.startsWith(folder + path.sep);
+
+/**
+ * Where a file of `folder` may really be: inside the folder, or, for a Hugging Face cache snapshot
+ * (`models--org--name/snapshots/<commit>/`), in the blobs of the same `models--org--name` folder,
+ * which is where the cache keeps every file the snapshot links to.
+ */
+async function isAllowedTarget(folder: string, realFolder: string, realFile: string): Promise<boolean> {
+  if (within(realFile, realFolder)) return true;
+  for (const spelling of new Set([path.resolve(folder), realFolder])) {
+    const snapshot = /^(.*[\\/]models--[^\\/]+)[\\/]snapshots[\\/][^\\/]+$/.exec(spelling);
+    if (snapshot === null) continue;
+    const blobs = await realpath(path.join(snapshot[1]!, 'blobs')).catch(() => undefined);
+    if (blobs !== undefined && within(realFile, blobs)) return true;
+  }
+  return false;
+}
+
+/**
+ * Refuses a file of an ingredient's folder (a config, a tokenizer, an index) that is a link to
+ * somewhere outside it: soup would copy /etc/shadow or a private key into a soup bound for the Hub.
+ */
+export async function refuseLinkOutside(folder: string, file: string): Promise<void> {
+  const [realFolder, realFile] = await Promise.all([realpath(folder), realpath(file).catch(() => undefined)]);
+  if (realFile === undefined) return; // A missing file is reported by whoever opens it.
+  if (!(await isAllowedTarget(folder, realFolder, realFile))) {
+    throw new InputError(file, 'is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient', {
+      hint: 'copy the file into the folder if it belongs to the model',
+    });
+  }
 }
 
 /** Decodes UTF-8 strictly, so that a corrupted header is an error, not replacement characters. */

@@ -1,7 +1,7 @@
 import path, { join as joinPath } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
-import { decodeUtf8, parseJson, readSmallFile, resolveInside } from './files.js';
+import { decodeUtf8, parseJson, readSmallFile, refuseLinkOutside, resolveInside } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { Checkpoint, CheckpointFormat, ChunkScratch, TensorInfo } from './types.js';
 
@@ -101,6 +101,7 @@ export abstract class ShardedCheckpoint implements Checkpoint {
  */
 export async function openShards<S extends Shard>(folder: string, index: string, openShard: (file: string, name: string) => Promise<S>): Promise<S[]> {
   const indexFile = path.join(folder, index);
+  await refuseLinkOutside(folder, indexFile);
   const json = parseJson(decodeUtf8(await readSmallFile(indexFile, MAX_INDEX_BYTES), indexFile, 'index'), indexFile, 'index');
   const parsed = indexSchema.safeParse(json);
   if (!parsed.success) {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { InputError, OutputError, describeFsError } from '../errors.js';
 import { f16BitsToF32, numel, type DType } from './dtype.js';
-import { RangeReader, decodeUtf8, fileSize, parseJson, readSmallFile, resolveInside } from './files.js';
+import { RangeReader, decodeUtf8, fileSize, parseJson, readSmallFile, refuseLinkOutside, resolveInside } from './files.js';
 import { writeAll, type TensorProducer } from './safetensors.js';
 import type { Checkpoint, OutputTensor, TensorInfo } from './types.js';
 
@@ -78,6 +78,7 @@ export class TfjsCheckpoint implements Checkpoint {
 
   static async open(folder: string, name = path.basename(path.resolve(folder))): Promise<TfjsCheckpoint> {
     const manifestFile = path.join(folder, MODEL_JSON);
+    await refuseLinkOutside(folder, manifestFile);
     const modelJson = await readModelJson(manifestFile);
     const weights: TfjsWeight[] = [];
     const groups: RangeReader[] = [];

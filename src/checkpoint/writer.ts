@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OutputError, UsageError, describeFsError } from '../errors.js';
 import { isFloatDType, type FloatDType } from './dtype.js';
@@ -11,6 +11,10 @@ import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
 import { OnnxCheckpoint } from './onnx/reader.js';
 import { EXTERNAL_DATA_SUFFIX, checkOnnxDtypes, writeOnnx } from './onnx/writer.js';
 import type { Checkpoint, OutputTensor } from './types.js';
+import { removeAtExit, tempPathFor } from './leftovers.js';
+import { ReplaceError, fsSteps, replaceFiles, type OutputClaim, type Replacement, type ReplaceSteps } from './output-claim.js';
+
+export type { ReplaceSteps };
 
 export type OutputTarget =
   | { kind: 'safetensors'; path: string }
@@ -127,30 +131,86 @@ export interface WriteResult {
  * place only once everything is written, so a failure or Ctrl-C never leaves a half-written soup
  * and never touches an existing output.
  */
+export interface WriteOptions {
+  /** This process's claim on the output: the replacement's journal goes into its lock. */
+  claim?: OutputClaim | undefined;
+  /** Runs once everything is written, before anything is moved into place; a throw writes nothing. */
+  beforePublish?: (() => Promise<void>) | undefined;
+  /** Fault injection for tests: the renames and removals of the replacement. */
+  steps?: ReplaceSteps | undefined;
+}
+
 export async function writeCheckpoint(
   target: OutputTarget,
   tensors: readonly OutputTensor[],
   metadata: MetadataSource,
   produce: TensorProducer,
   extraFiles: ExtraFiles = new Map(),
+  options: WriteOptions = {},
 ): Promise<WriteResult> {
-  const temp = path.join(path.dirname(target.path), `.${path.basename(target.path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const temp = tempPathFor(target.path);
+  const dataTemp = `${temp}${EXTERNAL_DATA_SUFFIX}`;
+  // A second Ctrl-C exits at once: what is being written goes with it.
+  const forget = [removeAtExit(temp), removeAtExit(dataTemp)];
+  let keepTemps = false;
   try {
-    const files = await writeTo(temp, target, tensors, metadata, produce);
+    const dataName = target.kind === 'onnx' ? await freeDataName(target.path) : undefined;
+    const files = await writeTo(temp, target, tensors, metadata, produce, dataName);
     // Inside the temporary folder, so the rename below publishes weights and companions at once.
     if (extraFiles.size > 0) files.push(...(await writeExtraFiles(temp, files, extraFiles)));
-    await replaceOutput(temp, target.path);
-    if (files.length > 1 && target.kind === 'onnx') await replaceOutput(`${temp}${EXTERNAL_DATA_SUFFIX}`, `${target.path}${EXTERNAL_DATA_SUFFIX}`);
-    const finalFiles = files.map((file) => (target.kind === 'onnx' ? target.path + file : path.join(target.path, file)));
+    await options.beforePublish?.();
+    const external = target.kind === 'onnx' && files.length > 1 ? path.join(path.dirname(target.path), dataName!) : undefined;
+    const plan: Replacement = {
+      // The new model's data goes in first, under a name the old model does not use, so the path always
+      // holds a model whose data is beside it.
+      moves: [...(external === undefined ? [] : [{ from: dataTemp, to: external }]), { from: temp, to: target.path }],
+      obsolete: target.kind === 'onnx' ? await oldDataFiles(target.path, dataName!) : [],
+    };
+    await options.claim?.record(plan);
+    for (const release of forget) release();
+    try {
+      await replaceFiles(plan, options.steps);
+    } catch (error) {
+      if (error instanceof ReplaceError && !error.rolledBack) {
+        keepTemps = true;
+        options.claim?.keep();
+      } else if (options.claim !== undefined) {
+        // The old output is back: the journal must not later "finish" a replacement that was undone.
+        await options.claim.clearJournal().catch(() => options.claim?.keep());
+      }
+      throw error;
+    }
+    const finalFiles = target.kind === 'onnx' ? [target.path, ...(external === undefined ? [] : [external])] : files.map((file) => path.join(target.path, file));
     const bytes = (await Promise.all(finalFiles.map(async (file) => (await stat(file)).size))).reduce((a, b) => a + b, 0);
     return { path: target.path, files: finalFiles, bytes };
   } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    await rm(`${temp}${EXTERNAL_DATA_SUFFIX}`, { force: true });
+    for (const release of forget) release();
+    if (!keepTemps) {
+      await rm(temp, { recursive: true, force: true });
+      await rm(dataTemp, { force: true });
+    }
     // Name the output the user asked for, not our temporary file beside it.
     if (error instanceof OutputError && error.message.startsWith(temp)) throw new OutputError(target.path, error.problem, { cause: error });
     throw error;
   }
+}
+
+/** ONNX external data files soup names for `model`: `NAME.data`, or `NAME.HEX.data` while that one is taken. */
+const dataPattern = (model: string): RegExp => new RegExp(`^${path.basename(model).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\.[0-9a-f]{8})?\\.data$`);
+
+/** A data file name no file beside `model` has: the new model points at it while the old one keeps its own. */
+async function freeDataName(model: string): Promise<string> {
+  const plain = `${path.basename(model)}${EXTERNAL_DATA_SUFFIX}`;
+  if ((await lstat(path.join(path.dirname(model), plain)).catch(() => undefined)) === undefined) return plain;
+  return `${path.basename(model)}.${randomBytes(4).toString('hex')}${EXTERNAL_DATA_SUFFIX}`;
+}
+
+/** The data files of the model being replaced (none when there is no model yet). */
+async function oldDataFiles(model: string, keep: string): Promise<string[]> {
+  if ((await lstat(model).catch(() => undefined)) === undefined) return [];
+  const pattern = dataPattern(model);
+  const folder = path.dirname(model);
+  return (await readdir(folder)).filter((name) => name !== keep && pattern.test(name)).map((name) => path.join(folder, name));
 }
 
 /** Writes to `temp`; returns the files written, relative to the final path ('' for a single file). */
@@ -160,6 +220,7 @@ async function writeTo(
   tensors: readonly OutputTensor[],
   metadata: MetadataSource,
   produce: TensorProducer,
+  dataName?: string,
 ): Promise<string[]> {
   if (target.kind === 'tfjs') {
     await makeFolder(temp);
@@ -200,7 +261,7 @@ async function writeTo(
       return [format.index, ...names];
     }
     case 'onnx': {
-      const written = await writeOnnx(temp, target.reference, tensors, metadata.resolve, produce, { finalPath: target.path, externalAbove: target.externalAbove });
+      const written = await writeOnnx(temp, target.reference, tensors, metadata.resolve, produce, { finalPath: target.path, externalAbove: target.externalAbove, dataName });
       return written.map((file) => file.slice(temp.length));
     }
   }
@@ -268,41 +329,9 @@ async function makeFolder(folder: string): Promise<void> {
   });
 }
 
-/** The file-system steps of replacing an output, injectable so tests can interrupt each one. */
-export interface ReplaceSteps {
-  rename(from: string, to: string): Promise<void>;
-  remove(target: string): Promise<void>;
-}
-
-const fsSteps: ReplaceSteps = { rename, remove: (target) => rm(target, { recursive: true, force: true }) };
-
-/**
- * Moves the finished output into place: the old output (file or folder) is renamed aside, the new one
- * renamed in, and the old one removed last. A rename over an existing file would be atomic, but ext4
- * (auto_da_alloc) then flushes the new file's pages to disk before the rename returns: 2.4x the time
- * of a fresh output for 2 GB. If moving the new output in fails, the old one is moved back, so an
- * interruption at any step leaves the old output whole or the new one complete; only a crash between
- * the two renames leaves the old one whole under its aside name.
- */
+/** Moves one finished output (`temp`) into place over `final`; see replaceFiles. */
 export async function replaceOutput(temp: string, final: string, steps: ReplaceSteps = fsSteps): Promise<void> {
-  const fail = (error: unknown): never => {
-    throw new OutputError(final, `cannot move the finished output into place: ${describeFsError(error)}`, { cause: error });
-  };
-  const existing = await stat(final).catch(() => undefined);
-  if (existing === undefined) {
-    await steps.rename(temp, final).catch(fail);
-    return;
-  }
-  const aside = `${temp}.old`;
-  await steps.rename(final, aside).catch(fail);
-  try {
-    await steps.rename(temp, final);
-  } catch (error) {
-    await steps.rename(aside, final).catch(() => {});
-    fail(error);
-  }
-  // The new output is in place: a failure to remove the old one leaves only a hidden leftover.
-  await steps.remove(aside).catch(() => {});
+  await replaceFiles({ moves: [{ from: temp, to: final }], obsolete: [] }, steps);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { sha256File } from '../checkpoint/hash.js';
 import { stat } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { datasetFromArrays, loadDataset, type Dataset } from '../data/dataset.js';
 import { InputError, UsageError } from '../errors.js';
 import { BACKENDS } from '../eval/backend.js';
+import { CANDIDATE_PATTERN, describeRemoved, removeDeadLeftovers } from '../checkpoint/leftovers.js';
 import type { CommandEvaluator } from '../eval/command.js';
 import { NamingCommandEvaluator } from '../eval/command-naming.js';
 import type { Evaluator } from '../eval/evaluator.js';
@@ -86,7 +88,9 @@ async function createScorer(
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
     const evaluator = new NamingCommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
-    return { evaluator, backend: 'command' };
+    // Candidates of runs that were killed (their process is gone) are removed, and the user told.
+    const removed = await removeDeadLeftovers(options.workDir ?? tmpdir(), CANDIDATE_PATTERN);
+    return { evaluator, backend: 'command', warnings: describeRemoved(removed) };
   }
   if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)');
   if (!(METRIC_NAMES as readonly string[]).includes(options.metric)) {

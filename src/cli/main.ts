@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, InterruptedError, SoupError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
@@ -441,4 +442,25 @@ async function main(argv: string[]): Promise<ExitCode> {
   }
 }
 
-process.exit(await main(process.argv));
+/**
+ * Waits until everything written to `stream` has reached the OS. A pipe whose reader is not draining
+ * takes 64 KiB and then makes Node queue the rest; process.exit() drops that queue, which cut
+ * `--json` documents at 65,536 bytes. A reader that went away (EPIPE) ends the wait too.
+ */
+function drain(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableEnded) return resolve();
+    const done = (): void => {
+      stream.off('error', done);
+      resolve();
+    };
+    stream.once('error', done);
+    // Writes complete in order: the callback of an empty write runs once the earlier ones are out.
+    stream.write('', done);
+  });
+}
+
+const code = await main(process.argv);
+// The only exit: first let stdout and stderr reach their readers (a slow `| jq` included).
+await Promise.all([drain(process.stdout), drain(process.stderr)]);
+process.exit(code);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { collectCompanions, modelFolderOf } from '../checkpoint/companions.js';
+import { removeAtExit } from '../checkpoint/leftovers.js';
 import { TORCH_FOLDER_FILE, TORCH_SHARD_INDEX } from '../checkpoint/pytorch/writer.js';
 import { SHARD_INDEX } from '../checkpoint/sharded.js';
 import { MODEL_JSON } from '../checkpoint/tfjs.js';
@@ -69,7 +70,12 @@ export class CandidateWriter {
     const base = path.join(this.workDir, `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}`);
     // A folder like the ingredient's (model.safetensors / pytorch_model.bin / shards / model.json), else one file of its format.
     const target = chooseOutput(companions === undefined ? `${base}${fileSuffixOf(this.reference)}` : base, this.reference);
-    const remove = (): Promise<void> => rm(target.path, { recursive: true, force: true });
+    // A soup killed mid-evaluation leaves nothing behind: the file is removed at exit too.
+    const forget = removeAtExit(target.path);
+    const remove = async (): Promise<void> => {
+      await rm(target.path, { recursive: true, force: true });
+      forget();
+    };
     try {
       await writeCheckpoint(target, planOutput(this.reference), fixedMetadata({ ...this.reference.metadata }), candidateProducer(candidate), companions ?? new Map());
     } catch (error) {

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import type { CandidateWeights } from '../soup/candidate.js';
 import { CandidateWriter } from './candidate-folder.js';
+import { fillTemplate, shellQuote } from '../shell.js';
 import type { Evaluation, Evaluator } from './evaluator.js';
+import { killCommand, spawnInOwnGroup } from './process-group.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
 const KEEP_BYTES = 64 * 1024;
@@ -17,10 +18,7 @@ export class EvalCommandError extends SoupError {
   }
 }
 
-/** Quotes a path for sh, so spaces, quotes and $(...) in it are data, never code. */
-export function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
-}
+export { shellQuote };
 
 /** Python's json.dumps writes NaN, Infinity and -Infinity bare, which JSON itself has no words for. */
 const PYTHON_NUMBERS: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
@@ -126,6 +124,15 @@ export class CommandEvaluator implements Evaluator {
 
   constructor(private readonly options: CommandEvaluatorOptions) {
     this.metrics = [options.metric];
+    // A placeholder that cannot be quoted where it stands is refused now, before any slow work.
+    fillTemplate(options.command, this.placeholders('candidate'));
+  }
+
+  /** What each placeholder stands for: filled in one pass, so no value is ever read as a template. */
+  private placeholders(checkpointPath: string, checkpointFile = checkpointPath): Record<string, string> {
+    const values: Record<string, string> = { ckpt: checkpointPath, ckpt_file: checkpointFile };
+    if (this.options.data !== undefined) values['data'] = this.options.data;
+    return values;
   }
 
   get description(): string {
@@ -157,11 +164,10 @@ export class CommandEvaluator implements Evaluator {
 
   private run(checkpointPath: string, signal?: AbortSignal, checkpointFile = checkpointPath): Promise<string> {
     throwIfAborted(signal);
-    let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath)).replaceAll('{ckpt_file}', shellQuote(checkpointFile));
-    if (this.options.data !== undefined) command = command.replaceAll('{data}', shellQuote(this.options.data));
+    const command = fillTemplate(this.options.command, this.placeholders(checkpointPath, checkpointFile));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = spawnInOwnGroup(command);
       let stdout = '';
       let stderr = '';
       let stdoutBytes = 0;
@@ -176,11 +182,7 @@ export class CommandEvaluator implements Evaluator {
       // The command runs in its own process group so that a timeout or Ctrl-C stops its children too.
       const kill = (reason: 'timeout' | 'interrupt' | 'flood'): void => {
         why = reason;
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
+        killCommand(child);
       };
       const timer = timeout > 0 ? setTimeout(() => kill('timeout'), timeout) : undefined;
       const onAbort = (): void => kill('interrupt');

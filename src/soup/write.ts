@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { collectCompanions, describeModel, type Companions, type ModelDescription } from '../checkpoint/companions.js';
+import { collectCompanions, describeModel, modelFolderOf, type Companions, type ModelDescription } from '../checkpoint/companions.js';
 import type { FloatDType } from '../checkpoint/dtype.js';
 import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
@@ -16,7 +16,10 @@ import {
   type WriteResult,
 } from '../checkpoint/writer.js';
 import { reshard } from '../checkpoint/shard-layout.js';
+import { checkUnchanged } from '../checkpoint/identity.js';
+import { claimOutput, type OutputClaim } from '../checkpoint/output-claim.js';
 import { renderCard } from '../report/card.js';
+import { refuseForeignFolder, refuseOutputOverInputs } from './output-guard.js';
 import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from './recipe.js';
 
 export interface OutputOptions {
@@ -25,11 +28,15 @@ export interface OutputOptions {
   dtype?: FloatDType | undefined;
   /** --out-shard-size: split a model folder's weights into shards of at most this many bytes. */
   shardSize?: number | undefined;
+  /** More paths the output must not be, hold or sit inside (--base, --model, --val); the checkpoints always count. */
+  protect?: readonly (string | undefined)[];
 }
 
 export interface PreparedOutput {
   target: OutputTarget;
   tensors: OutputTensor[];
+  /** This process's claim on the output path, held until the soup is in place. */
+  claim?: OutputClaim;
   /** Set by prepareModelFiles: what travels with a folder output, and what the recipe says of the model. */
   modelFiles?: { companions: Companions; model: ModelDescription; card: boolean };
 }
@@ -40,13 +47,19 @@ export interface PreparedOutput {
  */
 export async function prepareOutput(checkpoints: readonly Checkpoint[], options: OutputOptions): Promise<PreparedOutput> {
   const reference = checkpoints[0]!;
+  // A Trainer folder (checkpoint-500/model.safetensors) is the ingredient as a whole: nothing goes inside it.
+  const folders = await Promise.all(checkpoints.map((checkpoint) => modelFolderOf(checkpoint)));
+  const inputs = [...checkpoints.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]), ...folders, ...(options.protect ?? [])];
+  await refuseOutputOverInputs(options.out, inputs.filter((input): input is string => input !== undefined));
   await checkOutputPath(options.out, options.force ?? false);
+  if (options.force === true) await refuseForeignFolder(options.out);
   const chosen = chooseOutput(options.out, reference);
   const planned = planOutput(reference, options.dtype);
   const target = options.shardSize === undefined ? chosen : reshard(chosen, planned, options.shardSize);
   const tensors = keepTies(target, planned, checkpoints);
   checkOutputDtypes(target, tensors);
-  return { target, tensors };
+  // Claimed last, so a refusal above leaves no lock; a second soup writing the same path stops here.
+  return { target, tensors, claim: await claimOutput(options.out) };
 }
 
 /** Outputs that are folders, and so can hold config, tokenizer and model card beside the weights. */
@@ -69,7 +82,8 @@ export interface ModelFileOptions {
 export async function prepareModelFiles(checkpoints: readonly Checkpoint[], output: PreparedOutput, options: ModelFileOptions = {}): Promise<string[]> {
   const companions = await collectCompanions(checkpoints, options.copyFrom);
   output.modelFiles = { companions, model: await describeModel(companions), card: options.card ?? true };
-  return isFolderOutput(output.target) ? companions.warnings : [];
+  // Every command prints these warnings: what claiming the output cleaned up after killed runs goes with them.
+  return [...(output.claim?.notices ?? []), ...(isFolderOutput(output.target) ? companions.warnings : [])];
 }
 
 export interface SoupRecord {
@@ -116,12 +130,17 @@ export async function writeSoup(
   const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
   const extraFiles = new Map([...folderFiles(output, async () => recipeWith(await hashing)), ...moreFiles]);
   try {
-    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles);
+    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles, {
+      claim: output.claim,
+      // The bytes mixed and the hashes recorded must both come from the files as they were opened.
+      beforePublish: () => checkUnchanged(checkpoints),
+    });
   } catch (error) {
     stopHashing.abort(error);
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    await output.claim?.release();
   }
 }
 

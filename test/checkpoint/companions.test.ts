@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { collectCompanions, describeModel, isCompanionFile, modelFolderOf } from '../../src/checkpoint/companions.js';
+import { InputError } from '../../src/errors.js';
 import { tempDir } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -18,6 +19,31 @@ async function trainerFolder(name: string, files: Record<string, string>): Promi
 }
 
 describe('companion files', () => {
+  it('refuses a config or tokenizer that links out of the ingredient folder, and follows a cache snapshot\'s links to its own blobs', async () => {
+    const secret = path.join(dir, 'id_rsa');
+    await writeFile(secret, 'PRIVATE KEY');
+    const a = await trainerFolder('linked-out', { 'config.json': '{}' });
+    await symlink(secret, path.join(dir, 'linked-out', 'tokenizer.json'));
+    await assert.rejects(collectCompanions([a]), (error: unknown) => {
+      assert.ok(error instanceof InputError);
+      assert.equal(error.message, `${path.join(dir, 'linked-out', 'tokenizer.json')}: is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient`);
+      return true;
+    });
+    const repo = path.join(dir, 'hub', 'models--org--bert');
+    const snapshot = path.join(repo, 'snapshots', '0123abc');
+    await mkdir(path.join(repo, 'blobs'), { recursive: true });
+    await mkdir(snapshot, { recursive: true });
+    await writeFile(path.join(repo, 'blobs', 'aaaa'), '{"model_type":"bert"}');
+    await symlink('../../blobs/aaaa', path.join(snapshot, 'config.json'));
+    await writeFile(path.join(snapshot, 'model.safetensors'), 'weights');
+    const found = await collectCompanions([{ name: 'bert', path: path.join(snapshot, 'model.safetensors') }]);
+    assert.deepEqual([...found.files.keys()], ['config.json']);
+    // A link from one cached model into another model's blobs is outside, like any other.
+    await writeFile(path.join(dir, 'hub', 'other-blob'), '{}');
+    await symlink('../../../other-blob', path.join(snapshot, 'vocab.json'));
+    await assert.rejects(collectCompanions([{ name: 'bert', path: path.join(snapshot, 'model.safetensors') }]), /vocab\.json: is a link that points outside the checkpoint folder/);
+  });
+
   it('takes what a loader reads and leaves training state and other weights', () => {
     for (const name of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.model', 'added_tokens.json', 'chat_template.jinja', 'preprocessor_config.json', 'qwen.tiktoken', 'modeling_custom.py']) {
       assert.ok(isCompanionFile(name), name);

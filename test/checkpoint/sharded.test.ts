@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ShardedSafetensors, shardFileName } from '../../src/checkpoint/sharded.js';
@@ -69,6 +69,32 @@ describe('ShardedSafetensors', () => {
     const linked = await makeSharded('linked', { x: 'link.safetensors' });
     await symlink(outside, path.join(linked, 'link.safetensors'));
     await assert.rejects(ShardedSafetensors.open(linked), /path "link\.safetensors" is a link that points outside the checkpoint folder/);
+  });
+
+  it('refuses an index file that is a link out of the folder, and reads a Hugging Face cache snapshot whose files link to its blobs', async () => {
+    const source = await makeSharded('index-source');
+    const linked = await makeSharded('index-linked');
+    const index = path.join(linked, 'model.safetensors.index.json');
+    await rm(index);
+    await symlink(path.join(source, 'model.safetensors.index.json'), index);
+    await assert.rejects(ShardedSafetensors.open(linked), (error: unknown) => {
+      assert.ok(error instanceof InputError);
+      assert.equal(error.message, `${index}: is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient`);
+      return true;
+    });
+    // The cache keeps each file once in blobs/ and links it from every snapshot: ../../blobs/<hash>.
+    const repo = path.join(dir, 'hub', 'models--org--name');
+    const snapshot = path.join(repo, 'snapshots', 'c0ffee');
+    await mkdir(path.join(repo, 'blobs'), { recursive: true });
+    await mkdir(snapshot, { recursive: true });
+    for (const name of [shardFileName(0, 2), shardFileName(1, 2), 'model.safetensors.index.json']) {
+      const blob = `blob-${name.length}-${name.slice(6, 11)}`;
+      await rename(path.join(source, name), path.join(repo, 'blobs', blob));
+      await symlink(path.join('..', '..', 'blobs', blob), path.join(snapshot, name));
+    }
+    const checkpoint = await ShardedSafetensors.open(snapshot);
+    assert.deepEqual([...(await checkpoint.readFloats('head.weight'))], [5, 6]);
+    await checkpoint.close();
   });
 
   it('refuses an index that is not JSON or has no weight_map', async () => {

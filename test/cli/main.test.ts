@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { runSoup } from '../helpers/cli.js';
-import { mlpTensors, tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { shellQuote } from '../../src/shell.js';
+import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
+import { mlpTensors, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 
 const dir = await tempDir();
 const ckpt = await writeSafetensorsFile(path.join(dir, 'a.safetensors'), mlpTensors(1));
@@ -52,5 +55,23 @@ describe('soup', () => {
     assert.doesNotMatch(noColorEnv.stdout, ANSI);
     const noColorFlag = await runSoup(['inspect', ckpt, '--no-color'], { env: { NO_COLOR: undefined, FORCE_COLOR: '1' } });
     assert.doesNotMatch(noColorFlag.stdout, ANSI);
+  });
+});
+
+describe('stdout at exit', () => {
+  it('a --json document of 200 KB arrives whole through a pipe whose reader starts late', async () => {
+    const tensors: Record<string, RawTensor> = {};
+    for (let k = 0; k < 1500; k++) tensors[`encoder.layers.${k}.attention.output.dense.weight`] = { dtype: 'F32', shape: [1], values: [k] };
+    const file = await writeSafetensorsFile(path.join(dir, 'many.safetensors'), tensors);
+    const [received, status] = [path.join(dir, 'received.json'), path.join(dir, 'status')];
+    // A reader that sleeps first, as `| jq` on a busy machine: only the pipe's 64 KiB sit between them.
+    const script = `(${shellQuote(process.execPath)} ${shellQuote(SOUP_BIN)} inspect ${shellQuote(file)} --json; echo $? > ${shellQuote(status)}) | (sleep 1.5; cat > ${shellQuote(received)})`;
+    const result = spawnSync('/bin/sh', ['-c', script], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME } });
+    assert.equal(result.status, 0);
+    assert.equal(await readFile(status, 'utf8'), '0\n');
+    const text = await readFile(received, 'utf8');
+    assert.ok(text.length > 200_000, `only ${text.length} bytes arrived`);
+    assert.doesNotThrow(() => JSON.parse(text), 'the document parses');
+    assert.match(text, /encoder\.layers\.1499\.attention/);
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -67,6 +68,23 @@ describe('shellQuote', () => {
 });
 
 describe('CommandEvaluator', () => {
+  it('never runs text of --work-dir or --val, even when the template quotes {ckpt} and the work dir holds "{data}"', async () => {
+    const pwned = path.join(dir, 'pwned');
+    // A folder name cannot hold a slash: the injected command finds its target in the environment.
+    process.env.SOUP_TEST_PWNED = pwned;
+    const workDir = path.join(dir, 'work $(touch "$SOUP_TEST_PWNED") {data} `touch "$SOUP_TEST_PWNED"`');
+    await mkdir(workDir);
+    const data = `val"; touch ${pwned}; echo "'; touch ${pwned}; '`;
+    const command = `node ${shellQuote(scorer)} "{ckpt}" '{data}'`;
+    const result = await new CommandEvaluator({ command, metric: 'accuracy', reference: checkpoint, workDir, data }).evaluate(ingredientWeights(checkpoint));
+    assert.deepEqual(result.metrics, { accuracy: 0.75 });
+    assert.equal(existsSync(pwned), false, 'text from the paths ran as a command');
+  });
+
+  it('refuses, before writing anything, a template with {ckpt} inside backquotes', () => {
+    assert.throws(() => evaluator('python eval.py `realpath {ckpt}`'), /^UsageError: --eval-cmd: \{ckpt\} stands inside `...`, where a path cannot be quoted safely$/);
+  });
+
   it('writes the candidate as a temporary checkpoint, runs the command on it, and removes it', async () => {
     // A private temporary folder: other test files run evaluations at the same time.
     const privateTmp = path.join(dir, 'tmp');

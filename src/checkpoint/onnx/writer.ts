@@ -29,6 +29,8 @@ export interface OnnxWriteOptions {
   finalPath: string;
   /** Above this many bytes, float weights go to `<model>.data` beside the model. */
   externalAbove?: number;
+  /** The external data's file name, when not `<model>.data` (a replacement keeps the old one until the new model is in). */
+  dataName?: string | undefined;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function writeOnnx(
     return data.kind === 'inline' && data.encoding !== 'varint' ? { kind: 'inplace' } : { kind: 'raw', bytes: undefined };
   };
   let model = rebuildModel(reference.scan, inline, { dropMetadata: new Set([RECIPE_KEY]), appendMetadata });
-  const dataName = `${path.basename(options.finalPath)}${EXTERNAL_DATA_SUFFIX}`;
+  const dataName = options.dataName ?? `${path.basename(options.finalPath)}${EXTERNAL_DATA_SUFFIX}`;
   const externalPieces: Piece[] = [];
   if (model.size > (options.externalAbove ?? MAX_PROTOBUF_BYTES)) {
     let offset = 0;

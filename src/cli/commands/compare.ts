@@ -94,7 +94,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   const evaluators: Evaluator[] = [];
   try {
     const reference = checkpoints[0]!;
-    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints);
+    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints, [options.model, options.val, ...tests.map((test) => test.data)]);
     const warnings = new Set<string>();
     for (const output of Object.values(saveTargets ?? {})) for (const warning of await prepareModelFiles(checkpoints, output)) warnings.add(warning);
     for (const warning of warnings) terminal.warn(warning);
@@ -195,14 +195,14 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 }
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
-async function prepareSaves(dir: string, force: boolean, checkpoints: readonly Checkpoint[]): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
+async function prepareSaves(dir: string, force: boolean, checkpoints: readonly Checkpoint[], protect: readonly (string | undefined)[]): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
   const suffix = fileSuffixOf(checkpoints[0]!);
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
   });
   return {
-    uniform: await prepareOutput(checkpoints, { out: path.join(dir, `uniform-soup${suffix}`), force }),
-    greedy: await prepareOutput(checkpoints, { out: path.join(dir, `greedy-soup${suffix}`), force }),
+    uniform: await prepareOutput(checkpoints, { out: path.join(dir, `uniform-soup${suffix}`), force, protect }),
+    greedy: await prepareOutput(checkpoints, { out: path.join(dir, `greedy-soup${suffix}`), force, protect }),
   };
 }
 

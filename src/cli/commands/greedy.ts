@@ -41,7 +41,13 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
   const { checkpoints, method, all } = await openGreedyMethod(inputs, options, signal, discoverOptions(options, terminal));
   try {
     const reference = method?.base ?? checkpoints[0]!;
-    const output = await prepareOutput(method === undefined ? checkpoints : [reference], { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize });
+    const output = await prepareOutput(method === undefined ? checkpoints : [reference], {
+      out: options.output,
+      force: options.force,
+      dtype: options.dtype,
+      shardSize: options.outShardSize,
+      protect: [...all.map((checkpoint) => checkpoint.path), options.model, options.val],
+    });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const setup = await createEvaluator(options, reference, undefined, terminal.progress());
     for (const warning of setup.warnings ?? []) terminal.warn(warning);

@@ -101,7 +101,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
         { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
       );
     }
-    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize });
+    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize, protect: [options.model, options.val] });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const params: LearnedParams = {
       lr: options.lr,

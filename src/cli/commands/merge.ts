@@ -75,7 +75,7 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
   try {
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
-    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype, shardSize: options.outShardSize });
+    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype, shardSize: options.outShardSize, protect: opened.all.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]) });
     // The base's (else the first model's) config and tokenizer travel with a folder output, with a model card.
     const described = opened.slices !== undefined ? opened.all : opened.base === undefined ? opened.models : [opened.base, ...opened.models];
     for (const warning of await prepareModelFiles(described, output, options)) terminal.warn(warning);
