@@ -1,0 +1,61 @@
+/** What the search commands (learned without gradients, evolve) share: the journal, the objective, the recorded command. */
+import { hashFiles } from '../checkpoint/hash.js';
+import type { Checkpoint } from '../checkpoint/types.js';
+import { UsageError } from '../errors.js';
+import type { Evaluator } from '../eval/evaluator.js';
+import type { Terminal } from '../report/terminal.js';
+import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../soup/score-cache.js';
+import { evaluatorIdentity, type EvaluationOptions, type EvaluationSetup } from './evaluation.js';
+import { commandArguments } from './options.js';
+
+export interface SearchJournal {
+  evaluator: JournaledEvaluator;
+  journal: ScoreJournal;
+  key: string;
+  /** Each checkpoint's SHA-256, the journal keys of what candidates are made of. */
+  hashes: Map<Checkpoint, string>;
+}
+
+/** Opens --score-cache: the evaluator answers ingredients from it, and the search looks its candidates up there. */
+export async function openSearchJournal(setup: EvaluationSetup, options: EvaluationOptions, file: string, checkpoints: readonly Checkpoint[], terminal: Terminal, signal: AbortSignal): Promise<SearchJournal> {
+  const identity = await evaluatorIdentity(setup, options);
+  const fileHashes = await hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), signal);
+  const { journal, warnings } = await ScoreJournal.open(file);
+  for (const warning of warnings) terminal.warn(warning);
+  const hashes = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, fileHashes)]));
+  const key = evaluatorKey(identity);
+  return { evaluator: new JournaledEvaluator(setup.evaluator, journal, key, hashes), journal, key, hashes };
+}
+
+/**
+ * What the search ranks candidates by: --objective, else the loss where the evaluator measures one
+ * (smooth where accuracy moves in steps of one sample), else --metric.
+ */
+export function searchObjective(evaluator: Evaluator, options: { objective?: string | undefined; metric: string }): string {
+  if (options.objective !== undefined) {
+    if (!evaluator.metrics.includes(options.objective) && !evaluator.description.startsWith('command:')) {
+      throw new UsageError(`--objective: ${evaluator.description} measures ${evaluator.metrics.join(', ')}, not "${options.objective}"`);
+    }
+    return options.objective;
+  }
+  return evaluator.metrics.includes('loss') ? 'loss' : options.metric;
+}
+
+/** Flags that change how fast a search runs, never what it finds: left out of the recipe's command. */
+const SPEED_FLAGS = new Set(['--jobs', '--score-cache']);
+
+/** The recorded command without --jobs and --score-cache, so a resumed or parallel run writes the same bytes. */
+export function searchCommandArguments(): string[] {
+  const argv = commandArguments();
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (SPEED_FLAGS.has(arg)) {
+      i++;
+      continue;
+    }
+    if ([...SPEED_FLAGS].some((flag) => arg.startsWith(`${flag}=`))) continue;
+    kept.push(arg);
+  }
+  return kept;
+}
