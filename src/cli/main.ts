@@ -209,6 +209,40 @@ function buildProgram(): Command {
       await runLearned(inputs, options, interrupt.signal);
     });
 
+  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
+    program
+      .command('evolve')
+      .summary('search a mergekit recipe\'s parameter ranges (weight: {min: 0, max: 1}) with CMA-ES on any evaluator')
+      .description(
+        'Evolutionary merging (as mergekit-evolve): a mergekit YAML recipe whose parameters may be ranges, {min, max}, per model, ' +
+          'globally, per layer block (a gradient of ranges) or per filter, for any merge method. CMA-ES searches the ranges, each ' +
+          'candidate merged and scored on --val (TF.js, ONNX Runtime) or by --eval-cmd; the best is written with its card and the ' +
+          'recipe found as a plain mergekit config, which soup merge makes again.',
+      )
+      .argument('<config>', 'a mergekit YAML recipe with ranges')
+      .option('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200')
+      .option('--population <p>', 'candidates per CMA-ES generation (default 4 + 3 ln(ranges))')
+      .option('--seed <n>', 'seed of the search', '0')
+      .option('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3')
+      .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+      .option('--score-cache <file>', 'a journal of every score: a re-run (after Ctrl-C or a crash) scores nothing it has scored before')
+      .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
+      .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
+      .option('--random-seed <n>', 'seed of dare\'s masks (default 0)')
+      .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for gradients'),
+  )))
+    .addHelpText(
+      'after',
+      examples([
+        'soup evolve ties-search.yml --val fixtures/data/val -o evolved.onnx --plot convergence.svg',
+        'soup evolve search.yml --eval-cmd "python eval.py {ckpt}" --jobs 4 --score-cache scores.jsonl --evaluations 400 -o evolved',
+      ]),
+    )
+    .action(async (config: string, options: unknown) => {
+      const { runEvolve } = await import('./commands/evolve.js');
+      await runEvolve(config, options, interrupt.signal);
+    });
+
   withCommonOptions(withEvaluationOptions(
     program
       .command('interpolate')
