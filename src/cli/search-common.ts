@@ -41,10 +41,10 @@ export function searchObjective(evaluator: Evaluator, options: { objective?: str
   return evaluator.metrics.includes('loss') ? 'loss' : options.metric;
 }
 
-/** Flags that change how fast a search runs, never what it finds: left out of the recipe's command. */
-const SPEED_FLAGS = new Set(['--jobs', '--score-cache']);
+/** Flags that change how fast a search runs or what else is written, never what it finds: left out of the recipe's command. */
+const SPEED_FLAGS = new Set(['--jobs', '--score-cache', '--plot', '--config-out']);
 
-/** The recorded command without --jobs and --score-cache, so a resumed or parallel run writes the same bytes. */
+/** The recorded command without --jobs, --score-cache, --plot and --config-out, so a resumed or parallel run writes the same bytes. */
 export function searchCommandArguments(): string[] {
   const argv = commandArguments();
   const kept: string[] = [];
