@@ -59,3 +59,13 @@ export function searchCommandArguments(): string[] {
   }
   return kept;
 }
+
+/**
+ * Candidates scored at once: --jobs with an evaluator that takes several (--eval-cmd); ONNX Runtime
+ * and TF.js score one at a time on all their threads, which --jobs does not change.
+ */
+export function searchJobs(evaluator: Evaluator, jobs: number | undefined, terminal: Terminal): number {
+  if (evaluator.concurrent === true) return jobs ?? 1;
+  if (jobs !== undefined && jobs > 1) terminal.warn(`--jobs ${jobs} is for --eval-cmd; ${evaluator.description} scores one candidate at a time`);
+  return 1;
+}

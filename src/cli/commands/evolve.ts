@@ -20,7 +20,7 @@ import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { layerIndex } from '../merge-options.js';
 import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
-import { openSearchJournal, searchCommandArguments, searchObjective, type SearchJournal } from '../search-common.js';
+import { openSearchJournal, searchCommandArguments, searchJobs, searchObjective, type SearchJournal } from '../search-common.js';
 import { MERGEKIT_CONFIG } from './merge.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend({
@@ -128,7 +128,7 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
         evaluator = journal.evaluator;
       }
       const space = new RecipeSpace(recipe, opened.all.map((checkpoint) => journal?.hashes.get(checkpoint) ?? ''), options.randomSeed, options.sigma);
-      const jobs = evaluator.concurrent === true ? (options.jobs ?? 1) : 1;
+      const jobs = searchJobs(evaluator, options.jobs, terminal);
       const population = options.population ?? 4 + Math.floor(3 * Math.log(space.dimension));
       const outcome = await runSearch(
         space,

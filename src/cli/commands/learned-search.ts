@@ -18,7 +18,7 @@ import { LayerIndex } from '../../soup/methods/parameters.js';
 import { runSearch } from '../../soup/search/run.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { createEvaluator, type EvaluationOptions } from '../evaluation.js';
-import { openSearchJournal, searchCommandArguments, searchObjective, type SearchJournal } from '../search-common.js';
+import { openSearchJournal, searchCommandArguments, searchJobs, searchObjective, type SearchJournal } from '../search-common.js';
 
 export interface LearnedSearchOptions extends EvaluationOptions {
   output: string;
@@ -88,7 +88,7 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
     if (kept.length < 2) {
       throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${kept.length} of ${checkpoints.length} hold finite weights`, { hint: 'retrain or remove the diverged runs' });
     }
-    const jobs = evaluator.concurrent === true ? (options.jobs ?? 1) : 1;
+    const jobs = searchJobs(evaluator, options.jobs, terminal);
     const ingredientScores = await scoreIngredients(kept, evaluator, undefined, {
       metric: options.metric,
       jobs,
