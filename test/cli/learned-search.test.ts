@@ -127,6 +127,25 @@ describe('soup learned without gradients (CMA-ES)', () => {
     for (const alphas of Object.values(doc.weights as Record<string, Record<string, number>>)) assert.equal(alphas[name], 0);
   });
 
+  it('searches ingredients of another format through --model model.onnx', async () => {
+    const converted = path.join(dir, 'st-runs');
+    await mkdir(converted);
+    for (const name of ['lr1e-4-s1', 'lr3e-4-s2']) {
+      const made = await runSoup(['uniform', path.join(onnxRuns, `${name}.onnx`), '-o', path.join(converted, `${name}.safetensors`)]);
+      assert.equal(made.code, 0, made.stderr);
+    }
+    const out = path.join(dir, 'st-soup.safetensors');
+    const result = await runSoup(['learned', converted, '--model', path.join(onnxRuns, 'lr1e-4-s1.onnx'), '--val', val, '--evaluations', '5', '-o', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const doc = JSON.parse(result.stdout);
+    assert.match(doc.backend, /^onnxruntime/);
+    assert.deepEqual(doc.chosen, ['lr1e-4-s1', 'lr3e-4-s2']);
+    assert.equal(doc.searchEvaluations, 5);
+    const soup = await SafetensorsFile.open(out);
+    assert.deepEqual(soup.tensors().map((tensor) => tensor.name), ['dense_1/kernel', 'dense_1/bias', 'dense_2/kernel', 'dense_2/bias']);
+    await soup.close();
+  });
+
   it('searches with --eval-cmd, ranking by the loss the command reports, close to the best mix', async () => {
     const out = path.join(dir, 'cmd-soup.safetensors');
     const result = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '60', '--seed', '1', '-o', out, '--json']);
@@ -204,8 +223,12 @@ describe('soup learned without gradients (CMA-ES)', () => {
       `soup: error: --by belongs to the gradient-free search (ONNX models, --eval-cmd); ${path.join(fixtures, 'ingredients', 'lr1e-3-ls-s5')} is a TF.js model, trained by gradient descent ` +
         '(leave it out, or score an ONNX export (--model model.onnx) to search without gradients)\n',
     );
+    const missing = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--objective', 'wer', '--evaluations', '3', '-o', path.join(dir, 'x.safetensors')]);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, 'soup: error: --objective wer: the scores have no "wer" (they have: loss, closeness) (rank by one of those with --objective, or make the evaluation report it)\n');
     const population = await runSoup(['learned', onnxRuns, '--val', val, '--population', '1', '-o', path.join(dir, 'x.onnx')]);
     assert.equal(population.stderr, 'soup: error: --population: Number must be greater than or equal to 2\n');
     assert.ok(!(await readdir(dir)).includes('x.onnx'));
+    assert.ok(!(await readdir(dir)).includes('x.safetensors'));
   });
 });

@@ -5,7 +5,7 @@
  * seed, the order of candidates, the tie rule) is independent of timing, so a run with --jobs 8 or
  * one resumed from its journal ends with the same candidate as a plain run.
  */
-import { throwIfAborted } from '../../errors.js';
+import { UsageError, throwIfAborted } from '../../errors.js';
 import type { Evaluation } from '../../eval/evaluator.js';
 import { higherIsBetter } from '../../eval/metrics.js';
 import { runConcurrently } from '../../eval/pool.js';
@@ -134,6 +134,10 @@ export async function runSearch<T>(space: SearchSpace<T>, evaluate: (candidate: 
   status(0, Number.NaN);
   const startMetrics = await scoreOne(space, startCandidate, evaluate, options, options.signal ?? new AbortController().signal, calls);
   evaluations++;
+  if (!(options.objective in startMetrics)) {
+    const has = Object.keys(startMetrics).join(', ') || 'nothing';
+    throw new UsageError(`--objective ${options.objective}: the scores have no "${options.objective}" (they have: ${has})`, { hint: 'rank by one of those with --objective, or make the evaluation report it' });
+  }
   let best: { candidate: T; point: Float64Array; metrics: Record<string, number>; cost: number } = { candidate: startCandidate, point: startPoint, metrics: startMetrics, cost: cost(startMetrics) };
   const generations: GenerationRecord[] = [];
   const es = new Cmaes({ mean: space.start, sigma: space.sigma, seed: options.seed, ...(options.population === undefined ? {} : { population: options.population }) });
