@@ -78,6 +78,9 @@ describe('soup evolve', () => {
     const evaluated = await runSoup(['eval', out, '--val', val, '--json']);
     assert.equal(JSON.parse(evaluated.stdout).metrics.accuracy, doc.score);
 
+    const card = await runSoup(['card', out]);
+    assert.match(card.stdout, /^- Method: evolved merge \(linear with parameter ranges searched by CMA-ES on the validation scores; the recipe found is in the metadata\)$/m);
+
     const svg = await readFile(plot, 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     assert.equal(svg.match(/<polyline class="(bestSoFar|median)"/g)?.length, 2);

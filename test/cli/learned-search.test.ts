@@ -75,6 +75,9 @@ describe('soup learned without gradients (CMA-ES)', () => {
     const evaluated = await runSoup(['eval', out, '--val', val, '--json']);
     assert.equal(JSON.parse(evaluated.stdout).metrics.accuracy, doc.score, 'the written soup scores what the command reported');
 
+    const card = await runSoup(['card', out]);
+    assert.match(card.stdout, /^- Method: learned soup \(mixing weights per ingredient or block of layers, searched by CMA-ES on the validation scores, no gradients; every weight is in the recipe\)$/m);
+
     const again = path.join(dir, 'onnx-soup-again.onnx');
     const rerun = await runSoup(['learned', onnxRuns, '--val', val, '--evaluations', '30', '--seed', '3', '-o', again, '--json']);
     assert.equal(rerun.code, 0, rerun.stderr);
