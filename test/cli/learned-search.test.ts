@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -85,6 +85,14 @@ describe('soup learned without gradients (CMA-ES)', () => {
     const other = path.join(dir, 'onnx-soup-other.onnx');
     assert.equal((await runSoup(['learned', onnxRuns, '--val', val, '--evaluations', '30', '--seed', '4', '-o', other])).code, 0);
     assert.notDeepEqual(await readFile(other), await readFile(out), 'another seed searches elsewhere');
+  });
+
+  it('shows the generation, the best so far and evaluations per second on a terminal', () => {
+    const quoted = [process.execPath, SOUP_BIN, 'learned', onnxRuns, '--val', val, '--evaluations', '15', '-o', path.join(dir, 'progress.onnx')].map((a) => `'${a}'`).join(' ');
+    const shown = spawnSync('script', ['-qec', quoted, '/dev/null'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, COLUMNS: '160' } });
+    assert.equal(shown.status, 0, shown.stdout);
+    assert.match(shown.stdout, /scoring .*\| \d+ \/ 15 .*generation [12]: best loss 0\.\d{4}, [\d.]+ evaluations\/s/);
+    assert.match(shown.stdout, /Learned soup of 8 ingredients \(CMA-ES, no gradients\)/);
   });
 
   it('searches one weight per ingredient per block of layers with --by block, blocks named after the layers', async () => {

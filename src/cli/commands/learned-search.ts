@@ -95,6 +95,8 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
       signal,
       onProgress: (done, total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
     });
+    // A new bar for the search: its total is the budget, not the ingredients.
+    terminal.endProgress();
     const layers = options.layerPattern === undefined ? undefined : new LayerIndex(reference.tensors().map((tensor) => tensor.name), new RegExp(options.layerPattern));
     const space = new MixingSpace(kept, thetas, by, options.blocks, kept.map((checkpoint) => journal?.hashes.get(checkpoint) ?? ''), options.sigma, layers);
     const population = options.population ?? 4 + Math.floor(3 * Math.log(space.dimension));
