@@ -3,7 +3,8 @@ import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { OnnxCheckpoint } from '../../src/checkpoint/onnx/reader.js';
-import { runSoup } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -125,6 +126,26 @@ describe('soup evolve', () => {
     assert.equal((await readFile(log, 'utf8')).split('\n').length - 1, calls, 'the command is not called again');
     assert.deepEqual(await readFile(path.join(dir, 'resumed.safetensors')), await readFile(path.join(dir, 'serial.safetensors')));
     assert.match(await readFile(path.join(dir, 'serial.mergekit.yml'), 'utf8'), /^merge_method: ties\nbase_model: .*base\.safetensors\n/);
+  });
+
+  it('resumes after a kill mid-search: the journal\'s evaluations are not run again, and the merge is the uninterrupted run\'s', async () => {
+    const log = path.join(dir, 'killed-calls.log');
+    const journal = path.join(dir, 'killed-scores.jsonl');
+    const args = (out: string): string[] => ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '21', '--seed', '1', '--score-cache', journal, '-o', out, '--json'];
+    const count = async (file: string): Promise<number> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => line.startsWith('x') || line.endsWith('}')).length;
+    const child = spawn(process.execPath, [SOUP_BIN, ...args(path.join(dir, 'killed.safetensors'))], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log }, stdio: 'ignore' });
+    while ((await count(log)) < 8) await new Promise((resolve) => setTimeout(resolve, 20));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.on('close', resolve));
+    const journaled = await count(journal);
+    const before = await count(log);
+    const resumed = await runSoup(args(path.join(dir, 'after-kill.safetensors')), { env: { SCORE_LOG: log } });
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal((await count(log)) - before, 21 - journaled);
+    assert.equal(JSON.parse(resumed.stdout).evaluationsFromCache, journaled);
+    const fresh = await runSoup(['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '21', '--seed', '1', '-o', path.join(dir, 'no-kill.safetensors')]);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.deepEqual(await readFile(path.join(dir, 'after-kill.safetensors')), await readFile(path.join(dir, 'no-kill.safetensors')));
   });
 
   it('leaves a diverged model out of the search and says so', async () => {
