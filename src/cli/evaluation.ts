@@ -12,6 +12,9 @@ import { datasetFromArrays, loadDataset, type Dataset } from '../data/dataset.js
 import { InputError, UsageError } from '../errors.js';
 import { BACKENDS } from '../eval/backend.js';
 import { CommandEvaluator } from '../eval/command.js';
+import { EXECUTORS } from '../eval/executor.js';
+import { SlurmExecutor } from '../eval/slurm.js';
+import { slurmExecutor } from './slurm.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
 import { METRIC_NAMES } from '../eval/metrics.js';
@@ -30,6 +33,12 @@ export const evaluationOptions = z.object({
   batchSize: z.coerce.number().int().positive().default(512),
   jobs: z.coerce.number().int().positive().optional(),
   workDir: z.string().min(1).optional(),
+  executor: z.enum(EXECUTORS).default('local'),
+  slurmArgs: z.string().optional(),
+  retries: z.coerce.number().int().nonnegative().default(2),
+  retryOn: z.string().min(1).optional(),
+  /** Read here too: Slurm keeps its journal of submitted jobs beside it. */
+  scoreCache: z.string().min(1).optional(),
 }).merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
@@ -42,6 +51,8 @@ export interface EvaluationSetup {
   backend: string;
   /** Things the user should know, such as checkpoint tensors the model does not use. */
   warnings?: string[];
+  /** The Slurm executor behind --eval-cmd (--executor slurm), whose jobs --json reports. */
+  slurm?: SlurmExecutor;
 }
 
 /**
@@ -66,8 +77,14 @@ export async function createEvaluator(
       });
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
-    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
-    return { evaluator, backend: 'command' };
+    const slurm = options.executor === 'slurm' ? slurmExecutor(options, onProgress) : undefined;
+    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir, executor: slurm?.executor });
+    return { evaluator, backend: 'command', ...(slurm === undefined ? {} : { slurm: slurm.executor, warnings: slurm.warnings }) };
+  }
+  if (options.executor === 'slurm') {
+    throw new UsageError('--executor slurm runs --eval-cmd evaluations as Slurm jobs; TF.js and ONNX scoring (--val without --eval-cmd) runs in soup itself', {
+      hint: 'score with --eval-cmd "python eval.py {ckpt}", or run soup itself in a job (sbatch --wrap "soup ...")',
+    });
   }
   if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)');
   if (!(METRIC_NAMES as readonly string[]).includes(options.metric)) {

@@ -7,7 +7,8 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
-import type { Evaluation, Evaluator } from './evaluator.js';
+import type { Evaluation, EvaluationContext, Evaluator } from './evaluator.js';
+import type { EvalJob, Executor } from './executor.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
 const KEEP_BYTES = 64 * 1024;
@@ -71,6 +72,8 @@ export interface CommandEvaluatorOptions {
   data?: string | undefined;
   /** Where candidate checkpoints are written: a folder the command (or the cluster nodes it submits to) can read. Default: the system temporary folder. */
   workDir?: string | undefined;
+  /** Where the command runs: here (the default) or as cluster jobs (slurm). */
+  executor?: Executor | undefined;
 }
 
 /**
@@ -81,9 +84,16 @@ export class CommandEvaluator implements Evaluator {
   readonly metrics: readonly string[];
   /** Each evaluation has its own candidate checkpoint and process, so several can run at once (--jobs). */
   readonly concurrent = true;
+  readonly executor: Executor;
 
   constructor(private readonly options: CommandEvaluatorOptions) {
     this.metrics = [options.metric];
+    this.executor = options.executor ?? new LocalExecutor(options);
+  }
+
+  /** Evaluations to run at once when --jobs does not say: a cluster takes them all. */
+  get parallelism(): number {
+    return this.executor.parallelism;
   }
 
   get description(): string {
@@ -95,13 +105,14 @@ export class CommandEvaluator implements Evaluator {
     return this.options.data;
   }
 
-  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal, _bound?: unknown, context: EvaluationContext = {}): Promise<Evaluation> {
     const { reference } = this.options;
     // Same format as the ingredients: a .safetensors or torch.save file, or a folder (TF.js, sharded).
     const temp = path.join(this.options.workDir ?? tmpdir(), `soup-candidate-${process.pid}-${randomBytes(4).toString('hex')}${fileSuffixOf(reference)}`);
     try {
       await writeCheckpoint(chooseOutput(temp, reference), planOutput(reference), fixedMetadata({ ...reference.metadata }), candidateProducer(candidate));
-      const stdout = await this.run(temp, signal);
+      const label = context.label ?? (candidate.parts ?? []).map((part) => part.checkpoint.name).join(' + ');
+      const stdout = await this.executor.run({ command: this.commandFor(temp), label, candidate: temp, ...(context.key === undefined ? {} : { key: context.key }) }, signal);
       try {
         return { metrics: parseCommandOutput(stdout, this.options.metric) };
       } catch (error) {
@@ -112,12 +123,28 @@ export class CommandEvaluator implements Evaluator {
     }
   }
 
-  async dispose(): Promise<void> {}
+  async dispose(): Promise<void> {
+    await this.executor.dispose();
+  }
 
-  private run(checkpointPath: string, signal?: AbortSignal): Promise<string> {
-    throwIfAborted(signal);
+  private commandFor(checkpointPath: string): string {
     let command = this.options.command.replaceAll('{ckpt}', shellQuote(checkpointPath));
     if (this.options.data !== undefined) command = command.replaceAll('{data}', shellQuote(this.options.data));
+    return command;
+  }
+}
+
+/** The local executor: runs each command here, in its own process group, as --jobs allows. */
+export class LocalExecutor implements Executor {
+  readonly name = 'local';
+  readonly parallelism = 1;
+
+  constructor(private readonly options: { command: string; timeoutSeconds?: number | undefined }) {}
+
+  async dispose(): Promise<void> {}
+
+  run({ command }: EvalJob, signal?: AbortSignal): Promise<string> {
+    throwIfAborted(signal);
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -167,7 +194,7 @@ export class CommandEvaluator implements Evaluator {
 }
 
 /** The end of a command's stderr, folded into one line for an error message. */
-function lastLines(stderr: string): string {
+export function lastLines(stderr: string): string {
   const lines = stderr.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
   if (lines.length === 0) return '';
   const tail = lines.slice(-3).join(' | ');

@@ -1,5 +1,6 @@
 import { higherIsBetter } from '../eval/metrics.js';
 import { compareNatural } from '../natural-order.js';
+import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from './scores.js';
@@ -22,6 +23,10 @@ export interface GreedyDocument {
   evaluations: number;
   /** Evaluations answered by the --score-cache journal instead of being run. */
   evaluationsFromCache: number;
+  /** Evaluations scored ahead in idle slots (--jobs with --eval-cmd) that no decision needed. */
+  evaluationsWasted?: number;
+  /** --executor slurm: every job submitted, with the time it spent queued and running. */
+  slurmJobs?: SlurmJobRecord[];
   samples: number | null;
   samplesScored: number;
   samplesSaved: number;
