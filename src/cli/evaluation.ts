@@ -78,7 +78,7 @@ export async function createEvaluator(
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
     const slurm = options.executor === 'slurm' ? slurmExecutor(options, onProgress) : undefined;
-    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir, executor: slurm?.executor });
+    const evaluator = new CommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: slurm?.workDir ?? options.workDir, executor: slurm?.executor });
     return { evaluator, backend: 'command', ...(slurm === undefined ? {} : { slurm: slurm.executor, warnings: slurm.warnings }) };
   }
   if (options.executor === 'slurm') {

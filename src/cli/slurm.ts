@@ -6,7 +6,7 @@ import type { ProgressListener } from '../progress.js';
 import type { EvaluationOptions } from './evaluation.js';
 
 /** The Slurm executor --executor slurm asks for, with what the user should know about its set-up. */
-export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressListener): { executor: SlurmExecutor; warnings: string[] } {
+export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressListener): { executor: SlurmExecutor; workDir: string; warnings: string[] } {
   const retryOn = options.retryOn === undefined ? [...DEFAULT_RETRY_STATES] : options.retryOn.split(',').map((state) => state.trim().toUpperCase()).filter(Boolean);
   for (const state of retryOn) {
     if (!(RETRYABLE_STATES as readonly string[]).includes(state)) {
@@ -29,5 +29,6 @@ export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressL
     jobLog: options.scoreCache === undefined ? undefined : `${options.scoreCache}.jobs`,
     onProgress,
   });
-  return { executor, warnings };
+  // Absolute, so that a re-run from another folder still finds (and removes) an earlier run's candidates.
+  return { executor, workDir, warnings };
 }

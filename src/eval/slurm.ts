@@ -259,13 +259,16 @@ export class SlurmExecutor implements Executor {
       await removeFiles(Object.values(files));
       return { stdout, why: '' };
     }
-    if (code !== undefined) {
+    // Slurm's state is the truth about the job: a node that failed or a job cancelled also stops the
+    // command, which then exits non-zero. Its exit code counts only when the job ended by itself.
+    const endedByItself = ['COMPLETED', 'FAILED', 'COMPLETING', VANISHED].includes(state);
+    if (code !== undefined && endedByItself) {
       const stderr = await readTail(files.err).catch(() => '');
       await removeFiles([files.script, files.rc]);
       throw new SlurmJobError(`evaluation of ${label}: \`${this.options.command}\` exited with code ${code} in Slurm job ${id}; its output is in ${files.out}${lastLines(stderr)}`);
     }
     const why = `ended ${state}${reason === '' || reason === 'None' ? '' : ` (${reason})`} before the command finished`;
-    if (state === VANISHED || this.options.retryOn.includes(state)) {
+    if (state === VANISHED || (state !== 'COMPLETED' && state !== 'FAILED' && this.options.retryOn.includes(state))) {
       await removeFiles(Object.values(files));
       return { why };
     }
@@ -322,7 +325,9 @@ export class SlurmExecutor implements Executor {
           this.cancel(id);
         }
         // COMPLETING is the epilog: the command is over once its exit code is on disk.
-        if (TERMINAL.has(state) || state === VANISHED || (state === 'COMPLETING' && (await readExitCode(tracked.files.rc)) !== undefined)) {
+        const code = state === 'COMPLETING' ? await readExitCode(tracked.files.rc) : undefined;
+        if (code !== undefined) tracked.record.state = code === 0 ? 'COMPLETED' : 'FAILED';
+        if (TERMINAL.has(state) || state === VANISHED || code !== undefined) {
           if (tracked.startedAt !== undefined) tracked.record.runningSeconds = round((now - tracked.startedAt) / 1000);
           else tracked.record.queuedSeconds = round((now - tracked.submittedAt) / 1000);
           this.tracked.delete(id);
@@ -420,6 +425,9 @@ export class SlurmExecutor implements Executor {
     const queued: string[] = [];
     const running: string[] = [];
     for (const tracked of this.tracked.values()) (tracked.startedAt === undefined ? queued : running).push(tracked.id);
+    const byId = (a: string, b: string): number => Number(a) - Number(b);
+    queued.sort(byId);
+    running.sort(byId);
     const retried = this.records.filter((record) => record.attempt > 1).length;
     const key = `${queued.join(',')}|${running.join(',')}|${this.done}|${retried}`;
     if (key === this.lastProgress) return;

@@ -18,7 +18,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
   }
   const [checkpoint] = await openAll(ingredients);
   try {
-    const { evaluator, dataset, backend, warnings } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
+    const { evaluator, dataset, backend, warnings, slurm } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
     for (const warning of warnings ?? []) terminal.warn(warning);
     let evaluation;
     try {
@@ -28,7 +28,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
     }
     const n = evaluation.n ?? null;
     if (terminal.json) {
-      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics });
+      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, ...(slurm === undefined ? {} : { slurmJobs: slurm.records }) });
       return;
     }
     const on = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
