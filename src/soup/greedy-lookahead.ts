@@ -50,7 +50,8 @@ export function createLookahead(
   const entries = new Map<string, Entry>();
   const all: Entry[] = [];
   let changed: (() => void) | undefined;
-  const inFlight = (): number => all.filter((entry) => !entry.settled && !entry.controller.signal.aborted).length;
+  // A cancelled evaluation holds its slot until it has really stopped (a cluster job until Slurm ends it).
+  const inFlight = (): number => all.filter((entry) => !entry.settled).length;
 
   const membersOf = (path: Path): Checkpoint[] => [first, ...[...path].flatMap((outcome, k) => (outcome === 'A' ? [order[k]!] : []))];
   const launch = (step: number, path: Path): Entry | undefined => {
