@@ -83,6 +83,8 @@ interface Tracked {
   id: string;
   record: SlurmJobRecord;
   submittedAt: number;
+  /** Date.now() at submission, to compare with Slurm's own start and end times. */
+  submittedWall: number;
   startedAt?: number;
   state: string;
   reason: string;
@@ -217,7 +219,7 @@ export class SlurmExecutor implements Executor {
   }
 
   private track(id: string, record: SlurmJobRecord, files: JobFiles): Tracked {
-    const tracked: Tracked = { id, record, submittedAt: performance.now(), state: record.state, reason: '', files, missing: 0, settle: () => {} };
+    const tracked: Tracked = { id, record, submittedAt: performance.now(), submittedWall: Date.now(), state: record.state, reason: '', files, missing: 0, settle: () => {} };
     this.tracked.set(id, tracked);
     this.report();
     if (!this.polling) {
@@ -252,6 +254,7 @@ export class SlurmExecutor implements Executor {
     const { files, state, reason, id } = tracked;
     const code = await readExitCode(files.rc);
     if (tracked.timedOut === true) {
+      await removeFiles([files.script, files.rc]);
       throw new SlurmJobError(`evaluation of ${label}: \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s in Slurm job ${id}; its output is in ${files.out}`);
     }
     if (code === 0) {
@@ -309,7 +312,7 @@ export class SlurmExecutor implements Executor {
       const now = performance.now();
       for (const id of ids) {
         const tracked = this.tracked.get(id)!;
-        const [state, reason] = states.get(id) ?? [VANISHED, ''];
+        const [state, reason, start, end] = states.get(id) ?? [VANISHED, '', '', ''];
         if (state === VANISHED && ++tracked.missing < 3) continue;
         if (state !== tracked.state) changed = true;
         tracked.state = state;
@@ -329,7 +332,7 @@ export class SlurmExecutor implements Executor {
         if (code !== undefined) tracked.record.state = code === 0 ? 'COMPLETED' : 'FAILED';
         if (TERMINAL.has(state) || state === VANISHED || code !== undefined) {
           if (tracked.startedAt !== undefined) tracked.record.runningSeconds = round((now - tracked.startedAt) / 1000);
-          else tracked.record.queuedSeconds = round((now - tracked.submittedAt) / 1000);
+          else recordSlurmTimes(tracked, start, end, now);
           this.tracked.delete(id);
           this.done++;
           changed = true;
@@ -342,13 +345,13 @@ export class SlurmExecutor implements Executor {
   }
 
   /** Each job's state and reason, by id; a job squeue no longer knows is absent. */
-  private async query(ids: readonly string[]): Promise<Map<string, [string, string]>> {
-    const states = new Map<string, [string, string]>();
+  private async query(ids: readonly string[]): Promise<Map<string, [string, string, string, string]>> {
+    const states = new Map<string, [string, string, string, string]>();
     try {
-      const { stdout } = await run('squeue', ['-h', '--states=all', `--jobs=${ids.join(',')}`, '--format=%i|%T|%r']);
+      const { stdout } = await run('squeue', ['-h', '--states=all', `--jobs=${ids.join(',')}`, '--format=%i|%T|%r|%S|%e']);
       for (const line of stdout.split('\n')) {
-        const [id, state, reason] = line.trim().split('|');
-        if (id !== undefined && state !== undefined && id !== '') states.set(id, [state, reason ?? '']);
+        const [id, state, reason, start, end] = line.trim().split('|');
+        if (id !== undefined && state !== undefined && id !== '') states.set(id, [state, reason ?? '', start ?? '', end ?? '']);
       }
     } catch (error) {
       // Every id purged: squeue says "Invalid job id specified" and exits 1.
@@ -474,6 +477,21 @@ function slurmCommandError(tool: string, error: unknown, hint?: string): SoupErr
   }
   const said = String(failure.stderr ?? failure.message).trim().split('\n').filter(Boolean).join(' | ');
   return new UsageError(`${tool} failed: ${said}`, hint === undefined ? {} : { hint });
+}
+
+/**
+ * A job that started and ended between two polls: its times from Slurm's own start and end (whole
+ * seconds, in local time as squeue prints them), else all of it counted as queued.
+ */
+function recordSlurmTimes(tracked: Tracked, start: string | undefined, end: string | undefined, now: number): void {
+  const started = Date.parse(start ?? '');
+  const ended = Date.parse(end ?? '');
+  if (Number.isNaN(started) || Number.isNaN(ended)) {
+    tracked.record.queuedSeconds = round((now - tracked.submittedAt) / 1000);
+    return;
+  }
+  tracked.record.queuedSeconds = round(Math.max(0, started - tracked.submittedWall) / 1000);
+  tracked.record.runningSeconds = round(Math.max(0, ended - started) / 1000);
 }
 
 async function readExitCode(file: string): Promise<number | undefined> {

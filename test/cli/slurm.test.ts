@@ -171,6 +171,27 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     );
   });
 
+  it('scores soup compare and soup interpolate through Slurm with the scores of local runs, and cancels a job that outlives --eval-timeout', async () => {
+    const cwd = await workspace('others', ['a', 'b', 'c', 'd']);
+    const slurmArgs = ['--executor', 'slurm', '--work-dir', 'work'];
+    const compare = ['compare', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '--json'];
+    const interpolate = ['interpolate', 'runs/a.safetensors', 'runs/d.safetensors', '--eval-cmd', `node '${scorer}' {ckpt}`, '--steps', '3', '--json'];
+    const [localCompare, clusterCompare, localInterpolate, clusterInterpolate] = await Promise.all([
+      runSoup(compare, { cwd }),
+      runSoup([...compare, ...slurmArgs], { cwd }),
+      runSoup(interpolate, { cwd }),
+      runSoup([...interpolate, ...slurmArgs], { cwd }),
+    ]);
+    for (const result of [localCompare, clusterCompare, localInterpolate, clusterInterpolate]) assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(clusterCompare.stdout).rows, JSON.parse(localCompare.stdout).rows);
+    assert.deepEqual(JSON.parse(clusterInterpolate.stdout).points, JSON.parse(localInterpolate.stdout).points);
+
+    const slow = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'sleep 30; echo 1 {ckpt}', ...slurmArgs, '--eval-timeout', '1'], { cwd });
+    assert.equal(slow.code, 2);
+    assert.match(slow.stderr, /^soup: error: evaluation of a: `sleep 30; echo 1 \{ckpt\}` timed out after 1 s in Slurm job \d+; its output is in \S+\.out$/m);
+    assert.deepEqual(await squeue(), []);
+  });
+
   it('shows running jobs with their ids; Ctrl-C cancels every job soup submitted, exits 130, and leaves squeue empty and no candidate', async () => {
     const cwd = await workspace('interrupt', ['a', 'b', 'c', 'd']);
     for (const value of Object.values(VALUES)) await writeFile(path.join(cwd, `hold-${value}`), '');

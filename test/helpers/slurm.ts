@@ -22,9 +22,9 @@ export async function stopSlurm(): Promise<void> {
   await exec('bash', [`${scripts}slurm-down.sh`], { timeout: 60_000 });
 }
 
-/** Ids of the jobs Slurm still has queued or running. */
+/** Ids of the jobs Slurm still has queued, running or ending (squeue's default view also lists NODE_FAIL jobs for a while). */
 export async function squeue(): Promise<string[]> {
-  const { stdout } = await exec('squeue', ['-h', '-o', '%i']);
+  const { stdout } = await exec('squeue', ['-h', '--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED,REQUEUED', '-o', '%i']);
   return stdout.split('\n').map((line) => line.trim()).filter(Boolean);
 }
 
