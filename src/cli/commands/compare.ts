@@ -112,7 +112,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       signal,
       onProgress: terminal.progress(),
       scoreAll: async (ingredients, evaluator) =>
-        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs ?? 1, allowNonFinite: options.allowNonfinite, signal })).scores,
+        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs, allowNonFinite: options.allowNonfinite, signal })).scores,
     });
     for (const { file, config } of merges) {
       result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
