@@ -137,7 +137,10 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     await writeFile(path.join(cwd, `hold-${VALUES.b}`), '');
     const run = startSoup(['eval', 'runs/b.safetensors', '--eval-cmd', `node '${scorer}' {ckpt}`, '--executor', 'slurm', '--work-dir', 'work', '--json'], cwd);
     await until('the evaluation runs', () => existsSync(path.join(cwd, `started-${VALUES.b}`)));
-    await slurm('scontrol', 'update', `NodeName=${hostname().split('.')[0]}`, 'State=DOWN', 'Reason=soup-test');
+    const node = `NodeName=${hostname().split('.')[0]}`;
+    await slurm('scontrol', 'update', node, 'State=DOWN', 'Reason=soup-test');
+    // The running job has failed with the node; the node comes back (an error when it already has).
+    await slurm('scontrol', 'update', node, 'State=RESUME').catch(() => '');
     await rm(path.join(cwd, `hold-${VALUES.b}`));
     assert.equal(await run.exit, 0, run.output().stderr);
     const doc = JSON.parse(run.output().stdout);
