@@ -25,6 +25,8 @@ export interface Lookahead {
   close(): Promise<void>;
   /** Evaluations run whose result no decision used (cancelled or finished on a branch not taken). */
   readonly wasted: number;
+  /** Of those, the ones answered from the score cache (not run at all). */
+  readonly wastedCached: number;
 }
 
 /**
@@ -36,7 +38,7 @@ export function createLookahead(
   order: readonly Checkpoint[],
   tensors: readonly TensorInfo[],
   slots: number,
-  score: (candidate: CandidateWeights, label: string, signal: AbortSignal) => Promise<number>,
+  score: (candidate: CandidateWeights, label: string, signal: AbortSignal) => Promise<{ score: number; cached?: boolean }>,
   options: { allowNonFinite?: boolean; signal?: AbortSignal } = {},
 ): Lookahead {
   interface Entry {
@@ -46,6 +48,7 @@ export function createLookahead(
     promise: Promise<number>;
     settled: boolean;
     used: boolean;
+    cached: boolean;
   }
   const entries = new Map<string, Entry>();
   const all: Entry[] = [];
@@ -64,8 +67,11 @@ export function createLookahead(
     const onAbort = (): void => controller.abort(options.signal!.reason);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const label = `${order[step]!.name} (+${members.length - 1} in soup)`;
-    const entry: Entry = { step, path, controller, settled: false, used: false, promise: Promise.resolve(0) };
-    entry.promise = score(meanOf(members, tensors, options.allowNonFinite ?? false), label, controller.signal).finally(() => {
+    const entry: Entry = { step, path, controller, settled: false, used: false, cached: false, promise: Promise.resolve(0) };
+    entry.promise = score(meanOf(members, tensors, options.allowNonFinite ?? false), label, controller.signal).then((result) => {
+      entry.cached = result.cached ?? false;
+      return result.score;
+    }).finally(() => {
       entry.settled = true;
       options.signal?.removeEventListener('abort', onAbort);
       changed?.();
@@ -113,6 +119,9 @@ export function createLookahead(
     },
     get wasted() {
       return all.filter((entry) => !entry.used).length;
+    },
+    get wastedCached() {
+      return all.filter((entry) => !entry.used && entry.cached).length;
     },
   };
 }

@@ -13,6 +13,8 @@ export interface Scored {
   /** Samples run, and samples in the data set. */
   scored?: number;
   total?: number;
+  /** Answered from the score cache. */
+  cached?: boolean;
 }
 
 /**
@@ -40,8 +42,9 @@ export interface GreedyResult {
   /** Samples run through the model over all evaluations, and those early stopping saved. */
   samplesScored: number;
   samplesSaved: number;
-  /** Evaluations scored ahead (--jobs) whose result no decision needed. */
+  /** Evaluations scored ahead (--jobs) whose result no decision needed, and how many of those the score cache answered. */
   evaluationsWasted?: number;
+  evaluationsWastedCached?: number;
 }
 
 export interface GreedyOptions {
@@ -108,7 +111,7 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     const tried = order.slice(1).map((k) => checkpoints[k]!);
     const ahead = createLookahead(checkpoints[order[0]!]!, tried, checkpoints[0]!.tensors(), options.lookahead!, async (candidate, label, signal) => {
       const value = await score(candidate, label, undefined, signal);
-      return typeof value === 'number' ? value : value.score;
+      return typeof value === 'number' ? { score: value } : value;
     }, {
       allowNonFinite: options.allowNonFinite ?? false,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -134,7 +137,7 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     } finally {
       await ahead.close();
     }
-    return { scores, steps, soup, score: best, evaluations, samplesScored, samplesSaved, evaluationsWasted: ahead.wasted };
+    return { scores, steps, soup, score: best, evaluations, samplesScored, samplesSaved, evaluationsWasted: ahead.wasted, evaluationsWastedCached: ahead.wastedCached };
   }
   for (const k of order.slice(1)) {
     const candidate = checkpoints[k]!;

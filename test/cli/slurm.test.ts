@@ -246,5 +246,12 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.equal((await runSoup(['diff', path.join(cwd, 'soup.safetensors'), path.join(whole, 'soup.safetensors')])).code, 0, 'the soup of the uninterrupted local run');
     assert.deepEqual(await readdir(path.join(cwd, 'work')), [], 'the candidates of the first driver are removed too');
     assert.deepEqual(await squeue(), []);
+
+    // A third run finds every score in the journal, those scored ahead included, and submits nothing.
+    const third = await runSoup([...slurmArgs, '--force'], { cwd });
+    assert.equal(third.code, 0, third.stderr);
+    const again = JSON.parse(third.stdout);
+    assert.deepEqual(again.slurmJobs, []);
+    assert.equal(again.evaluationsFromCache, again.evaluations, 'every evaluation came from the journal, and no more');
   });
 });

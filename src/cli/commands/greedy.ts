@@ -71,8 +71,12 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       result = await greedySoup(
         checkpoints,
         async (candidate, label, bound, stop) => {
-          const evaluation = await evaluator.evaluate(candidate, stop ?? signal, bound === undefined || !options.prune ? undefined : { metric: options.metric, ...bound }, { label });
-          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0 };
+          // The journal answers synchronously, before evaluate's first await: a hit shows at once.
+          const hits = evaluator instanceof JournaledEvaluator ? evaluator.hits : 0;
+          const pending = evaluator.evaluate(candidate, stop ?? signal, bound === undefined || !options.prune ? undefined : { metric: options.metric, ...bound }, { label });
+          const cached = evaluator instanceof JournaledEvaluator && evaluator.hits > hits;
+          const evaluation = await pending;
+          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0, cached };
         },
         {
           metric: options.metric,
@@ -125,7 +129,8 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       score: result.score,
       output: written.path,
       evaluations: result.evaluations,
-      evaluationsFromCache: evaluator instanceof JournaledEvaluator ? evaluator.hits : 0,
+      // Scores taken from the journal for candidates scored ahead and not needed are not evaluations of this soup.
+      evaluationsFromCache: evaluator instanceof JournaledEvaluator ? evaluator.hits - (result.evaluationsWastedCached ?? 0) : 0,
       ...(result.evaluationsWasted === undefined ? {} : { evaluationsWasted: result.evaluationsWasted }),
       ...(setup.slurm === undefined ? {} : { slurmJobs: setup.slurm.records }),
       samples: dataset?.n ?? null,
