@@ -1,3 +1,4 @@
+import type { SlurmJobRecord } from '../eval/slurm.js';
 import { higherIsBetter } from '../eval/metrics.js';
 import type { InterpolationPoint } from '../soup/interpolate.js';
 import { formatSeconds, table } from './format.js';
@@ -20,6 +21,8 @@ export interface InterpolationDocument {
   plot?: string;
   seconds: number;
   warnings: string[];
+  /** --executor slurm: every job submitted, with the time it spent queued and running. */
+  slurmJobs?: SlurmJobRecord[];
 }
 
 export function printInterpolation(terminal: Terminal, doc: InterpolationDocument, about: { names: [string, string]; source: string; evaluator: string }): void {

@@ -188,6 +188,8 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     for (const result of [localCompare, clusterCompare, localInterpolate, clusterInterpolate]) assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(clusterCompare.stdout).rows, JSON.parse(localCompare.stdout).rows);
     assert.deepEqual(JSON.parse(clusterInterpolate.stdout).points, JSON.parse(localInterpolate.stdout).points);
+    const pointJobs = JSON.parse(clusterInterpolate.stdout).slurmJobs as Job[];
+    assert.deepEqual(pointJobs.map((job) => job.state), ['COMPLETED', 'COMPLETED', 'COMPLETED'], 'one job per point');
 
     const slow = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'sleep 30; echo 1 {ckpt}', ...slurmArgs, '--eval-timeout', '1'], { cwd });
     assert.equal(slow.code, 2);

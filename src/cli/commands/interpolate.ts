@@ -31,13 +31,16 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
   try {
     const problems = findIncompatibilities([a, b]);
     if (problems.length > 0) throw new IncompatibleError(problems);
-    const { evaluator, dataset, backend } = await createEvaluator(options, a);
+    const { evaluator, dataset, backend, slurm, warnings } = await createEvaluator(options, a, undefined, terminal.progress());
+    for (const warning of warnings ?? []) terminal.warn(warning);
     const progress = terminal.progress();
     let points;
     try {
-      points = await scoreInterpolation(a, b, options.steps, async (candidate) => (await evaluator.evaluate(candidate, signal)).metrics[options.metric]!, {
+      points = await scoreInterpolation(a, b, options.steps, async (candidate, stop) => (await evaluator.evaluate(candidate, stop ?? signal)).metrics[options.metric]!, {
         signal,
         onProgress: progress,
+        // Commands (a cluster's jobs above all) score the points at once, as --jobs allows.
+        jobs: evaluator.concurrent === true ? (options.jobs ?? evaluator.parallelism ?? 1) : 1,
       });
     } finally {
       terminal.endProgress();
@@ -57,6 +60,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
       ...(options.plot === undefined ? {} : { plot: options.plot }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
       warnings: terminal.warnings,
+      ...(slurm === undefined ? {} : { slurmJobs: slurm.records }),
     };
     if (options.plot !== undefined) {
       await writeReport(
