@@ -57,7 +57,9 @@ fi
 alive /run/soup-slurmctld.pid || slurmctld || fail "slurmctld did not start; see $log/slurmctld.log"
 alive /run/soup-slurmd.pid || slurmd || fail "slurmd did not start; see $log/slurmd.log"
 for _ in $(seq 100); do
-  if [ "$(sinfo -h -n "$host" -o %t 2>/dev/null)" = idle ]; then
+  # idle, or mix when jobs of an earlier run still run on it (a restarted controller keeps them).
+  state=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
+  if [ "$state" = idle ] || [ "$state" = mix ]; then
     out=$(timeout 30 srun -N1 -t 1 hostname 2>&1) || fail "srun hostname failed: $out"
     exit 0
   fi

@@ -289,6 +289,7 @@ export class SlurmExecutor implements Executor {
   private async poll(): Promise<void> {
     const { min, max } = this.options.poll ?? { min: 0.2, max: 10 };
     let interval = min;
+    let failures = 0;
     for (;;) {
       // Checked right before the loop ends, so that a job tracked after it starts a new loop.
       if (this.tracked.size === 0) {
@@ -306,8 +307,16 @@ export class SlurmExecutor implements Executor {
       this.hurry = false;
       const ids = [...this.tracked.keys()];
       if (ids.length === 0) continue;
-      const states = await this.query(ids).catch(() => undefined);
-      if (states === undefined) continue;
+      let states: Awaited<ReturnType<SlurmExecutor['query']>>;
+      try {
+        states = await this.query(ids);
+        failures = 0;
+      } catch (error) {
+        // The controller may be restarting: keep waiting, and say so once it lasts.
+        if (++failures % 10 === 5) this.options.onProgress?.({ kind: 'warning', message: `squeue has failed ${failures} times in a row (${(error as Error).message}); still waiting for Slurm jobs ${ids.join(', ')}` });
+        interval = Math.min(max, interval * 1.15);
+        continue;
+      }
       let changed = false;
       const now = performance.now();
       for (const id of ids) {
