@@ -187,6 +187,7 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     ]);
     for (const result of [localCompare, clusterCompare, localInterpolate, clusterInterpolate]) assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(clusterCompare.stdout).rows, JSON.parse(localCompare.stdout).rows);
+    assert.ok((JSON.parse(clusterCompare.stdout).slurmJobs as Job[]).length >= 4, 'compare records its jobs');
     assert.deepEqual(JSON.parse(clusterInterpolate.stdout).points, JSON.parse(localInterpolate.stdout).points);
     const pointJobs = JSON.parse(clusterInterpolate.stdout).slurmJobs as Job[];
     assert.deepEqual(pointJobs.map((job) => job.state), ['COMPLETED', 'COMPLETED', 'COMPLETED'], 'one job per point');

@@ -16,6 +16,7 @@ import { parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints } from '../../soup/merge-inputs.js';
 import { LayerIndex } from '../../soup/methods/parameters.js';
 import type { ProgressListener } from '../../progress.js';
+import type { SlurmJobRecord } from '../../eval/slurm.js';
 import { compareDocumentSchema, type CompareDocument } from '../../soup/compare-document.js';
 import { checkGates } from '../../soup/gates.js';
 import { openIngredients } from '../../soup/ingredients.js';
@@ -90,6 +91,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
   const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   const evaluators: Evaluator[] = [];
+  const slurmJobs: SlurmJobRecord[][] = [];
   try {
     const reference = checkpoints[0]!;
     const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints);
@@ -102,6 +104,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       const setup = await createEvaluator(options, reference, data, terminal.progress());
       if (datasets.length === 0) for (const warning of setup.warnings ?? []) terminal.warn(warning);
       evaluators.push(setup.evaluator);
+      if (setup.slurm !== undefined) slurmJobs.push(setup.slurm.records);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;
     }
@@ -147,6 +150,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     });
     if (gates.length > 0) document.gates = gates;
     if (Object.keys(saved).length > 0) document.saved = saved;
+    if (slurmJobs.length > 0) document.slurmJobs = slurmJobs.flat();
     if (options.markdown !== undefined) await writeReport(options.markdown, compareMarkdown(document));
     if (options.plot !== undefined) await writeReport(options.plot, comparePlot(document));
 
