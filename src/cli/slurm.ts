@@ -13,6 +13,14 @@ export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressL
       throw new UsageError(`--retry-on: ${state} is not a job state soup re-submits (it knows ${RETRYABLE_STATES.join(', ')})`);
     }
   }
+  const sbatchArgs = splitArguments(options.slurmArgs ?? '');
+  // soup reads each job's stdout from the file it names, and runs one job per candidate.
+  const taken = sbatchArgs.find((arg) => /^(-o|-e|-a|--output|--error|--array|--wrap)(=|$)/.test(arg) || /^-[oea]./.test(arg));
+  if (taken !== undefined) {
+    throw new UsageError(`--slurm-args: ${taken} is soup's to set (it reads each job's output file, and submits one job per candidate)`, {
+      hint: 'leave it out; job scripts and output files go to --work-dir',
+    });
+  }
   const workDir = path.resolve(options.workDir ?? tmpdir());
   const warnings: string[] = [];
   if (options.workDir === undefined || workDir === path.resolve(tmpdir())) {
@@ -20,7 +28,7 @@ export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressL
   }
   const executor = new SlurmExecutor({
     command: options.evalCmd!,
-    sbatchArgs: splitArguments(options.slurmArgs ?? ''),
+    sbatchArgs,
     workDir,
     maxJobs: options.jobs ?? Number.POSITIVE_INFINITY,
     retries: options.retries,

@@ -168,8 +168,9 @@ export class SlurmExecutor implements Executor {
     if (entry === undefined) return undefined;
     const [state] = (await this.query([entry.id])).get(entry.id) ?? [VANISHED, ''];
     const record: SlurmJobRecord = { id: entry.id, label: job.label, state, queuedSeconds: null, runningSeconds: null, output: entry.out, attempt: 1, reattached: true };
-    this.records.push(record);
-    if (!TERMINAL.has(state) && state !== VANISHED) {
+    const waited = !TERMINAL.has(state) && state !== VANISHED;
+    if (waited) {
+      this.records.push(record);
       await this.acquire(signal);
       try {
         const tracked = this.track(entry.id, record, { script: entry.script, out: entry.out, err: entry.err, rc: entry.rc });
@@ -182,6 +183,7 @@ export class SlurmExecutor implements Executor {
     const stdout = code === 0 ? await readTail(entry.out) : undefined;
     await removeFiles([entry.script, entry.rc, entry.out, entry.err, ...(entry.candidate === job.candidate ? [] : [entry.candidate])]);
     if (stdout === undefined) return undefined;
+    if (!waited) this.records.push(record);
     this.done++;
     this.report();
     return stdout;
@@ -197,7 +199,7 @@ export class SlurmExecutor implements Executor {
       `#!/bin/sh\n# soup evaluation: ${job.label.replace(/\n/g, ' ')}\n/bin/sh -c ${shellQuote(job.command)}\nstatus=$?\necho $status > ${shellQuote(`${files.rc}.part`)} && mv ${shellQuote(`${files.rc}.part`)} ${shellQuote(files.rc)}\nexit $status\n`,
       { mode: 0o755 },
     );
-    const args = ['--parsable', '--no-requeue', `--job-name=${`soup: ${job.label}`.slice(0, 120)}`, `--output=${files.out}`, `--error=${files.err}`, ...this.options.sbatchArgs, files.script];
+    const args = ['--parsable', '--no-requeue', `--job-name=${`soup: ${job.label}`.slice(0, 120)}`, `--output=${slurmFilename(files.out)}`, `--error=${slurmFilename(files.err)}`, ...this.options.sbatchArgs, files.script];
     let stdout: string;
     try {
       ({ stdout } = await run('sbatch', args, { signal }));
@@ -501,6 +503,11 @@ function recordSlurmTimes(tracked: Tracked, start: string | undefined, end: stri
   }
   tracked.record.queuedSeconds = round(Math.max(0, started - tracked.submittedWall) / 1000);
   tracked.record.runningSeconds = round(Math.max(0, ended - started) / 1000);
+}
+
+/** sbatch reads %j, %x, ... in file names: a % of the work dir's own is written %%. */
+function slurmFilename(file: string): string {
+  return file.replace(/%/g, '%%');
 }
 
 async function readExitCode(file: string): Promise<number | undefined> {

@@ -101,7 +101,8 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
   });
 
   it('makes the greedy soup of the fixtures with the decisions of the local run, one batch job per evaluation, recorded in --json', async () => {
-    const work = path.join(dir, 'greedy-work');
+    // Spaces and a % (which sbatch reads in file names) in the shared folder's name.
+    const work = path.join(dir, 'greedy work 100%j');
     await mkdir(work);
     const args = ['greedy', path.join(fixtures, 'ingredients'), '--eval-cmd', `node '${tfjsScorer}' {ckpt}`, '--json'];
     const [local, cluster] = await Promise.all([
@@ -157,7 +158,7 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.ok(!(await readdir(path.join(cwd, 'work'))).some((file) => file.endsWith('.safetensors')), 'no candidate is left');
   });
 
-  it('shows queued and done jobs with their ids, warns when --work-dir is this machine\'s temporary folder, and refuses --executor slurm without --eval-cmd', async () => {
+  it('shows queued and done jobs with their ids, warns when --work-dir is this machine\'s temporary folder, and refuses --slurm-args that take soup\'s output files and --executor slurm without --eval-cmd', async () => {
     const cwd = await workspace('warn', ['a']);
     const result = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'test -f {ckpt} && echo 0.5', '--executor', 'slurm'], { cwd });
     assert.equal(result.code, 0, result.stderr);
@@ -165,6 +166,12 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.ok(id !== undefined, result.stderr);
     assert.match(result.stderr, /^soup: Slurm jobs: 0 queued, 0 running, 1 done$/m);
     assert.match(result.stderr, /^soup: warning: --work-dir is \/tmp, this machine's temporary folder: Slurm jobs on other nodes cannot read candidates written there; pass --work-dir on a filesystem every node shares$/m);
+    const output = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'echo 1 {ckpt}', '--executor', 'slurm', '--slurm-args', '--time=5 --output=x.log'], { cwd });
+    assert.equal(output.code, 2);
+    assert.equal(
+      output.stderr,
+      "soup: error: --slurm-args: --output=x.log is soup's to set (it reads each job's output file, and submits one job per candidate) (leave it out; job scripts and output files go to --work-dir)\n",
+    );
     const tfjs = await runSoup(['eval', path.join(fixtures, 'ingredients', 'lr1e-3-s4'), '--val', path.join(fixtures, 'data', 'val'), '--executor', 'slurm']);
     assert.equal(tfjs.code, 2);
     assert.equal(
