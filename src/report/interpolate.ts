@@ -9,6 +9,8 @@ import type { Terminal } from './terminal.js';
 export interface InterpolationDocument {
   a: string;
   b: string;
+  /** The ends' names, told apart as ingredient names are (`ft-a/checkpoint-20`). */
+  names: [string, string];
   metric: string;
   direction: Direction;
   backend: string;

@@ -292,6 +292,7 @@ describe('interpolate on a Trainer sweep', () => {
     const doc = JSON.parse(json.stdout);
     assert.deepEqual(doc.points.map((point: { t: number; score: number | null }) => [point.t, point.score]), [[0, 0.528315], [0.5, null], [1, null]]);
     assert.deepEqual([doc.direction, doc.dip, doc.barrier], ['minimize', null, null]);
+    assert.deepEqual(doc.names, ['ft-lr3e-2-s3/checkpoint-20', `${NAN_RUN}/checkpoint-20`]);
     assert.deepEqual(doc.diverged.map((end: { name: string }) => end.name), [`${NAN_RUN}/checkpoint-20`]);
   });
 

@@ -65,6 +65,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
     const document: InterpolationDocument = {
       a: a.path,
       b: b.path,
+      names: [a.name, b.name],
       metric: options.metric,
       direction,
       backend,
