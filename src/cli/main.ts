@@ -171,7 +171,7 @@ function buildProgram(): Command {
   withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
       program
         .command('learned')
-        .summary('learn a mixing weight per tensor and ingredient by gradient descent on validation data (TF.js models)')
+        .summary('learn mixing weights on validation data: by gradient descent (TF.js models) or by CMA-ES (ONNX, --eval-cmd)')
         .description(
           'The learned soup (Wortsman et al., 2022, appendix I, as learned_bylayer.py runs it): per tensor, sum over ingredients of ' +
             'alpha * weights, alpha = softmax of one logit per ingredient (starting equal), the logits scaled by a learned beta; ' +
@@ -187,7 +187,15 @@ function buildProgram(): Command {
         .option('--adam-beta2 <x>', 'AdamW beta2', '0.999')
         .option('--adam-eps <x>', 'AdamW epsilon', '1e-8')
         .option('--initial-beta <x>', 'starting value of the logit scale beta', '1')
-        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)'),
+        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)')
+        .addOption(new Option('--by <what>', 'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default ingredient)').choices(['ingredient', 'block']))
+        .option('--blocks <k>', 'with --by block: join the layers into k blocks (default: one block per layer)')
+        .option('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200')
+        .option('--population <p>', 'candidates per CMA-ES generation (default 4 + 3 ln(dimensions))')
+        .option('--sigma <x>', 'CMA-ES starting step size on the logits', '1')
+        .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+        .option('--score-cache <file>', 'a journal of every score: a re-run (after Ctrl-C or a crash) scores nothing it has scored before')
+        .option('--layer-pattern <regex>', 'with --by block: where the layer index is in a tensor name (first group)'),
       { help: 'samples per training batch (and per scoring batch)', default: '256' },
   )))
     .addHelpText(
@@ -197,11 +205,47 @@ function buildProgram(): Command {
         'soup learned ./ckpts --val val.npz --epochs 10 --lr 0.02 --seed 1 -o soup',
         'soup learned ./ckpts --val val.npz --by-model -o soup --json | jq .weights',
         'soup learned ./ckpts --model model.json --val val.npz -o soup.safetensors --max-memory 16G',
+        'soup learned fixtures/onnx --val fixtures/data/val --evaluations 400 --seed 1 -o learned.onnx',
+        'soup learned ./runs --eval-cmd "python eval.py {ckpt}" --by block --blocks 4 --jobs 4 --score-cache scores.jsonl -o soup',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
       const { runLearned } = await import('./commands/learned.js');
       await runLearned(inputs, options, interrupt.signal);
+    });
+
+  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
+    program
+      .command('evolve')
+      .summary('search a mergekit recipe\'s parameter ranges (weight: {min: 0, max: 1}) with CMA-ES on any evaluator')
+      .description(
+        'Evolutionary merging (as mergekit-evolve): a mergekit YAML recipe whose parameters may be ranges, {min, max}, per model, ' +
+          'globally, per layer block (a gradient of ranges) or per filter, for any merge method. CMA-ES searches the ranges, each ' +
+          'candidate merged and scored on --val (TF.js, ONNX Runtime) or by --eval-cmd; the best is written with its card and the ' +
+          'recipe found as a plain mergekit config, which soup merge makes again.',
+      )
+      .argument('<config>', 'a mergekit YAML recipe with ranges')
+      .option('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200')
+      .option('--population <p>', 'candidates per CMA-ES generation (default 4 + 3 ln(ranges))')
+      .option('--seed <n>', 'seed of the search', '0')
+      .option('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3')
+      .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+      .option('--score-cache <file>', 'a journal of every score: a re-run (after Ctrl-C or a crash) scores nothing it has scored before')
+      .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
+      .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
+      .option('--random-seed <n>', 'seed of dare\'s masks (default 0)')
+      .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for gradients'),
+  )))
+    .addHelpText(
+      'after',
+      examples([
+        'soup evolve ties-search.yml --val fixtures/data/val -o evolved.onnx --plot convergence.svg',
+        'soup evolve search.yml --eval-cmd "python eval.py {ckpt}" --jobs 4 --score-cache scores.jsonl --evaluations 400 -o evolved',
+      ]),
+    )
+    .action(async (config: string, options: unknown) => {
+      const { runEvolve } = await import('./commands/evolve.js');
+      await runEvolve(config, options, interrupt.signal);
     });
 
   withCommonOptions(withEvaluationOptions(

@@ -19,7 +19,7 @@ describe('soup', () => {
     assert.match(result.stdout, /Examples:\n {2}\$ soup uniform \.\/ckpts -o soup\.safetensors/);
     assert.match(result.stdout, /Exit codes: 0 success, 1 internal error, 2 bad usage or input/);
     for (const format of ['.safetensors', 'PyTorch files (.pt, .pth, .bin, .ckpt', 'model.json', '.onnx']) assert.ok(result.stdout.includes(format), `--help names ${format} inputs`);
-    for (const command of ['uniform', 'greedy', 'learned', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data']) {
+    for (const command of ['uniform', 'greedy', 'learned', 'evolve', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data']) {
       assert.match(result.stdout, new RegExp(`^  ${command} `, 'm'), `--help lists ${command}`);
     }
     const sub = await runSoup(['uniform', '--help']);
