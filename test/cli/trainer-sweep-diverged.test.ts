@@ -306,21 +306,31 @@ describe('interpolate on a Trainer sweep', () => {
 });
 
 describe('learned and uniform on a Trainer sweep with a diverged run', () => {
-  it('soup learned --model model.onnx says what it needs and exits 2, never an internal error', async () => {
-    const result = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...onnx, '-o', path.join(dir, 'learned.safetensors')]);
-    assert.equal(result.code, 2);
-    assert.equal(
-      result.stderr,
-      `soup: error: --model ${path.join(sweep, 'model.onnx')}: soup learned needs gradients of the loss, which soup takes from TF.js models; an ONNX model is only scored ` +
-        '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
-    );
-    const cmd = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...script, '--metric', 'eval_loss', '-o', path.join(dir, 'learned.safetensors')]);
-    assert.equal(cmd.code, 2);
-    assert.equal(
-      cmd.stderr,
-      'soup: error: soup learned needs gradients of the loss, so it trains TF.js models on --val data; --eval-cmd gives only scores ' +
-        '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
-    );
+  it('soup learned --model model.onnx searches the mixing weights, scores the diverged run and gives it no weight', async () => {
+    const result = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...onnx, '--evaluations', '8', '-o', path.join(dir, 'learned.safetensors'), '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, `soup: warning: ${NAN_RUN}/checkpoint-20 diverged (NaN in fc1.weight at element 0): left out of the learned soup, it takes no weight\n`);
+    const doc = JSON.parse(result.stdout);
+    assert.deepEqual(scores(doc), [
+      ['ft-lr1e-2-s2/checkpoint-20', 0.76, null],
+      ['ft-lr3e-2-s3/checkpoint-20', 0.78, null],
+      // Scored as every command scores a diverged run: NaN logits count as wrong.
+      [`${NAN_RUN}/checkpoint-20`, 0, null],
+      ['ft-lr5e-2-s1/checkpoint-30', 0.73, null],
+    ]);
+    assert.deepEqual(doc.leftOut, [`${NAN_RUN}/checkpoint-20`]);
+    assert.deepEqual(doc.chosen, ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20', 'ft-lr5e-2-s1/checkpoint-30']);
+    assert.equal(doc.blocks['all tensors'][`${NAN_RUN}/checkpoint-20`], 0);
+    assert.equal(doc.evaluations, 4 + 8, 'every ingredient, the diverged one too, and the search budget');
+  });
+
+  it('soup learned --eval-cmd says which way eval_loss points and what data it is scored on', async () => {
+    const result = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...script, '--metric', 'eval_loss', '--evaluations', '4', '-o', path.join(dir, 'learned-cmd.safetensors')]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`^Learned soup of 3 ingredients \\(CMA-ES, no gradients\\), eval_loss \\(lower is better\\) on ${path.join(sweep, 'val.npz')}, command: `));
+    assert.match(result.stdout, /^ {2}ft-lr5e0-s4\/checkpoint-20 +0\.000 +0\.000 +0\.000 +NaN$/m);
+    // The best ingredient is the lowest finite loss, never the diverged run.
+    assert.match(result.stdout, /best ingredient 0\.5283, /);
   });
 
   it('soup uniform, which has no scores, refuses the NaN run and offers both ways, writing nothing', async () => {
