@@ -46,7 +46,11 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
     .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
     .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
     .option('--maximize', 'higher --metric is better (needed for a name soup does not know; known: accuracy, f1, bleu, rouge*, exact_match, auc, ...)')
-    .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)');
+    .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)')
+    .addOption(new Option('--executor <name>', 'where --eval-cmd runs: here (local), or as one Slurm batch job per evaluation (slurm)').choices(['local', 'slurm']))
+    .option('--slurm-args <args>', 'arguments for sbatch, e.g. "--gres=gpu:1 --time=2:00:00 --partition=gpu"')
+    .option('--retries <k>', 'Slurm: re-submit a job that ended for the cluster\'s reasons (--retry-on) up to k times (default 2)')
+    .option('--retry-on <states>', 'Slurm: the job states that are re-submitted (default NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)');
 }
 
 /** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
