@@ -108,7 +108,7 @@ describe('soup evolve', () => {
   it('searches with --eval-cmd, --jobs at a time, resumes from --score-cache without calling the command again, same bytes each way', async () => {
     const log = path.join(dir, 'calls.log');
     const journal = path.join(dir, 'evolve-scores.jsonl');
-    const base = ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '21', '--seed', '1'];
+    const base = ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1'];
     const serial = await runSoup([...base, '-o', path.join(dir, 'serial.safetensors'), '--json']);
     assert.equal(serial.code, 0, serial.stderr);
     const doc = JSON.parse(serial.stdout);
@@ -131,7 +131,7 @@ describe('soup evolve', () => {
   it('resumes after a kill mid-search: the journal\'s evaluations are not run again, and the merge is the uninterrupted run\'s', async () => {
     const log = path.join(dir, 'killed-calls.log');
     const journal = path.join(dir, 'killed-scores.jsonl');
-    const args = (out: string): string[] => ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '21', '--seed', '1', '--score-cache', journal, '-o', out, '--json'];
+    const args = (out: string): string[] => ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1', '--score-cache', journal, '-o', out, '--json'];
     const count = async (file: string): Promise<number> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => line.startsWith('x') || line.endsWith('}')).length;
     const child = spawn(process.execPath, [SOUP_BIN, ...args(path.join(dir, 'killed.safetensors'))], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log }, stdio: 'ignore' });
     while ((await count(log)) < 8) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -143,7 +143,7 @@ describe('soup evolve', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((await count(log)) - before, 21 - journaled);
     assert.equal(JSON.parse(resumed.stdout).evaluationsFromCache, journaled);
-    const fresh = await runSoup(['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--evaluations', '21', '--seed', '1', '-o', path.join(dir, 'no-kill.safetensors')]);
+    const fresh = await runSoup(['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1', '-o', path.join(dir, 'no-kill.safetensors')]);
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.deepEqual(await readFile(path.join(dir, 'after-kill.safetensors')), await readFile(path.join(dir, 'no-kill.safetensors')));
   });
