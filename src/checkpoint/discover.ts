@@ -166,6 +166,7 @@ async function checkpointsInside(
   const inside: Ingredient[] = [];
   const runs: TrainerRun<Ingredient>[] = [];
   let trainingState = 0;
+  const exports: string[] = [];
   for (const entry of [...(await listFolder(input))].sort(compareNatural)) {
     if (entry.startsWith('.')) continue;
     const child = path.join(input, entry);
@@ -175,6 +176,7 @@ async function checkpointsInside(
       inside.push({ name: entry.slice(0, -'.safetensors'.length), path: child, format: 'safetensors' });
     } else if (info?.isFile() && entry.endsWith(ONNX_SUFFIX)) {
       inside.push({ name: entry.slice(0, -ONNX_SUFFIX.length), path: child, format: 'onnx' });
+      exports.push(entry);
     } else if (info?.isFile() && pytorchFile(child) !== undefined) {
       inside.push(pytorchFile(child)!);
     } else if (info?.isFile() && isTrainingStateFile(entry)) {
@@ -197,6 +199,10 @@ async function checkpointsInside(
         ? 'holds training state (optimizer, scheduler, RNG state, training arguments) but no model weights (model.safetensors, pytorch_model.bin, ...)'
         : 'no checkpoints found (expected .safetensors, .onnx, .pt, .pth, .bin or .ckpt files, or folders holding model.json, model.safetensors, pytorch_model.bin or a shard index, or Trainer runs of checkpoint-N folders)',
     );
+  }
+  // An ONNX export saved beside a sweep's runs is most likely one of them again, for --model.
+  if (runs.length > 0 && exports.length > 0) {
+    onWarning(`${input}: ${exports.join(', ')} beside the runs ${exports.length === 1 ? 'is' : 'are'} souped with them (an export to score with? pass it as --model, which leaves it out, or pass the runs alone)`);
   }
   const several = runs.filter((run) => run.final === undefined && run.checkpoints.length > 1);
   if (choice === undefined && several.length > 0) {

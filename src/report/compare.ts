@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { bestScore, describeDirection, knownDirection, type Direction } from '../eval/metrics.js';
+import { bestScore, byScore, describeDirection, knownDirection, type Direction } from '../eval/metrics.js';
 import type { CompareDocument } from '../soup/compare-document.js';
 import { table } from './format.js';
 import { formatScore } from './scores.js';
@@ -26,6 +26,20 @@ export function bestPerColumn(document: CompareDocument): Record<string, number>
   return best;
 }
 
+/**
+ * The rows as the tables show them: ingredients best first on the validation set (the way the metric
+ * points, so lowest loss first), diverged runs last, then the soups and the ensemble in their order.
+ */
+export function rowsBestFirst(document: CompareDocument): Row[] {
+  const validation = document.datasets[0];
+  const order = byScore(directionOf(document));
+  const score = (row: Row): number => (validation === undefined ? NaN : row.scores[validation] ?? NaN);
+  const ingredients = document.rows
+    .filter((row) => row.kind === 'ingredient')
+    .sort((a, b) => Number(a.diverged !== undefined) - Number(b.diverged !== undefined) || order(score(a), score(b)));
+  return [...ingredients, ...document.rows.filter((row) => row.kind !== 'ingredient')];
+}
+
 const kindLabel = (row: Row): string => {
   if (row.kind !== 'ingredient') return row.leftOut === undefined ? row.kind : `${row.kind}, without ${row.leftOut.join(', ')}`;
   if (row.diverged !== undefined) return `ingredient, diverged (${row.diverged.value} in ${row.diverged.tensor})`;
@@ -36,7 +50,7 @@ const kindLabel = (row: Row): string => {
 export function compareTable(document: CompareDocument, paint: ChalkInstance): string[] {
   const best = bestPerColumn(document);
   const header = ['model', 'kind', ...document.datasets].map((cell) => paint.dim(cell));
-  const rows = document.rows.map((row) => [
+  const rows = rowsBestFirst(document).map((row) => [
     row.kind === 'ingredient' ? row.name : paint.bold(row.name),
     kindLabel(row),
     ...document.datasets.map((dataset) => {
@@ -59,7 +73,7 @@ export function compareMarkdown(document: CompareDocument): string {
     `| model | kind | ${document.datasets.map(escapeMarkdown).join(' | ')} |`,
     `| --- | --- | ${document.datasets.map(() => '---:').join(' | ')} |`,
   ];
-  for (const row of document.rows) {
+  for (const row of rowsBestFirst(document)) {
     const cells = document.datasets.map((dataset) => {
       const value = row.scores[dataset];
       if (value === undefined) return '–';

@@ -10,6 +10,8 @@ import type { Terminal } from './terminal.js';
 export interface InterpolationDocument {
   a: string;
   b: string;
+  /** The ends' names, told apart as ingredient names are (`ft-a/checkpoint-20`). */
+  names: [string, string];
   metric: string;
   direction: Direction;
   backend: string;
@@ -55,7 +57,9 @@ export function printInterpolation(terminal: Terminal, doc: InterpolationDocumen
   const ends = [doc.points[0]!, doc.points[last]!];
   const bestEnd = higher ? Math.max(ends[0]!.score, ends[1]!.score) : Math.min(ends[0]!.score, ends[1]!.score);
   const where = doc.dip.dip > 0 ? ` at t = ${doc.dip.t.toFixed(2)}` : '';
-  terminal.print(`Largest fall below the straight line between the end points: ${formatScore(Math.max(0, doc.dip.dip))}${where}.`);
+  // A dip is a fall below the line where higher is better, a rise above it where lower is (a loss).
+  const away = higher ? 'fall below' : 'rise above';
+  terminal.print(`Largest ${away} the straight line between the end points: ${formatScore(Math.max(0, doc.dip.dip))}${where}.`);
   terminal.print(
     doc.barrier === true
       ? paint.yellow('A barrier between the runs: they may lie in different basins, and may not soup well.')

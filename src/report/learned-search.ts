@@ -1,4 +1,4 @@
-import { higherIsBetter } from '../eval/metrics.js';
+import { describeDirection, higherIsBetter, knownDirection } from '../eval/metrics.js';
 import type { Diverged } from '../soup/learned-search.js';
 import type { GenerationRecord } from '../soup/search/run.js';
 import { formatSeconds, table } from './format.js';
@@ -53,7 +53,9 @@ export function printGenerations(terminal: Terminal, generations: readonly Gener
 export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocument, about: { source: string; evaluator: string; format: string }): void {
   const { paint } = terminal;
   const h = doc.hyperparameters;
-  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients (CMA-ES, no gradients), ${doc.objective} on ${about.source}, ${about.evaluator}`);
+  const way = doc.objective === doc.metric ? doc.direction : knownDirection(doc.objective);
+  const objective = way === undefined ? doc.objective : `${doc.objective} (${describeDirection(way)})`;
+  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients (CMA-ES, no gradients), ${objective} on ${about.source}, ${about.evaluator}`);
   terminal.print(
     `${doc.by === 'block' ? `one weight per ingredient per block (${Object.keys(doc.blocks).length} blocks)` : 'one weight per ingredient'}; ` +
       `population ${String(h.population)}, sigma ${String(h.sigma)}, seed ${String(h.seed)}; ${doc.searchEvaluations} evaluations ` +
@@ -70,7 +72,8 @@ export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocumen
   for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
   terminal.print();
   const higher = higherIsBetter(doc.direction);
-  const finite = doc.ingredients.map((ingredient) => ingredient.score).filter((score) => !Number.isNaN(score));
+  // Diverged runs are scored but are never the best ingredient, whatever their score.
+  const finite = doc.ingredients.filter((ingredient) => !doc.diverged.some((bad) => bad.name === ingredient.name)).map((ingredient) => ingredient.score).filter((score) => !Number.isNaN(score));
   const best = higher ? Math.max(...finite) : Math.min(...finite);
   const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
   terminal.print(

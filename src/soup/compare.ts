@@ -159,7 +159,7 @@ export async function compareSoups(
   rows.push({ name: 'greedy soup', kind: 'greedy', scores: greedyScores, chosen: greedy.soup.chosen.map((c) => c.name), ...without });
   const notes: string[] = [];
   if (leftOut.length > 0) {
-    notes.push(`${leftOut.join(', ')} diverged (non-finite weights): scored, but left out of the uniform soup, the greedy soup${canEnsemble ? ' and the ensemble' : ''} (--allow-nonfinite keeps ${leftOut.length === 1 ? 'it' : 'them'} in)`);
+    notes.push(`${leftOut.join(', ')} diverged (non-finite weights): scored, but left out of the uniform soup${canEnsemble ? ', the greedy soup and the ensemble' : ' and the greedy soup'} (--allow-nonfinite keeps ${leftOut.length === 1 ? 'it' : 'them'} in)`);
   }
   if (canEnsemble) {
     rows.push({ name: 'ensemble', kind: 'ensemble', scores: ensembleScores, ...without });

@@ -41,8 +41,20 @@ export function readRecipe(checkpoint: Checkpoint): Recipe | undefined {
   const text = checkpoint.metadata[RECIPE_KEY];
   if (text === undefined) return undefined;
   try {
-    return JSON.parse(text) as Recipe;
+    return nonFiniteScores(JSON.parse(text) as Recipe);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * JSON writes a diverged run's NaN score as null: read back, it is NaN again, so `soup card` shows the
+ * score the card written beside the soup showed.
+ */
+function nonFiniteScores(recipe: Recipe): Recipe {
+  const nan = (value: unknown): unknown => (value === null ? NaN : value);
+  for (const ingredient of recipe.ingredients ?? []) if ('score' in ingredient) ingredient.score = nan(ingredient.score) as number;
+  if (Array.isArray(recipe.steps)) for (const step of recipe.steps as { score?: unknown }[]) if ('score' in step) step.score = nan(step.score);
+  if ('score' in recipe) recipe.score = nan(recipe.score);
+  return recipe;
 }

@@ -134,7 +134,8 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.deepEqual(doc.warnings, [`${name} diverged (NaN in dense_2/bias at element 2): left out of the learned soup, it takes no weight`]);
     assert.equal(doc.chosen.length, 2);
     assert.ok(!doc.chosen.includes(name));
-    assert.equal(doc.ingredients.find((i: { name: string }) => i.name === name).score, null, 'a diverged run is not scored');
+    // Scored as every command scores a diverged run: its NaN outputs count as wrong.
+    assert.equal(doc.ingredients.find((i: { name: string }) => i.name === name).score, 0, 'a diverged run is scored');
     for (const alphas of Object.values(doc.weights as Record<string, Record<string, number>>)) assert.equal(alphas[name], 0);
   });
 

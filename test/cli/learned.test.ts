@@ -115,15 +115,14 @@ describe('soup learned', () => {
     );
   });
 
-  it('ends --model model.onnx in a clear error, never an internal one', async () => {
+  it('searches with --model model.onnx without gradients (CMA-ES), never ending in an internal error', async () => {
     const model = new URL('../../../fixtures/onnx/lr1e-4-s1.onnx', import.meta.url).pathname;
-    const result = await runSoup(['learned', ingredients, '--model', model, '--val', val, '-o', path.join(dir, 'onnx-model')]);
-    assert.equal(result.code, 2);
-    assert.equal(
-      result.stderr,
-      `soup: error: --model ${model}: soup learned needs gradients of the loss, which soup takes from TF.js models; an ONNX model is only scored ` +
-        '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
-    );
-    assert.ok(!(await readdir(dir)).includes('onnx-model'), 'nothing written');
+    const out = path.join(dir, 'onnx-model.safetensors');
+    const result = await runSoup(['learned', ingredients, '--model', model, '--val', val, '--evaluations', '4', '-o', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const doc = JSON.parse(result.stdout);
+    assert.equal(doc.optimizer, 'CMA-ES');
+    assert.match(doc.backend, /^onnxruntime/);
+    assert.ok((await readdir(dir)).includes('onnx-model.safetensors'));
   });
 });

@@ -21,7 +21,7 @@ const document: CompareDocument = {
 };
 
 describe('compareMarkdown', () => {
-  it('writes a GitHub table with the best of each column in bold, and nothing else in bold, and the gates', () => {
+  it('writes a GitHub table, ingredients best first, with the best of each column in bold, and nothing else in bold, and the gates', () => {
     assert.equal(
       compareMarkdown(document),
       [
@@ -29,8 +29,8 @@ describe('compareMarkdown', () => {
         '',
         '| model | kind | val | test |',
         '| --- | --- | ---: | ---: |',
-        '| run\\|a | ingredient, in greedy soup | 0.8000 | 0.7900 |',
         '| run-b | ingredient, in greedy soup | 0.8200 | 0.8100 |',
+        '| run\\|a | ingredient, in greedy soup | 0.8000 | 0.7900 |',
         '| uniform soup | uniform | 0.7000 | 0.6900 |',
         '| greedy soup | greedy | **0.8300** | 0.8000 |',
         '| ensemble | ensemble | 0.8250 | **0.8150** |',
@@ -48,6 +48,32 @@ describe('compareMarkdown', () => {
 });
 
 describe('compareTable', () => {
+  it('lists ingredients best first the way the metric points, lowest loss first, diverged runs last, then the soups in their order', () => {
+    const losses: CompareDocument = {
+      metric: 'eval_loss',
+      direction: 'minimize',
+      backend: 'command',
+      datasets: ['val'],
+      rows: [
+        { name: 'ft-a/checkpoint-20', kind: 'ingredient', scores: { val: 0.58 } },
+        { name: 'ft-b/checkpoint-20', kind: 'ingredient', scores: { val: NaN }, diverged: { tensor: 'fc1.weight', element: 0, value: 'NaN' } },
+        { name: 'ft-c/checkpoint-20', kind: 'ingredient', scores: { val: 0.53 }, inGreedy: true },
+        { name: 'ft-d', kind: 'ingredient', scores: { val: 0.78 } },
+        { name: 'uniform soup', kind: 'uniform', scores: { val: 0.54 }, leftOut: ['ft-b/checkpoint-20'] },
+        { name: 'greedy soup', kind: 'greedy', scores: { val: 0.53 }, chosen: ['ft-c/checkpoint-20'], leftOut: ['ft-b/checkpoint-20'] },
+      ],
+    };
+    const lines = compareTable(losses, new Chalk({ level: 0 }));
+    assert.deepEqual(
+      lines.slice(1).map((line) => line.split(/ {2,}/)[0]),
+      ['ft-c/checkpoint-20', 'ft-a/checkpoint-20', 'ft-d', 'ft-b/checkpoint-20', 'uniform soup', 'greedy soup'],
+    );
+    assert.deepEqual(
+      compareMarkdown(losses).split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| model') && !line.startsWith('| ---')).map((line) => line.split(' | ')[0]),
+      ['| ft-c/checkpoint-20', '| ft-a/checkpoint-20', '| ft-d', '| ft-b/checkpoint-20', '| uniform soup', '| greedy soup'],
+    );
+  });
+
   it('marks the best of each column with a star', () => {
     const lines = compareTable(document, new Chalk({ level: 0 }));
     assert.match(lines[4]!, /^greedy soup +greedy +\*0\.8300 +0\.8000$/);

@@ -120,7 +120,9 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     if (baseline?.direction !== undefined && baseline.direction !== direction) {
       throw new UsageError(`the baseline ${options.baseline} ranks ${baseline.metric} with ${baseline.direction}, this run with ${direction}`, { hint: `pass --${baseline.direction}` });
     }
-    const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soups and the ensemble' }, terminal, signal);
+    // --eval-cmd gives no outputs to average, so there is no ensemble to leave a run out of.
+    const ensemble = datasets.every(({ evaluator }) => evaluator.predict !== undefined && evaluator.scoreOutputs !== undefined);
+    const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: ensemble ? 'the soups and the ensemble' : 'the soups' }, terminal, signal);
     const result = await compareSoups(checkpoints, datasets, {
       metric: options.metric,
       direction,

@@ -40,7 +40,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
       terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, metric: options.metric, direction, ...(divergence === undefined ? {} : { diverged: divergence }), ...(slurm === undefined ? {} : { slurmJobs: slurm.records }) });
       return;
     }
-    const on = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
+    const on = dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
     terminal.print(`${terminal.paint.bold(checkpoint!.name)} on ${on}, ${evaluator.description}`);
     const rows = Object.entries(evaluation.metrics).map(([metric, value]) => {
       const way = metric === options.metric ? direction : knownDirection(metric);

@@ -169,7 +169,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     };
     if (terminal.json) terminal.printJson(document);
     else {
-      const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
+      const source = dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
       printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind, scoreCache: options.scoreCache, modelFiles: describeModelFiles(output) });
     }
   } finally {

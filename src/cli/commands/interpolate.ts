@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { findIncompatibilities } from '../../checkpoint/compatible.js';
-import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
+import { closeAll, discoverIngredients, nameTogether, openAll } from '../../checkpoint/discover.js';
 import { IncompatibleError, UsageError } from '../../errors.js';
 import { checkOnnxIngredients } from '../../checkpoint/onnx/compatible.js';
 import { describeDirection, higherIsBetter } from '../../eval/metrics.js';
@@ -29,6 +29,8 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
     if (found.length !== 1) throw new UsageError(`${input} holds ${found.length} checkpoints; soup interpolate goes from one checkpoint to another`);
     ingredients.push(found[0]!);
   }
+  // Two runs' checkpoint-20 are told apart by their runs, as in every other command.
+  nameTogether(ingredients);
   const checkpoints = await openAll(ingredients);
   const [a, b] = checkpoints as [typeof checkpoints[number], typeof checkpoints[number]];
   try {
@@ -61,10 +63,11 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
     // A dip measured through NaN weights or scores says nothing about basins.
     const judged = verdictPossible(points);
     const dip = judged ? largestDip(points, higherIsBetter(direction)) : null;
-    const source = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;
+    const source = dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
     const document: InterpolationDocument = {
       a: a.path,
       b: b.path,
+      names: [a.name, b.name],
       metric: options.metric,
       direction,
       backend,

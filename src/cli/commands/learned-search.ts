@@ -90,9 +90,11 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
       throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${kept.length} of ${checkpoints.length} hold finite weights`, { hint: 'retrain or remove the diverged runs' });
     }
     const jobs = searchJobs(evaluator, options.jobs, terminal);
-    const ingredientScores = await scoreIngredients(kept, evaluator, undefined, {
+    // Diverged runs are scored too, as every scoring command scores them (NaN outputs count as wrong).
+    const ingredientScores = await scoreIngredients(checkpoints, evaluator, undefined, {
       metric: options.metric,
       jobs,
+      allowNonFinite: true,
       signal,
       onProgress: (done, total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
     });
@@ -112,10 +114,7 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
       signal,
       onProgress: progress,
     });
-    const scores = checkpoints.map((checkpoint) => {
-      const k = kept.indexOf(checkpoint);
-      return k < 0 ? Number.NaN : ingredientScores.scores[k]!;
-    });
+    const scores = ingredientScores.scores;
     found = { space, outcome, kept, diverged, scores, objective, population, jobs };
   } finally {
     terminal.endProgress();
@@ -156,7 +155,7 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
     steps: [],
     chosen,
     score,
-    evaluations: kept.length + outcome.evaluations,
+    evaluations: checkpoints.length + outcome.evaluations,
     uniformScore: outcome.startMetrics[options.metric]!,
     output: written.path,
     weights,
@@ -183,7 +182,7 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
   };
   if (terminal.json) terminal.printJson(document);
   else {
-    const source = setup.dataset === undefined ? `\`${options.evalCmd}\`` : `${setup.dataset.name} (${setup.dataset.n} samples)`;
+    const source = setup.dataset === undefined ? (options.val ?? "the command's own data") : `${setup.dataset.name} (${setup.dataset.n} samples)`;
     printLearnedSearch(terminal, document, { source, evaluator: setup.evaluator.description, format: output.target.kind });
   }
 }

@@ -129,7 +129,8 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
       adamEps: options.adamEps,
       initialBeta: options.initialBeta,
     };
-    const { evaluator, dataset, backend, tfjs, direction } = await createEvaluator(options, reference);
+    const { evaluator, dataset, backend, tfjs, direction, warnings } = await createEvaluator(options, reference);
+    for (const warning of warnings ?? []) terminal.warn(warning);
     const progress = terminal.progress();
     let trained;
     try {
