@@ -508,6 +508,13 @@ function drain(stream: Writable): Promise<void> {
   });
 }
 
+// A reader that went away (`soup inspect --json | head`) is the reader's choice, not an error of soup's:
+// the rest of the output is dropped and the exit code stays the command's.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
 const code = await main(process.argv);
 // The only exit: first let stdout and stderr reach their readers (a slow `| jq` included).
 await Promise.all([drain(process.stdout), drain(process.stderr)]);

@@ -74,4 +74,12 @@ describe('stdout at exit', () => {
     assert.doesNotThrow(() => JSON.parse(text), 'the document parses');
     assert.match(text, /encoder\.layers\.1499\.attention/);
   });
+
+  it('a reader that stops early (| head) ends soup with its own exit code and no stack trace', async () => {
+    const status = path.join(dir, 'status-head');
+    const script = `(${shellQuote(process.execPath)} ${shellQuote(SOUP_BIN)} inspect ${shellQuote(path.join(dir, 'many.safetensors'))} --json; echo $? > ${shellQuote(status)}) | head -c 10 > /dev/null`;
+    const result = spawnSync('/bin/sh', ['-c', script], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME } });
+    assert.equal(await readFile(status, 'utf8'), '0\n');
+    assert.equal(result.stderr.toString(), '', 'nothing on stderr: no EPIPE stack trace');
+  });
 });
