@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, InterruptedError, SoupError } from '../errors.js';
+import { oneLine } from '../one-line.js';
 import { TOOL_VERSION } from '../version.js';
 
 /**
@@ -401,13 +402,13 @@ function report(error: unknown, debug: boolean): ExitCode {
     return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
   }
   if (error instanceof SoupError) {
-    const hint = error.hint === undefined ? '' : ` (${error.hint})`;
-    process.stderr.write(`soup: error: ${error.message}${hint}\n`);
+    const hint = error.hint === undefined ? '' : ` (${oneLine(error.hint)})`;
+    process.stderr.write(`soup: error: ${oneLine(error.message)}${hint}\n`);
     if (debug && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`soup: internal error: ${message}\n`);
+  process.stderr.write(`soup: internal error: ${oneLine(message)}\n`);
   process.stderr.write(
     debug && error instanceof Error && error.stack !== undefined
       ? `${error.stack}\n`

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { runSoupCapped } from '../helpers/cli.js';
+import { tempDir } from '../helpers/files.js';
+import { Pickle, f32Bytes, pushTensor, torchArchive } from '../helpers/torch.js';
+
+/**
+ * Small hostile files that once took gigabytes or hung: each runs under a memory cap and a time
+ * limit, so a regression fails here instead of taking the machine down.
+ */
+const CAP_MIB = 700;
+const dir = await tempDir('soup-hostile-');
+
+describe('soup on hostile input', () => {
+  it('refuses a pickle that applies set() and torch.Size() thousands of times to one memoized list, within the memory cap', async () => {
+    const p = new Pickle().proto(2).emptyDict();
+    p.unicode('junk').emptyList().put(0).mark();
+    for (let i = 0; i < 100_000; i++) p.int(1);
+    p.raw(0x65).emptyList().mark();
+    p.global('__builtin__', 'set').put(1).get(0).tupleN(1).reduce();
+    for (let i = 1; i < 15_000; i++) p.get(1).get(0).tupleN(1).reduce();
+    p.raw(0x65).setItem();
+    pushTensor(p.unicode('weight'), { name: 'weight', key: '0', numel: 2, shape: [2] }).setItem().stop();
+    const file = path.join(dir, 'amplified.pt');
+    await writeFile(file, torchArchive([], { '0': f32Bytes([1, 2]) }, { pickle: p.bytes() }));
+    const result = await runSoupCapped(['inspect', file], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^soup: error: .*amplified\.pt: .*builds more than 20000000 values \(a pickle that copies the same data over and over\)/);
+  });
+
+  it('refuses stride-0 views that expand a few bytes of storage into gigabytes of soup', async () => {
+    const tensors = [0, 1, 2, 3].map((i) => ({ name: `w${i}`, key: '0', numel: 1, shape: [16384, 16383], stride: [0, 0] }));
+    const file = path.join(dir, 'broadcast.pt');
+    await writeFile(file, torchArchive(tensors, { '0': f32Bytes([1]) }));
+    await writeFile(path.join(dir, 'broadcast-copy.pt'), torchArchive(tensors, { '0': f32Bytes([1]) }));
+    const result = await runSoupCapped(['uniform', file, path.join(dir, 'broadcast-copy.pt'), '-o', path.join(dir, 'broadcast-soup.safetensors')], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /broadcast\.pt: tensor "w0": view of shape \[16384, 16383\] repeats a storage of 1 elements into 1073676288 bytes; the file's broadcast views expand to more than the 67108864 bytes allowed/,
+    );
+  });
+});
