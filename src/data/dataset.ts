@@ -312,6 +312,8 @@ async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
       throw new InputError(file, `an .npz data set needs arrays "x" and "y" (it has: ${[...npz.arrays.keys()].join(', ') || 'none'})`);
     }
     if (x.shape.length === 0) throw new InputError(file, 'x must have a sample dimension');
+    // Checked before y is read: a y far longer than x would only be memory to refuse afterwards.
+    if (y.shape[0] !== x.shape[0]) throw new InputError(file, `${x.shape[0]} samples but ${y.shape[0] ?? 0} labels; they must be as many`);
     const labels = labelsOf(await y.readAll(), `${file}:y.npy`);
     const sampleShape = x.shape.slice(1);
     const size = sampleShape.reduce((a, b) => a * b, 1);
@@ -333,6 +335,9 @@ async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
   throw new InputError(file, 'unknown data format (expected .npz, .csv, a folder of IDX files, or a folder of class folders of images)');
 }
 
+/** Bytes of one (gunzipped) IDX file: MNIST's largest is 47 MB. */
+const MAX_IDX_BYTES = 256 * 1024 * 1024;
+
 async function loadFolder(folder: string, steps: Preprocessing, options: LoadOptions): Promise<RawData> {
   const entries = (await readdir(folder)).sort();
   const idxFiles = entries.filter((entry) => /(-|\.)idx\d-ubyte(\.gz)?$|\.idx(\.gz)?$/.test(entry));
@@ -343,9 +348,13 @@ async function loadFolder(folder: string, steps: Preprocessing, options: LoadOpt
       let bytes = await readBytes(file);
       if (entry.endsWith('.gz')) {
         try {
-          bytes = gunzipSync(bytes);
+          // An IDX data set is read whole into memory: a small .gz must not inflate without bound.
+          bytes = gunzipSync(bytes, { maxOutputLength: MAX_IDX_BYTES });
         } catch (error) {
-          throw new InputError(file, `cannot gunzip: ${(error as Error).message}`, { cause: error });
+          const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+          throw new InputError(file, tooLarge ? `inflates to more than the ${MAX_IDX_BYTES} bytes soup reads from an IDX file` : `cannot gunzip: ${(error as Error).message}`, {
+            cause: error,
+          });
         }
       }
       return { file, array: parseIdx(bytes, file) };

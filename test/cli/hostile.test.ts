@@ -5,6 +5,13 @@ import { describe, it } from 'node:test';
 import { runSoupCapped } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 import { Pickle, f32Bytes, pushTensor, torchArchive } from '../helpers/torch.js';
+import { deflateRawSync, crc32 } from 'node:zlib';
+import { mkdir } from 'node:fs/promises';
+import { encodeIdxU8 } from '../../src/data/idx.js';
+import { encodeNpy } from '../../src/data/npy.js';
+import { gzipOf, repeatedDeflate, zipOfDeflated, type Deflated } from '../helpers/bombs.js';
+
+const deflated = (bytes: Uint8Array): Deflated => ({ deflated: deflateRawSync(bytes), size: bytes.length, crc: crc32(bytes) >>> 0 });
 
 /**
  * Small hostile files that once took gigabytes or hung: each runs under a memory cap and a time
@@ -43,5 +50,28 @@ describe('soup on hostile input', () => {
       result.stderr,
       /broadcast\.pt: tensor "w0": view of shape \[16384, 16383\] repeats a storage of 1 elements into 1073676288 bytes; the file's broadcast views expand to more than the 67108864 bytes allowed/,
     );
+  });
+
+  it('reads a 600 KB .npz that inflates to 640 MB by rows from disk, not into memory', async () => {
+    const samples = 160 * 1024;
+    const x = repeatedDeflate(encodeNpy(new Float32Array(0), [samples, 1024]), new Uint8Array(4 * 1024 * 1024), samples / 1024);
+    const file = path.join(dir, 'inflating.npz');
+    await writeFile(file, zipOfDeflated({ 'x.npy': x, 'y.npy': deflated(encodeNpy(new Int32Array(samples), [samples])) }));
+    const result = await runSoupCapped(['data', file, '--json'], { capMiB: CAP_MIB, timeoutMs: 120_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).n, samples);
+  });
+
+  it('refuses a gzipped IDX file that inflates past 256 MiB, within the memory cap', async () => {
+    const folder = path.join(dir, 'idx-bomb');
+    await mkdir(folder, { recursive: true });
+    const images = repeatedDeflate(encodeIdxU8(new Uint8Array(0), [300 * 1024, 32, 32]), new Uint8Array(1024 * 1024), 300);
+    await writeFile(path.join(folder, 'images-idx3-ubyte.gz'), gzipOf(images));
+    await writeFile(path.join(folder, 'labels-idx1-ubyte'), encodeIdxU8(new Uint8Array(300 * 1024), [300 * 1024]));
+    const result = await runSoupCapped(['data', folder], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr, `soup: error: ${path.join(folder, 'images-idx3-ubyte.gz')}: inflates to more than the 268435456 bytes soup reads from an IDX file\n`);
   });
 });
