@@ -9,6 +9,9 @@ import { deflateRawSync, crc32 } from 'node:zlib';
 import { mkdir } from 'node:fs/promises';
 import { encodeIdxU8 } from '../../src/data/idx.js';
 import { encodeNpy } from '../../src/data/npy.js';
+import { lenField } from '../../src/checkpoint/onnx/protobuf.js';
+import { FIXTURES, linearSpec, writeModel } from '../helpers/onnx.js';
+import { readFile } from 'node:fs/promises';
 import { gzipOf, repeatedDeflate, zipOfDeflated, type Deflated } from '../helpers/bombs.js';
 
 const deflated = (bytes: Uint8Array): Deflated => ({ deflated: deflateRawSync(bytes), size: bytes.length, crc: crc32(bytes) >>> 0 });
@@ -73,5 +76,25 @@ describe('soup on hostile input', () => {
     assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
     assert.equal(result.code, 2, result.stderr);
     assert.equal(result.stderr, `soup: error: ${path.join(folder, 'images-idx3-ubyte.gz')}: inflates to more than the 268435456 bytes soup reads from an IDX file\n`);
+  });
+
+  it('refuses an ONNX model padded with 10 million unknown fields, within the memory cap', async () => {
+    const base = await readFile(path.join(FIXTURES, 'onnx', 'lr1e-4-s1.onnx'));
+    // Field 100, varint 1: three bytes each, after the model's own fields.
+    const file = path.join(dir, 'padded.onnx');
+    await writeFile(file, Buffer.concat([base, Buffer.alloc(30_000_000, Buffer.from([0xa0, 0x06, 0x01]))]));
+    const result = await runSoupCapped(['eval', file, '--val', path.join(FIXTURES, 'data', 'test.npz')], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr, `soup: error: ${file}: is not an ONNX model soup reads: the model holds more than 1000000 fields (padded or hostile file)\n`);
+  });
+
+  it('makes a uniform soup of ONNX models with 150,000 value_info entries', async () => {
+    const valueInfo = Array.from({ length: 150_000 }, (_, i) => lenField(13, lenField(1, `v${i}`)));
+    const a = await writeModel(path.join(dir, 'info-a.onnx'), { ...linearSpec(1), extraGraphFields: valueInfo });
+    const b = await writeModel(path.join(dir, 'info-b.onnx'), { ...linearSpec(2), extraGraphFields: valueInfo });
+    const result = await runSoupCapped(['uniform', a, b, '-o', path.join(dir, 'info-soup.onnx'), '--json'], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).chosen, ['info-a', 'info-b']);
   });
 });
