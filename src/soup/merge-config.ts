@@ -42,15 +42,28 @@ function readDtype(file: string, key: string, value: unknown): FloatDType | unde
   return dtype;
 }
 
+/**
+ * A mergekit recipe is a few kilobytes; the YAML parser takes about 300 bytes of memory per byte of
+ * a long list, so a 2 MB gradient would cost more than a gigabyte before any check could refuse it.
+ */
+export const MAX_RECIPE_CHARS = 128 * 1024;
+
 /** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
 export function parseMergeYaml(text: string, file: string): MergeConfig {
+  if (text.length > MAX_RECIPE_CHARS) throw new InputError(file, `is ${text.length} characters long; a mergekit recipe has at most ${MAX_RECIPE_CHARS}`);
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   const error = document.errors[0];
   if (error !== undefined) {
     const line = text.slice(0, error.pos[0]).split('\n').length;
     throw new InputError(file, `not valid YAML at line ${line}: ${error.message.split('\n')[0]}`);
   }
-  const root: unknown = document.toJS({ maxAliasCount: 100 });
+  let root: unknown;
+  try {
+    root = document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // The yaml package refuses alias bombs ("Excessive alias count") and unresolved aliases by throwing.
+    throw new InputError(file, `not a recipe soup reads: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+  }
   if (!isRecord(root)) throw new InputError(file, 'expected a mapping with merge_method and models');
   for (const key of Object.keys(root)) {
     if (key === 'slices') fail(file, { path: 'slices', message: 'not supported: soup merges whole models (list them under models:)' });
