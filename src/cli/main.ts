@@ -417,6 +417,9 @@ function report(error: unknown, debug: boolean): ExitCode {
   return ExitCode.internal;
 }
 
+/** How long soup may take to clean up after SIGINT or SIGTERM before it exits regardless. */
+const SIGNAL_GRACE_MS = 10_000;
+
 async function main(argv: string[]): Promise<ExitCode> {
   const debug = argv.includes('--debug');
   let signals = 0;
@@ -425,6 +428,9 @@ async function main(argv: string[]): Promise<ExitCode> {
     // A second Ctrl-C means "now": the first one is still cleaning up.
     if (signals > 1) process.exit(ExitCode.interrupted);
     interrupt.abort(new InterruptedError(signal));
+    // Work that cannot see the abort (a read blocked in the thread pool) must not keep soup alive:
+    // SIGTERM from a CI runner or `timeout` means stop, after a grace period for cleanup.
+    setTimeout(() => process.exit(ExitCode.interrupted), SIGNAL_GRACE_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -4,7 +4,8 @@
  */
 import { parseDocument, stringify } from 'yaml';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
-import { InputError, UsageError } from '../errors.js';
+import { readFile, stat } from 'node:fs/promises';
+import { InputError, UsageError, describeFsError } from '../errors.js';
 import type { MergeMethod } from './methods/method.js';
 import { checkParameters, missingParameters, type ParameterIssue, type ParameterValue } from './methods/parameters.js';
 import { METHOD_NAMES, findMethod } from './methods/registry.js';
@@ -47,6 +48,21 @@ function readDtype(file: string, key: string, value: unknown): FloatDType | unde
  * a long list, so a 2 MB gradient would cost more than a gigabyte before any check could refuse it.
  */
 export const MAX_RECIPE_CHARS = 128 * 1024;
+
+/**
+ * Reads a recipe file: a regular file (a FIFO would block for ever) of at most MAX_RECIPE_CHARS
+ * bytes, checked before anything is read.
+ */
+export async function readRecipeFile(file: string): Promise<string> {
+  const info = await stat(file).catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+  if (!info.isFile()) throw new InputError(file, 'is not a regular file (a FIFO, socket, device or folder named like a recipe)');
+  if (info.size > MAX_RECIPE_CHARS * 4) throw new InputError(file, `is ${info.size} bytes long; a mergekit recipe has at most ${MAX_RECIPE_CHARS} characters`);
+  return readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+}
 
 /** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
 export function parseMergeYaml(text: string, file: string): MergeConfig {

@@ -6,6 +6,7 @@ import { runSoupCapped } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 import { Pickle, f32Bytes, pushTensor, torchArchive } from '../helpers/torch.js';
 import { deflateRawSync, crc32 } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { encodeIdxU8 } from '../../src/data/idx.js';
 import { encodeNpy } from '../../src/data/npy.js';
@@ -96,5 +97,28 @@ describe('soup on hostile input', () => {
     const result = await runSoupCapped(['uniform', a, b, '-o', path.join(dir, 'info-soup.onnx'), '--json'], { capMiB: CAP_MIB, timeoutMs: 60_000 });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout).chosen, ['info-a', 'info-b']);
+  });
+
+  it('refuses FIFOs named like an image, a dataset.json, a data file and a recipe at once, instead of blocking', async () => {
+    const folder = path.join(dir, 'fifo-images');
+    await mkdir(path.join(folder, 'a'), { recursive: true });
+    await writeFile(path.join(folder, 'a', '1.png'), await readFile(path.join(FIXTURES, 'data', 'images', '0-tshirt', 'test-27.png')));
+    execFileSync('mkfifo', [path.join(folder, 'a', 'x.png')]);
+    const withJson = path.join(dir, 'fifo-json');
+    await mkdir(withJson, { recursive: true });
+    await writeFile(path.join(withJson, 'val.npz'), await readFile(path.join(FIXTURES, 'data', 'test.npz')));
+    execFileSync('mkfifo', [path.join(withJson, 'dataset.json'), path.join(dir, 'fifo.npz'), path.join(dir, 'fifo.yml')]);
+    const cases: [string[], string][] = [
+      [['data', folder], `${path.join(folder, 'a', 'x.png')}: is not a regular file (a FIFO, device or folder named like an image)`],
+      [['data', path.join(withJson, 'val.npz')], `${path.join(withJson, 'dataset.json')}: is not a regular file (a FIFO, socket or device named like a data file)`],
+      [['data', path.join(dir, 'fifo.npz')], `${path.join(dir, 'fifo.npz')}: is not a regular file (a FIFO, socket or device named like a data file)`],
+      [['merge', path.join(dir, 'fifo.yml'), '-o', path.join(dir, 'fifo-merge.safetensors')], `${path.join(dir, 'fifo.yml')}: is not a regular file (a FIFO, socket, device or folder named like a recipe)`],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runSoupCapped(args, { capMiB: CAP_MIB, timeoutMs: 20_000 });
+      assert.equal(result.killed, undefined, `${args.join(' ')}: killed for ${result.killed}`);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr, `soup: error: ${message}\n`);
+    }
   });
 });
