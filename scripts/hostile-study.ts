@@ -313,7 +313,7 @@ async function main(): Promise<void> {
     }
     const bad = outcomes.filter((o) => o.problem !== undefined);
     process.stdout.write(`${lines.join('\n')}\n`);
-    for (const o of bad) process.stdout.write(`\n${o.problem}: ${o.group} / ${o.name}: soup ${o.args.map((a) => path.relative(work, a) || a).join(' ')} -> exit ${o.code}, ${Math.round(o.peakKb / 1024)} MB\n  ${o.stderr}\n`);
+    for (const o of bad) process.stdout.write(`\n${o.problem}: ${o.group} / ${o.name}: soup ${o.args.map((a) => (a.startsWith(work) ? path.relative(work, a) : a)).join(' ')} -> exit ${o.code}, ${Math.round(o.peakKb / 1024)} MB\n  ${o.stderr}\n`);
     const out = option('out', '');
     if (out !== '') await writeFile(out, JSON.stringify({ table: lines, outcomes }, null, 2));
     process.exitCode = bad.length === 0 ? 0 : 1;

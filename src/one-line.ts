@@ -27,6 +27,26 @@ export function escapeControl(text: string): string {
   });
 }
 
+const SGR = /^\u001b\[[0-9;]*m/;
+
+/**
+ * A line of results for the terminal: control characters from names escaped, but the colour codes
+ * soup's own painting adds (SGR sequences only: they cannot move the cursor or clear the screen) kept.
+ */
+export function escapeKeepingColour(text: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) !== 0x1b) continue;
+    const colour = SGR.exec(text.slice(i, i + 16));
+    if (colour === null) continue;
+    out += escapeControl(text.slice(from, i)) + colour[0];
+    i += colour[0].length - 1;
+    from = i + 1;
+  }
+  return out + escapeControl(text.slice(from));
+}
+
 /** At most `max` characters: the start and the end, and how much was cut between them. */
 export function truncateMiddle(text: string, max = MAX_MESSAGE_CHARS): string {
   if (text.length <= max) return text;

@@ -2,7 +2,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import type cliProgressTypes from 'cli-progress';
 import { createRequire } from 'node:module';
 import type { ProgressEvent, ProgressListener } from '../progress.js';
-import { oneLine } from '../one-line.js';
+import { escapeControl, escapeKeepingColour, oneLine } from '../one-line.js';
 import { formatBytes, formatSeconds } from './format.js';
 
 /** Evaluations slower than this are logged one line each when stderr shows no bar. */
@@ -49,7 +49,8 @@ export class Terminal {
 
   /** A line of human-readable result; suppressed with --json, where stdout holds only the document. */
   print(line = ''): void {
-    if (!this.json) process.stdout.write(`${line}\n`);
+    // Names come from files: a tensor called "a\nb" must not print as two lines, nor repaint the screen.
+    if (!this.json) process.stdout.write(`${this.paint.level === 0 ? escapeControl(line) : escapeKeepingColour(line)}\n`);
   }
 
   printJson(document: unknown): void {

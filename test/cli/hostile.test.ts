@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runSoupCapped } from '../helpers/cli.js';
-import { tempDir } from '../helpers/files.js';
+import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { cp } from 'node:fs/promises';
 import { Pickle, f32Bytes, pushTensor, torchArchive } from '../helpers/torch.js';
 import { deflateRawSync, crc32 } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
@@ -120,5 +121,28 @@ describe('soup on hostile input', () => {
       assert.equal(result.code, 2, result.stderr);
       assert.equal(result.stderr, `soup: error: ${message}\n`);
     }
+  });
+
+  it('prints names with newlines and escape sequences escaped, on one line each', async () => {
+    const file = await writeSafetensorsFile(path.join(dir, 'names.safetensors'), {
+      'evil\nsoup: error: forged\u001b[2J': { dtype: 'F32', shape: [1], values: [1] },
+    });
+    const result = await runSoupCapped(['inspect', file], { capMiB: CAP_MIB, timeoutMs: 30_000 });
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(!/[\u0000-\u0009\u000b-\u001f]/.test(result.stdout), JSON.stringify(result.stdout));
+    assert.match(result.stdout, /^ {2}evil\\nsoup: error: forged\\x1b\[2J +F32 +\[1\]$/m);
+  });
+
+  it('prints an error about a 20 MB value from a file as one line of at most about 2,000 characters', async () => {
+    const folder = path.join(dir, 'huge-dtype');
+    await cp(path.join(FIXTURES, 'ingredients', 'lr1e-4-s1'), folder, { recursive: true });
+    const manifest = JSON.parse(await readFile(path.join(folder, 'model.json'), 'utf8'));
+    manifest.weightsManifest[0].weights[0].dtype = `x\n${'y'.repeat(20_000_000)}`;
+    await writeFile(path.join(folder, 'model.json'), JSON.stringify(manifest));
+    const result = await runSoupCapped(['inspect', folder], { capMiB: CAP_MIB, timeoutMs: 30_000 });
+    assert.equal(result.code, 2, result.stderr.slice(0, 500));
+    assert.equal(result.stderr.split('\n').length, 2, 'one line and its newline');
+    assert.ok(result.stderr.length < 2100, String(result.stderr.length));
+    assert.match(result.stderr, /^soup: error: .*model\.json: tensor "[^"]+": dtype "x\\nyyy+\.\.\. \(\d+ characters cut\) \.\.\.y+" is not supported \(float32, int32 and bool are\)\n$/);
   });
 });
