@@ -145,4 +145,16 @@ describe('soup on hostile input', () => {
     assert.ok(result.stderr.length < 2100, String(result.stderr.length));
     assert.match(result.stderr, /^soup: error: .*model\.json: tensor "[^"]+": dtype "x\\nyyy+\.\.\. \(\d+ characters cut\) \.\.\.y+" is not supported \(float32, int32 and bool are\)\n$/);
   });
+
+  it('summarizes 20 images cropped to 2048 x 2048 in bounded batches, not one batch of 1 GB of floats', async () => {
+    const folder = path.join(dir, 'big-crop');
+    await mkdir(path.join(folder, 'a'), { recursive: true });
+    const png = await readFile(path.join(FIXTURES, 'data', 'images', '0-tshirt', 'test-27.png'));
+    for (let i = 0; i < 20; i++) await writeFile(path.join(folder, 'a', `${i}.png`), png);
+    await writeFile(path.join(folder, 'dataset.json'), JSON.stringify({ crop: 2048 }));
+    const result = await runSoupCapped(['data', folder, '--json'], { capMiB: CAP_MIB, timeoutMs: 120_000 });
+    assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).sampleShape, [2048, 2048, 3]);
+  });
 });
