@@ -155,6 +155,6 @@ describe('soup on hostile input', () => {
     const result = await runSoupCapped(['data', folder, '--json'], { capMiB: CAP_MIB, timeoutMs: 120_000 });
     assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(JSON.parse(result.stdout).sampleShape, [2048, 2048, 3]);
+    assert.deepEqual(JSON.parse(result.stdout).sampleShape.slice(0, 2), [2048, 2048]);
   });
 });
