@@ -157,4 +157,13 @@ describe('soup on hostile input', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout).sampleShape.slice(0, 2), [2048, 2048]);
   });
+
+  it('inspects a legacy torch.save file holding a list of a million numbers beside its tensors', async () => {
+    const file = path.join(dir, 'big-list.pt');
+    execFileSync('/usr/bin/python3', ['-c', "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)", file]);
+    const result = await runSoupCapped(['inspect', file, '--json'], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /"w"/);
+  });
 });
+

@@ -417,9 +417,10 @@ function collectStorages(root: PyValue, sizes: Map<string, number>): void {
     seen.add(value);
     if (value instanceof TensorRef) sizes.set(value.storage.key, value.storage.type.dtype === undefined ? 1 : dtypeSize(value.storage.type.dtype));
     else if (value instanceof StorageRef) sizes.set(value.key, value.type.dtype === undefined ? 1 : dtypeSize(value.type.dtype));
-    else if (Array.isArray(value)) stack.push(...value);
+    // Item by item: a pickled list of a million entries is too many to spread as arguments.
+    else if (Array.isArray(value)) for (const item of value) stack.push(item);
     else if (value instanceof Map) for (const [k, v] of value) stack.push(k, v);
-    else if (value instanceof PyTuple || value instanceof PySet) stack.push(...value.items);
+    else if (value instanceof PyTuple || value instanceof PySet) for (const item of value.items) stack.push(item);
   }
 }
 

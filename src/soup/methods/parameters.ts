@@ -51,7 +51,8 @@ export class LayerIndex {
     private readonly pattern: RegExp = LayerIndex.DEFAULT_PATTERN,
   ) {
     const found = names.map((name) => this.layerOf(name)).filter((layer): layer is number => layer !== undefined);
-    this.layers = found.length === 0 ? 0 : Math.max(...found) + 1;
+    // A reduce, not Math.max(...found): a model of 200,000 tensors is too many arguments to spread.
+    this.layers = found.length === 0 ? 0 : found.reduce((a, b) => Math.max(a, b), 0) + 1;
   }
 
   layerOf(name: string): number | undefined {
