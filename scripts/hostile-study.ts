@@ -144,6 +144,9 @@ async function buildCases(work: string): Promise<Case[]> {
   await writeFile(path.join(torch, 'broadcast-b.pt'), torchArchive(broadcast, { '0': f32Bytes([2]) }));
   add('pytorch (crafted)', 'stride-0 views of 4 GB', ['uniform', path.join(torch, 'broadcast-a.pt'), path.join(torch, 'broadcast-b.pt'), '-o', path.join(torch, 'broadcast.safetensors')], 'refuse');
 
+  execFileSync('/usr/bin/python3', ['-c', "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)", path.join(torch, 'big-list.pt')]);
+  add('pytorch (crafted)', 'legacy file with a list of 1 M numbers', ['inspect', path.join(torch, 'big-list.pt')], 'accept');
+
   // Decompression bombs.
   const bombs = await dir('bombs');
   const samples = 400 * 1024;
@@ -188,6 +191,7 @@ async function buildCases(work: string): Promise<Case[]> {
     },
     'refuse',
   );
+  await imageCase('crop 2048 (1 GB of floats in one batch)', (f) => writeFile(path.join(f, 'dataset.json'), '{"crop": 2048}'), 'accept');
   await imageCase('dangling symlink', (f) => symlink(path.join(work, 'nowhere'), path.join(f, 'zz-dangling')), 'any');
 
   // Data files with hostile values.
