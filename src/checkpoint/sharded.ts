@@ -1,6 +1,7 @@
 import path, { join as joinPath } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
+import { quoteName } from '../one-line.js';
 import { decodeUtf8, parseJson, readSmallFile, refuseLinkOutside, resolveInside } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { Checkpoint, CheckpointFormat, ChunkScratch, TensorInfo } from './types.js';
@@ -108,25 +109,35 @@ export async function openShards<S extends Shard>(folder: string, index: string,
     const issue = parsed.error.issues[0]!;
     throw new InputError(indexFile, `malformed index: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
   }
-  const weightMap = parsed.data.weight_map;
-  if (Object.keys(weightMap).length === 0) throw new InputError(indexFile, 'weight_map is empty');
+  // A Map of the file's own entries: tensor names such as "toString" or "__proto__" must not reach a prototype.
+  const weightMap = new Map(Object.entries((json as { weight_map: Record<string, unknown> }).weight_map));
+  if (weightMap.size === 0) throw new InputError(indexFile, 'weight_map is empty');
+  // Shards end like the weights file the index is named after: a shard called README.md or
+  // config.json would be mistaken for, or replaced by, the files soup writes beside a folder soup.
+  const extension = path.extname(index.replace(/\.index\.json$/, ''));
+  for (const [tensor, shardName] of weightMap) {
+    if (typeof shardName !== 'string') throw new InputError(indexFile, 'malformed index: weight_map values must be shard file names', { tensor });
+    if (!shardName.endsWith(extension) || shardName === index) {
+      throw new InputError(indexFile, `weight_map puts it in ${quoteName(shardName)}, which is not a ${extension} shard`, { tensor });
+    }
+  }
 
   // Shards in name order, which for HF's model-0000i-of-0000N names is also their numeric order.
-  const shardNames = [...new Set(Object.values(weightMap))].sort();
+  const shardNames = [...new Set(weightMap.values() as Iterable<string>)].sort();
   const shards: S[] = [];
   for (const shardName of shardNames) {
     const shardPath = await resolveInside(folder, shardName, indexFile);
     shards.push(await openShard(shardPath, shardName));
   }
   const byShard = new Map(shards.map((shard) => [shard.name, shard]));
-  for (const [tensor, shardName] of Object.entries(weightMap)) {
-    const shard = byShard.get(shardName)!;
+  for (const [tensor, shardName] of weightMap) {
+    const shard = byShard.get(shardName as string)!;
     if (!shard.has(tensor)) throw new InputError(indexFile, `weight_map puts it in ${shardName}, which does not hold it`, { tensor });
   }
   for (const shard of shards) {
     for (const tensor of shard.tensors()) {
-      if (weightMap[tensor.name] !== shard.name) {
-        const listed = weightMap[tensor.name];
+      if (weightMap.get(tensor.name) !== shard.name) {
+        const listed = weightMap.get(tensor.name) as string | undefined;
         const problem = listed === undefined ? 'is missing from the index weight_map' : `is also listed in ${listed}`;
         throw new InputError(shard.path, problem, { tensor: tensor.name });
       }

@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { InputError, OutputError, describeFsError } from '../errors.js';
+import { quoteName } from '../one-line.js';
 import { f16BitsToF32, numel, type DType } from './dtype.js';
 import { RangeReader, decodeUtf8, fileSize, parseJson, readSmallFile, refuseLinkOutside, resolveInside } from './files.js';
 import { writeAll, type TensorProducer } from './safetensors.js';
@@ -44,9 +45,35 @@ interface TfjsWeight extends TensorInfo {
 const STORED_DTYPES: Record<string, DType> = { float32: 'F32', int32: 'I32', bool: 'BOOL' };
 const TFJS_DTYPES: Partial<Record<DType, string>> = { F32: 'float32', I32: 'int32', BOOL: 'bool' };
 
+/** Arrays and objects nested in model.json: Keras topologies use about ten levels. */
+export const MAX_JSON_DEPTH = 1000;
+
+/** How deeply arrays and objects nest in JSON text, counted without recursion (JSON.parse and stringify recurse). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text.charCodeAt(i);
+    if (inString) {
+      if (char === 0x5c) i++;
+      else if (char === 0x22) inString = false;
+    } else if (char === 0x22) {
+      inString = true;
+    } else if (char === 0x5b || char === 0x7b) {
+      deepest = Math.max(deepest, ++depth);
+    } else if (char === 0x5d || char === 0x7d) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 /** Reads model.json as a TF.js LayersModel folder holds it, with every field we rely on checked. */
 export async function readModelJson(file: string): Promise<ModelJson> {
   const text = decodeUtf8(await readSmallFile(file, MAX_MODEL_JSON_BYTES), file, 'model.json');
+  const depth = jsonDepth(text);
+  if (depth > MAX_JSON_DEPTH) throw new InputError(file, `not a TF.js LayersModel: its JSON nests ${depth} levels deep (at most ${MAX_JSON_DEPTH})`);
   const parsed = modelJsonSchema.safeParse(parseJson(text, file, 'model.json'));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -177,9 +204,10 @@ export class TfjsCheckpoint implements Checkpoint {
 }
 
 function describeWeight(file: string, entry: z.infer<typeof weightSchema>, group: number, offset: number): TfjsWeight {
-  const dtype = STORED_DTYPES[entry.dtype];
+  // The dtype is text from the file: "__proto__" or "constructor" must not find Object.prototype's.
+  const dtype = Object.hasOwn(STORED_DTYPES, entry.dtype) ? STORED_DTYPES[entry.dtype] : undefined;
   if (dtype === undefined) {
-    throw new InputError(file, `dtype "${entry.dtype}" is not supported (float32, int32 and bool are)`, { tensor: entry.name });
+    throw new InputError(file, `dtype ${quoteName(entry.dtype, 100)} is not supported (float32, int32 and bool are)`, { tensor: entry.name });
   }
   const count = numel(entry.shape);
   const q = entry.quantization;
@@ -187,6 +215,8 @@ function describeWeight(file: string, entry: z.infer<typeof weightSchema>, group
     throw new InputError(file, `${q.dtype} quantization needs both scale and min`, { tensor: entry.name });
   }
   if (q?.dtype === 'float16' && dtype !== 'F32') throw new InputError(file, 'float16 quantization of a non-float weight', { tensor: entry.name });
+  // TF.js refuses to load a quantized bool weight, so a soup of one could not be read back.
+  if (q !== undefined && dtype === 'BOOL') throw new InputError(file, `${q.dtype} quantization of a bool weight (TF.js quantizes float32 and int32 weights only)`, { tensor: entry.name });
   const elementBytes = q === undefined ? (dtype === 'BOOL' ? 1 : 4) : q.dtype === 'uint8' ? 1 : 2;
   const storedBytes = count * elementBytes;
   if (!Number.isSafeInteger(storedBytes)) throw new InputError(file, `shape [${entry.shape.join(', ')}] is too large`, { tensor: entry.name });

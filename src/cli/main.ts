@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, InterruptedError, SoupError } from '../errors.js';
+import { oneLine } from '../one-line.js';
 import { TOOL_VERSION } from '../version.js';
 
 /**
@@ -456,13 +457,13 @@ function report(error: unknown, debug: boolean): ExitCode {
     return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
   }
   if (error instanceof SoupError) {
-    const hint = error.hint === undefined ? '' : ` (${error.hint})`;
-    process.stderr.write(`soup: error: ${error.message}${hint}\n`);
+    const hint = error.hint === undefined ? '' : ` (${oneLine(error.hint)})`;
+    process.stderr.write(`soup: error: ${oneLine(error.message)}${hint}\n`);
     if (debug && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`soup: internal error: ${message}\n`);
+  process.stderr.write(`soup: internal error: ${oneLine(message)}\n`);
   process.stderr.write(
     debug && error instanceof Error && error.stack !== undefined
       ? `${error.stack}\n`
@@ -470,6 +471,9 @@ function report(error: unknown, debug: boolean): ExitCode {
   );
   return ExitCode.internal;
 }
+
+/** How long soup may take to clean up after SIGINT or SIGTERM before it exits regardless. */
+const SIGNAL_GRACE_MS = 10_000;
 
 async function main(argv: string[]): Promise<ExitCode> {
   const debug = argv.includes('--debug');
@@ -479,6 +483,9 @@ async function main(argv: string[]): Promise<ExitCode> {
     // A second Ctrl-C means "now": the first one is still cleaning up.
     if (signals > 1) process.exit(ExitCode.interrupted);
     interrupt.abort(new InterruptedError(signal));
+    // Work that cannot see the abort (a read blocked in the thread pool) must not keep soup alive:
+    // SIGTERM from a CI runner or `timeout` means stop, after a grace period for cleanup.
+    setTimeout(() => process.exit(ExitCode.interrupted), SIGNAL_GRACE_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

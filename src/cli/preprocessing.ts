@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CHANNEL_ORDERS, INTERPOLATIONS, LAYOUTS, PRESET_NAMES, parseChannelValues, type PresetName, type Preprocessing } from '../data/preprocess.js';
+import { CHANNEL_ORDERS, INTERPOLATIONS, LAYOUTS, MAX_IMAGE_SIDE, PRESET_NAMES, parseChannelValues, type PresetName, type Preprocessing } from '../data/preprocess.js';
 
 const channelValues = (flag: string) =>
   z
@@ -25,9 +25,9 @@ const numberOrFraction = z
 /** The preprocessing flags of every command that reads evaluation data (greedy, eval, compare, data). */
 export const preprocessingOptions = z.object({
   preprocess: z.enum(PRESET_NAMES as [PresetName, ...PresetName[]]).optional(),
-  resize: z.coerce.number().int().positive().max(16384).optional(),
+  resize: z.coerce.number().int().positive().max(MAX_IMAGE_SIDE).optional(),
   interpolation: z.enum(INTERPOLATIONS).optional(),
-  crop: z.coerce.number().int().positive().max(16384).optional(),
+  crop: z.coerce.number().int().positive().max(MAX_IMAGE_SIDE).optional(),
   scale: numberOrFraction,
   offset: numberOrFraction,
   mean: channelValues('--mean'),

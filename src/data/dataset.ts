@@ -10,7 +10,7 @@ import { listImageFolder } from './images.js';
 import { arrangeSamples, fitToInput, guessSampleLayout, imageDims, type InputFit, type SampleLayout } from './layout.js';
 import type { NumericArray } from './npy.js';
 import { openNpzArrays } from './npz.js';
-import { channelAffine, preprocessingSchema, resamples, resolvePreprocessing, type ChannelAffine, type Preprocessing } from './preprocess.js';
+import { channelAffine, describePreprocessing, preprocessingSchema, resamples, resolvePreprocessing, type ChannelAffine, type Preprocessing } from './preprocess.js';
 
 export type { Preprocessing } from './preprocess.js';
 export type { InputFit } from './layout.js';
@@ -99,6 +99,12 @@ export interface LoadOptions {
 
 const IN_MEMORY_BYTES = 512 * 1024 * 1024;
 
+/** Class indices are below this: ImageNet-21k has 21,841 classes. */
+export const MAX_CLASSES = 1_000_000;
+
+/** Reading a FIFO or a device blocks (for ever, with nothing writing): data files must be regular files. */
+const NOT_REGULAR = 'is not a regular file (a FIFO, socket or device named like a data file)';
+
 /**
  * Reads validation or test data: an .npz with arrays x and y, a folder of IDX files (MNIST layout,
  * raw or .gz), a CSV with a label column, or a folder of class sub-folders of images. Preprocessing
@@ -109,6 +115,7 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
     throw new InputError(target, describeFsError(error), { cause: error });
   });
   const folder = info.isDirectory();
+  if (!folder && !info.isFile()) throw new InputError(target, NOT_REGULAR);
   const steps = resolvePreprocessing(await readPreprocessing(target, folder), flags);
   const raw = folder ? await loadFolder(target, steps, options) : await loadFile(target, options.inMemoryBytes ?? IN_MEMORY_BYTES);
   if (raw.format !== 'images' && (resamples(steps) || steps.channels !== undefined)) {
@@ -122,6 +129,9 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
   if (raw.count !== n) throw new InputError(target, `${raw.count} samples but ${n} labels; they must be as many`);
   const negative = raw.y.findIndex((label) => label < 0);
   if (negative >= 0) throw new InputError(target, `label ${raw.y[negative]} of sample ${negative} is negative`);
+  // Labels index classes (counts, class lists, a model's outputs): one huge label would size them all.
+  const huge = raw.y.findIndex((label) => label >= MAX_CLASSES);
+  if (huge >= 0) throw new InputError(target, `label ${raw.y[huge]} of sample ${huge} is beyond the ${MAX_CLASSES} classes soup handles`);
   const name = folder ? path.basename(path.resolve(target)) : path.basename(target).replace(/\.[^.]+$/, '');
   return new StoredDataset({
     name,
@@ -218,7 +228,24 @@ class StoredDataset implements Dataset {
     const out = new Float32Array(count * this.sampleSize);
     const value = values instanceof Uint8Array ? this.byteValue() : this.affine.identity ? (x: number) => x : this.affine.apply;
     arrangeSamples(values, at, count, this.sample, fit ?? { shape: this.sampleShape, layout: 'as stored', transpose: 'none' }, value, out);
+    for (let k = 0; k < out.length; k++) if (!Number.isFinite(out[k]!)) throw this.nonFinite(values, at, start, count, k, out[k]!);
     return out;
+  }
+
+  /**
+   * A NaN or infinite input makes every output, and so the score, meaningless (eval printed "loss: null"
+   * with exit 0): name the sample when the data holds it, the settings when preprocessing made it.
+   */
+  private nonFinite(values: ArrayLike<number>, at: number, start: number, count: number, k: number, value: number): InputError {
+    const sample = start + Math.floor(k / Math.max(1, this.sampleSize));
+    for (let i = at; i < at + count * this.sampleSize; i++) {
+      if (!Number.isFinite(values[i]!)) {
+        return new InputError(this.path, `sample ${start + Math.floor((i - at) / this.sampleSize)} holds ${values[i]}; every input must be a finite number`);
+      }
+    }
+    return new InputError(this.path, `preprocessing (${describePreprocessing(this.preprocessing)}) turns a value of sample ${sample} into ${value}; every input must be a finite number`, {
+      hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
+    });
   }
 
   private byteTable: Float32Array | undefined;
@@ -229,6 +256,13 @@ class StoredDataset implements Dataset {
     if (this.byteTable === undefined) {
       this.byteTable = new Float32Array(channels * 256);
       for (let c = 0; c < channels; c++) for (let x = 0; x < 256; x++) this.byteTable[c * 256 + x] = this.affine.apply(x, c);
+      const bad = this.byteTable.findIndex((entry) => !Number.isFinite(entry));
+      if (bad >= 0) {
+        this.byteTable = undefined;
+        throw new InputError(this.path, `preprocessing (${describePreprocessing(this.preprocessing)}) turns the byte value ${bad % 256} into a non-finite number; every input must be a finite number`, {
+          hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
+        });
+      }
     }
     const table = this.byteTable;
     return (x, channel) => table[channel * 256 + x]!;
@@ -273,6 +307,8 @@ interface RawData {
 }
 
 async function readBytes(file: string): Promise<Uint8Array> {
+  const info = await stat(file).catch(() => undefined);
+  if (info !== undefined && !info.isFile()) throw new InputError(file, NOT_REGULAR);
   return readFile(file).catch((error: unknown) => {
     throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
   });
@@ -312,6 +348,8 @@ async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
       throw new InputError(file, `an .npz data set needs arrays "x" and "y" (it has: ${[...npz.arrays.keys()].join(', ') || 'none'})`);
     }
     if (x.shape.length === 0) throw new InputError(file, 'x must have a sample dimension');
+    // Checked before y is read: a y far longer than x would only be memory to refuse afterwards.
+    if (y.shape[0] !== x.shape[0]) throw new InputError(file, `${x.shape[0]} samples but ${y.shape[0] ?? 0} labels; they must be as many`);
     const labels = labelsOf(await y.readAll(), `${file}:y.npy`);
     const sampleShape = x.shape.slice(1);
     const size = sampleShape.reduce((a, b) => a * b, 1);
@@ -333,6 +371,9 @@ async function loadFile(file: string, inMemoryBytes: number): Promise<RawData> {
   throw new InputError(file, 'unknown data format (expected .npz, .csv, a folder of IDX files, or a folder of class folders of images)');
 }
 
+/** Bytes of one (gunzipped) IDX file: MNIST's largest is 47 MB. */
+const MAX_IDX_BYTES = 256 * 1024 * 1024;
+
 async function loadFolder(folder: string, steps: Preprocessing, options: LoadOptions): Promise<RawData> {
   const entries = (await readdir(folder)).sort();
   const idxFiles = entries.filter((entry) => /(-|\.)idx\d-ubyte(\.gz)?$|\.idx(\.gz)?$/.test(entry));
@@ -343,9 +384,13 @@ async function loadFolder(folder: string, steps: Preprocessing, options: LoadOpt
       let bytes = await readBytes(file);
       if (entry.endsWith('.gz')) {
         try {
-          bytes = gunzipSync(bytes);
+          // An IDX data set is read whole into memory: a small .gz must not inflate without bound.
+          bytes = gunzipSync(bytes, { maxOutputLength: MAX_IDX_BYTES });
         } catch (error) {
-          throw new InputError(file, `cannot gunzip: ${(error as Error).message}`, { cause: error });
+          const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+          throw new InputError(file, tooLarge ? `inflates to more than the ${MAX_IDX_BYTES} bytes soup reads from an IDX file` : `cannot gunzip: ${(error as Error).message}`, {
+            cause: error,
+          });
         }
       }
       return { file, array: parseIdx(bytes, file) };
@@ -395,8 +440,12 @@ async function readPreprocessing(target: string, isFolder: boolean): Promise<Pre
     ? [path.join(target, DATASET_JSON)]
     : [path.join(path.dirname(target), `${path.basename(target).replace(/\.[^.]+$/, '')}.${DATASET_JSON}`), path.join(path.dirname(target), DATASET_JSON)];
   for (const file of candidates) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    if (text === undefined) continue;
+    const info = await stat(file).catch(() => undefined);
+    if (info === undefined) continue;
+    if (!info.isFile()) throw new InputError(file, NOT_REGULAR);
+    const text = await readFile(file, 'utf8').catch((error: unknown) => {
+      throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
+    });
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -123,7 +123,18 @@ async function readRange(file: string, position: number, length: number): Promis
 
 /** Images decoded at once: enough to keep every core busy while one result is written. */
 const DECODE_CONCURRENCY = Math.max(2, Math.min(8, availableParallelism() * 2));
+/** Decoded pixels in flight at once: a 4096 x 4096 resize holds about 200 MB per image while it runs. */
+const DECODE_BUDGET_BYTES = 512 * 1024 * 1024;
 const PROGRESS_INTERVAL_MS = 100;
+
+/** Fewer images at once when each is large once resized, so memory stays bounded whatever the cores. */
+function decodeConcurrency(steps: ImageSteps): number {
+  const side = Math.max(steps.resize ?? 0, steps.crop ?? 0);
+  if (side === 0) return DECODE_CONCURRENCY;
+  // Decoded, resized (up to twice as long as wide) and cropped RGB copies of one image.
+  const perImage = side * side * 3 * 4;
+  return Math.max(1, Math.min(DECODE_CONCURRENCY, Math.floor(DECODE_BUDGET_BYTES / perImage)));
+}
 const WRITE_BUFFER_BYTES = 1 << 20;
 
 async function buildCache(file: string, listing: ImageListing, steps: ImageSteps, options: ImageCacheOptions): Promise<CacheMeta> {
@@ -132,8 +143,9 @@ async function buildCache(file: string, listing: ImageListing, steps: ImageSteps
   const handle = await open(temp, 'w');
   const pending: Promise<DecodedImage>[] = [];
   let next = 0;
+  const concurrency = decodeConcurrency(steps);
   const launch = (): void => {
-    while (pending.length < DECODE_CONCURRENCY && next < files.length) {
+    while (pending.length < concurrency && next < files.length) {
       const decoding = readImage(files[next++]!.file, steps);
       // Failures are reported when their turn comes; until then they must not count as unhandled.
       decoding.catch(() => {});

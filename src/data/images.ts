@@ -2,12 +2,14 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Sharp, SharpOptions } from 'sharp';
 import { InputError, UsageError, describeFsError } from '../errors.js';
-import { cropOrigin, resizedSize, type Preprocessing } from './preprocess.js';
+import { MAX_IMAGE_SIDE, cropOrigin, resizedSize, type Preprocessing } from './preprocess.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
 /** Larger images are refused before decoding: a header can claim any size, and decoders allocate it. */
 const MAX_MEGAPIXELS = 64;
+/** Pixels of an image once resized: the largest resize of an image twice as long as it is wide. */
+const MAX_RESIZED_PIXELS = 2 * MAX_IMAGE_SIDE * MAX_IMAGE_SIDE;
 
 export interface ImageFile {
   file: string;
@@ -25,7 +27,10 @@ export interface ImageListing {
 export async function listImageFolder(folder: string): Promise<ImageListing> {
   const classes: string[] = [];
   for (const entry of (await readdir(folder)).sort()) {
-    if (!entry.startsWith('.') && (await stat(path.join(folder, entry))).isDirectory()) classes.push(entry);
+    if (entry.startsWith('.')) continue;
+    // A dangling symlink beside the class folders is not a class (stat fails on it), nor is a file.
+    const info = await stat(path.join(folder, entry)).catch(() => undefined);
+    if (info?.isDirectory()) classes.push(entry);
   }
   if (classes.length === 0) throw new InputError(folder, 'no class sub-folders of images found');
   const files: ImageFile[] = [];
@@ -37,6 +42,8 @@ export async function listImageFolder(folder: string): Promise<ImageListing> {
       const info = await stat(file).catch((error: unknown) => {
         throw new InputError(file, `cannot read: ${describeFsError(error)}`, { cause: error });
       });
+      // A FIFO or device named x.png would block the read forever: only regular files are images.
+      if (!info.isFile()) throw new InputError(file, 'is not a regular file (a FIFO, device or folder named like an image)');
       files.push({ file, label, size: info.size, mtimeMs: info.mtimeMs });
     }
   }
@@ -79,8 +86,31 @@ export interface DecodedImage {
 /** The steps applied to pixels before they are cached as bytes. */
 export type ImageSteps = Pick<Preprocessing, 'channels' | 'resize' | 'interpolation' | 'crop'>;
 
+const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const JPEG_MAGIC = Buffer.from([0xff, 0xd8]);
+
+/** What a file that is not PNG or JPEG looks like, for the message refusing it. */
+function sniff(bytes: Buffer): string {
+  const head = bytes.subarray(0, 256).toString('latin1');
+  if (head.startsWith('GIF8')) return 'a GIF image';
+  if (head.startsWith('RIFF') && head.slice(8, 12) === 'WEBP') return 'a WebP image';
+  if (head.startsWith('II*\0') || head.startsWith('MM\0*')) return 'a TIFF image';
+  if (/<svg|<\?xml/i.test(head.trimStart().slice(0, 256))) return 'an SVG or XML file';
+  if (head.slice(4, 8) === 'ftyp') return 'an AVIF/HEIF image';
+  return 'an unknown format';
+}
+
+/**
+ * Images are decoded by what their bytes are, not their name: libvips reads TIFF, GIF, WebP and SVG
+ * too (SVG can reference other files), and a data set of those named .png would be scored silently.
+ */
+function checkImageKind(bytes: Buffer, file: string): void {
+  if (bytes.subarray(0, 8).equals(PNG_MAGIC) || bytes.subarray(0, 2).equals(JPEG_MAGIC)) return;
+  throw new InputError(file, `is not a PNG or JPEG image (its bytes look like ${sniff(bytes)}); soup reads PNG and JPEG only`);
+}
+
 function checkPngSize(bytes: Buffer, file: string): void {
-  if (file.toLowerCase().endsWith('.png') && bytes.length >= 24) {
+  if (bytes.subarray(0, 8).equals(PNG_MAGIC) && bytes.length >= 24) {
     const pixels = bytes.readUInt32BE(16) * bytes.readUInt32BE(20);
     if (pixels > MAX_MEGAPIXELS * 1e6) throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
   }
@@ -92,6 +122,7 @@ function checkPngSize(bytes: Buffer, file: string): void {
  * crop (zero padding where the image is smaller). Pixels come out as bytes, height-width-channels.
  */
 export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps): Promise<DecodedImage> {
+  checkImageKind(bytes, file);
   checkPngSize(bytes, file);
   const sharp = await loadSharp();
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
@@ -109,6 +140,10 @@ export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps
   let pixels = toChannels(decoded.data, width * height, decoded.info.channels, steps.channels === 'grey');
   if (steps.resize !== undefined) {
     const size = resizedSize(width, height, steps.resize);
+    // The shorter side becomes `resize`: a thin image would become a huge one.
+    if (size.width * size.height > MAX_RESIZED_PIXELS) {
+      throw new InputError(file, `resize ${steps.resize} turns this ${width}x${height} image into ${size.width}x${size.height} pixels, more than the ${MAX_RESIZED_PIXELS} allowed`);
+    }
     if (size.width !== width || size.height !== height) {
       try {
         pixels = await sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } })

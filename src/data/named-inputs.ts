@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, describeFsError } from '../errors.js';
 import type { NumericArray } from './npy.js';
+import { MAX_CLASSES } from './dataset.js';
 import { parseNpz } from './npz.js';
 
 /**
@@ -32,6 +33,8 @@ export async function loadNamedInputs(file: string, names: readonly string[]): P
   const y = labels.values instanceof Int32Array ? labels.values : Int32Array.from(labels.values);
   const negative = y.findIndex((label) => label < 0);
   if (negative >= 0) throw new InputError(file, `label ${y[negative]} of sample ${negative} is negative`);
+  const huge = y.findIndex((label) => label >= MAX_CLASSES);
+  if (huge >= 0) throw new InputError(file, `label ${y[huge]} of sample ${huge} is beyond the ${MAX_CLASSES} classes soup handles`);
   const arrays = new Map<string, NumericArray>();
   for (const name of names) {
     const array = all.get(name);

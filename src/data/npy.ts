@@ -1,5 +1,6 @@
 import { decodeFloats } from '../checkpoint/dtype.js';
 import { InputError } from '../errors.js';
+import { oneLine } from '../one-line.js';
 
 /** Arrays as the data loaders hand them on: values as numbers, with their shape. */
 export interface NumericArray {
@@ -72,10 +73,14 @@ export function parseNpyHeader(bytes: Uint8Array, file: string): NpyHeader | und
   if (![1, 2, 3].includes(major) || headerLength > 1 << 20) throw new InputError(file, `unsupported or truncated .npy header (version ${major})`);
   if (dataStart > bytes.length) return undefined;
   const header = new TextDecoder().decode(bytes.subarray(8 + headerLengthBytes, dataStart));
+  // numpy keeps the last of a repeated key and we would read the first: refuse, rather than disagree.
+  const keys = [...header.matchAll(/'([^']*)'\s*:/g)].map((match) => match[1]!);
+  const repeated = keys.find((key, i) => keys.indexOf(key) !== i);
+  if (repeated !== undefined) throw new InputError(file, `malformed .npy header: the key '${oneLine(repeated, 100)}' is given twice`);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) throw new InputError(file, `malformed .npy header: ${header.trim()}`);
+  if (descr === undefined || fortran === undefined || shapeText === undefined) throw new InputError(file, `malformed .npy header: ${oneLine(header.trim(), 300)}`);
   if (fortran === 'True') throw new InputError(file, 'Fortran-ordered arrays are not supported (save with np.ascontiguousarray)');
   const dtype = DESCRS[descr.replace(/^=/, '<')];
   if (dtype === undefined) throw new InputError(file, `dtype ${descr} is not supported (use bool, int8 to int64, uint8 to uint64, float16, float32 or float64, little-endian)`);

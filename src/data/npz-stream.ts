@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { createInflateRaw } from 'node:zlib';
+import { createInflateRaw, crc32 } from 'node:zlib';
 import { InputError, describeFsError } from '../errors.js';
 import type { NumericArray } from './npy.js';
 import { parseNpyHeader, type NpyHeader } from './npy.js';
@@ -29,7 +29,7 @@ export async function openLargeNpz(file: string, fileSize: number): Promise<Map<
       // Sizes are checked against the bytes really there before anything is allocated from them.
       const limit = entry.method === 0 ? entry.compressedSize : entry.compressedSize * MAX_DEFLATE_RATIO + 1024;
       if (entry.size > limit) throw new InputError(where, `claims ${entry.size} bytes from ${entry.compressedSize} stored bytes, more than the data can hold (corrupt or hostile file)`);
-      const source = entry.method === 0 ? storedSource(file, dataStart) : deflatedSource(file, dataStart, entry.compressedSize);
+      const source = checkedSource(entry.method === 0 ? storedSource(file, dataStart) : deflatedSource(file, dataStart, entry.compressedSize), entry, where);
       const header = await readHeader(source, where, entry.size);
       const count = header.shape.reduce((a, b) => a * b, 1);
       if (header.dataStart + count * header.itemSize !== entry.size) {
@@ -48,11 +48,13 @@ export async function openLargeNpz(file: string, fileSize: number): Promise<Map<
 }
 
 /** Deflate cannot expand data more than about 1032 times. */
-const MAX_DEFLATE_RATIO = 1032;
+export const MAX_DEFLATE_RATIO = 1032;
 
-interface Entry {
+export interface Entry {
   name: string;
   method: number;
+  /** CRC-32 of the uncompressed content, from the central directory. */
+  crc: number;
   compressedSize: number;
   size: number;
   localOffset: number;
@@ -69,22 +71,52 @@ async function readAt(handle: FileHandle, position: number, length: number, file
 async function readCentralDirectory(handle: FileHandle, file: string, fileSize: number): Promise<Entry[]> {
   const tailLength = Math.min(fileSize, 22 + 65535 + 20);
   const tail = await readAt(handle, fileSize - tailLength, tailLength, file);
+  let where = locateDirectory(tail, file);
+  if ('zip64At' in where) where = readZip64Record(await readAt(handle, where.zip64At, 56, file), file);
+  if (where.offset + where.size > fileSize || where.size > 64 * 1024 * 1024) throw new InputError(file, 'not a readable .npz (zip) file: the central directory lies outside the file');
+  return parseDirectory(await readAt(handle, where.offset, where.size, file), where.count, file);
+}
+
+/** The same, for an archive held in memory. */
+export function readCentralDirectorySync(bytes: Uint8Array, file: string): Entry[] {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const slice = (position: number, length: number): Buffer => {
+    if (position < 0 || position + length > buffer.length) throw new InputError(file, 'not a readable .npz (zip) file: truncated');
+    return buffer.subarray(position, position + length);
+  };
+  const tailLength = Math.min(buffer.length, 22 + 65535 + 20);
+  let where = locateDirectory(slice(buffer.length - tailLength, tailLength), file);
+  if ('zip64At' in where) where = readZip64Record(slice(where.zip64At, 56), file);
+  if (where.offset + where.size > buffer.length) throw new InputError(file, 'not a readable .npz (zip) file: the central directory lies outside the file');
+  return parseDirectory(slice(where.offset, where.size), where.count, file);
+}
+
+interface DirectoryPlace {
+  count: number;
+  size: number;
+  offset: number;
+}
+
+function locateDirectory(tail: Buffer, file: string): DirectoryPlace | { zip64At: number } {
   const eocd = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
   if (eocd < 0 || eocd + 22 > tail.length) throw new InputError(file, 'not a readable .npz (zip) file: no end of central directory');
-  let count = tail.readUInt16LE(eocd + 10);
-  let size = tail.readUInt32LE(eocd + 12);
-  let offset = tail.readUInt32LE(eocd + 16);
+  const count = tail.readUInt16LE(eocd + 10);
+  const size = tail.readUInt32LE(eocd + 12);
+  const offset = tail.readUInt32LE(eocd + 16);
   if (count === 0xffff || size === 0xffffffff || offset === 0xffffffff) {
     const locator = eocd - 20;
     if (locator < 0 || tail.readUInt32LE(locator) !== 0x07064b50) throw new InputError(file, 'not a readable .npz (zip) file: ZIP64 locator missing');
-    const record = await readAt(handle, Number(tail.readBigUInt64LE(locator + 8)), 56, file);
-    if (record.readUInt32LE(0) !== 0x06064b50) throw new InputError(file, 'not a readable .npz (zip) file: ZIP64 end record missing');
-    count = Number(record.readBigUInt64LE(32));
-    size = Number(record.readBigUInt64LE(40));
-    offset = Number(record.readBigUInt64LE(48));
+    return { zip64At: Number(tail.readBigUInt64LE(locator + 8)) };
   }
-  if (offset + size > fileSize || size > 64 * 1024 * 1024) throw new InputError(file, 'not a readable .npz (zip) file: the central directory lies outside the file');
-  const directory = await readAt(handle, offset, size, file);
+  return { count, size, offset };
+}
+
+function readZip64Record(record: Buffer, file: string): DirectoryPlace {
+  if (record.readUInt32LE(0) !== 0x06064b50) throw new InputError(file, 'not a readable .npz (zip) file: ZIP64 end record missing');
+  return { count: Number(record.readBigUInt64LE(32)), size: Number(record.readBigUInt64LE(40)), offset: Number(record.readBigUInt64LE(48)) };
+}
+
+function parseDirectory(directory: Buffer, count: number, file: string): Entry[] {
   const entries: Entry[] = [];
   for (let at = 0, k = 0; k < count; k++) {
     if (at + 46 > directory.length || directory.readUInt32LE(at) !== 0x02014b50) throw new InputError(file, 'not a readable .npz (zip) file: corrupt central directory');
@@ -94,6 +126,7 @@ async function readCentralDirectory(handle: FileHandle, file: string, fileSize: 
     const entry: Entry = {
       name: directory.toString('utf8', at + 46, at + 46 + nameLength),
       method: directory.readUInt16LE(at + 10),
+      crc: directory.readUInt32LE(at + 16),
       compressedSize: directory.readUInt32LE(at + 20),
       size: directory.readUInt32LE(at + 24),
       localOffset: directory.readUInt32LE(at + 42),
@@ -126,6 +159,32 @@ function readZip64Extra(extra: Buffer, entry: Entry): void {
 /** Bytes of an entry's uncompressed content, from `position` on. */
 interface ByteSource {
   read(position: number, length: number): Promise<Uint8Array>;
+}
+
+/**
+ * Checks the entry's CRC-32 as its bytes go by: reads from the start on, in order (as a pass over
+ * the data set makes them), are summed; when the last byte has been read the sum must match the
+ * zip's, or the read fails, so a byte-flipped file is never scored.
+ */
+function checkedSource(source: ByteSource, entry: Entry, where: string): ByteSource {
+  let checkedUpTo = 0;
+  let sum = 0;
+  return {
+    async read(position, length) {
+      const bytes = await source.read(position, length);
+      if (position <= checkedUpTo && position + length > checkedUpTo) {
+        sum = crc32(bytes.subarray(checkedUpTo - position), sum);
+        checkedUpTo = position + length;
+        if (checkedUpTo === entry.size && sum >>> 0 !== entry.crc) throw crcMismatch(where, sum, entry.crc);
+      }
+      return bytes;
+    },
+  };
+}
+
+export function crcMismatch(where: string, actual: number, expected: number): InputError {
+  const hex = (value: number): string => (value >>> 0).toString(16).padStart(8, '0');
+  return new InputError(where, `CRC-32 check failed (the data sums to ${hex(actual)}, the zip says ${hex(expected)}): the file is corrupt`);
 }
 
 function storedSource(file: string, dataStart: number): ByteSource {

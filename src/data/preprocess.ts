@@ -43,7 +43,12 @@ export const PRESETS = {
 export type PresetName = keyof typeof PRESETS;
 export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
 
-const positiveSize = z.number().int().positive().max(16384);
+/**
+ * Largest resize or crop: model inputs are at most a few thousand pixels wide, and every image is
+ * decoded at this size (4096 x 4096 RGB is 50 MB, times the decoders running at once).
+ */
+export const MAX_IMAGE_SIDE = 4096;
+const positiveSize = z.number().int().positive().max(MAX_IMAGE_SIDE);
 const perChannel = z.array(z.number().finite()).min(1).max(4);
 
 /** The keys a dataset.json may hold (and `description`, for people). */

@@ -15,6 +15,8 @@ export interface DatasetSummary {
   channels: ChannelStats[];
 }
 
+const SUMMARY_BATCH_BYTES = 32 * 1024 * 1024;
+
 /** What an evaluator would see: label counts and the range of every channel after preprocessing, in one streamed pass. */
 export async function summarizeDataset(dataset: Dataset, signal?: AbortSignal): Promise<DatasetSummary> {
   const labelCounts: number[] = [];
@@ -25,7 +27,9 @@ export async function summarizeDataset(dataset: Dataset, signal?: AbortSignal): 
   const per = pixels * channels;
   const stats = Array.from({ length: channels }, () => ({ min: Infinity, max: -Infinity, sum: 0, count: 0 }));
   const channelOf = dataset.sampleLayout === 'chw' ? (i: number) => Math.floor((i % per) / pixels) : (i: number) => i % channels;
-  for await (const { x } of dataset.batches(1024)) {
+  // Batches of at most ~32 MB of float32: 1,024 samples of a 4096 x 4096 crop would be 200 GB.
+  const batch = Math.max(1, Math.min(1024, Math.floor(SUMMARY_BATCH_BYTES / (4 * Math.max(1, per)))));
+  for await (const { x } of dataset.batches(batch)) {
     throwIfAborted(signal);
     for (let i = 0; i < x.length; i++) {
       const value = x[i]!;

@@ -2,6 +2,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import type cliProgressTypes from 'cli-progress';
 import { createRequire } from 'node:module';
 import type { ProgressEvent, ProgressListener } from '../progress.js';
+import { escapeControl, escapeKeepingColour, oneLine } from '../one-line.js';
 import { formatBytes, formatSeconds } from './format.js';
 
 /** Evaluations slower than this are logged one line each when stderr shows no bar. */
@@ -55,7 +56,8 @@ export class Terminal {
 
   /** A line of human-readable result; suppressed with --json, where stdout holds only the document. */
   print(line = ''): void {
-    if (!this.json) process.stdout.write(`${line}\n`);
+    // Names come from files: a tensor called "a\nb" must not print as two lines, nor repaint the screen.
+    if (!this.json) process.stdout.write(`${this.paint.level === 0 ? escapeControl(line) : escapeKeepingColour(line)}\n`);
   }
 
   printJson(document: unknown): void {
@@ -64,12 +66,12 @@ export class Terminal {
 
   /** A note about progress on stderr; --quiet and --json silence it. */
   info(line: string): void {
-    if (!this.quiet && !this.json) this.writeStderr(`${line}\n`);
+    if (!this.quiet && !this.json) this.writeStderr(`${oneLine(line)}\n`);
   }
 
   warn(message: string): void {
     this.warnings.push(message);
-    if (!this.quiet) this.writeStderr(`${this.paint.yellow('soup: warning:')} ${message}\n`);
+    if (!this.quiet) this.writeStderr(`${this.paint.yellow('soup: warning:')} ${oneLine(message)}\n`);
   }
 
   /** Progress events become a bar on an interactive stderr (bytes read, or candidates scored); warnings become warning lines. */

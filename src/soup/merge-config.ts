@@ -4,7 +4,8 @@
  */
 import { parseDocument, stringify } from 'yaml';
 import { parseFloatDType, type FloatDType } from '../checkpoint/dtype.js';
-import { InputError, UsageError } from '../errors.js';
+import { readFile, stat } from 'node:fs/promises';
+import { InputError, UsageError, describeFsError } from '../errors.js';
 import type { MergeMethod } from './methods/method.js';
 import { checkParameters, missingParameters, type ParameterIssue, type ParameterValue } from './methods/parameters.js';
 import { METHOD_NAMES, findMethod } from './methods/registry.js';
@@ -58,15 +59,43 @@ function ingredientsOf(method: MergeMethod, base: string | undefined, listed: Me
   return listed;
 }
 
+/**
+ * A mergekit recipe is a few kilobytes; the YAML parser takes about 300 bytes of memory per byte of
+ * a long list, so a 2 MB gradient would cost more than a gigabyte before any check could refuse it.
+ */
+export const MAX_RECIPE_CHARS = 128 * 1024;
+
+/**
+ * Reads a recipe file: a regular file (a FIFO would block for ever) of at most MAX_RECIPE_CHARS
+ * bytes, checked before anything is read.
+ */
+export async function readRecipeFile(file: string): Promise<string> {
+  const info = await stat(file).catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+  if (!info.isFile()) throw new InputError(file, 'is not a regular file (a FIFO, socket, device or folder named like a recipe)');
+  if (info.size > MAX_RECIPE_CHARS * 4) throw new InputError(file, `is ${info.size} bytes long; a mergekit recipe has at most ${MAX_RECIPE_CHARS} characters`);
+  return readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, describeFsError(error), { cause: error });
+  });
+}
+
 /** Parses and checks a mergekit recipe; every problem is one line naming the file and the key. */
 export function parseMergeYaml(text: string, file: string): MergeConfig {
+  if (text.length > MAX_RECIPE_CHARS) throw new InputError(file, `is ${text.length} characters long; a mergekit recipe has at most ${MAX_RECIPE_CHARS}`);
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   const error = document.errors[0];
   if (error !== undefined) {
     const line = text.slice(0, error.pos[0]).split('\n').length;
     throw new InputError(file, `not valid YAML at line ${line}: ${error.message.split('\n')[0]}`);
   }
-  const root: unknown = document.toJS({ maxAliasCount: 100 });
+  let root: unknown;
+  try {
+    root = document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // The yaml package refuses alias bombs ("Excessive alias count") and unresolved aliases by throwing.
+    throw new InputError(file, `not a recipe soup reads: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+  }
   if (!isRecord(root)) throw new InputError(file, 'expected a mapping with merge_method and models');
   for (const key of Object.keys(root)) {
     if (!TOP_LEVEL.has(key)) fail(file, { path: key, message: `not supported (soup reads ${[...TOP_LEVEL].join(', ')})` });

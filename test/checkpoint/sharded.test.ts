@@ -104,4 +104,25 @@ describe('ShardedSafetensors', () => {
     await writeFile(path.join(folder, 'model.safetensors.index.json'), '{"weight_map": ');
     await assert.rejects(ShardedSafetensors.open(folder), /index is not valid JSON/);
   });
+
+  it('names an unlisted tensor called toString or constructor as missing from the weight_map, not as "listed in function toString()"', async () => {
+    for (const name of ['toString', 'constructor', 'hasOwnProperty']) {
+      const folder = path.join(dir, `unlisted-${name.replace(/_/g, '')}`);
+      await writeSafetensorsFile(path.join(folder, shardFileName(0, 1)), {
+        'embed.weight': { dtype: 'F32', shape: [1], values: [1] },
+        [name]: { dtype: 'F32', shape: [1], values: [2] },
+      });
+      await writeFile(path.join(folder, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'embed.weight': shardFileName(0, 1) } }));
+      await assert.rejects(ShardedSafetensors.open(folder), {
+        message: `${path.join(folder, shardFileName(0, 1))}: tensor "${name}": is missing from the index weight_map`,
+      });
+    }
+  });
+
+  it('refuses a shard named README.md or like anything but a .safetensors file', async () => {
+    const folder = await makeSharded('readme', { 'embed.weight': shardFileName(0, 2), 'head.weight': 'README.md', 'head.bias': 'README.md' });
+    await assert.rejects(ShardedSafetensors.open(folder), {
+      message: `${path.join(folder, 'model.safetensors.index.json')}: tensor "head.weight": weight_map puts it in "README.md", which is not a .safetensors shard`,
+    });
+  });
 });

@@ -125,6 +125,36 @@ describe('TfjsCheckpoint', () => {
     await editModelJson(folder, (json) => (json.weightsManifest[0].weights[0].dtype = 'string'));
     await expectInputError(folder, /tensor "hidden\/kernel": dtype "string" is not supported/);
   });
+
+  it('refuses the dtypes "__proto__" and "constructor" as unsupported, not as an internal error', async () => {
+    for (const dtype of ['__proto__', 'constructor', 'toString']) {
+      const folder = path.join(dir, `dtype-${dtype}`);
+      await saveTinyModel(folder, 7);
+      await editModelJson(folder, (json) => (json.weightsManifest[0].weights[0].dtype = dtype));
+      await expectInputError(folder, new RegExp(`tensor "hidden/kernel": dtype "${dtype}" is not supported \\(float32, int32 and bool are\\)$`));
+    }
+  });
+
+  it('refuses a quantized bool weight, which TF.js would not load back', async () => {
+    const folder = path.join(dir, 'bool-uint8');
+    await saveTinyModel(folder, 7);
+    await editModelJson(folder, (json) => {
+      const weight = json.weightsManifest[0].weights[1];
+      // hidden/bias: 4 float32s, 16 bytes; as a uint8-quantized bool [16] it keeps the shard's size.
+      Object.assign(weight, { dtype: 'bool', shape: [16], quantization: { dtype: 'uint8', scale: 1, min: 0 } });
+    });
+    await expectInputError(folder, /tensor "hidden\/bias": uint8 quantization of a bool weight \(TF\.js quantizes float32 and int32 weights only\)$/);
+  });
+
+  it('refuses a topology nested 100,000 levels deep before anything recurses into it', async () => {
+    const folder = path.join(dir, 'deep');
+    await saveTinyModel(folder, 7);
+    const file = path.join(folder, 'model.json');
+    const json = JSON.parse(await readFile(file, 'utf8'));
+    json.modelTopology.deep = 0;
+    await writeFile(file, JSON.stringify(json).replace('"deep":0', `"deep":${'['.repeat(100_000)}${']'.repeat(100_000)}`));
+    await expectInputError(folder, /model\.json: not a TF\.js LayersModel: its JSON nests 100002 levels deep \(at most 1000\)$/);
+  });
 });
 
 describe('writeTfjs', () => {

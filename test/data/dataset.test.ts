@@ -161,3 +161,24 @@ describe('loadDataset', () => {
     await rejectsWith(folder, /one images file and one labels file; found 1 and 0/);
   });
 });
+
+describe('hostile data', () => {
+  it('refuses NaN inputs and a scale that overflows, naming the sample or the settings', async () => {
+    const file = path.join(dir, 'nan.npz');
+    await writeFile(file, npzFile({ x: encodeNpy(Float32Array.from([0, 1, 2, NaN, 4, 5]), [3, 2]), y: encodeNpy(Int32Array.from([0, 1, 0]), [3]) }));
+    const dataset = await loadDataset(file);
+    await assert.rejects(dataset.read(0, 3), { message: `${file}: sample 1 holds NaN; every input must be a finite number` });
+    const finite = path.join(dir, 'finite.npz');
+    await writeFile(finite, npzFile({ x: encodeNpy(Float32Array.from([0, 1, 2, 3]), [2, 2]), y: encodeNpy(Int32Array.from([0, 1]), [2]) }));
+    await assert.rejects((await loadDataset(finite, { scale: 1e308 })).read(0, 2), {
+      message: `${finite}: preprocessing (scale 1e+308) turns a value of sample 0 into Infinity; every input must be a finite number`,
+    });
+  });
+
+  it('refuses a label of 33,554,432 before anything is sized by it', async () => {
+    const file = path.join(dir, 'huge-label.npz');
+    await writeFile(file, npzFile({ x: encodeNpy(new Float32Array(6), [3, 2]), y: encodeNpy(Int32Array.from([0, 1, 33_554_432]), [3]) }));
+    await rejectsWith(file, /^.*huge-label\.npz: label 33554432 of sample 2 is beyond the 1000000 classes soup handles$/);
+  });
+});
+

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -171,3 +171,58 @@ describe('the decoded-image cache', () => {
     assert.notEqual(cropped.cache?.file, changed.cache?.file);
   });
 });
+
+describe('hostile image folders', () => {
+  it('skips a dangling symlink beside the class folders', async () => {
+    const folder = path.join(dir, 'dangling');
+    await writeImage(path.join(folder, 'a', '1.png'), 2, 2, 1, () => [7]);
+    await symlink(path.join(dir, 'no-such-folder'), path.join(folder, 'b'));
+    const dataset = await load(folder);
+    assert.deepEqual(dataset.classes, ['a']);
+  });
+
+  it('refuses GIF, WebP, TIFF and SVG files named .png or .jpg, by their bytes', async () => {
+    const cases: [string, Buffer, string][] = [
+      ['x.png', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).gif().toBuffer(), 'a GIF image'],
+      ['x.jpg', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).webp().toBuffer(), 'a WebP image'],
+      ['x.png', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).tiff().toBuffer(), 'a TIFF image'],
+      ['x.png', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="2" height="2"><image href="/etc/passwd"/></svg>'), 'an SVG or XML file'],
+    ];
+    for (const [k, [name, bytes, kind]] of cases.entries()) {
+      const folder = path.join(dir, `disguised-${k}`);
+      await writeImage(path.join(folder, 'a', '1.png'), 2, 2, 3, () => [1, 2, 3]);
+      await writeFile(path.join(folder, 'a', name), bytes);
+      await assert.rejects(load(folder), {
+        name: 'InputError',
+        message: `${path.join(folder, 'a', name)}: is not a PNG or JPEG image (its bytes look like ${kind}); soup reads PNG and JPEG only`,
+      });
+    }
+  });
+
+  it('refuses a resize that would make a thin image huge, naming the image', async () => {
+    const folder = path.join(dir, 'thin');
+    const file = await writeImage(path.join(folder, 'a', '1.png'), 1, 64, 1, () => [9]);
+    await assert.rejects(load(folder, { resize: 4096 }), {
+      message: `${file}: resize 4096 turns this 1x64 image into 4096x262144 pixels, more than the 33554432 allowed`,
+    });
+  });
+
+  it('refuses a resize or crop above 4096 in dataset.json before decoding anything', async () => {
+    const folder = path.join(dir, 'huge-crop');
+    await writeImage(path.join(folder, 'a', '1.png'), 2, 2, 1, () => [9]);
+    for (const key of ['resize', 'crop']) {
+      await writeFile(path.join(folder, 'dataset.json'), JSON.stringify({ [key]: 16384 }));
+      await assert.rejects(load(folder), { message: new RegExp(`^${folder}/dataset\\.json: ${key}: Number must be less than or equal to 4096 \\(allowed keys: `) });
+    }
+  });
+
+  it('refuses preprocessing that makes inputs non-finite, naming the settings', async () => {
+    const folder = path.join(dir, 'tiny-std');
+    await writeImage(path.join(folder, 'a', '1.png'), 2, 2, 1, () => [9]);
+    await writeFile(path.join(folder, 'dataset.json'), JSON.stringify({ std: [5e-324] }));
+    await assert.rejects(all(await load(folder)), {
+      message: `${folder}: preprocessing (std [5e-324]) turns the byte value 1 into a non-finite number; every input must be a finite number`,
+    });
+  });
+});
+

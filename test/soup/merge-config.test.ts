@@ -144,4 +144,31 @@ describe('mergekit recipes', () => {
       dtype: 'bfloat16',
     });
   });
+
+  it('refuses parameters named __proto__ and constructor as unknown, like any other name', () => {
+    for (const name of ['__proto__', 'constructor', 'toString']) {
+      const text = recipe(['merge_method: linear', 'models:', '  - model: a.safetensors', `    parameters: {${name}: 1, weight: 1}`, '  - model: b.safetensors']);
+      assert.throws(() => parseMergeYaml(text, 'r.yml'), {
+        name: 'InputError',
+        message: `r.yml: models[0].parameters.${name}: not a parameter of this method (it takes weight, normalize)`,
+      });
+    }
+  });
+
+  it('refuses a YAML alias bomb with exit 2, not as an internal error', () => {
+    const lines = ['a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]'];
+    for (const [name, previous] of [['b', 'a'], ['c', 'b'], ['d', 'c']]) lines.push(`${name}: &${name} [${new Array(10).fill(`*${previous}`).join(', ')}]`);
+    lines.push('merge_method: linear');
+    assert.throws(() => parseMergeYaml(recipe(lines), 'r.yml'), {
+      name: 'InputError',
+      message: 'r.yml: not a recipe soup reads: Excessive alias count indicates a resource exhaustion attack',
+    });
+  });
+
+  it('refuses a recipe longer than 128 KiB before parsing it, and a gradient of more than 10,000 points', () => {
+    const long = `merge_method: linear\nparameters:\n  weight: [${new Array(400_000).fill('0.5').join(', ')}]\n`;
+    assert.throws(() => parseMergeYaml(long, 'r.yml'), { message: `r.yml: is ${long.length} characters long; a mergekit recipe has at most 131072` });
+    const gradient = recipe(['merge_method: linear', 'models:', '  - model: a.safetensors', `    parameters: {weight: [${new Array(10_001).fill(1).join(',')}]}`, '  - model: b.safetensors']);
+    assert.throws(() => parseMergeYaml(gradient, 'r.yml'), { message: 'r.yml: models[0].parameters.weight: a gradient of 10001 points; soup takes at most 10000' });
+  });
 });

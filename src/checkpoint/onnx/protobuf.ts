@@ -23,6 +23,11 @@ export interface FieldSpan {
 }
 
 const BLOCK = 64 * 1024;
+/**
+ * Fields one message may hold: a large graph has a few hundred thousand (nodes, initializers,
+ * value_info); millions of tiny unknown fields would cost a gigabyte of spans to walk.
+ */
+export const MAX_FIELDS = 1_000_000;
 
 /**
  * Reads a protobuf file through a block cache, so that walking small messages costs few reads while
@@ -59,6 +64,9 @@ export class ProtoCursor {
     const out: FieldSpan[] = [];
     let at = start;
     while (at < end) {
+      if (out.length >= MAX_FIELDS) {
+        throw new InputError(this.file, `is not an ONNX model soup reads: the ${what} holds more than ${MAX_FIELDS} fields (padded or hostile file)`);
+      }
       const tagStart = at;
       const tag = await this.varint(at, end, what);
       at = tag.next;

@@ -55,13 +55,14 @@ export function rebuildModel(scan: OnnxScan, plan: (initializer: OnnxInitializer
       graphPieces.push(copyOf(span));
       continue;
     }
-    graphPieces.push(...tensorPieces(initializer, index, plan(initializer, index)));
+    for (const piece of tensorPieces(initializer, index, plan(initializer, index))) graphPieces.push(piece);
     index++;
   }
   const pieces: Piece[] = [];
   for (const span of scan.fields) {
     if (span.field === MODEL.graph && span.start === scan.graph.start) {
-      pieces.push(...wrap(span, GRAPH_FIELD, graphPieces));
+      // A graph has a piece per field (150,000 value_info entries): too many to spread as arguments.
+      for (const piece of wrap(span, GRAPH_FIELD, graphPieces)) pieces.push(piece);
       continue;
     }
     const entry = span.field === MODEL.metadataProps ? scan.metadata.find((candidate) => candidate.span.start === span.start) : undefined;

@@ -14,7 +14,11 @@ const RECIPE_KEY = 'soup.recipe';
 const MAX_SMALL_RECORD = 16 * 1024 * 1024;
 /** A non-contiguous chunk whose storage span is at most this many times its own size is read directly. */
 const SPAN_FACTOR = 4;
-const MAX_BROADCAST_BYTES = 1024 * 1024 * 1024;
+/**
+ * Bytes that stride-0 (broadcast) views of one file may expand to, all views together: a few
+ * hundred bytes of pickle could otherwise describe gigabytes of soup.
+ */
+const MAX_BROADCAST_BYTES = 64 * 1024 * 1024;
 /** Elements of a strided view gathered at a time (their storage indices take 8 bytes each). */
 const GATHER_BLOCK = 65536;
 /** Side of the square tiles a matrix view is copied in: two 64 x 64 tiles of doubles fit in L1. */
@@ -413,9 +417,10 @@ function collectStorages(root: PyValue, sizes: Map<string, number>): void {
     seen.add(value);
     if (value instanceof TensorRef) sizes.set(value.storage.key, value.storage.type.dtype === undefined ? 1 : dtypeSize(value.storage.type.dtype));
     else if (value instanceof StorageRef) sizes.set(value.key, value.type.dtype === undefined ? 1 : dtypeSize(value.type.dtype));
-    else if (Array.isArray(value)) stack.push(...value);
+    // Item by item: a pickled list of a million entries is too many to spread as arguments.
+    else if (Array.isArray(value)) for (const item of value) stack.push(item);
     else if (value instanceof Map) for (const [k, v] of value) stack.push(k, v);
-    else if (value instanceof PyTuple || value instanceof PySet) stack.push(...value.items);
+    else if (value instanceof PyTuple || value instanceof PySet) for (const item of value.items) stack.push(item);
   }
 }
 
@@ -486,6 +491,7 @@ async function describeTensors(file: string, container: Container, dict: PyDict)
   const tensors: PytorchTensor[] = [];
   const ignored: string[] = [];
   const tied = new Map<string, string>();
+  const broadcast = { bytes: 0 };
   for (const [key, value] of dict) {
     const name = typeof key === 'string' ? key : typeof key === 'number' ? String(key) : undefined;
     if (!isTensor(value)) {
@@ -494,12 +500,12 @@ async function describeTensors(file: string, container: Container, dict: PyDict)
     }
     if (name === undefined) throw new InputError(file, `has a tensor under the key ${describe(key)}, not a string`);
     if (value instanceof UnsupportedTensor) throw new InputError(file, `is a ${value.kind} tensor, which soup does not support`, { tensor: name });
-    tensors.push(await describeTensor(file, container, name, value as TensorRef, tied));
+    tensors.push(await describeTensor(file, container, name, value as TensorRef, tied, broadcast));
   }
   return { tensors, ignored };
 }
 
-async function describeTensor(file: string, container: Container, name: string, ref: TensorRef, tied: Map<string, string>): Promise<PytorchTensor> {
+async function describeTensor(file: string, container: Container, name: string, ref: TensorRef, tied: Map<string, string>, broadcast: { bytes: number }): Promise<PytorchTensor> {
   const fail = (problem: string): InputError => new InputError(file, problem, { tensor: name });
   const storage: StorageRef = ref.storage;
   for (const type of [ref.type, storage.type]) {
@@ -522,8 +528,11 @@ async function describeTensor(file: string, container: Container, name: string, 
   const count = shape.reduce((product, dim) => product * dim, 1);
   if (!Number.isSafeInteger(count * size)) throw fail(`shape [${shape.join(', ')}] is too large`);
   // A stride-0 (broadcast) view may hold more elements than its storage, but not absurdly many.
-  if (count > elements && count * size > MAX_BROADCAST_BYTES) {
-    throw fail(`view of shape [${shape.join(', ')}] repeats a storage of ${elements} elements into ${count * size} bytes, more than the ${MAX_BROADCAST_BYTES} allowed`);
+  if (count > elements) broadcast.bytes += count * size;
+  if (count > elements && broadcast.bytes > MAX_BROADCAST_BYTES) {
+    throw fail(
+      `view of shape [${shape.join(', ')}] repeats a storage of ${elements} elements into ${count * size} bytes; the file's broadcast views expand to more than the ${MAX_BROADCAST_BYTES} bytes allowed`,
+      );
   }
   let first = offset;
   let last = offset;

@@ -18,6 +18,14 @@ export const LIMITS = {
   stringBytes: 64 * 1024 * 1024,
   /** Bytes of one pickled integer (LONG1/LONG4). */
   longBytes: 1024,
+  /**
+   * Values the whole load may build or copy (every push, every item a set(), torch.Size() or APPENDS
+   * copies): sizes and depth alone let a small pickle apply set() to one memoized list thousands of
+   * times. A state dict needs about 30 per tensor.
+   */
+  work: 20_000_000,
+  /** Bytes the whole load may materialise (bytes, bytearray(), _codecs.encode), over all strings. */
+  builtBytes: 256 * 1024 * 1024,
 };
 
 /** What a pickle may hold once loaded. Dicts are Maps, so no key can reach a prototype. */
@@ -224,6 +232,8 @@ class Unpickler {
   private readonly view: DataView;
   private readonly storages = new Map<string, StorageRef>();
   private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
+  private work = 0;
+  private builtBytes = 0;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -315,11 +325,11 @@ class Unpickler {
       case OP.BINSTRING:
         return this.push(this.text(this.i32()));
       case OP.BINBYTES:
-        return this.push(this.take(this.u32()).slice());
+        return this.push(this.copyBytes(this.take(this.u32())));
       case OP.SHORT_BINBYTES:
-        return this.push(this.take(this.u8()).slice());
+        return this.push(this.copyBytes(this.take(this.u8())));
       case OP.BINBYTES8:
-        return this.push(this.take(this.u64()).slice());
+        return this.push(this.copyBytes(this.take(this.u64())));
       case OP.EMPTY_LIST:
         return this.push([]);
       case OP.LIST:
@@ -332,6 +342,7 @@ class Unpickler {
       case OP.APPENDS: {
         const items = this.popMark();
         const list = this.list(this.top());
+        this.spend(items.length);
         for (const item of items) list.push(item);
         return;
       }
@@ -371,7 +382,8 @@ class Unpickler {
         const items = this.popMark();
         const set = this.top();
         if (!(set instanceof PySet)) throw new PickleError('ADDITEMS on something that is not a set');
-        set.items.push(...items);
+        this.spend(items.length);
+        for (const item of items) set.items.push(item);
         return;
       }
       case OP.FROZENSET:
@@ -459,6 +471,7 @@ class Unpickler {
       case 'torch.Size': {
         const sizes = args[0];
         if (!(sizes instanceof PyTuple)) throw new PickleError('torch.Size of something that is not a tuple');
+        this.spend(sizes.items.length);
         return new PyTuple([...sizes.items]);
       }
       case 'torch.device':
@@ -466,19 +479,24 @@ class Unpickler {
       case '_codecs.encode': {
         const [text, encoding] = args;
         if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) throw new PickleError('_codecs.encode with other arguments than (str, "latin1")');
+        this.spendBytes(text.length);
         return latin1(text);
       }
       case 'builtins.set': {
         const items = args[0];
         if (args.length === 0) return new PySet([]);
         if (!Array.isArray(items)) throw new PickleError('set() of something that is not a list');
+        this.spend(items.length);
         return new PySet([...items]);
       }
       case 'builtins.bytearray': {
         const [data, encoding] = args;
         if (data === undefined) return new Uint8Array(0);
-        if (data instanceof Uint8Array) return data.slice();
-        if (typeof data === 'string' && (encoding === 'latin1' || encoding === 'latin-1')) return latin1(data);
+        if (data instanceof Uint8Array) return this.copyBytes(data);
+        if (typeof data === 'string' && (encoding === 'latin1' || encoding === 'latin-1')) {
+          this.spendBytes(data.length);
+          return latin1(data);
+        }
         throw new PickleError('bytearray() of something that is not bytes');
       }
       default:
@@ -505,13 +523,31 @@ class Unpickler {
     return storage;
   }
 
+  /** Counts values built or copied against LIMITS.work, so no small pickle can build a huge value graph. */
+  private spend(items: number): void {
+    this.work += items;
+    if (this.work > LIMITS.work) throw new PickleError(`builds more than ${LIMITS.work} values (a pickle that copies the same data over and over)`);
+  }
+
+  private spendBytes(bytes: number): void {
+    this.builtBytes += bytes;
+    if (this.builtBytes > LIMITS.builtBytes) throw new PickleError(`materialises more than ${LIMITS.builtBytes} bytes of strings and bytes`);
+  }
+
+  private copyBytes(bytes: Uint8Array): Uint8Array {
+    this.spendBytes(bytes.length);
+    return bytes.slice();
+  }
+
   private setItems(dict: PyDict, items: PyValue[]): void {
     if (items.length % 2 !== 0) throw new PickleError('dict items are not key-value pairs');
+    this.spend(items.length / 2);
     for (let i = 0; i < items.length; i += 2) dict.set(items[i]!, items[i + 1]!);
   }
 
   private push(value: PyValue): void {
     if (this.stack.length >= LIMITS.stack) throw new PickleError(`stack deeper than ${LIMITS.stack} entries`);
+    this.spend(1);
     this.stack.push(value);
   }
 

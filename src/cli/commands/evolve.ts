@@ -1,4 +1,4 @@
-import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
@@ -13,6 +13,7 @@ import { Terminal } from '../../report/terminal.js';
 import { findDiverged } from '../../soup/diverged.js';
 import { RecipeSpace, foundYaml, parseEvolveYaml, type EvolveRecipe } from '../../soup/evolve.js';
 import { mergeFromConfig } from '../../soup/merge.js';
+import { readRecipeFile } from '../../soup/merge-config.js';
 import { openMergeCheckpoints } from '../../soup/merge-inputs.js';
 import { runSearch } from '../../soup/search/run.js';
 import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
@@ -76,9 +77,7 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
   const terminal = new Terminal(options);
   const started = performance.now();
   if (!/\.ya?ml$/i.test(file)) throw new UsageError(`soup evolve reads a mergekit YAML recipe with ranges to search; ${file} is not a .yml file`, { hint: 'e.g. soup evolve ties-search.yml --val DATA -o OUT' });
-  const text = await readFile(file, 'utf8').catch((error: unknown) => {
-    throw new InputError(file, describeFsError(error), { cause: error });
-  });
+  const text = await readRecipeFile(file);
   let recipe = parseEvolveYaml(text, file);
   let opened = await openMergeCheckpoints(recipe.middle, file);
   try {

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { closeAll } from '../../checkpoint/discover.js';
-import { InputError, UsageError, describeFsError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { formatBytes, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { mergeFromConfig } from '../../soup/merge.js';
-import { mergekitYaml, parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
+import { mergekitYaml, parseMergeYaml, readRecipeFile, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints, refuseSingleFileCompanions, tokenizerFiles } from '../../soup/merge-inputs.js';
 import { isFloatDType } from '../../checkpoint/dtype.js';
 import type { TensorProducer } from '../../checkpoint/safetensors.js';
@@ -56,10 +56,7 @@ function globalDefaults(method: MergeMethod): Record<string, unknown> {
 async function configFromYaml(file: string, options: ReturnType<typeof schema.parse>): Promise<MergeConfig> {
   const flag = givesParameters(options);
   if (flag !== undefined) throw new UsageError(`--${flag}: a YAML recipe says how to merge; set it in ${file}, or use the flag form without a recipe`);
-  const text = await readFile(file, 'utf8').catch((error: unknown) => {
-    throw new InputError(file, describeFsError(error), { cause: error });
-  });
-  return parseMergeYaml(text, file);
+  return parseMergeYaml(await readRecipeFile(file), file);
 }
 
 export async function runMerge(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {

@@ -25,6 +25,9 @@ export interface ParameterDef {
   description: string;
 }
 
+/** Points of one gradient: mergekit's have a handful, at most one per layer. */
+export const MAX_GRADIENT_POINTS = 10_000;
+
 export type ParameterDefs = Readonly<Record<string, ParameterDef>>;
 
 /** Messages shared by the methods' schemas, so that errors read the same everywhere. */
@@ -173,7 +176,8 @@ export function checkParameters(defs: ParameterDefs, values: Readonly<Record<str
   const issues: ParameterIssue[] = [];
   for (const [name, value] of Object.entries(values)) {
     const path = `${where}.${name}`;
-    const def = defs[name];
+    // Names come from the recipe: "__proto__" or "constructor" must not find Object.prototype's.
+    const def = Object.hasOwn(defs, name) ? defs[name] : undefined;
     if (def === undefined) {
       const known = Object.keys(defs).join(', ');
       issues.push({ path, message: `not a parameter of this method (it takes ${known === '' ? 'none' : known})` });
@@ -196,6 +200,7 @@ function checkScalar(def: ParameterDef, value: unknown, path: string): Parameter
 function checkSetting(def: ParameterDef, value: unknown, path: string): ParameterIssue[] {
   if (!Array.isArray(value)) return checkScalar(def, value, path);
   if (value.length === 0) return [{ path, message: 'an empty list has no value' }];
+  if (value.length > MAX_GRADIENT_POINTS) return [{ path, message: `a gradient of ${value.length} points; soup takes at most ${MAX_GRADIENT_POINTS}` }];
   return value.flatMap((point, i) =>
     typeof point === 'number' ? checkScalar(def, point, `${path}[${i}]`) : [{ path: `${path}[${i}]`, message: 'a gradient holds numbers only' }],
   );

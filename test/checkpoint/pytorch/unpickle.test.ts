@@ -91,4 +91,23 @@ describe('restricted unpickler', () => {
     assert.throws(() => unpickle(new Pickle().proto(2).none().none().stop().bytes()), /STOP with an unbalanced stack/);
     assert.throws(() => unpickle(new Pickle().proto(2).setItem().stop().bytes()), /stack underflow/);
   });
+
+  it('refuses a pickle that copies one 8 MB bytes object 40 times, by the bytes it materialises in all', () => {
+    const big = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    const header = Buffer.alloc(5);
+    header[0] = 0x42;
+    header.writeUInt32LE(big.length, 1);
+    const copies = new Pickle().put(0).global('__builtin__', 'bytearray').put(1).get(0).tupleN(1).reduce();
+    for (let i = 1; i < 40; i++) copies.get(1).get(0).tupleN(1).reduce();
+    const bytes = Buffer.concat([new Pickle().proto(2).mark().bytes(), header, big, copies.tuple().stop().bytes()]);
+    assert.throws(() => unpickle(bytes), new RegExp(`materialises more than ${LIMITS.builtBytes} bytes of strings and bytes`));
+  });
+
+  it('refuses a pickle that builds set() of one memoized list over and over, by the values it builds in all', () => {
+    const p = new Pickle().proto(2).emptyList().put(0).mark();
+    for (let i = 0; i < 100_000; i++) p.int(1);
+    p.raw(0x65).emptyList().mark().global('__builtin__', 'set').put(1).get(0).tupleN(1).reduce();
+    for (let i = 1; i < 300; i++) p.get(1).get(0).tupleN(1).reduce();
+    assert.throws(() => unpickle(p.raw(0x65).stop().bytes()), new RegExp(`builds more than ${LIMITS.work} values`));
+  });
 });

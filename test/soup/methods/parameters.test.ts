@@ -68,4 +68,9 @@ describe('parameter values', () => {
     const resolved = resolveParameters(ties.parameters, { weight: 1, density: 0.5 }, [{ density: [{ filter: 'mlp', value: 0.1 }] }], 'lm_head.weight', layers);
     assert.equal(resolved.models[0]!.density, 0.5);
   });
+
+  it('counts the layers of a model with 300,000 tensor names', () => {
+    const names = Array.from({ length: 300_000 }, (_, i) => `model.layers.${i % 48}.mlp.w${i}`);
+    assert.equal(new LayerIndex(names).layers, 48);
+  });
 });
