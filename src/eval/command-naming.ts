@@ -1,6 +1,6 @@
 import type { CandidateWeights } from '../soup/candidate.js';
 import { CommandEvaluator, EvalCommandError } from './command.js';
-import type { Evaluation } from './evaluator.js';
+import type { Evaluation, EvaluationContext } from './evaluator.js';
 
 /** What a candidate is, for an error message: an ingredient's name, or the soup it is a mean of. */
 export function describeCandidate(candidate: CandidateWeights): string {
@@ -16,9 +16,10 @@ export function describeCandidate(candidate: CandidateWeights): string {
  * runs, "its last line is not JSON" is only actionable with the run it happened on.
  */
 export class NamingCommandEvaluator extends CommandEvaluator {
-  override async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
+  override async evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: unknown, context?: EvaluationContext): Promise<Evaluation> {
     try {
-      return await super.evaluate(candidate, signal);
+      // The context carries the journal key the Slurm executor logs its jobs under: pass it on whole.
+      return await super.evaluate(candidate, signal, bound, context);
     } catch (error) {
       if (error instanceof EvalCommandError) throw new EvalCommandError(`scoring ${describeCandidate(candidate)}: ${error.message}`);
       throw error;
