@@ -196,7 +196,7 @@ export class SlurmExecutor implements Executor {
     // folder even when Slurm has forgotten the job (a driver that comes back after MinJobAge).
     await writeFile(
       files.script,
-      `#!/bin/sh\n# soup evaluation: ${job.label.replace(/\n/g, ' ')}\n/bin/sh -c ${shellQuote(job.command)}\nstatus=$?\necho $status > ${shellQuote(`${files.rc}.part`)} && mv ${shellQuote(`${files.rc}.part`)} ${shellQuote(files.rc)}\nexit $status\n`,
+      `#!/bin/sh\n# soup evaluation: ${job.label.replace(/\n/g, ' ')}\ntrap 'exit 143' TERM INT\n/bin/sh -c ${shellQuote(job.command)}\nstatus=$?\necho $status > ${shellQuote(`${files.rc}.part`)} && mv ${shellQuote(`${files.rc}.part`)} ${shellQuote(files.rc)}\nexit $status\n`,
       { mode: 0o755 },
     );
     const args = ['--parsable', '--no-requeue', `--job-name=${`soup: ${job.label}`.slice(0, 120)}`, `--output=${slurmFilename(files.out)}`, `--error=${slurmFilename(files.err)}`, ...this.options.sbatchArgs, files.script];
@@ -246,7 +246,8 @@ export class SlurmExecutor implements Executor {
       signal.removeEventListener('abort', onAbort);
     }
     if (signal.aborted) {
-      await removeFiles(Object.values(tracked.files));
+      await this.awaitGone(tracked.id);
+      await removeFiles([...Object.values(tracked.files), `${tracked.files.rc}.part`]);
       throw signal.reason instanceof Error ? signal.reason : new InterruptedError();
     }
   }
@@ -256,7 +257,8 @@ export class SlurmExecutor implements Executor {
     const { files, state, reason, id } = tracked;
     const code = await readExitCode(files.rc);
     if (tracked.timedOut === true) {
-      await removeFiles([files.script, files.rc]);
+      await this.awaitGone(id);
+      await removeFiles([files.script, files.rc, `${files.rc}.part`]);
       throw new SlurmJobError(`evaluation of ${label}: \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s in Slurm job ${id}; its output is in ${files.out}`);
     }
     if (code === 0) {
@@ -369,6 +371,19 @@ export class SlurmExecutor implements Executor {
       if (!/Invalid job id/i.test(String((error as { stderr?: string }).stderr ?? ''))) throw slurmCommandError('squeue', error);
     }
     return states;
+  }
+
+  /**
+   * Waits (up to 15 s) until Slurm no longer lists a cancelled job as pending, running or completing:
+   * its processes may still be ending on the node, and soup leaves neither a job nor its files behind.
+   */
+  private async awaitGone(id: string): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const { stdout } = await run('squeue', ['-h', '--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED,REQUEUED', `--jobs=${id}`, '--format=%i']).catch(() => ({ stdout: '' }));
+      if (stdout.trim() === '') return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   /** Cancellations asked for in the same moment go out as one scancel. */
