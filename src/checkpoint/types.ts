@@ -77,3 +77,13 @@ export interface OutputTensor {
    */
   tiedTo?: string;
 }
+
+/**
+ * Metadata that may be known only once the data is written (hashes computed meanwhile): the header is
+ * first written from `placeholder`, then rewritten in place from `resolve()`, which must encode to the
+ * same length (hex hashes in place of as many zeros).
+ */
+export interface MetadataSource {
+  placeholder: Record<string, string>;
+  resolve(): Promise<Record<string, string>>;
+}

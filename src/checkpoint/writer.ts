@@ -10,11 +10,11 @@ import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
 import { TfjsCheckpoint, openForWrite, writeTfjs } from './tfjs.js';
 import { OnnxCheckpoint } from './onnx/reader.js';
 import { EXTERNAL_DATA_SUFFIX, checkOnnxDtypes, writeOnnx } from './onnx/writer.js';
-import type { Checkpoint, OutputTensor } from './types.js';
+import type { Checkpoint, MetadataSource, OutputTensor } from './types.js';
 import { removeAtExit, tempPathFor } from './leftovers.js';
 import { ReplaceError, fsSteps, replaceFiles, type OutputClaim, type Replacement, type ReplaceSteps } from './output-claim.js';
 
-export type { ReplaceSteps };
+export type { MetadataSource, ReplaceSteps };
 
 export type OutputTarget =
   | { kind: 'safetensors'; path: string }
@@ -97,16 +97,6 @@ export function checkOutputDtypes(target: OutputTarget, tensors: readonly Output
 
 function isTorchTarget(target: OutputTarget): boolean {
   return target.kind === 'pytorch' || target.kind === 'pytorch-folder' || target.kind === 'pytorch-sharded';
-}
-
-/**
- * Metadata that may be known only once the data is written (hashes computed meanwhile): the header is
- * first written from `placeholder`, then rewritten in place from `resolve()`, which must encode to the
- * same length (hex hashes in place of as many zeros).
- */
-export interface MetadataSource {
-  placeholder: Record<string, string>;
-  resolve(): Promise<Record<string, string>>;
 }
 
 export function fixedMetadata(metadata: Record<string, string>): MetadataSource {

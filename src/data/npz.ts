@@ -2,7 +2,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { unzipSync, type UnzipFileInfo } from 'fflate';
 import { InputError, describeFsError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
+import type { NpzArray } from './npz-array.js';
 import { openLargeNpz } from './npz-stream.js';
+
+export type { NpzArray };
 
 /** Reads the arrays of an .npz file (np.savez or np.savez_compressed), by name without ".npy". */
 export function parseNpz(bytes: Uint8Array, file: string): Map<string, NumericArray> {
@@ -40,16 +43,6 @@ function checkEntrySize(entry: UnzipFileInfo, archiveBytes: number, file: string
     );
   }
   return true;
-}
-
-/** One array of an .npz: its shape, and its values read whole or (for a large array) by rows. */
-export interface NpzArray {
-  shape: number[];
-  /** Too large to hold in memory: read it with readRows. */
-  large: boolean;
-  readAll(): Promise<NumericArray>;
-  /** Values of rows [start, start + count) of the first dimension; rowSize values per row. */
-  readRows(start: number, count: number, rowSize: number): Promise<ArrayLike<number>>;
 }
 
 /** Opens the arrays of an .npz file by name: in memory up to `inMemoryBytes` of file, else read by rows from disk. */

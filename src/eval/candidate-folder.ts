@@ -14,7 +14,7 @@ import { SHARD_INDEX } from '../checkpoint/sharded.js';
 import { MODEL_JSON } from '../checkpoint/tfjs.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint, type OutputTarget } from '../checkpoint/writer.js';
-import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
+import { candidateProducer, type CandidateWeights } from '../weights/candidate.js';
 
 export interface WrittenCandidate {
   /** What {ckpt} stands for: the model folder, or the weights file when ingredients are loose files. */

@@ -2,7 +2,7 @@ import { byScore, describeDirection, higherIsBetter, type Direction } from '../e
 import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import type { InterpolationPoint } from '../soup/interpolate.js';
 import { formatSeconds, table } from './format.js';
-import { formatScore } from './scores.js';
+import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
 /** The --json document of `soup interpolate`. */

@@ -18,9 +18,9 @@ import {
 import { reshard } from '../checkpoint/shard-layout.js';
 import { checkUnchanged } from '../checkpoint/identity.js';
 import { claimOutput, type OutputClaim } from '../checkpoint/output-claim.js';
-import { renderCard } from '../report/card.js';
+import { renderCard } from '../recipe/card.js';
 import { refuseForeignFolder, refuseOutputOverInputs } from './output-guard.js';
-import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from './recipe.js';
+import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from '../recipe/recipe.js';
 
 export interface OutputOptions {
   out: string;

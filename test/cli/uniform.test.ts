@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { ShardedSafetensors, shardFileName } from '../../src/checkpoint/sharded.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { PytorchFile } from '../../src/checkpoint/pytorch/reader.js';
 import { Mixer } from '../../src/soup/mix.js';

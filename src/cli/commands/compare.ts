@@ -6,7 +6,7 @@ import type { Checkpoint } from '../../checkpoint/types.js';
 import { fileSuffixOf } from '../../checkpoint/writer.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
-import { candidateProducer } from '../../soup/candidate.js';
+import { candidateProducer } from '../../weights/candidate.js';
 import { GateError, InputError, UsageError, describeFsError } from '../../errors.js';
 import { compareSoups, scoreMergeRow, type CompareDataset, type CompareRow } from '../../soup/compare.js';
 import { findIncompatibilities } from '../../checkpoint/compatible.js';
