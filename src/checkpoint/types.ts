@@ -1,6 +1,7 @@
 import type { DType } from './dtype.js';
 
-export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs' | 'pytorch' | 'pytorch-sharded' | 'onnx';
+/** The built-in formats, and any a plugin adds to checkpoint/formats.ts (named there). */
+export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs' | 'pytorch' | 'pytorch-sharded' | 'onnx' | (string & {});
 
 export interface TensorInfo {
   name: string;

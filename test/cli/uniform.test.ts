@@ -199,6 +199,19 @@ describe('soup uniform', () => {
     assertOneLineError(result.stderr, /nowhere: no such file or directory/);
   });
 
+  it('refuses a misspelt -o suffix with exit 2, naming the known ones, and writes nothing', async () => {
+    const runs = await sweep('typo-runs', [1, 2]);
+    const out = path.join(dir, 'typo', 'soup.safetensor');
+    await mkdir(path.dirname(out));
+    const result = await runSoup(['uniform', runs, '-o', out]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${out}: .safetensor is not a suffix soup writes: .safetensors, .onnx, .pt, .pth, .bin or .ckpt make one file, no suffix a folder (did you mean .safetensors? For a folder named so, end it with a slash: ${out}/)\n`,
+    );
+    assert.deepEqual(await readdir(path.dirname(out)), []);
+  });
+
   it('refuses a NaN weight and leaves no partial file; --allow-nonfinite lets it through', async () => {
     const folder = await sweep('nan', [1, 2], (seed, tensors) => {
       if (seed === 2) tensors['fc2.bias'] = { dtype: 'F32', shape: [2], values: [0, NaN] };

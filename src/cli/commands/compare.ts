@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
-import { fileSuffixOf } from '../../checkpoint/writer.js';
+import { fileSuffixOf } from '../../checkpoint/formats.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { candidateProducer } from '../../weights/candidate.js';
