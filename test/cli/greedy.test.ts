@@ -121,6 +121,12 @@ console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0)))
     assert.equal(noModel.code, 2);
     assert.match(noModel.stderr, /a safetensors checkpoint has no model architecture to run \(pass --model model\.onnx \(an ONNX export\) or --model model\.json/);
   });
+
+  it('points --val at an --eval-cmd without {data} and names only the flags greedy has', async () => {
+    const result = await runSoup(['greedy', ingredients, '--eval-cmd', 'echo 1 # {ckpt}', '--val', val, '-o', path.join(dir, 'z.safetensors')]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, `soup: error: --eval-cmd has no {data}, so it cannot be pointed at ${val} (put {data} where the data set path goes, or leave out --val)\n`);
+  });
 });
 
 describe('soup eval', () => {

@@ -28,6 +28,35 @@ describe('soup', () => {
     assert.match(sub.stdout, /Examples:/);
   });
 
+  it('says the same thing about a flag in every command that takes it, and lists no flag a command ignores', async () => {
+    const commands = ['uniform', 'greedy', 'learned', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data'];
+    const texts = new Map<string, Map<string, string>>();
+    for (const command of commands) {
+      const { stdout } = await runSoup([command, '--help']);
+      assert.doesNotMatch(stdout, /\(default: "|\(default [^:]/, `${command}: every default reads (default: X)`);
+      const block = stdout.split('\nOptions:\n')[1]!.split('\n\n')[0]!;
+      // Commander wraps a long description onto lines indented under it: join them back.
+      for (const entry of block.split(/\n(?=  -)/)) {
+        const match = /^ {2}(?:-\w, )?(--[\w-]+)\S*(?: <[^>]+>)?\s+([\s\S]*)$/.exec(entry);
+        if (match === null) continue;
+        const flag = match[1]!;
+        if (!texts.has(flag)) texts.set(flag, new Map());
+        texts.get(flag)!.set(command, match[2]!.replace(/\s+/g, ' ').trim());
+      }
+    }
+    // Each command draws its own figure, and learned's batches are training batches.
+    const meaningDiffers = new Set(['--plot', '--batch-size']);
+    for (const [flag, byCommand] of texts) {
+      if (meaningDiffers.has(flag)) continue;
+      const distinct = new Set(byCommand.values());
+      assert.equal(distinct.size, 1, `${flag} reads differently across ${[...byCommand.keys()].join(', ')}:\n${[...distinct].join('\n')}`);
+    }
+    assert.ok(texts.get('--json')!.size === commands.length && texts.get('--allow-fused')!.size >= 5, 'the help of every command was read');
+    assert.deepEqual([...texts.get('--jobs')!.keys()], ['greedy', 'learned', 'compare'], 'only commands that score several candidates take --jobs');
+    assert.ok(!texts.get('--key')!.has('data') && !texts.get('--checkpoints')!.has('data'), 'data reads no checkpoints');
+    assert.match(texts.get('--output')!.get('uniform')!, /\.safetensors; \.pt, \.pth, \.bin, \.ckpt; \.onnx/);
+  });
+
   it('prints its version', async () => {
     const result = await runSoup(['--version']);
     assert.equal(result.code, 0);
