@@ -26,7 +26,7 @@ const shared = {
   allowNonfinite: () =>
     new Option(
       '--allow-nonfinite',
-      'use NaN and infinite weights as they are (by default uniform and merge refuse them, greedy, learned and compare leave diverged runs out, eval scores them and marks them diverged)',
+      'use NaN and infinite weights as they are (by default uniform and merge refuse them, greedy, learned and compare leave diverged runs out, eval and interpolate score them and mark them diverged)',
     ),
 };
 
@@ -242,7 +242,8 @@ function buildProgram(): Command {
       .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
       .addOption(withDefault('--steps <n>', 'points from A to B, both included', '11'))
       .option('--plot <file.svg>', 'write the curve as an SVG line plot')
-      .addOption(shared.allowFused()),
+      .addOption(shared.allowFused())
+      .addOption(shared.allowNonfinite()),
     undefined,
     false,
   ))
