@@ -4,7 +4,7 @@
  *
  *   SOUP_BENCH_RUNS=9 npm run bench     # more runs per command (default 7)
  *   SOUP_BENCH_LLM_LAYERS=4 npm run bench    # the half-precision case shrunk: 4 x 0.42 GB per dtype
- *   SOUP_BENCH_ONLY=llm npm run bench   # one section: uniform, kernel, llm, greedy, onnx or startup
+ *   SOUP_BENCH_ONLY=llm npm run bench   # one section: uniform, kernel, llm, greedy, onnx, search or startup
  *
  * Where NODE_EXTRA_CA_CERTS is set (these machines set it), every Node process parses that CA bundle
  * as it starts, before any of soup's code runs: about 75 ms here, against 35 ms for the rest of
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { LLAMA_FULL_LAYERS, makeCheckpoints, makeLlamaCheckpoints } from './make-checkpoints.js';
 import { benchKernel } from './kernel.js';
 import { benchOnnx } from './onnx-throughput.js';
+import { benchSearch } from './search.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SOUP = path.join(ROOT, 'bin', 'soup.js');
@@ -298,6 +299,7 @@ async function main(): Promise<void> {
     }
     if (runs('greedy')) benchGreedy(work, rows, results);
     if (runs('onnx')) await benchOnnx(ROOT, RUNS, rows, results);
+    if (runs('search')) await benchSearch(ROOT, work, rows, results);
     if (runs('startup')) benchStartup(rows, results);
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The tests check soup's files against the real libraries (torch.load, onnx.checker, numpy, PIL): this
-# installs Debian's packages of them for /usr/bin/python3 where any is missing, and does nothing otherwise.
+# The tests check soup's files against the real libraries (torch.load, onnx.checker, numpy, PIL), and
+# run --executor slurm against a real single-node Slurm (scripts/slurm-up.sh): this installs Debian's
+# packages of them where any is missing, and does nothing otherwise.
 set -euo pipefail
-if /usr/bin/python3 -c 'import torch, onnx, numpy, PIL' 2>/dev/null; then exit 0; fi
+python=()
+/usr/bin/python3 -c 'import torch, onnx, numpy, PIL' 2>/dev/null || python=(python3-torch python3-onnx python3-numpy python3-pil)
+slurm=()
+for tool in munged slurmctld slurmd sbatch; do command -v "$tool" >/dev/null || slurm=(slurm-wlm munge); done
+if [ ${#python[@]} = 0 ] && [ ${#slurm[@]} = 0 ]; then exit 0; fi
 as_root=$([ "$(id -u)" = 0 ] || echo sudo)
 $as_root apt-get update -qq
-$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  python3-torch python3-onnx python3-numpy python3-pil
+if [ ${#python[@]} != 0 ]; then
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${python[@]}"
+fi
+if [ ${#slurm[@]} != 0 ]; then
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${slurm[@]}"
+fi

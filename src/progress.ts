@@ -12,6 +12,8 @@ export type ProgressEvent =
   | { kind: 'score'; done: number; total: number; candidate: string; running?: number; secondsEach?: number }
   /** Images decoded into the data cache so far out of the folder's total (the first pass over an image folder). */
   | { kind: 'decode'; done: number; total: number }
+  /** Cluster jobs (--executor slurm): ids queued and running now, jobs ended so far, and re-submissions. */
+  | { kind: 'jobs'; queued: string[]; running: string[]; done: number; retried: number }
   /** Something the user should know that does not stop the job. */
   | { kind: 'warning'; message: string };
 

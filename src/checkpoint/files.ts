@@ -140,7 +140,9 @@ export async function resolveInside(folder: string, relative: string, manifest: 
   }
   const resolved = path.join(folder, relative);
   const [realFolder, realFile] = await Promise.all([
-    realpath(folder),
+    realpath(folder).catch((error: unknown) => {
+      throw new InputError(manifest, `its folder cannot be opened: ${describeFsError(error)}`, { cause: error });
+    }),
     realpath(resolved).catch((error: unknown) => {
       throw new InputError(manifest, `names "${relative}", which cannot be opened: ${describeFsError(error)}`, { cause: error });
     }),
@@ -174,8 +176,8 @@ async function isAllowedTarget(folder: string, realFolder: string, realFile: str
  * somewhere outside it: soup would copy /etc/shadow or a private key into a soup bound for the Hub.
  */
 export async function refuseLinkOutside(folder: string, file: string): Promise<void> {
-  const [realFolder, realFile] = await Promise.all([realpath(folder), realpath(file).catch(() => undefined)]);
-  if (realFile === undefined) return; // A missing file is reported by whoever opens it.
+  const [realFolder, realFile] = await Promise.all([realpath(folder).catch(() => undefined), realpath(file).catch(() => undefined)]);
+  if (realFolder === undefined || realFile === undefined) return; // A missing file is reported by whoever opens it.
   if (!(await isAllowedTarget(folder, realFolder, realFile))) {
     throw new InputError(file, 'is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient', {
       hint: 'copy the file into the folder if it belongs to the model',

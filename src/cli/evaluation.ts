@@ -16,6 +16,9 @@ import { BACKENDS } from '../eval/backend.js';
 import { CANDIDATE_PATTERN, describeRemoved, removeDeadLeftovers } from '../checkpoint/leftovers.js';
 import type { CommandEvaluator } from '../eval/command.js';
 import { NamingCommandEvaluator } from '../eval/command-naming.js';
+import { EXECUTORS } from '../eval/executor.js';
+import type { SlurmExecutor } from '../eval/slurm.js';
+import { slurmExecutor } from './slurm.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import type { TfjsEvaluatorOptions } from '../eval/tfjs.js';
 import { METRIC_NAMES, metricDirection, type Direction } from '../eval/metrics.js';
@@ -36,6 +39,12 @@ export const evaluationOptions = z.object({
   workDir: z.string().min(1).optional(),
   maximize: z.boolean().optional(),
   minimize: z.boolean().optional(),
+  executor: z.enum(EXECUTORS).default('local'),
+  slurmArgs: z.string().optional(),
+  retries: z.coerce.number().int().nonnegative().default(2),
+  retryOn: z.string().min(1).optional(),
+  /** Read here too: Slurm keeps its journal of submitted jobs beside it. */
+  scoreCache: z.string().min(1).optional(),
 }).merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
@@ -50,6 +59,8 @@ export interface EvaluationSetup {
   warnings?: string[];
   /** Which way --metric points (--maximize, --minimize, or its name). */
   direction: Direction;
+  /** The Slurm executor behind --eval-cmd (--executor slurm), whose jobs --json reports. */
+  slurm?: SlurmExecutor;
 }
 
 /**
@@ -88,10 +99,17 @@ async function createScorer(
       });
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
-    const evaluator = new NamingCommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: options.workDir });
+    const slurm = options.executor === 'slurm' ? slurmExecutor(options, onProgress) : undefined;
+    const evaluator = new NamingCommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: slurm?.workDir ?? options.workDir, executor: slurm?.executor });
     // Candidates of runs that were killed (their process is gone) are removed, and the user told.
-    const removed = await removeDeadLeftovers(options.workDir ?? tmpdir(), CANDIDATE_PATTERN);
-    return { evaluator, backend: 'command', warnings: describeRemoved(removed) };
+    const removed = await removeDeadLeftovers(slurm?.workDir ?? options.workDir ?? tmpdir(), CANDIDATE_PATTERN);
+    const warnings = [...describeRemoved(removed), ...(slurm?.warnings ?? [])];
+    return { evaluator, backend: 'command', warnings, ...(slurm === undefined ? {} : { slurm: slurm.executor }) };
+  }
+  if (options.executor === 'slurm') {
+    throw new UsageError('--executor slurm runs --eval-cmd evaluations as Slurm jobs; TF.js and ONNX scoring (--val without --eval-cmd) runs in soup itself', {
+      hint: 'score with --eval-cmd "python eval.py {ckpt}", or run soup itself in a job (sbatch --wrap "soup ...")',
+    });
   }
   if (data === undefined) throw new UsageError('say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)');
   if (!(METRIC_NAMES as readonly string[]).includes(options.metric)) {

@@ -23,6 +23,10 @@ const shared = {
   allowFused: () => new Option('--allow-fused', 'accept ONNX models whose Conv weights have BatchNorm folded in'),
   acceptTies: () => new Option('--accept-ties', 'greedy soup: also keep an ingredient that leaves the score unchanged'),
   force: () => new Option('-f, --force', 'replace existing outputs'),
+  scoreCache: () =>
+    new Option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run (after Ctrl-C or a crash) scores nothing it has scored before'),
+  layerPattern: () => new Option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group): for parameter gradients, and learned\'s --by block'),
+  randomSeed: () => new Option('--random-seed <n>', 'seed of dare\'s masks (default: 0); same seed, same bytes on any machine'),
   allowNonfinite: () =>
     new Option(
       '--allow-nonfinite',
@@ -72,7 +76,11 @@ function withEvaluationOptions(command: Command, batchSize = { help: 'samples pe
   return command
     .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
     .option('--maximize', 'higher --metric is better (needed for a name soup does not know; known: accuracy, f1, bleu, rouge*, exact_match, auc, ...)')
-    .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)');
+    .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)')
+    .addOption(new Option('--executor <name>', 'where --eval-cmd runs: here (local), or as one Slurm batch job per evaluation (slurm)').choices(['local', 'slurm']))
+    .option('--slurm-args <args>', 'arguments for sbatch, e.g. "--gres=gpu:1 --time=2:00:00 --partition=gpu"')
+    .option('--retries <k>', 'Slurm: re-submit a job that ended for the cluster\'s reasons (--retry-on) up to k times (default: 2)')
+    .option('--retry-on <states>', 'Slurm: the job states that are re-submitted (default: NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)');
 }
 
 /** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
@@ -109,8 +117,8 @@ function withMergeOptions(command: Command): Command {
     .addOption(new Option('--rescale-mode <mode>', 'dare: l1 (match the delta\'s L1 norm, as mergekit) or inverse_density (the DARE paper)').choices(['l1', 'inverse_density']))
     .addOption(new Option('--ties-scope <scope>', 'ties: top-k per tensor (mergekit) or over the whole model (TIES paper)').choices(['tensor', 'global']))
     .option('--filter-wise', 'model_stock: one ratio per row')
-    .option('--random-seed <n>', 'seed of dare\'s masks (default: 0); same seed, same bytes on any machine')
-    .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for parameter gradients');
+    .addOption(shared.randomSeed())
+    .addOption(shared.layerPattern());
 }
 
 function examples(lines: string[]): string {
@@ -174,7 +182,7 @@ function buildProgram(): Command {
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
         .addOption(shared.acceptTies())
         .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
-        .option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run scores nothing it has scored before'),
+        .addOption(shared.scoreCache()),
   ))))
     .addHelpText(
       'after',
@@ -197,7 +205,7 @@ function buildProgram(): Command {
   withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
       program
         .command('learned')
-        .summary('learn a mixing weight per tensor and ingredient by gradient descent on validation data (TF.js models)')
+        .summary('learn mixing weights on validation data: by gradient descent (TF.js models) or by CMA-ES (ONNX, --eval-cmd)')
         .description(
           'The learned soup (Wortsman et al., 2022, appendix I, as learned_bylayer.py runs it): per tensor, sum over ingredients of ' +
             'alpha * weights, alpha = softmax of one logit per ingredient (starting equal), the logits scaled by a learned beta; ' +
@@ -213,7 +221,15 @@ function buildProgram(): Command {
         .addOption(withDefault('--adam-beta2 <x>', 'AdamW beta2', '0.999'))
         .addOption(withDefault('--adam-eps <x>', 'AdamW epsilon', '1e-8'))
         .addOption(withDefault('--initial-beta <x>', 'starting value of the logit scale beta', '1'))
-        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)'),
+        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)')
+        .addOption(new Option('--by <what>', 'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default: ingredient)').choices(['ingredient', 'block']))
+        .option('--blocks <k>', 'with --by block: join the layers into k blocks (default: one block per layer)')
+        .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200'))
+        .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(dimensions))')
+        .addOption(withDefault('--sigma <x>', 'CMA-ES starting step size on the logits', '1'))
+        .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+        .addOption(shared.scoreCache())
+        .addOption(shared.layerPattern()),
       { help: 'samples per training batch (and per scoring batch)', default: '256' },
   )))
     .addHelpText(
@@ -223,11 +239,47 @@ function buildProgram(): Command {
         'soup learned ./ckpts --val val.npz --epochs 10 --lr 0.02 --seed 1 -o soup',
         'soup learned ./ckpts --val val.npz --by-model -o soup --json | jq .weights',
         'soup learned ./ckpts --model model.json --val val.npz -o soup.safetensors --max-memory 16G',
+        'soup learned fixtures/onnx --val fixtures/data/val --evaluations 400 --seed 1 -o learned.onnx',
+        'soup learned ./runs --eval-cmd "python eval.py {ckpt}" --by block --blocks 4 --jobs 4 --score-cache scores.jsonl -o soup',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
       const { runLearned } = await import('./commands/learned.js');
       await runLearned(inputs, options, interrupt.signal);
+    });
+
+  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
+    program
+      .command('evolve')
+      .summary('search a mergekit recipe\'s parameter ranges (weight: {min: 0, max: 1}) with CMA-ES on any evaluator')
+      .description(
+        'Evolutionary merging (as mergekit-evolve): a mergekit YAML recipe whose parameters may be ranges, {min, max}, per model, ' +
+          'globally, per layer block (a gradient of ranges) or per filter, for any merge method. CMA-ES searches the ranges, each ' +
+          'candidate merged and scored on --val (TF.js, ONNX Runtime) or by --eval-cmd; the best is written with its card and the ' +
+          'recipe found as a plain mergekit config, which soup merge makes again.',
+      )
+      .argument('<config>', 'a mergekit YAML recipe with ranges')
+      .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200'))
+      .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(ranges))')
+      .addOption(withDefault('--seed <n>', 'seed of the search', '0'))
+      .addOption(withDefault('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3'))
+      .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+      .addOption(shared.scoreCache())
+      .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
+      .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
+      .addOption(shared.randomSeed())
+      .addOption(shared.layerPattern()),
+  )))
+    .addHelpText(
+      'after',
+      examples([
+        'soup evolve ties-search.yml --val fixtures/data/val -o evolved.onnx --plot convergence.svg',
+        'soup evolve search.yml --eval-cmd "python eval.py {ckpt}" --jobs 4 --score-cache scores.jsonl --evaluations 400 -o evolved',
+      ]),
+    )
+    .action(async (config: string, options: unknown) => {
+      const { runEvolve } = await import('./commands/evolve.js');
+      await runEvolve(config, options, interrupt.signal);
     });
 
   withCommonOptions(withEvaluationOptions(
@@ -244,8 +296,6 @@ function buildProgram(): Command {
       .option('--plot <file.svg>', 'write the curve as an SVG line plot')
       .addOption(shared.allowFused())
       .addOption(shared.allowNonfinite()),
-    undefined,
-    false,
   ))
     .addHelpText(
       'after',

@@ -2,9 +2,10 @@ import { tmpdir } from 'node:os';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
 import type { CandidateWeights } from '../weights/candidate.js';
-import { CandidateWriter } from './candidate-folder.js';
 import { fillTemplate, shellQuote } from '../shell.js';
-import type { Evaluation, Evaluator } from './evaluator.js';
+import { CandidateWriter } from './candidate-folder.js';
+import type { Evaluation, EvaluationContext, Evaluator } from './evaluator.js';
+import type { EvalJob, Executor } from './executor.js';
 import { killCommand, spawnInOwnGroup } from './process-group.js';
 
 /** How much of a command's output we keep: enough for an error message, never unbounded. */
@@ -109,6 +110,8 @@ export interface CommandEvaluatorOptions {
   data?: string | undefined;
   /** Where candidate checkpoints are written: a folder the command (or the cluster nodes it submits to) can read. Default: the system temporary folder. */
   workDir?: string | undefined;
+  /** Where the command runs: here (the default) or as cluster jobs (slurm). */
+  executor?: Executor | undefined;
 }
 
 /**
@@ -119,6 +122,7 @@ export class CommandEvaluator implements Evaluator {
   readonly metrics: readonly string[];
   /** Each evaluation has its own candidate checkpoint and process, so several can run at once (--jobs). */
   readonly concurrent = true;
+  readonly executor: Executor;
 
   private writer: CandidateWriter | undefined;
 
@@ -126,6 +130,12 @@ export class CommandEvaluator implements Evaluator {
     this.metrics = [options.metric];
     // A placeholder that cannot be quoted where it stands is refused now, before any slow work.
     fillTemplate(options.command, this.placeholders('candidate'));
+    this.executor = options.executor ?? new LocalExecutor(options);
+  }
+
+  /** Evaluations to run at once when --jobs does not say: a cluster takes them all. */
+  get parallelism(): number {
+    return this.executor.parallelism;
   }
 
   /** What each placeholder stands for: filled in one pass, so no value is ever read as a template. */
@@ -144,12 +154,14 @@ export class CommandEvaluator implements Evaluator {
     return this.options.data;
   }
 
-  async evaluate(candidate: CandidateWeights, signal?: AbortSignal): Promise<Evaluation> {
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal, _bound?: unknown, context: EvaluationContext = {}): Promise<Evaluation> {
     // Laid out like the ingredients: a model folder with its config and tokenizer, or a file of their format.
     this.writer ??= new CandidateWriter(this.options.reference, this.options.workDir ?? tmpdir());
     const written = await this.writer.write(candidate);
     try {
-      const stdout = await this.run(written.ckpt, signal, written.ckptFile);
+      const label = context.label ?? (candidate.parts ?? []).map((part) => part.checkpoint.name).join(' + ');
+      const command = fillTemplate(this.options.command, this.placeholders(written.ckpt, written.ckptFile));
+      const stdout = await this.executor.run({ command, label, candidate: written.ckpt, ...(context.key === undefined ? {} : { key: context.key }) }, signal);
       try {
         return { metrics: parseCommandOutput(stdout, this.options.metric) };
       } catch (error) {
@@ -160,11 +172,23 @@ export class CommandEvaluator implements Evaluator {
     }
   }
 
+  async dispose(): Promise<void> {
+    await this.executor.dispose();
+  }
+
+}
+
+/** The local executor: runs each command here, in its own process group, as --jobs allows. */
+export class LocalExecutor implements Executor {
+  readonly name = 'local';
+  readonly parallelism = 1;
+
+  constructor(private readonly options: { command: string; timeoutSeconds?: number | undefined }) {}
+
   async dispose(): Promise<void> {}
 
-  private run(checkpointPath: string, signal?: AbortSignal, checkpointFile = checkpointPath): Promise<string> {
+  run({ command }: EvalJob, signal?: AbortSignal): Promise<string> {
     throwIfAborted(signal);
-    const command = fillTemplate(this.options.command, this.placeholders(checkpointPath, checkpointFile));
     const timeout = (this.options.timeoutSeconds ?? 0) * 1000;
     return new Promise((resolve, reject) => {
       const child = spawnInOwnGroup(command);
@@ -210,7 +234,7 @@ export class CommandEvaluator implements Evaluator {
 }
 
 /** The end of a command's stderr, folded into one line for an error message. */
-function lastLines(stderr: string): string {
+export function lastLines(stderr: string): string {
   const lines = stderr.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
   if (lines.length === 0) return '';
   const tail = lines.slice(-3).join(' | ');

@@ -24,6 +24,14 @@ export interface ScoreBound {
   acceptTies: boolean;
 }
 
+/** What the caller knows about a candidate, for executors that run it elsewhere (job names, finding a job again). */
+export interface EvaluationContext {
+  /** e.g. "checkpoint-1000 (+2 in soup)". */
+  label?: string;
+  /** The candidate's identity across runs (the score cache's key): a re-run finds the cluster job an earlier run submitted for it. */
+  key?: string;
+}
+
 export interface Evaluator {
   /** e.g. "tfjs (wasm)" or "command: python eval.py {ckpt}" */
   readonly description: string;
@@ -31,7 +39,9 @@ export interface Evaluator {
   readonly metrics: readonly string[];
   /** evaluate() may be called again before an earlier call has finished (each call is independent). */
   readonly concurrent?: boolean;
-  evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation>;
+  /** Evaluations a concurrent evaluator takes at once when --jobs does not say (a cluster: all of them). */
+  readonly parallelism?: number;
+  evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound, context?: EvaluationContext): Promise<Evaluation>;
   /** Raw model outputs, when the evaluator runs the model itself (needed for output ensembles). */
   predict?(candidate: CandidateWeights, signal?: AbortSignal): Promise<Float32Array>;
   /** Metrics of raw outputs, such as an ensemble's mean outputs. */

@@ -150,7 +150,7 @@ async function scoreConcurrently(checkpoints: readonly Checkpoint[], evaluator: 
     }
     options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
   }, options.signal);
-  return { scores, samples, jobs };
+  return { scores, samples, jobs: Math.min(jobs, checkpoints.length) };
 }
 
 /**
@@ -188,7 +188,9 @@ async function scoreEvery(
   parallel: TfjsEvaluatorOptions | undefined,
   options: ScoreAllOptions,
 ): Promise<{ scores: number[]; samples: number; jobs: number }> {
-  if (evaluator.concurrent === true && (options.jobs ?? 1) > 1) return scoreConcurrently(checkpoints, evaluator, options.jobs!, options);
+  // A cluster executor takes every ingredient at once unless --jobs bounds it.
+  const concurrentJobs = options.jobs ?? evaluator.parallelism ?? 1;
+  if (evaluator.concurrent === true && concurrentJobs > 1) return scoreConcurrently(checkpoints, evaluator, concurrentJobs, options);
   const scores: number[] = [];
   let samples = 0;
   const serial = async (k: number): Promise<void> => {

@@ -87,7 +87,12 @@ function methodDescription(recipe: Recipe): string {
     case 'greedy':
       return `greedy soup (ingredients added best first, each kept only if the score ${recipe.acceptTies === true ? 'does not get worse' : 'improves'}; ${mergeMethod(recipe) === undefined ? 'the mean of those kept' : `those kept merged with ${mergeMethod(recipe)}`})`;
     case 'learned':
+      if ((recipe.hyperparameters as { optimizer?: string } | undefined)?.optimizer === 'CMA-ES') {
+        return 'learned soup (mixing weights per ingredient or block of layers, searched by CMA-ES on the validation scores, no gradients; every weight is in the recipe)';
+      }
       return 'learned soup (a mixing weight per tensor and ingredient, trained on the validation data; every weight is in the recipe)';
+    case 'evolve':
+      return `evolved merge (${mergeMethod(recipe) ?? 'merge'} with parameter ranges searched by CMA-ES on the validation scores; the recipe found is in the metadata)`;
     case 'merge':
       return `${mergeMethod(recipe) ?? 'merge'} (a mergekit method)`;
     default:

@@ -1,6 +1,7 @@
 import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
 import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import { compareNatural } from '../natural-order.js';
+import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
@@ -28,6 +29,10 @@ export interface GreedyDocument {
   evaluations: number;
   /** Evaluations answered by the --score-cache journal instead of being run. */
   evaluationsFromCache: number;
+  /** Evaluations scored ahead in idle slots (--jobs with --eval-cmd) that no decision needed. */
+  evaluationsWasted?: number;
+  /** --executor slurm: every job submitted, with the time it spent queued and running. */
+  slurmJobs?: SlurmJobRecord[];
   samples: number | null;
   samplesScored: number;
   samplesSaved: number;
@@ -73,9 +78,24 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
     const all = doc.samplesSaved + doc.samplesScored;
     terminal.print(`Early stopping skipped ${doc.samplesSaved} of ${all} sample evaluations (${((100 * doc.samplesSaved) / all).toFixed(0)}%), with the same decisions.`);
   }
+  if (doc.slurmJobs !== undefined) terminal.print(slurmSummary(doc.slurmJobs, doc.evaluationsWasted ?? 0));
   if (about.scoreCache !== undefined) {
     terminal.print(`Score cache: ${doc.evaluationsFromCache} of ${doc.evaluations} evaluations came from ${about.scoreCache}; ${doc.evaluations - doc.evaluationsFromCache} were run and added to it.`);
   }
   terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; recipe and every score in its metadata) in ${formatSeconds(doc.seconds)}`);
   if (about.modelFiles !== undefined) terminal.print(`        with ${about.modelFiles}`);
+}
+
+/** "Slurm: 20 jobs (5 scored ahead and not needed, 1 re-submitted, 2 from an earlier run); 0.5 s queued and 2.1 s running on average". */
+export function slurmSummary(jobs: readonly SlurmJobRecord[], wasted: number): string {
+  const notes = [
+    wasted > 0 ? `${wasted} scored ahead and not needed` : '',
+    jobs.some((job) => job.attempt > 1) ? `${jobs.filter((job) => job.attempt > 1).length} re-submitted` : '',
+    jobs.some((job) => job.reattached) ? `${jobs.filter((job) => job.reattached).length} from an earlier run` : '',
+  ].filter(Boolean);
+  const mean = (values: (number | null)[]): string => {
+    const known = values.filter((value): value is number => value !== null);
+    return known.length === 0 ? '?' : formatSeconds(known.reduce((sum, value) => sum + value, 0) / known.length);
+  };
+  return `Slurm:  ${jobs.length} job${jobs.length === 1 ? '' : 's'}${notes.length === 0 ? '' : ` (${notes.join(', ')})`}; ${mean(jobs.map((job) => job.queuedSeconds))} queued and ${mean(jobs.map((job) => job.runningSeconds))} running on average`;
 }

@@ -1,5 +1,6 @@
 import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
 import { describeDivergence, type Divergence } from '../soup/diverged.js';
+import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { InterpolationPoint } from '../soup/interpolate.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
@@ -24,6 +25,8 @@ export interface InterpolationDocument {
   plot?: string;
   seconds: number;
   warnings: string[];
+  /** --executor slurm: every job submitted, with the time it spent queued and running. */
+  slurmJobs?: SlurmJobRecord[];
 }
 
 export function printInterpolation(terminal: Terminal, doc: InterpolationDocument, about: { names: [string, string]; source: string; evaluator: string }): void {

@@ -15,6 +15,13 @@ export function evaluationStatus(event: Extract<ProgressEvent, { kind: 'score' }
   return `${event.done} / ${event.total} done, ${event.running} running, ${left} left${each}`;
 }
 
+/** "Slurm jobs: 2 queued (101, 102), 1 running (100), 3 done": where cluster jobs stand, with their ids. */
+export function jobsStatus(event: Extract<ProgressEvent, { kind: 'jobs' }>): string {
+  const ids = (list: string[]): string => (list.length === 0 ? '' : ` (${list.slice(0, 6).join(', ')}${list.length > 6 ? ', ...' : ''})`);
+  const retried = event.retried === 0 ? '' : `, ${event.retried} re-submitted`;
+  return `Slurm jobs: ${event.queued.length} queued${ids(event.queued)}, ${event.running.length} running${ids(event.running)}, ${event.done} done${retried}`;
+}
+
 /** cli-progress is loaded only when a bar is drawn: runs in pipelines and CI never pay for it. */
 const loadProgress = (): typeof cliProgressTypes => createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
 
@@ -69,9 +76,16 @@ export class Terminal {
   progress(): ProgressListener {
     const interactive = process.stderr.isTTY && !this.quiet && !this.json;
     let logged = -1;
+    let jobs = '';
     return (event: ProgressEvent) => {
       if (event.kind === 'warning') {
         this.warn(event.message);
+        return;
+      }
+      if (event.kind === 'jobs') {
+        // Cluster jobs take minutes to hours: a batch log gets a line each time one is queued, starts or ends.
+        if (!interactive) this.info(`soup: ${jobsStatus(event)}`);
+        jobs = `  ${jobsStatus(event)}`;
         return;
       }
       if (!interactive) {
@@ -87,7 +101,7 @@ export class Terminal {
           ? [event.bytes, { label: 'reading', detail: `${formatBytes(event.bytes)} / ${formatBytes(event.total)}` }]
           : event.kind === 'decode'
             ? [event.done, { label: 'decoding', detail: `${event.done} / ${event.total} images  ${this.rate(event.done)}` }]
-            : [event.done, { label: 'scoring', detail: `${evaluationStatus(event)}  ${event.candidate}` }];
+            : [event.done, { label: 'scoring', detail: `${evaluationStatus(event)}  ${event.candidate}${jobs}` }];
       if (this.bar === undefined || this.barKind !== event.kind) {
         this.endProgress();
         this.barKind = event.kind;

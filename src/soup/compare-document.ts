@@ -24,6 +24,21 @@ export const compareDocumentSchema = z.object({
   notes: z.array(z.string()).optional(),
   gates: z.array(z.object({ gate: z.string(), passed: z.boolean(), detail: z.string() })).optional(),
   saved: z.record(z.string(), z.string()).optional(),
+  /** --executor slurm: every job submitted, with the time it spent queued and running. */
+  slurmJobs: z
+    .array(
+      z.object({
+        id: z.string(),
+        label: z.string(),
+        state: z.string(),
+        queuedSeconds: z.number().nullable(),
+        runningSeconds: z.number().nullable(),
+        output: z.string(),
+        attempt: z.number(),
+        reattached: z.literal(true).optional(),
+      }),
+    )
+    .optional(),
 });
 
 export type CompareDocument = z.infer<typeof compareDocumentSchema>;

@@ -2,6 +2,7 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { byScore, improves, type Direction } from '../eval/metrics.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
+import { createLookahead } from './greedy-lookahead.js';
 import { RunningSoup, type SoupBuilder } from './candidate.js';
 import { ingredientWeights, type CandidateWeights } from '../weights/candidate.js';
 
@@ -13,13 +14,15 @@ export interface Scored {
   /** Samples run, and samples in the data set. */
   scored?: number;
   total?: number;
+  /** Answered from the score cache. */
+  cached?: boolean;
 }
 
 /**
  * Scores a candidate. `bound`, when given, is the score to beat: the scorer may stop early once the
  * candidate provably cannot, which leaves every greedy decision as full scoring would make it.
  */
-export type ScoreFunction = (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }) => Promise<number | Scored>;
+export type ScoreFunction = (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }, signal?: AbortSignal) => Promise<number | Scored>;
 
 export interface GreedyStep {
   candidate: string;
@@ -42,6 +45,9 @@ export interface GreedyResult {
   /** Samples run through the model over all evaluations, and those early stopping saved. */
   samplesScored: number;
   samplesSaved: number;
+  /** Evaluations scored ahead (--jobs) whose result no decision needed, and how many of those the score cache answered. */
+  evaluationsWasted?: number;
+  evaluationsWastedCached?: number;
 }
 
 export interface GreedyOptions {
@@ -59,6 +65,11 @@ export interface GreedyOptions {
   soup?: SoupBuilder;
   /** How one ingredient alone is scored; by default its own weights (a method may ship it otherwise). */
   single?: (checkpoint: Checkpoint) => CandidateWeights;
+  /**
+   * Evaluations the scorer runs at once (a concurrent scorer that never stops early, such as
+   * --eval-cmd): above 1, idle ones score the next steps' candidates for both outcomes of the current one.
+   */
+  lookahead?: number;
 }
 
 /**
@@ -114,6 +125,38 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   await soup.add(checkpoints[kept[0]!]!);
   let best = scores[kept[0]!]!;
   const steps: GreedyStep[] = [];
+  if ((options.lookahead ?? 1) > 1 && options.soup === undefined) {
+    const tried = kept.slice(1).map((k) => checkpoints[k]!);
+    const ahead = createLookahead(checkpoints[kept[0]!]!, tried, checkpoints[0]!.tensors(), options.lookahead!, async (candidate, label, signal) => {
+      const value = await score(candidate, label, undefined, signal);
+      return typeof value === 'number' ? { score: value } : value;
+    }, {
+      allowNonFinite: options.allowNonFinite ?? false,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    let path = '';
+    try {
+      for (const [step, candidate] of tried.entries()) {
+        onProgress({ kind: 'score', done: evaluations, total, candidate: `${candidate.name} (+${soup.size} in soup)`, ...timing(1) });
+        const started = performance.now();
+        const value = await ahead.score(step, path);
+        seconds += (performance.now() - started) / 1000;
+        evaluations++;
+        const accepted = improves(options.direction, value, best, options.acceptTies ?? false);
+        steps.push({ candidate: candidate.name, score: value, accepted });
+        path += accepted ? 'A' : 'R';
+        ahead.prune(path);
+        if (accepted) {
+          await soup.add(candidate);
+          best = value;
+        }
+        onProgress({ kind: 'score', done: evaluations, total, candidate: candidate.name, ...timing(0) });
+      }
+    } finally {
+      await ahead.close();
+    }
+    return { scores, leftOut: checkpoints.filter((checkpoint) => exclude.has(checkpoint)), steps, soup, score: best, evaluations, samplesScored, samplesSaved, evaluationsWasted: ahead.wasted, evaluationsWastedCached: ahead.wastedCached };
+  }
   for (const k of kept.slice(1)) {
     const candidate = checkpoints[k]!;
     const acceptTies = options.acceptTies ?? false;

@@ -5,6 +5,7 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
 import type { CandidateWeights } from '../eval/evaluator.js';
+import { runConcurrently } from '../eval/pool.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 
 /** `steps` values of t from 0 to 1, both included, evenly spaced. */
@@ -41,17 +42,26 @@ export interface InterpolationPoint {
   diverged?: true;
 }
 
-/** Scores every point of the segment in order of t. */
+/** Scores every point of the segment in order of t, or `jobs` at a time (the points are independent). */
 export async function scoreInterpolation(
   a: Checkpoint,
   b: Checkpoint,
   steps: number,
-  score: (candidate: CandidateWeights) => Promise<number>,
-  options: { signal?: AbortSignal; onProgress?: ProgressListener; diverged?: { a: boolean; b: boolean } } = {},
+  score: (candidate: CandidateWeights, signal?: AbortSignal) => Promise<number>,
+  options: { signal?: AbortSignal; onProgress?: ProgressListener; diverged?: { a: boolean; b: boolean }; jobs?: number } = {},
 ): Promise<InterpolationPoint[]> {
   const onProgress = options.onProgress ?? ignoreProgress;
   const points: InterpolationPoint[] = [];
   const ts = interpolationPoints(steps);
+  if ((options.jobs ?? 1) > 1) {
+    const scores: number[] = new Array(ts.length);
+    let done = 0;
+    await runConcurrently(ts.length, options.jobs!, async (i, signal) => {
+      scores[i] = await score(interpolatedWeights(a, b, ts[i]!), signal);
+      onProgress({ kind: 'score', done: ++done, total: ts.length, candidate: `t = ${ts[i]!.toFixed(2)}` });
+    }, options.signal);
+    return ts.map((t, i) => ({ t, score: scores[i]! }));
+  }
   for (const [i, t] of ts.entries()) {
     throwIfAborted(options.signal);
     onProgress({ kind: 'score', done: i, total: ts.length, candidate: `t = ${t.toFixed(2)}` });

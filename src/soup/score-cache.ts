@@ -3,7 +3,7 @@ import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { checkpointHashes } from '../checkpoint/hash.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { InputError, OutputError, describeFsError } from '../errors.js';
-import type { CandidateWeights, Evaluation, Evaluator, ScoreBound, ScoreMemory } from '../eval/evaluator.js';
+import type { CandidateWeights, Evaluation, EvaluationContext, Evaluator, ScoreBound, ScoreMemory } from '../eval/evaluator.js';
 
 /**
  * The score cache: a journal of every evaluation, one JSON line each, appended and flushed as each
@@ -177,6 +177,7 @@ export class JournaledEvaluator implements Evaluator, ScoreMemory {
   /** Evaluations answered from the journal in this run. */
   hits = 0;
   readonly concurrent: boolean;
+  readonly parallelism: number | undefined;
 
   constructor(
     private readonly inner: Evaluator,
@@ -185,6 +186,7 @@ export class JournaledEvaluator implements Evaluator, ScoreMemory {
     private readonly ingredientKeys: ReadonlyMap<Checkpoint, string>,
   ) {
     this.concurrent = inner.concurrent ?? false;
+    this.parallelism = inner.parallelism;
   }
 
   get description(): string {
@@ -220,11 +222,12 @@ export class JournaledEvaluator implements Evaluator, ScoreMemory {
     await this.journal.append(entry);
   }
 
-  async evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound): Promise<Evaluation> {
+  async evaluate(candidate: CandidateWeights, signal?: AbortSignal, bound?: ScoreBound, context: EvaluationContext = {}): Promise<Evaluation> {
     const known = this.recall(candidate, bound);
     if (known !== undefined) return known;
     const started = performance.now();
-    const evaluation = await this.inner.evaluate(candidate, signal, bound);
+    const key = this.candidateKeyOf(candidate);
+    const evaluation = await this.inner.evaluate(candidate, signal, bound, { ...context, ...(key === undefined ? {} : { key: `${this.key}:${key}` }) });
     const label = (candidate.parts ?? []).map((part) => part.checkpoint.name).join(' + ');
     await this.record(candidate, label, evaluation, (performance.now() - started) / 1000, bound);
     return evaluation;

@@ -103,30 +103,15 @@ describe('soup learned', () => {
     assert.equal(bad.stderr, 'soup: error: --max-memory: "lots" is not a size (e.g. 8G, 512M or a number of bytes)\n');
   });
 
-  it('needs gradients: --eval-cmd and models without a TF.js architecture are pointed to greedy', async () => {
-    const evalCmd = await runSoup(['learned', ingredients, '--eval-cmd', 'python eval.py {ckpt}', '-o', path.join(dir, 'x')]);
-    assert.equal(evalCmd.code, 2);
-    assert.equal(
-      evalCmd.stderr,
-      'soup: error: soup learned needs gradients of the loss, so it trains TF.js models on --val data; --eval-cmd gives only scores ' +
-        '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
-    );
+  it('asks for a model to run when the ingredients have none', async () => {
     const runs = path.join(dir, 'st-runs');
     for (const seed of [1, 2]) await writeSafetensorsFile(path.join(runs, `run-${seed}.safetensors`), mlpTensors(seed));
     const safetensors = await runSoup(['learned', runs, '--val', val, '-o', path.join(dir, 'y.safetensors')]);
     assert.equal(safetensors.code, 2);
     assert.equal(
       safetensors.stderr,
-      `soup: error: ${path.join(runs, 'run-1.safetensors')}: soup learned needs gradients of the loss, which soup takes from TF.js models; a safetensors checkpoint has no model to run ` +
-        '(pass --model model.json (a TF.js model whose weight names match the tensors), or make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
-    );
-    const onnxRuns = new URL('../../../fixtures/onnx/', import.meta.url).pathname;
-    const onnx = await runSoup(['learned', onnxRuns, '--val', val, '-o', path.join(dir, 'z.onnx')]);
-    assert.equal(onnx.code, 2);
-    assert.equal(
-      onnx.stderr,
-      `soup: error: ${path.join(onnxRuns, 'lr1e-3-ls-s5.onnx')}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored ` +
-        '(make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT)\n',
+      `soup: error: ${path.join(runs, 'run-1.safetensors')}: soup learned needs a model to run, and a safetensors checkpoint has none ` +
+        '(pass --model model.json (a TF.js model, trained by gradients) or --model model.onnx (searched without gradients), whose weight names match the tensors; or score with --eval-cmd CMD)\n',
     );
   });
 

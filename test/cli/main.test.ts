@@ -19,7 +19,7 @@ describe('soup', () => {
     assert.match(result.stdout, /Examples:\n {2}\$ soup uniform \.\/ckpts -o soup\.safetensors/);
     assert.match(result.stdout, /Exit codes: 0 success, 1 internal error, 2 bad usage or input/);
     for (const format of ['.safetensors', 'PyTorch files (.pt, .pth, .bin, .ckpt', 'model.json', '.onnx']) assert.ok(result.stdout.includes(format), `--help names ${format} inputs`);
-    for (const command of ['uniform', 'greedy', 'learned', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data']) {
+    for (const command of ['uniform', 'greedy', 'learned', 'evolve', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data']) {
       assert.match(result.stdout, new RegExp(`^  ${command} `, 'm'), `--help lists ${command}`);
     }
     const sub = await runSoup(['uniform', '--help']);
@@ -29,7 +29,7 @@ describe('soup', () => {
   });
 
   it('says the same thing about a flag in every command that takes it, and lists no flag a command ignores', async () => {
-    const commands = ['uniform', 'greedy', 'learned', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data'];
+    const commands = ['uniform', 'greedy', 'learned', 'evolve', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data'];
     const texts = new Map<string, Map<string, string>>();
     for (const command of commands) {
       const { stdout } = await runSoup([command, '--help']);
@@ -44,15 +44,16 @@ describe('soup', () => {
         texts.get(flag)!.set(command, match[2]!.replace(/\s+/g, ' ').trim());
       }
     }
-    // Each command draws its own figure, and learned's batches are training batches.
-    const meaningDiffers = new Set(['--plot', '--batch-size']);
+    // Each command draws its own figure; learned's batches are training batches; learned searches
+    // mixing logits and evolve a recipe's ranges, so their search settings say what they search.
+    const meaningDiffers = new Set(['--plot', '--batch-size', '--seed', '--evaluations', '--population', '--sigma']);
     for (const [flag, byCommand] of texts) {
       if (meaningDiffers.has(flag)) continue;
       const distinct = new Set(byCommand.values());
       assert.equal(distinct.size, 1, `${flag} reads differently across ${[...byCommand.keys()].join(', ')}:\n${[...distinct].join('\n')}`);
     }
     assert.ok(texts.get('--json')!.size === commands.length && texts.get('--allow-fused')!.size >= 5, 'the help of every command was read');
-    assert.deepEqual([...texts.get('--jobs')!.keys()], ['greedy', 'learned', 'compare'], 'only commands that score several candidates take --jobs');
+    assert.deepEqual([...texts.get('--jobs')!.keys()], ['greedy', 'learned', 'evolve', 'interpolate', 'compare'], 'only commands that score several candidates take --jobs');
     assert.ok(!texts.get('--key')!.has('data') && !texts.get('--checkpoints')!.has('data'), 'data reads no checkpoints');
     assert.match(texts.get('--output')!.get('uniform')!, /\.safetensors; \.pt, \.pth, \.bin, \.ckpt; \.onnx/);
   });

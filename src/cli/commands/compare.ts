@@ -16,6 +16,7 @@ import { parseMergeYaml, type MergeConfig } from '../../soup/merge-config.js';
 import { openMergeCheckpoints } from '../../soup/merge-inputs.js';
 import { LayerIndex } from '../../soup/methods/parameters.js';
 import type { ProgressListener } from '../../progress.js';
+import type { SlurmJobRecord } from '../../eval/slurm.js';
 import { compareDocumentSchema, type CompareDocument } from '../../soup/compare-document.js';
 import { checkGates } from '../../soup/gates.js';
 import { openIngredients } from '../../soup/ingredients.js';
@@ -92,6 +93,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
   const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   const evaluators: Evaluator[] = [];
+  const slurmJobs: SlurmJobRecord[][] = [];
   try {
     const reference = checkpoints[0]!;
     const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints, [options.model, options.val, ...tests.map((test) => test.data)]);
@@ -110,6 +112,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
         terminal.warn(warning);
       }
       evaluators.push(setup.evaluator);
+      if (setup.slurm !== undefined) slurmJobs.push(setup.slurm.records);
       datasets.push({ name, evaluator: setup.evaluator });
       backend = setup.backend;
       direction = setup.direction;
@@ -127,7 +130,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       signal,
       onProgress: terminal.progress(),
       scoreAll: async (ingredients, evaluator) =>
-        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs ?? 1, allowNonFinite: true, signal })).scores,
+        (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs, allowNonFinite: true, signal })).scores,
     });
     for (const { file, config } of merges) {
       result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
@@ -167,6 +170,7 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
     });
     if (gates.length > 0) document.gates = gates;
     if (Object.keys(saved).length > 0) document.saved = saved;
+    if (slurmJobs.length > 0) document.slurmJobs = slurmJobs.flat();
     if (options.markdown !== undefined) await writeReport(options.markdown, compareMarkdown(document));
     if (options.plot !== undefined) await writeReport(options.plot, comparePlot(document));
 

@@ -24,7 +24,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
   }
   const [checkpoint] = await openAll(ingredients);
   try {
-    const { evaluator, dataset, backend, warnings, direction } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
+    const { evaluator, dataset, backend, warnings, direction, slurm } = await createEvaluator(options, checkpoint!, undefined, terminal.progress());
     for (const warning of warnings ?? []) terminal.warn(warning);
     let evaluation;
     let divergence;
@@ -37,7 +37,7 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
     }
     const n = evaluation.n ?? null;
     if (terminal.json) {
-      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, metric: options.metric, direction, ...(divergence === undefined ? {} : { diverged: divergence }) });
+      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, metric: options.metric, direction, ...(divergence === undefined ? {} : { diverged: divergence }), ...(slurm === undefined ? {} : { slurmJobs: slurm.records }) });
       return;
     }
     const on = dataset === undefined ? `\`${options.evalCmd}\`` : `${dataset.name} (${dataset.n} samples)`;

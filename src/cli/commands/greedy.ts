@@ -89,9 +89,13 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       const soup = method === undefined ? undefined : new MethodSoup(method.plan, method.parametersOf);
       result = await greedySoup(
         checkpoints,
-        async (candidate, _label, bound) => {
-          const evaluation = await evaluator.evaluate(candidate, signal, bound === undefined || !prune ? undefined : { metric: options.metric, direction, ...bound });
-          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0 };
+        async (candidate, label, bound, stop) => {
+          // The journal answers synchronously, before evaluate's first await: a hit shows at once.
+          const hits = evaluator instanceof JournaledEvaluator ? evaluator.hits : 0;
+          const pending = evaluator.evaluate(candidate, stop ?? signal, bound === undefined || !prune ? undefined : { metric: options.metric, direction, ...bound }, { label });
+          const cached = evaluator instanceof JournaledEvaluator && evaluator.hits > hits;
+          const evaluation = await pending;
+          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0, cached };
         },
         {
           metric: options.metric,
@@ -100,6 +104,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
           acceptTies: options.acceptTies,
           allowNonFinite: options.allowNonfinite,
           signal,
+          lookahead: lookaheadSlots(evaluator, options.jobs),
           ...(ingredientScores === undefined ? {} : { scores: ingredientScores.scores }),
           ...(soup === undefined ? {} : { soup, single: (checkpoint) => soup.weights(checkpoint) }),
           onProgress: (event) =>
@@ -152,7 +157,10 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       score: result.score,
       output: written.path,
       evaluations: result.evaluations,
-      evaluationsFromCache: evaluator instanceof JournaledEvaluator ? evaluator.hits : 0,
+      // Scores taken from the journal for candidates scored ahead and not needed are not evaluations of this soup.
+      evaluationsFromCache: evaluator instanceof JournaledEvaluator ? evaluator.hits - (result.evaluationsWastedCached ?? 0) : 0,
+      ...(result.evaluationsWasted === undefined ? {} : { evaluationsWasted: result.evaluationsWasted }),
+      ...(setup.slurm === undefined ? {} : { slurmJobs: setup.slurm.records }),
       samples: dataset?.n ?? null,
       samplesScored: result.samplesScored,
       samplesSaved: result.samplesSaved,
@@ -168,6 +176,16 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     terminal.endProgress();
     await closeAll(all);
   }
+}
+
+/**
+ * Evaluations greedy's steps may run at once: a concurrent evaluator (--eval-cmd) scores the next
+ * steps' candidates ahead in idle slots, at most three levels deep (7), since each level doubles the jobs.
+ */
+function lookaheadSlots(evaluator: Evaluator, jobs: number | undefined): number {
+  if (evaluator.concurrent !== true) return 1;
+  const slots = jobs ?? (Number.isFinite(evaluator.parallelism) ? (evaluator.parallelism ?? 1) : 3);
+  return Math.min(slots, 7);
 }
 
 function methodRecord(method: GreedyMethod): Record<string, unknown> {

@@ -36,7 +36,8 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
     await checkOnnxIngredients([a, b], { allowFused: options.allowFused });
     const problems = findIncompatibilities([a, b]);
     if (problems.length > 0) throw new IncompatibleError(problems);
-    const { evaluator, dataset, backend, direction } = await createEvaluator(options, a);
+    const { evaluator, dataset, backend, direction, slurm, warnings } = await createEvaluator(options, a, undefined, terminal.progress());
+    for (const warning of warnings ?? []) terminal.warn(warning);
     const progress = terminal.progress();
     let points;
     const diverged: (Divergence & { name: string; path: string })[] = [];
@@ -48,9 +49,11 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
         diverged.push({ name: checkpoint.name, path: checkpoint.path, ...divergence });
         terminal.warn(`${checkpoint.name} diverged: ${describeDivergence(divergence)}; every point it weighs in holds non-finite weights, so no basin verdict is given`);
       }
-      points = await scoreInterpolation(a, b, options.steps, async (candidate) => (await evaluator.evaluate(candidate, signal)).metrics[options.metric]!, {
+      points = await scoreInterpolation(a, b, options.steps, async (candidate, stop) => (await evaluator.evaluate(candidate, stop ?? signal)).metrics[options.metric]!, {
         signal,
         onProgress: progress,
+        // Commands (a cluster's jobs above all) score the points at once, as --jobs allows.
+        jobs: evaluator.concurrent === true ? (options.jobs ?? evaluator.parallelism ?? 1) : 1,
         diverged: { a: diverged.some((d) => d.path === a.path), b: diverged.some((d) => d.path === b.path) },
       });
     } finally {
@@ -75,6 +78,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
       ...(options.plot === undefined ? {} : { plot: options.plot }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
       warnings: terminal.warnings,
+      ...(slurm === undefined ? {} : { slurmJobs: slurm.records }),
     };
     if (options.plot !== undefined) {
       await writeReport(

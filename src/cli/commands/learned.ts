@@ -43,35 +43,37 @@ const schema = commonOptions
     adamEps: positive.default(LEARNED_DEFAULTS.adamEps),
     initialBeta: z.coerce.number().finite().default(LEARNED_DEFAULTS.initialBeta),
     maxMemory: sizeOption.optional(),
+    // The gradient-free search (ONNX Runtime, --eval-cmd): learned-search.ts.
+    by: z.enum(['ingredient', 'block']).optional(),
+    blocks: z.coerce.number().int().positive().optional(),
+    evaluations: z.coerce.number().int().positive().default(200),
+    population: z.coerce.number().int().min(2).optional(),
+    sigma: positive.default(1),
+    objective: z.string().min(1).optional(),
+    scoreCache: z.string().min(1).optional(),
+    layerPattern: z.string().min(1).optional(),
   });
 
-const GREEDY_HINT = 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT';
+/** Options that only the gradient-free search reads, refused by name on the gradient path. */
+const SEARCH_ONLY = ['by', 'blocks', 'population', 'objective', 'scoreCache'] as const;
 
-/** The learned soup trains through the model's gradients, which only TF.js models give soup. */
-function checkTrainable(options: { evalCmd?: string | undefined; model?: string | undefined }, reference: Checkpoint): void {
-  if (options.evalCmd !== undefined) {
-    throw new UsageError('soup learned needs gradients of the loss, so it trains TF.js models on --val data; --eval-cmd gives only scores', { hint: GREEDY_HINT });
-  }
-  if (reference.format === 'onnx') {
-    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; ONNX models are only scored`, {
-      hint: GREEDY_HINT,
-    });
-  }
+/** The gradient path trains through the model's gradients, which only TF.js models give soup. */
+function checkTrainable(options: { model?: string | undefined }, reference: Checkpoint): void {
   if (options.model !== undefined && !/\.json$/i.test(options.model)) {
-    throw new UsageError(`--model ${options.model}: soup learned needs gradients of the loss, which soup takes from TF.js models; ${/\.onnx$/i.test(options.model) ? 'an ONNX model is' : 'this model is'} only scored`, {
-      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
+    throw new UsageError(`--model ${options.model}: soup learned trains TF.js models (model.json) by gradients and searches ONNX models (.onnx) without them; this model is neither`, {
+      hint: 'pass --model model.json or --model model.onnx whose weight names match the tensors, or score with --eval-cmd CMD',
     });
   }
   if (reference.format !== 'tfjs' && options.model === undefined) {
-    throw new UsageError(`${reference.path}: soup learned needs gradients of the loss, which soup takes from TF.js models; a ${reference.format} checkpoint has no model to run`, {
-      hint: `pass --model model.json (a TF.js model whose weight names match the tensors), or ${GREEDY_HINT}`,
+    throw new UsageError(`${reference.path}: soup learned needs a model to run, and a ${reference.format} checkpoint has none`, {
+      hint: `pass --model model.json (a TF.js model, trained by gradients) or --model model.onnx (searched without gradients), whose weight names match the tensors; or score with --eval-cmd CMD`,
     });
   }
 }
 
 function gradientSource(evaluator: Evaluator): Evaluator & GradientSource {
   if (!('lossGradients' in evaluator)) {
-    throw new UsageError(`soup learned needs gradients of the loss, and ${evaluator.description} gives only scores`, { hint: GREEDY_HINT });
+    throw new UsageError(`soup learned needs gradients of the loss, and ${evaluator.description} gives only scores`, { hint: 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT' });
   }
   return evaluator as Evaluator & GradientSource;
 }
@@ -83,7 +85,19 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
   const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
     const reference = checkpoints[0]!;
+    // Models soup can only score are searched without gradients (CMA-ES over the mixing weights).
+    if (options.evalCmd !== undefined || reference.format === 'onnx' || options.model?.endsWith('.onnx') === true) {
+      const { runLearnedSearch } = await import('./learned-search.js');
+      await runLearnedSearch(inputs, options, checkpoints, terminal, signal, started);
+      return;
+    }
     checkTrainable(options, reference);
+    const searchOnly = SEARCH_ONLY.find((key) => options[key] !== undefined);
+    if (searchOnly !== undefined) {
+      throw new UsageError(`--${searchOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to the gradient-free search (ONNX models, --eval-cmd); ${reference.path} is a TF.js model, trained by gradient descent`, {
+        hint: 'leave it out, or score an ONNX export (--model model.onnx) to search without gradients',
+      });
+    }
     if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
     const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soup' }, terminal, signal);
     // Diverged runs are scored but never mixed: a learned soup cannot train through NaN weights.

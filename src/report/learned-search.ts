@@ -1,0 +1,81 @@
+import { higherIsBetter } from '../eval/metrics.js';
+import type { Diverged } from '../soup/learned-search.js';
+import type { GenerationRecord } from '../soup/search/run.js';
+import { formatSeconds, table } from './format.js';
+import type { LearnedDocument } from './learned.js';
+import { summarizeWeights } from './learned.js';
+import { formatScore } from '../recipe/scores.js';
+import type { Terminal } from './terminal.js';
+
+/**
+ * The --json document of the gradient-free learned soup: every field of the gradient path's (beta is
+ * 1 and epochs empty: nothing is trained), plus the search: objective, generations, evaluation counts.
+ */
+export interface LearnedSearchDocument extends Omit<LearnedDocument, 'hyperparameters'> {
+  hyperparameters: Record<string, unknown>;
+  optimizer: 'CMA-ES';
+  /** What candidates were ranked by (the loss where the evaluator gives one), and the winner's value. */
+  objective: string;
+  objectiveScore: number;
+  /** Every metric of the soup written. */
+  metrics: Record<string, number>;
+  by: 'ingredient' | 'block';
+  /** {block: {ingredient: alpha}}: the weights as searched (one block, "all tensors", with --by ingredient). */
+  blocks: Record<string, Record<string, number>>;
+  generations: GenerationRecord[];
+  /** Evaluations of the search (the uniform soup and every candidate), without the ingredients'. */
+  searchEvaluations: number;
+  /** Of those, scored by the evaluator now; the rest came from --score-cache. */
+  evaluatorCalls: number;
+  evaluationsFromCache: number;
+  evaluationsPerSecond: number;
+  /** Ingredients left out because a weight is NaN or infinite. */
+  diverged: Diverged[];
+}
+
+const alpha = (value: number): string => value.toFixed(3);
+
+/** Rows of a generation table: every generation when there are few, else about a dozen evenly spaced (the last always). */
+export function generationRows(generations: readonly GenerationRecord[], most = 12): GenerationRecord[] {
+  if (generations.length <= most) return [...generations];
+  const step = Math.ceil(generations.length / most);
+  return generations.filter((_, g) => g % step === 0 || g === generations.length - 1);
+}
+
+export function printGenerations(terminal: Terminal, generations: readonly GenerationRecord[], objective: string): void {
+  const { paint } = terminal;
+  const rows = [[paint.dim('generation'), paint.dim('evaluations'), paint.dim(`best ${objective}`), paint.dim('median'), paint.dim('best so far')]];
+  for (const g of generationRows(generations)) rows.push([String(g.generation), String(g.evaluations), formatScore(g.best), formatScore(g.median), formatScore(g.bestSoFar)]);
+  for (const line of table(rows, [true, true, true, true, true])) terminal.print(`  ${line}`);
+}
+
+/** The gradient-free learned soup for a person: the search, the weights it found, the outcome. */
+export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocument, about: { source: string; evaluator: string; format: string }): void {
+  const { paint } = terminal;
+  const h = doc.hyperparameters;
+  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients (CMA-ES, no gradients), ${doc.objective} on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `${doc.by === 'block' ? `one weight per ingredient per block (${Object.keys(doc.blocks).length} blocks)` : 'one weight per ingredient'}; ` +
+      `population ${String(h.population)}, sigma ${String(h.sigma)}, seed ${String(h.seed)}; ${doc.searchEvaluations} evaluations ` +
+      `(${doc.evaluationsFromCache} from the score cache), ${doc.evaluationsPerSecond} per second`,
+  );
+  for (const bad of doc.diverged) terminal.print(`${paint.yellow('left out')} ${bad.name}: diverged (${bad.value} in ${bad.tensor})`);
+  terminal.print();
+  printGenerations(terminal, doc.generations, doc.objective);
+  terminal.print();
+  terminal.print(`Weights, largest first${doc.by === 'block' ? ' (mean, smallest and largest over the blocks)' : ''}:`);
+  const scores = new Map(doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score]));
+  const weightRows = [[paint.dim('ingredient'), paint.dim('mean'), paint.dim('min'), paint.dim('max'), paint.dim(doc.metric)]];
+  for (const row of summarizeWeights(doc.blocks)) weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
+  for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
+  terminal.print();
+  const higher = higherIsBetter(doc.direction);
+  const finite = doc.ingredients.map((ingredient) => ingredient.score).filter((score) => !Number.isNaN(score));
+  const best = higher ? Math.max(...finite) : Math.min(...finite);
+  const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
+  terminal.print(
+    `Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (uniform soup ${formatScore(doc.uniformScore)}, ${signed(doc.score - doc.uniformScore)}; ` +
+      `best ingredient ${formatScore(best)}, ${signed(doc.score - best)})`,
+  );
+  terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; weights and search settings in its metadata) in ${formatSeconds(doc.seconds)}`);
+}
