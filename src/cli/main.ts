@@ -506,8 +506,32 @@ function report(error: unknown, debug: boolean): ExitCode {
   return ExitCode.internal;
 }
 
+/**
+ * With --json, stdout holds one JSON document even when the command fails before printing its own:
+ * `{"error": {"message", "hint"?, "exitCode"}}` (stderr says the same in words). A command that has
+ * printed its document (compare's or diff's before a gate fails) gets nothing more.
+ */
+function watchStdout(): { written: () => boolean } {
+  let written = false;
+  const write = process.stdout.write.bind(process.stdout) as (...args: unknown[]) => boolean;
+  process.stdout.write = ((...args: unknown[]) => {
+    written ||= args[0] !== '' && !(args[0] instanceof Uint8Array && args[0].byteLength === 0);
+    return write(...args);
+  }) as typeof process.stdout.write;
+  return { written: () => written };
+}
+
+function errorDocument(error: unknown, code: ExitCode): string {
+  const message = error instanceof CommanderError ? error.message.replace(/^error: /, '') : error instanceof Error ? error.message : String(error);
+  const hint = error instanceof SoupError ? error.hint : undefined;
+  return `${JSON.stringify({ error: { message, ...(hint === undefined ? {} : { hint }), exitCode: code } }, null, 2)}\n`;
+}
+
 async function main(argv: string[]): Promise<ExitCode> {
   const debug = argv.includes('--debug');
+  const dashes = argv.indexOf('--');
+  const json = (dashes === -1 ? argv : argv.slice(0, dashes)).includes('--json');
+  const stdout = watchStdout();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
@@ -521,7 +545,9 @@ async function main(argv: string[]): Promise<ExitCode> {
     await buildProgram().parseAsync(argv);
     return interrupt.signal.aborted ? ExitCode.interrupted : ExitCode.ok;
   } catch (error) {
-    return report(error, debug);
+    const code = report(error, debug);
+    if (json && code !== ExitCode.ok && !stdout.written()) process.stdout.write(errorDocument(error, code));
+    return code;
   }
 }
 

@@ -58,6 +58,23 @@ describe('soup', () => {
     assert.match(texts.get('--output')!.get('uniform')!, /\.safetensors; \.pt, \.pth, \.bin, \.ckpt; \.onnx/);
   });
 
+  it('with --json, an error is a JSON document on stdout too, and a failed gate adds none to the one printed', async () => {
+    const missing = await runSoup(['uniform', path.join(dir, 'nowhere'), '-o', path.join(dir, 'x.safetensors'), '--json']);
+    assert.equal(missing.code, 2);
+    assert.deepEqual(JSON.parse(missing.stdout), { error: { message: `${path.join(dir, 'nowhere')}: no such file or directory`, exitCode: 2 } });
+    assert.equal(missing.stderr, `soup: error: ${path.join(dir, 'nowhere')}: no such file or directory\n`);
+    const other = await writeSafetensorsFile(path.join(dir, 'b.safetensors'), mlpTensors(2));
+    const typo = await runSoup(['uniform', ckpt, other, '-o', path.join(dir, 'x.safetensor'), '--json']);
+    assert.match(JSON.parse(typo.stdout).error.hint, /^did you mean \.safetensors\?/);
+    const usage = await runSoup(['inspect', ckpt, '--json', '--bogus']);
+    assert.deepEqual([usage.code, JSON.parse(usage.stdout)], [2, { error: { message: "unknown option '--bogus'", exitCode: 2 } }]);
+    const differ = await runSoup(['diff', ckpt, other, '--json']);
+    assert.equal(differ.code, 3);
+    assert.equal(JSON.parse(differ.stdout).verdict, 'different', 'one document: the diff itself');
+    const plain = await runSoup(['uniform', path.join(dir, 'nowhere'), '-o', path.join(dir, 'x.safetensors')]);
+    assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+  });
+
   it('prints its version', async () => {
     const result = await runSoup(['--version']);
     assert.equal(result.code, 0);
