@@ -9,7 +9,7 @@ import { datasetFromArrays, loadDataset, type Dataset } from '../src/data/datase
 import { OnnxEvaluator } from '../src/eval/onnx.js';
 import { TfjsEvaluator } from '../src/eval/tfjs.js';
 import type { Evaluator } from '../src/eval/evaluator.js';
-import { ingredientWeights } from '../src/soup/candidate.js';
+import { ingredientWeights } from '../src/weights/candidate.js';
 
 export interface ThroughputRow {
   name: string;

@@ -71,8 +71,12 @@ export class OutputError extends SoupError {
 
 /** A CI gate (a threshold or a regression check) failed: the build should fail, exit 3. */
 export class GateError extends SoupError {
-  constructor(message: string) {
+  /** A verdict the user asked for (soup diff: "they differ"), told as such rather than as an error. */
+  readonly verdict: boolean;
+
+  constructor(message: string, options: { verdict?: boolean } = {}) {
     super(message, ExitCode.gateFailed);
+    this.verdict = options.verdict ?? false;
   }
 }
 

@@ -1,13 +1,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError, UsageError, describeFsError } from '../errors.js';
-import { SafetensorsFile } from './safetensors.js';
-import { SHARD_INDEX, ShardedSafetensors } from './sharded.js';
-import { MODEL_JSON, TfjsCheckpoint } from './tfjs.js';
 import { compareNatural } from '../natural-order.js';
-import { ONNX_SUFFIX, OnnxCheckpoint } from './onnx/reader.js';
-import { PytorchFile } from './pytorch/reader.js';
-import { PYTORCH_SHARD_INDEX, ShardedPytorch } from './pytorch/sharded.js';
+import { describeFolderFiles, describeSuffixes, detectFile, detectFolder, folderFileNamed, formatNamed } from './formats.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 import { uniqueNames } from './names.js';
 import { checkpointFolderNames, chooseFromRun, isCheckpointFolderName, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
@@ -37,16 +32,10 @@ export interface DiscoverOptions {
   exclude?: readonly string[] | undefined;
 }
 
-/** A Hugging Face model folder holds its single-file weights under this name. */
-const HF_SINGLE_FILE = 'model.safetensors';
-/** ... and its PyTorch weights under this one. */
-const HF_PYTORCH_FILE = 'pytorch_model.bin';
-const PYTORCH_EXTENSIONS = ['.pt', '.pth', '.bin', '.ckpt'];
-
-function pytorchFile(file: string): Ingredient | undefined {
-  const extension = path.extname(file);
-  if (!PYTORCH_EXTENSIONS.includes(extension) || isTrainingStateFile(path.basename(file))) return undefined;
-  return { name: path.basename(file, extension), path: file, format: 'pytorch' };
+/** A loose checkpoint file, by the suffixes the formats list. */
+function looseFile(file: string): Ingredient | undefined {
+  const found = detectFile(file);
+  return found === undefined ? undefined : { name: found.name, path: file, format: found.format.name };
 }
 
 /** What a path is, if it is a checkpoint by itself; undefined for a plain folder. */
@@ -56,32 +45,24 @@ async function checkpointAt(target: string, onWarning: (message: string) => void
   });
   if (info.isFile()) {
     const base = path.basename(target);
-    if (base.endsWith('.safetensors')) return { name: base.slice(0, -'.safetensors'.length), path: target, format: 'safetensors' };
-    if (base.endsWith(ONNX_SUFFIX)) return { name: base.slice(0, -ONNX_SUFFIX.length), path: target, format: 'onnx' };
-    const folder = path.dirname(target);
-    const name = path.basename(path.resolve(folder));
-    if (base === MODEL_JSON) return { name, path: folder, format: 'tfjs' };
-    if (base === SHARD_INDEX) return { name, path: folder, format: 'safetensors-sharded' };
-    if (base === PYTORCH_SHARD_INDEX) return { name, path: folder, format: 'pytorch-sharded' };
-    const pytorch = pytorchFile(target);
-    if (pytorch !== undefined) return pytorch;
+    const loose = looseFile(target);
+    if (loose !== undefined) return loose;
+    // model.json or a shard index stands for the folder holding it.
+    const standing = folderFileNamed(base);
+    if (standing !== undefined) return { name: path.basename(path.resolve(path.dirname(target))), path: path.dirname(target), format: standing.format };
     if (isTrainingStateFile(base)) refuseTrainingState(target);
-    throw new InputError(target, 'not a checkpoint (expected a .safetensors, .onnx, .pt, .pth, .bin or .ckpt file, model.json or a shard index)');
+    throw new InputError(target, `not a checkpoint (expected a ${describeSuffixes()} file, ${describeFolderFiles(true)})`);
   }
   if (!info.isDirectory()) throw new InputError(target, 'not a file or folder');
   const entries = await listFolder(target);
   const name = path.basename(path.resolve(target));
-  if (entries.has(MODEL_JSON)) return { name, path: target, format: 'tfjs' };
-  const torch = entries.has(PYTORCH_SHARD_INDEX) ? PYTORCH_SHARD_INDEX : entries.has(HF_PYTORCH_FILE) ? HF_PYTORCH_FILE : undefined;
-  const safetensors = entries.has(SHARD_INDEX) ? SHARD_INDEX : entries.has(HF_SINGLE_FILE) ? HF_SINGLE_FILE : undefined;
-  if (safetensors !== undefined && torch !== undefined) {
-    onWarning(`${target} holds both safetensors and PyTorch weights: using ${safetensors}, ignoring ${torch}`);
+  const [chosen, ignored] = detectFolder(entries);
+  if (chosen === undefined) return undefined;
+  if (ignored !== undefined) {
+    onWarning(`${target} holds both ${chosen.format.title} and ${ignored.format.title} weights: using ${chosen.file.name}, ignoring ${ignored.file.name}`);
   }
-  if (safetensors === SHARD_INDEX) return { name, path: target, format: 'safetensors-sharded' };
-  if (safetensors === HF_SINGLE_FILE) return { name, path: path.join(target, HF_SINGLE_FILE), format: 'safetensors', source: target };
-  if (torch === PYTORCH_SHARD_INDEX) return { name, path: target, format: 'pytorch-sharded' };
-  if (torch === HF_PYTORCH_FILE) return { name, path: path.join(target, HF_PYTORCH_FILE), format: 'pytorch', source: target };
-  return undefined;
+  if (chosen.file.opens === 'folder') return { name, path: target, format: chosen.file.format };
+  return { name, path: path.join(target, chosen.file.name), format: chosen.file.format, source: target };
 }
 
 async function listFolder(folder: string): Promise<Set<string>> {
@@ -140,8 +121,8 @@ export async function discoverIngredients(inputs: readonly string[], options: Di
 export function nameTogether(ingredients: Ingredient[]): void {
   for (const ingredient of ingredients) {
     const source = ingredient.source ?? ingredient.path;
-    const file = ingredient.source === undefined && ['safetensors', 'pytorch', 'onnx'].includes(ingredient.format);
-    ingredient.name = file ? path.basename(source, ingredient.format === 'onnx' ? ONNX_SUFFIX : path.extname(source)) : path.basename(path.resolve(source));
+    const file = ingredient.source === undefined ? detectFile(source) : undefined;
+    ingredient.name = file !== undefined && file.format.name === ingredient.format ? file.name : path.basename(path.resolve(source));
   }
   nameUniquely(ingredients);
 }
@@ -172,13 +153,10 @@ async function checkpointsInside(
     const child = path.join(input, entry);
     if (excluded.has(path.resolve(child))) continue;
     const info = await stat(child).catch(() => undefined);
-    if (info?.isFile() && entry.endsWith('.safetensors')) {
-      inside.push({ name: entry.slice(0, -'.safetensors'.length), path: child, format: 'safetensors' });
-    } else if (info?.isFile() && entry.endsWith(ONNX_SUFFIX)) {
-      inside.push({ name: entry.slice(0, -ONNX_SUFFIX.length), path: child, format: 'onnx' });
-      exports.push(entry);
-    } else if (info?.isFile() && pytorchFile(child) !== undefined) {
-      inside.push(pytorchFile(child)!);
+    const loose = info?.isFile() === true ? looseFile(child) : undefined;
+    if (loose !== undefined) {
+      inside.push(loose);
+      if (loose.format === 'onnx') exports.push(entry);
     } else if (info?.isFile() && isTrainingStateFile(entry)) {
       trainingState++;
     } else if (info?.isDirectory()) {
@@ -197,7 +175,7 @@ async function checkpointsInside(
       input,
       trainingState > 0
         ? 'holds training state (optimizer, scheduler, RNG state, training arguments) but no model weights (model.safetensors, pytorch_model.bin, ...)'
-        : 'no checkpoints found (expected .safetensors, .onnx, .pt, .pth, .bin or .ckpt files, or folders holding model.json, model.safetensors, pytorch_model.bin or a shard index, or Trainer runs of checkpoint-N folders)',
+        : `no checkpoints found (expected ${describeSuffixes()} files, or folders holding ${describeFolderFiles(false)}, or Trainer runs of checkpoint-N folders)`,
     );
   }
   // An ONNX export saved beside a sweep's runs is most likely one of them again, for --model.
@@ -238,20 +216,7 @@ export async function openCheckpoint(ingredient: Ingredient): Promise<Checkpoint
 }
 
 async function openFormat(ingredient: Ingredient): Promise<Checkpoint> {
-  switch (ingredient.format) {
-    case 'safetensors':
-      return SafetensorsFile.open(ingredient.path, ingredient.name);
-    case 'safetensors-sharded':
-      return ShardedSafetensors.open(ingredient.path, ingredient.name);
-    case 'tfjs':
-      return TfjsCheckpoint.open(ingredient.path, ingredient.name);
-    case 'onnx':
-      return OnnxCheckpoint.open(ingredient.path, ingredient.name);
-    case 'pytorch':
-      return PytorchFile.open(ingredient.path, ingredient.name, { key: ingredient.key });
-    case 'pytorch-sharded':
-      return ShardedPytorch.open(ingredient.path, ingredient.name, { key: ingredient.key });
-  }
+  return formatNamed(ingredient.format).open(ingredient.path, ingredient.name, ingredient.format, { key: ingredient.key });
 }
 
 /** Opens every ingredient (headers only); closes what was opened if one of them is malformed. */

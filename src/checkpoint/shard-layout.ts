@@ -7,7 +7,7 @@
 import { UsageError } from '../errors.js';
 import { storedBytes } from './safetensors.js';
 import type { OutputTensor } from './types.js';
-import type { OutputTarget } from './writer.js';
+import { folderFormats, resolveTarget, type OutputTarget } from './formats.js';
 
 const UNITS: Record<string, number> = {
   '': 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, b: 1e9, t: 1e12, tb: 1e12,
@@ -44,17 +44,20 @@ export function packShards(tensors: readonly OutputTensor[], maxBytes: number): 
 
 /** The folder target `target` with its weights split at `maxBytes`; single-file targets are refused. */
 export function reshard(target: OutputTarget, tensors: readonly OutputTensor[], maxBytes: number): OutputTarget {
-  const torch = target.kind === 'pytorch-folder' || target.kind === 'pytorch-sharded';
-  if (!torch && target.kind !== 'safetensors-folder' && target.kind !== 'safetensors-sharded') {
-    throw new UsageError(`--out-shard-size: ${target.path} is ${target.kind === 'tfjs' ? 'a TF.js folder' : 'one file'}, and only safetensors and PyTorch model folders are sharded`, {
-      hint: 'write to a folder (-o OUT without a file suffix) from safetensors or PyTorch inputs',
+  const { format, layout } = resolveTarget(target);
+  const folder = format.output.folder;
+  if (folder === undefined || layout === 'single') {
+    throw new UsageError(`--out-shard-size: ${target.path} is ${format.output.single === 'folder' ? `a ${format.title} folder` : 'one file'}, and only ${folderFormats('and')} model folders are sharded`, {
+      hint: `write to a folder (-o OUT without a file suffix) from ${folderFormats('or')} inputs`,
     });
   }
   const shardOf = packShards(tensors, maxBytes);
   const count = (shardOf[shardOf.length - 1] ?? 0) + 1;
-  if (count === 1) return { kind: torch ? 'pytorch-folder' : 'safetensors-folder', path: target.path };
-  const [prefix, suffix] = torch ? ['pytorch_model', 'bin'] : ['model', 'safetensors'];
-  const name = (k: number): string => `${prefix}-${String(k + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.${suffix}`;
-  const layout = new Map(tensors.map((tensor, i) => [tensor.name, name(shardOf[i]!)]));
-  return { kind: torch ? 'pytorch-sharded' : 'safetensors-sharded', path: target.path, layout };
+  if (count === 1) return { kind: `${format.name}-folder`, path: target.path };
+  // model.safetensors -> model-00001-of-00003.safetensors, pytorch_model.bin -> pytorch_model-00001-of-00003.bin
+  const dot = folder.file.lastIndexOf('.');
+  const [stem, suffix] = [folder.file.slice(0, dot), folder.file.slice(dot)];
+  const name = (k: number): string => `${stem}-${String(k + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}${suffix}`;
+  const shards = new Map(tensors.map((tensor, i) => [tensor.name, name(shardOf[i]!)]));
+  return { kind: `${format.name}-sharded`, path: target.path, layout: shards };
 }

@@ -1,6 +1,7 @@
 import type { DType } from './dtype.js';
 
-export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs' | 'pytorch' | 'pytorch-sharded' | 'onnx';
+/** The built-in formats, and any a plugin adds to checkpoint/formats.ts (named there). */
+export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'tfjs' | 'pytorch' | 'pytorch-sharded' | 'onnx' | (string & {});
 
 export interface TensorInfo {
   name: string;
@@ -76,4 +77,14 @@ export interface OutputTensor {
    * producer for this tensor.
    */
   tiedTo?: string;
+}
+
+/**
+ * Metadata that may be known only once the data is written (hashes computed meanwhile): the header is
+ * first written from `placeholder`, then rewritten in place from `resolve()`, which must encode to the
+ * same length (hex hashes in place of as many zeros).
+ */
+export interface MetadataSource {
+  placeholder: Record<string, string>;
+  resolve(): Promise<Record<string, string>>;
 }

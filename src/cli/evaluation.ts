@@ -94,7 +94,8 @@ async function createScorer(
     }
     if (data !== undefined && !options.evalCmd.includes('{data}')) {
       throw new UsageError(`--eval-cmd has no {data}, so it cannot be pointed at ${data}`, {
-        hint: 'put {data} where the data set path goes, or leave out --val and --test',
+        // Only compare takes --test: greedy's hint must not send the user looking for it.
+        hint: `put {data} where the data set path goes, or leave out --val${'test' in options ? ' and --test' : ''}`,
       });
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);

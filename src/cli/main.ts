@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, InterruptedError, SoupError } from '../errors.js';
+import { ExitCode, GateError, InterruptedError, SoupError } from '../errors.js';
 import { oneLine } from '../one-line.js';
 import { TOOL_VERSION } from '../version.js';
 
@@ -11,47 +11,77 @@ import { TOOL_VERSION } from '../version.js';
 
 const interrupt = new AbortController();
 
-function withCommonOptions(command: Command): Command {
-  return command
+/** An option whose default is shown as every other default is, `(default: 512)`, not commander's `(default: "512")`. */
+function withDefault(flags: string, help: string, value: string): Option {
+  return new Option(flags, help).default(value, value);
+}
+
+/**
+ * Flags several commands share, declared once so that --help says the same thing everywhere (a test
+ * compares every flag's text across commands).
+ */
+const shared = {
+  allowFused: () => new Option('--allow-fused', 'accept ONNX models whose Conv weights have BatchNorm folded in'),
+  acceptTies: () => new Option('--accept-ties', 'greedy soup: also keep an ingredient that leaves the score unchanged'),
+  force: () => new Option('-f, --force', 'replace existing outputs'),
+  scoreCache: () =>
+    new Option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run (after Ctrl-C or a crash) scores nothing it has scored before'),
+  layerPattern: () => new Option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group): for parameter gradients, and learned\'s --by block'),
+  randomSeed: () => new Option('--random-seed <n>', 'seed of dare\'s masks (default: 0); same seed, same bytes on any machine'),
+  allowNonfinite: () =>
+    new Option(
+      '--allow-nonfinite',
+      'use NaN and infinite weights as they are (by default uniform and merge refuse them, greedy, learned and compare leave diverged runs out, eval and interpolate score them and mark them diverged)',
+    ),
+};
+
+/** `ingredients`: the command reads checkpoints, so it takes the flags that say how to find them. */
+function withCommonOptions(command: Command, ingredients = true): Command {
+  command
     .option('--json', 'print one JSON document on stdout and nothing else there')
     .option('-q, --quiet', 'no progress or warnings on stderr')
-    .option('--no-color', 'no colour (NO_COLOR=1 does the same)')
-    .option('--key <name>', 'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)')
-    .addOption(new Option('--checkpoints <which>', 'Trainer runs (folders of checkpoint-N folders): final weights, last or best (trainer_state.json) checkpoint, or all checkpoints (default: final weights where saved, else all)').choices(['final', 'last', 'best', 'all']))
-    .addOption(new Option('--debug', 'show stack traces of errors'));
+    .option('--no-color', 'no colour (NO_COLOR=1 does the same)');
+  if (ingredients) {
+    command
+      .option('--key <name>', 'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)')
+      .addOption(new Option('--checkpoints <which>', 'Trainer runs (folders of checkpoint-N folders): final weights, last or best (trainer_state.json) checkpoint, or all checkpoints (default: final weights where saved, else all)').choices(['final', 'last', 'best', 'all']));
+  }
+  return command.addOption(new Option('--debug', 'show stack traces of errors'));
 }
 
 /** Options of the commands that write a soup. */
 function withSoupOutputOptions(command: Command): Command {
   return command
-    .option('-o, --output <path>', 'where to write the soup (.safetensors for one file; otherwise a folder in the inputs\' format)')
+    .option('-o, --output <path>', 'where to write the soup: one file by its suffix (.safetensors; .pt, .pth, .bin, .ckpt; .onnx from ONNX models), else a folder in the inputs\' format')
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
-    .option('-f, --force', 'replace an existing output')
-    .option('--allow-nonfinite', 'keep NaN and infinite weights (uniform and merge refuse them; greedy and learned leave diverged runs out)')
+    .addOption(shared.force())
+    .addOption(shared.allowNonfinite())
     .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
     .option('--no-card', 'no README.md model card in a folder output')
-    .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in')
+    .addOption(shared.allowFused())
     .option('--out-shard-size <size>', 'split a model folder\'s weights into shards of at most this size (5GB, 500M; mergekit\'s 5B)');
 }
 
-function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }): Command {
-  return withPreprocessingOptions(command)
+/** `jobs`: the command scores several candidates, so it can run several at once. */
+function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }, jobs = true): Command {
+  withPreprocessingOptions(command)
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
     .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
-    .option('--metric <name>', 'the score to rank by: accuracy, top5, margin, loss, or a name --eval-cmd prints (eval_loss, eval_f1, ...)', 'accuracy')
+    .addOption(withDefault('--metric <name>', 'the score to rank by: accuracy, top5, margin, loss, or a name --eval-cmd prints (eval_loss, eval_f1, ...)', 'accuracy'))
     .option('--model <model>', 'model architecture for ingredients that have none: a TF.js model.json or an .onnx export (weight names must match)')
     .option('--output-name <name>', 'ONNX models: the output holding the logits (default: the first)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
-    .option('--batch-size <n>', batchSize.help, batchSize.default)
-    .option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)')
+    .addOption(withDefault('--batch-size <n>', batchSize.help, batchSize.default));
+  if (jobs) command.option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)');
+  return command
     .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
     .option('--maximize', 'higher --metric is better (needed for a name soup does not know; known: accuracy, f1, bleu, rouge*, exact_match, auc, ...)')
     .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)')
     .addOption(new Option('--executor <name>', 'where --eval-cmd runs: here (local), or as one Slurm batch job per evaluation (slurm)').choices(['local', 'slurm']))
     .option('--slurm-args <args>', 'arguments for sbatch, e.g. "--gres=gpu:1 --time=2:00:00 --partition=gpu"')
-    .option('--retries <k>', 'Slurm: re-submit a job that ended for the cluster\'s reasons (--retry-on) up to k times (default 2)')
-    .option('--retry-on <states>', 'Slurm: the job states that are re-submitted (default NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)');
+    .option('--retries <k>', 'Slurm: re-submit a job that ended for the cluster\'s reasons (--retry-on) up to k times (default: 2)')
+    .option('--retry-on <states>', 'Slurm: the job states that are re-submitted (default: NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)');
 }
 
 /** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
@@ -59,7 +89,7 @@ function withPreprocessingOptions(command: Command): Command {
   return command
     .addOption(new Option('--preprocess <preset>', 'preset steps: imagenet (resize 256, crop 224, ImageNet mean/std) or clip (bicubic 224, CLIP mean/std)').choices(['imagenet', 'clip']))
     .option('--resize <n>', 'images: resize the shorter side to n pixels')
-    .addOption(new Option('--interpolation <kind>', 'images: resize interpolation (default bilinear)').choices(['bilinear', 'bicubic']))
+    .addOption(new Option('--interpolation <kind>', 'images: resize interpolation (default: bilinear)').choices(['bilinear', 'bicubic']))
     .option('--crop <n>', 'images: center crop to n x n pixels')
     .option('--scale <x>', 'preprocessing: x * scale + offset (default: from dataset.json beside the data, else 1)')
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)')
@@ -76,10 +106,10 @@ function withMergeOptions(command: Command): Command {
   return command
     .option('--method <name>', 'merge method: linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs')
     .option('--base <checkpoint>', 'base model the task vectors are taken from (never counted as an ingredient)')
-    .option('--weight <w|name=w>', 'weight of every ingredient, or of one (repeatable; default 1)', collect)
+    .option('--weight <w|name=w>', 'weight of every ingredient, or of one (repeatable; default: 1)', collect)
     .option('--density <d|name=d>', 'fraction of each task vector kept (ties, dare, breadcrumbs; repeatable)', collect)
     .option('--gamma <g|name=g>', 'breadcrumbs: fraction of the largest entries dropped (repeatable)', collect)
-    .option('--lambda <x>', 'scale of the merged task vector (default 1)')
+    .option('--lambda <x>', 'scale of the merged task vector (default: 1)')
     .option('--t <x>', 'slerp: 0 is the base, 1 the other model')
     .option('--normalize', 'divide by the sum of the weights')
     .option('--no-normalize', 'do not divide by the sum of the weights')
@@ -88,8 +118,8 @@ function withMergeOptions(command: Command): Command {
     .addOption(new Option('--rescale-mode <mode>', 'dare: l1 (match the delta\'s L1 norm, as mergekit) or inverse_density (the DARE paper)').choices(['l1', 'inverse_density']))
     .addOption(new Option('--ties-scope <scope>', 'ties: top-k per tensor (mergekit) or over the whole model (TIES paper)').choices(['tensor', 'global']))
     .option('--filter-wise', 'model_stock: one ratio per row')
-    .option('--random-seed <n>', 'seed of dare\'s masks (default 0); same seed, same bytes on any machine')
-    .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for parameter gradients');
+    .addOption(shared.randomSeed())
+    .addOption(shared.layerPattern());
 }
 
 function examples(lines: string[]): string {
@@ -151,9 +181,9 @@ function buildProgram(): Command {
             'next ingredient only if the soup\'s score goes up (strictly, as in the paper\'s code; --accept-ties also keeps equal scores).',
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .option('--accept-ties', 'also keep an ingredient that leaves the score unchanged')
+        .addOption(shared.acceptTies())
         .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
-        .option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run scores nothing it has scored before'),
+        .addOption(shared.scoreCache()),
   ))))
     .addHelpText(
       'after',
@@ -183,24 +213,24 @@ function buildProgram(): Command {
             'trained with AdamW on the cross-entropy of --val. Needs gradients, so TF.js models; holds every ingredient in memory.',
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .option('--lr <x>', 'AdamW learning rate', '0.05')
-        .option('--epochs <n>', 'passes over the validation set', '5')
-        .option('--seed <n>', 'seed of the batch shuffling', '0')
+        .addOption(withDefault('--lr <x>', 'AdamW learning rate', '0.05'))
+        .addOption(withDefault('--epochs <n>', 'passes over the validation set', '5'))
+        .addOption(withDefault('--seed <n>', 'seed of the batch shuffling', '0'))
         .option('--by-model', 'one weight per ingredient for the whole model, instead of one per tensor')
-        .option('--weight-decay <x>', 'AdamW weight decay', '0')
-        .option('--adam-beta1 <x>', 'AdamW beta1', '0.9')
-        .option('--adam-beta2 <x>', 'AdamW beta2', '0.999')
-        .option('--adam-eps <x>', 'AdamW epsilon', '1e-8')
-        .option('--initial-beta <x>', 'starting value of the logit scale beta', '1')
+        .addOption(withDefault('--weight-decay <x>', 'AdamW weight decay', '0'))
+        .addOption(withDefault('--adam-beta1 <x>', 'AdamW beta1', '0.9'))
+        .addOption(withDefault('--adam-beta2 <x>', 'AdamW beta2', '0.999'))
+        .addOption(withDefault('--adam-eps <x>', 'AdamW epsilon', '1e-8'))
+        .addOption(withDefault('--initial-beta <x>', 'starting value of the logit scale beta', '1'))
         .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)')
-        .addOption(new Option('--by <what>', 'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default ingredient)').choices(['ingredient', 'block']))
+        .addOption(new Option('--by <what>', 'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default: ingredient)').choices(['ingredient', 'block']))
         .option('--blocks <k>', 'with --by block: join the layers into k blocks (default: one block per layer)')
-        .option('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200')
-        .option('--population <p>', 'candidates per CMA-ES generation (default 4 + 3 ln(dimensions))')
-        .option('--sigma <x>', 'CMA-ES starting step size on the logits', '1')
+        .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200'))
+        .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(dimensions))')
+        .addOption(withDefault('--sigma <x>', 'CMA-ES starting step size on the logits', '1'))
         .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
-        .option('--score-cache <file>', 'a journal of every score: a re-run (after Ctrl-C or a crash) scores nothing it has scored before')
-        .option('--layer-pattern <regex>', 'with --by block: where the layer index is in a tensor name (first group)'),
+        .addOption(shared.scoreCache())
+        .addOption(shared.layerPattern()),
       { help: 'samples per training batch (and per scoring batch)', default: '256' },
   )))
     .addHelpText(
@@ -230,16 +260,16 @@ function buildProgram(): Command {
           'recipe found as a plain mergekit config, which soup merge makes again.',
       )
       .argument('<config>', 'a mergekit YAML recipe with ranges')
-      .option('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200')
-      .option('--population <p>', 'candidates per CMA-ES generation (default 4 + 3 ln(ranges))')
-      .option('--seed <n>', 'seed of the search', '0')
-      .option('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3')
+      .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200'))
+      .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(ranges))')
+      .addOption(withDefault('--seed <n>', 'seed of the search', '0'))
+      .addOption(withDefault('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3'))
       .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
-      .option('--score-cache <file>', 'a journal of every score: a re-run (after Ctrl-C or a crash) scores nothing it has scored before')
+      .addOption(shared.scoreCache())
       .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
       .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
-      .option('--random-seed <n>', 'seed of dare\'s masks (default 0)')
-      .option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group), for gradients'),
+      .addOption(shared.randomSeed())
+      .addOption(shared.layerPattern()),
   )))
     .addHelpText(
       'after',
@@ -263,9 +293,10 @@ function buildProgram(): Command {
       )
       .argument('<a>', 'a checkpoint (t = 0)')
       .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
-      .option('--steps <n>', 'points from A to B, both included', '11')
+      .addOption(withDefault('--steps <n>', 'points from A to B, both included', '11'))
       .option('--plot <file.svg>', 'write the curve as an SVG line plot')
-      .option('--allow-fused', 'interpolate ONNX models whose Conv weights have BatchNorm folded in'),
+      .addOption(shared.allowFused())
+      .addOption(shared.allowNonfinite()),
   ))
     .addHelpText(
       'after',
@@ -312,8 +343,10 @@ function buildProgram(): Command {
         .command('eval')
         .summary('score one checkpoint on validation data: accuracy, top5, loss, margin')
         .argument('<checkpoint>', 'a checkpoint')
-        .option('--allow-nonfinite', 'score NaN and infinite weights without looking for them (by default a checkpoint holding them is scored and marked diverged)'),
+        .addOption(shared.allowNonfinite()),
     ),
+    undefined,
+    false,
   )
     .addHelpText(
       'after',
@@ -340,18 +373,18 @@ function buildProgram(): Command {
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
         .option('--test <name=data>', 'a test set, repeatable (NAME=DATA; NAME defaults to the file name)', (value: string, previous: string[] = []) => [...previous, value])
-        .option('--accept-ties', 'greedy soup: also keep an ingredient that leaves the score unchanged')
+        .addOption(shared.acceptTies())
         .option('--save-dir <dir>', 'also write the uniform and greedy soups into this folder')
-        .option('-f, --force', 'replace soups already in --save-dir')
+        .addOption(shared.force())
         .option('--markdown <file>', 'write a GitHub-flavoured Markdown report (for a PR comment or a job summary)')
         .option('--plot <file.svg>', 'write the paper\'s Figure 1: validation score against mean test score')
         .option('--fail-under <value>', 'gate: fail (exit 3) if the greedy soup\'s validation score is worse than this')
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
-        .option('--max-drop <d>', 'largest drop allowed against --baseline (default 0)')
+        .option('--max-drop <d>', 'largest drop allowed against --baseline (default: 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
-        .option('--allow-nonfinite', 'keep diverged runs (NaN or infinite weights) in the soups and the ensemble instead of leaving them out')
+        .addOption(shared.allowNonfinite())
         .option('--merge <config.yml>', 'also score the merge a mergekit YAML recipe makes (repeatable; a row of kind merge)', collect)
-        .option('--allow-fused', 'soup ONNX models whose Conv weights have BatchNorm folded in'),
+        .addOption(shared.allowFused()),
     ),
   )
     .addHelpText(
@@ -380,7 +413,7 @@ function buildProgram(): Command {
       )
       .argument('<a>', 'a checkpoint')
       .argument('<b>', 'another checkpoint with the same tensors')
-      .option('--tolerance <t>', 'largest absolute difference accepted', '0'),
+      .addOption(withDefault('--tolerance <t>', 'largest absolute difference accepted', '0')),
   )
     .addHelpText('after', examples(['soup diff soup.safetensors rebuilt.safetensors', 'soup diff soup-a soup-b --tolerance 1e-6 --json']))
     .action(async (a: string, b: string, options: unknown) => {
@@ -413,7 +446,7 @@ function buildProgram(): Command {
           'the recipe stored in the weights\' metadata (method, metric, every ingredient with its score, greedy\'s steps, ' +
           'the command that made it).',
       )
-      .argument('<soup>', 'a soup written by soup uniform, greedy or compare --save-dir'),
+      .argument('<soup>', 'a soup written by soup uniform, greedy, learned, merge or compare --save-dir'),
   )
     .addHelpText('after', examples(['soup card soup.safetensors > README.md', 'soup card soup.safetensors --json | jq -r .card']))
     .action(async (input: string, options: unknown) => {
@@ -433,6 +466,7 @@ function buildProgram(): Command {
         )
         .argument('<data>', '.npz, a folder of IDX files, .csv, or a folder of class folders of images'),
     ),
+    false,
   )
     .addHelpText(
       'after',
@@ -458,7 +492,8 @@ function report(error: unknown, debug: boolean): ExitCode {
   }
   if (error instanceof SoupError) {
     const hint = error.hint === undefined ? '' : ` (${oneLine(error.hint)})`;
-    process.stderr.write(`soup: error: ${oneLine(error.message)}${hint}\n`);
+    const label = error instanceof GateError && error.verdict ? '' : 'error: ';
+    process.stderr.write(`soup: ${label}${oneLine(error.message)}${hint}\n`);
     if (debug && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
     return error.exitCode;
   }
@@ -475,8 +510,32 @@ function report(error: unknown, debug: boolean): ExitCode {
 /** How long soup may take to clean up after SIGINT or SIGTERM before it exits regardless. */
 const SIGNAL_GRACE_MS = 10_000;
 
+/**
+ * With --json, stdout holds one JSON document even when the command fails before printing its own:
+ * `{"error": {"message", "hint"?, "exitCode"}}` (stderr says the same in words). A command that has
+ * printed its document (compare's or diff's before a gate fails) gets nothing more.
+ */
+function watchStdout(): { written: () => boolean } {
+  let written = false;
+  const write = process.stdout.write.bind(process.stdout) as (...args: unknown[]) => boolean;
+  process.stdout.write = ((...args: unknown[]) => {
+    written ||= args[0] !== '' && !(args[0] instanceof Uint8Array && args[0].byteLength === 0);
+    return write(...args);
+  }) as typeof process.stdout.write;
+  return { written: () => written };
+}
+
+function errorDocument(error: unknown, code: ExitCode): string {
+  const message = error instanceof CommanderError ? error.message.replace(/^error: /, '') : error instanceof Error ? error.message : String(error);
+  const hint = error instanceof SoupError ? error.hint : undefined;
+  return `${JSON.stringify({ error: { message, ...(hint === undefined ? {} : { hint }), exitCode: code } }, null, 2)}\n`;
+}
+
 async function main(argv: string[]): Promise<ExitCode> {
   const debug = argv.includes('--debug');
+  const dashes = argv.indexOf('--');
+  const json = (dashes === -1 ? argv : argv.slice(0, dashes)).includes('--json');
+  const stdout = watchStdout();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
@@ -493,7 +552,9 @@ async function main(argv: string[]): Promise<ExitCode> {
     await buildProgram().parseAsync(argv);
     return interrupt.signal.aborted ? ExitCode.interrupted : ExitCode.ok;
   } catch (error) {
-    return report(error, debug);
+    const code = report(error, debug);
+    if (json && code !== ExitCode.ok && !stdout.written()) process.stdout.write(errorDocument(error, code));
+    return code;
   }
 }
 

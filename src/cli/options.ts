@@ -4,7 +4,7 @@ import { parseShardSize } from '../checkpoint/shard-layout.js';
 import type { OpenOptions } from '../soup/ingredients.js';
 import { CHECKPOINT_CHOICES } from '../checkpoint/trainer-layout.js';
 import { UsageError } from '../errors.js';
-import { OUTPUT_PLACEHOLDER } from '../report/card.js';
+import { OUTPUT_PLACEHOLDER } from '../recipe/card.js';
 import type { Terminal } from '../report/terminal.js';
 
 /** Options every command takes. */

@@ -3,10 +3,21 @@ import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { DEFAULT_RETRY_STATES, RETRYABLE_STATES, SlurmExecutor, splitArguments } from '../eval/slurm.js';
 import type { ProgressListener } from '../progress.js';
-import type { EvaluationOptions } from './evaluation.js';
+
+/** The flags the Slurm executor reads (a structural type: evaluation.ts, which calls it, holds the whole schema). */
+export interface SlurmFlags {
+  evalCmd?: string | undefined;
+  slurmArgs?: string | undefined;
+  retryOn?: string | undefined;
+  retries: number;
+  workDir?: string | undefined;
+  jobs?: number | undefined;
+  evalTimeout?: number | undefined;
+  scoreCache?: string | undefined;
+}
 
 /** The Slurm executor --executor slurm asks for, with what the user should know about its set-up. */
-export function slurmExecutor(options: EvaluationOptions, onProgress?: ProgressListener): { executor: SlurmExecutor; workDir: string; warnings: string[] } {
+export function slurmExecutor(options: SlurmFlags, onProgress?: ProgressListener): { executor: SlurmExecutor; workDir: string; warnings: string[] } {
   const retryOn = options.retryOn === undefined ? [...DEFAULT_RETRY_STATES] : options.retryOn.split(',').map((state) => state.trim().toUpperCase()).filter(Boolean);
   for (const state of retryOn) {
     if (!(RETRYABLE_STATES as readonly string[]).includes(state)) {

@@ -4,7 +4,7 @@ import { createInflateRaw, crc32 } from 'node:zlib';
 import { InputError, describeFsError } from '../errors.js';
 import type { NumericArray } from './npy.js';
 import { parseNpyHeader, type NpyHeader } from './npy.js';
-import type { NpzArray } from './npz.js';
+import type { NpzArray } from './npz-array.js';
 
 /**
  * Arrays of an .npz too large for memory, read by rows: a stored (np.savez) entry by offset, a

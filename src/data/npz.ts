@@ -4,6 +4,9 @@ import { InputError, describeFsError } from '../errors.js';
 import { parseNpy, type NumericArray } from './npy.js';
 import { MAX_DEFLATE_RATIO, crcMismatch, openLargeNpz, readCentralDirectorySync, type Entry } from './npz-stream.js';
 import { oneLine } from '../one-line.js';
+import type { NpzArray } from './npz-array.js';
+
+export type { NpzArray };
 
 /** Bytes an .npz may inflate to in memory, all the arrays read together; a larger one is read by rows. */
 export const MAX_INFLATED_IN_MEMORY = 512 * 1024 * 1024;
@@ -95,16 +98,6 @@ function checkEntrySize(entry: Entry, archiveBytes: number, file: string): void 
       `claims ${entry.size} bytes from ${entry.compressedSize} compressed bytes, more than the data can hold (corrupt or hostile file)`,
     );
   }
-}
-
-/** One array of an .npz: its shape, and its values read whole or (for a large array) by rows. */
-export interface NpzArray {
-  shape: number[];
-  /** Too large to hold in memory: read it with readRows. */
-  large: boolean;
-  readAll(): Promise<NumericArray>;
-  /** Values of rows [start, start + count) of the first dimension; rowSize values per row. */
-  readRows(start: number, count: number, rowSize: number): Promise<ArrayLike<number>>;
 }
 
 /** Opens the arrays of an .npz file by name: in memory up to `inMemoryBytes` of file, else read by rows from disk. */

@@ -9,12 +9,10 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { collectCompanions, modelFolderOf } from '../checkpoint/companions.js';
 import { removeAtExit } from '../checkpoint/leftovers.js';
-import { TORCH_FOLDER_FILE, TORCH_SHARD_INDEX } from '../checkpoint/pytorch/writer.js';
-import { SHARD_INDEX } from '../checkpoint/sharded.js';
-import { MODEL_JSON } from '../checkpoint/tfjs.js';
+import { chooseOutput, entryFileOf, fileSuffixOf } from '../checkpoint/formats.js';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { chooseOutput, fileSuffixOf, fixedMetadata, planOutput, writeCheckpoint, type OutputTarget } from '../checkpoint/writer.js';
-import { candidateProducer, type CandidateWeights } from '../soup/candidate.js';
+import { fixedMetadata, planOutput, writeCheckpoint } from '../checkpoint/writer.js';
+import { candidateProducer, type CandidateWeights } from '../weights/candidate.js';
 
 export interface WrittenCandidate {
   /** What {ckpt} stands for: the model folder, or the weights file when ingredients are loose files. */
@@ -23,24 +21,6 @@ export interface WrittenCandidate {
   ckptFile: string;
   /** Removes everything written for this candidate. */
   remove(): Promise<void>;
-}
-
-/** The file of a folder output that names the weights. */
-function weightsFileOf(target: OutputTarget): string {
-  switch (target.kind) {
-    case 'safetensors-folder':
-      return path.join(target.path, 'model.safetensors');
-    case 'pytorch-folder':
-      return path.join(target.path, TORCH_FOLDER_FILE);
-    case 'safetensors-sharded':
-      return path.join(target.path, SHARD_INDEX);
-    case 'pytorch-sharded':
-      return path.join(target.path, TORCH_SHARD_INDEX);
-    case 'tfjs':
-      return path.join(target.path, MODEL_JSON);
-    default:
-      return target.path;
-  }
 }
 
 /**
@@ -82,6 +62,6 @@ export class CandidateWriter {
       await remove();
       throw error;
     }
-    return { ckpt: target.path, ckptFile: weightsFileOf(target), remove };
+    return { ckpt: target.path, ckptFile: entryFileOf(target), remove };
   }
 }

@@ -1,4 +1,4 @@
-import type { CandidateWeights } from '../soup/candidate.js';
+import type { CandidateWeights } from '../weights/candidate.js';
 import { CommandEvaluator, EvalCommandError } from './command.js';
 import type { Evaluation, EvaluationContext } from './evaluator.js';
 

@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { ExitCode, InterruptedError, SoupError, throwIfAborted } from '../errors.js';
-import type { CandidateWeights } from '../soup/candidate.js';
+import type { CandidateWeights } from '../weights/candidate.js';
 import { fillTemplate, shellQuote } from '../shell.js';
 import { CandidateWriter } from './candidate-folder.js';
 import type { Evaluation, EvaluationContext, Evaluator } from './evaluator.js';

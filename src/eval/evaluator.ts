@@ -1,7 +1,7 @@
-import type { CandidateWeights } from '../soup/candidate.js';
+import type { CandidateWeights } from '../weights/candidate.js';
 import type { Direction } from './metrics.js';
 
-// Candidates live with the code that builds them (soup/candidate.ts); evaluators only consume them.
+// Candidates are a contract below both sides (weights/candidate.ts): strategies build them, evaluators consume them.
 export type { CandidateWeights };
 
 export interface Evaluation {

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { Ingredient } from '../checkpoint/discover.js';
 import { SoupError, throwIfAborted, type ExitCode } from '../errors.js';
 import type { Checkpoint } from '../checkpoint/types.js';
-import { ingredientWeights } from '../soup/candidate.js';
+import { ingredientWeights } from '../weights/candidate.js';
 import { remembersScores, type Evaluation, type Evaluator } from './evaluator.js';
 import type { DatasetSource } from '../data/dataset.js';
 import type { TfjsEvaluatorOptions } from './tfjs.js';

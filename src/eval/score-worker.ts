@@ -7,7 +7,7 @@ import { closeAll, openCheckpoint } from '../checkpoint/discover.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { loadDataset } from '../data/dataset.js';
 import { SoupError } from '../errors.js';
-import { ingredientWeights } from '../soup/candidate.js';
+import { ingredientWeights } from '../weights/candidate.js';
 import type { ScoreJob } from './pool.js';
 import { TfjsEvaluator } from './tfjs.js';
 

@@ -8,7 +8,7 @@ import { InputError, UsageError, throwIfAborted } from '../errors.js';
 import { PRELOAD_BYTES, type Dataset, type InputFit } from '../data/dataset.js';
 import { registerChainedOps } from './chained-ops.js';
 import { backendOrder, tfjsBackendName, type BackendName } from './backend.js';
-import type { CandidateWeights } from '../soup/candidate.js';
+import type { CandidateWeights } from '../weights/candidate.js';
 import type { Evaluation, Evaluator, GradientSource, LossGradients, ScoreBound } from './evaluator.js';
 import { METRIC_NAMES, MetricAccumulator, PROBABILITY_EPSILON, improves, type MetricName, type Metrics } from './metrics.js';
 

@@ -4,7 +4,7 @@ import { compareNatural } from '../natural-order.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { GreedyStep } from '../soup/greedy.js';
 import { formatSeconds, table } from './format.js';
-import { formatScore } from './scores.js';
+import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
 /** The --json document of `soup greedy` (a contract with CI scripts: fields may be added, never removed). */

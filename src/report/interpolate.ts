@@ -3,7 +3,7 @@ import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { InterpolationPoint } from '../soup/interpolate.js';
 import { formatSeconds, table } from './format.js';
-import { formatScore } from './scores.js';
+import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
 /** The --json document of `soup interpolate`. */

@@ -4,7 +4,7 @@ import type { GenerationRecord } from '../soup/search/run.js';
 import { formatSeconds, table } from './format.js';
 import type { LearnedDocument } from './learned.js';
 import { summarizeWeights } from './learned.js';
-import { formatScore } from './scores.js';
+import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
 /**

@@ -2,7 +2,7 @@ import { bestScore, describeDirection, type Direction } from '../eval/metrics.js
 import type { Divergence } from '../soup/diverged.js';
 import type { LearnedEpoch, LearnedParams } from '../soup/learned.js';
 import { formatBytes, formatSeconds, table } from './format.js';
-import { formatScore } from './scores.js';
+import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
 /** The --json document of `soup learned`: greedy's fields, plus the alphas, beta and the loss per epoch. */

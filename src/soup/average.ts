@@ -1,5 +1,9 @@
 /** The arithmetic of soups on plain typed arrays: no I/O, no TensorFlow.js. */
 import { f32ToBf16Bits, f32ToF16Bits, type FloatDType } from '../checkpoint/dtype.js';
+import { indexOfNonFinite } from '../weights/finite.js';
+
+// Strategies and the mixer find the check beside the arithmetic it guards.
+export { indexOfNonFinite };
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -11,16 +15,6 @@ export function addScaled(sum: Float64Array, values: ArrayLike<number>, weight =
   } else {
     for (let i = 0; i < sum.length; i++) sum[i]! += weight * values[i]!;
   }
-}
-
-/** Index of the first NaN or infinity, or -1. */
-export function indexOfNonFinite(values: ArrayLike<number>): number {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    // v - v is NaN exactly for NaN and +-Infinity, and is cheaper than Number.isFinite in hot loops.
-    if (v - v !== 0) return i;
-  }
-  return -1;
 }
 
 type Values = Float32Array | Float64Array;

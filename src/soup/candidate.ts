@@ -1,35 +1,8 @@
-/**
- * Candidates: the weights an evaluator scores and a writer writes, handed out one tensor at a time.
- * Every strategy, method, evaluator and scorer builds its candidates here, so none of them imports
- * another's module for it.
- */
-import { encodeFloats, isFloatDType } from '../checkpoint/dtype.js';
-import type { TensorProducer } from '../checkpoint/safetensors.js';
+/** The running soup greedy selection grows; candidates themselves are a contract in weights/candidate.ts. */
+import { isFloatDType } from '../checkpoint/dtype.js';
 import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
-import { InputError } from '../errors.js';
-import { addScaled, indexOfNonFinite } from './average.js';
-
-/**
- * The weights of one candidate soup, handed out a tensor at a time so an evaluator can stream them
- * into a model (or a temporary checkpoint) without a second full copy in memory.
- */
-export interface CandidateWeights {
-  /** The tensors, in the reference ingredient's order. */
-  readonly tensors: readonly TensorInfo[];
-  /** Values of a float tensor. */
-  floats(name: string): Promise<Float32Array>;
-  /** Stored bytes of an integer or bool tensor (copied, never averaged). */
-  bytes(name: string): Promise<Uint8Array>;
-  /** What the candidate is made of, when it is a weighted mean of ingredients: the key of the score cache. */
-  readonly parts?: readonly { checkpoint: Checkpoint; weight: number }[];
-}
-
-/** Feeds a checkpoint writer from a candidate: floats encoded in each output tensor's dtype, the rest copied. */
-export function candidateProducer(candidate: CandidateWeights): TensorProducer {
-  return async function* (tensor) {
-    yield isFloatDType(tensor.dtype) ? encodeFloats(await candidate.floats(tensor.name), tensor.dtype) : await candidate.bytes(tensor.name);
-  };
-}
+import { readChecked, type CandidateWeights } from '../weights/candidate.js';
+import { addScaled } from './average.js';
 
 /** A soup that greedy selection grows one ingredient at a time, and the candidates it would make. */
 export interface SoupBuilder {
@@ -97,30 +70,3 @@ export class RunningSoup implements SoupBuilder {
   }
 }
 
-/** One ingredient's weights as a candidate (for scoring ingredients on their own). */
-export function ingredientWeights(checkpoint: Checkpoint, allowNonFinite = false): CandidateWeights {
-  return {
-    tensors: checkpoint.tensors(),
-    parts: [{ checkpoint, weight: 1 }],
-    floats: async (name) => {
-      const values = await readChecked(checkpoint, name, allowNonFinite);
-      return values instanceof Float32Array ? values : Float32Array.from(values);
-    },
-    bytes: (name) => checkpoint.readBytes(name),
-  };
-}
-
-/** A float tensor's values, refusing NaN and infinities unless they are allowed. */
-export async function readChecked(checkpoint: Checkpoint, name: string, allowNonFinite: boolean): Promise<Float32Array | Float64Array> {
-  const values = await checkpoint.readFloats(name);
-  if (!allowNonFinite) {
-    const at = indexOfNonFinite(values);
-    if (at >= 0) {
-      throw new InputError(checkpoint.path, `holds ${values[at]} at element ${at}`, {
-        tensor: name,
-        hint: 'remove this ingredient, or pass --allow-nonfinite to keep non-finite values',
-      });
-    }
-  }
-  return values;
-}

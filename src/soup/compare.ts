@@ -4,7 +4,8 @@ import type { Evaluator } from '../eval/evaluator.js';
 import type { Direction } from '../eval/metrics.js';
 import type { Divergence } from './diverged.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
-import { RunningSoup, ingredientWeights, type CandidateWeights } from './candidate.js';
+import { RunningSoup } from './candidate.js';
+import { ingredientWeights, type CandidateWeights } from '../weights/candidate.js';
 import { greedySoup, type GreedyResult } from './greedy.js';
 
 export interface CompareDataset {

@@ -2,7 +2,7 @@ import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { isFloatDType } from '../checkpoint/dtype.js';
 import { throwIfAborted } from '../errors.js';
 import { addScaled } from './average.js';
-import { readChecked, type CandidateWeights } from './candidate.js';
+import { readChecked, type CandidateWeights } from '../weights/candidate.js';
 
 /**
  * Greedy's steps depend on each other only through accept/reject, and a candidate's weights depend

@@ -3,7 +3,8 @@ import { InputError, throwIfAborted } from '../errors.js';
 import { byScore, improves, type Direction } from '../eval/metrics.js';
 import { ignoreProgress, type ProgressListener } from '../progress.js';
 import { createLookahead } from './greedy-lookahead.js';
-import { RunningSoup, ingredientWeights, type CandidateWeights, type SoupBuilder } from './candidate.js';
+import { RunningSoup, type SoupBuilder } from './candidate.js';
+import { ingredientWeights, type CandidateWeights } from '../weights/candidate.js';
 
 /** A candidate's score, and how it was reached when the scorer stopped early. */
 export interface Scored {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { isCompanionFile } from '../checkpoint/companions.js';
 import { closeAll, discoverIngredients, openAll } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
-import { readRecipe } from './recipe.js';
+import { readRecipe } from '../recipe/recipe.js';
 
 /** Files soup puts in a folder output besides the weights: the model card and mergekit's recipe. */
 const FOLDER_EXTRAS = new Set(['README.md', 'mergekit_config.yml']);

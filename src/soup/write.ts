@@ -4,23 +4,14 @@ import type { FloatDType } from '../checkpoint/dtype.js';
 import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { TensorProducer } from '../checkpoint/safetensors.js';
 import type { Checkpoint, OutputTensor } from '../checkpoint/types.js';
-import {
-  checkOutputDtypes,
-  checkOutputPath,
-  chooseOutput,
-  keepTies,
-  planOutput,
-  writeCheckpoint,
-  type ExtraFiles,
-  type OutputTarget,
-  type WriteResult,
-} from '../checkpoint/writer.js';
+import { checkOutputDtypes, chooseOutput, isFolderOutput, type OutputTarget } from '../checkpoint/formats.js';
+import { checkOutputPath, keepTies, planOutput, writeCheckpoint, type ExtraFiles, type WriteResult } from '../checkpoint/writer.js';
 import { reshard } from '../checkpoint/shard-layout.js';
 import { checkUnchanged } from '../checkpoint/identity.js';
 import { claimOutput, type OutputClaim } from '../checkpoint/output-claim.js';
-import { renderCard } from '../report/card.js';
+import { renderCard } from '../recipe/card.js';
 import { refuseForeignFolder, refuseOutputOverInputs } from './output-guard.js';
-import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from './recipe.js';
+import { makeRecipe, outputMetadata, type Recipe, type RecipeIngredient } from '../recipe/recipe.js';
 
 export interface OutputOptions {
   out: string;
@@ -57,15 +48,13 @@ export async function prepareOutput(checkpoints: readonly Checkpoint[], options:
   const planned = planOutput(reference, options.dtype);
   const target = options.shardSize === undefined ? chosen : reshard(chosen, planned, options.shardSize);
   const tensors = keepTies(target, planned, checkpoints);
-  checkOutputDtypes(target, tensors);
+  await checkOutputDtypes(target, tensors);
   // Claimed last, so a refusal above leaves no lock; a second soup writing the same path stops here.
   return { target, tensors, claim: await claimOutput(options.out) };
 }
 
-/** Outputs that are folders, and so can hold config, tokenizer and model card beside the weights. */
-export function isFolderOutput(target: OutputTarget): boolean {
-  return ['safetensors-folder', 'safetensors-sharded', 'pytorch-folder', 'pytorch-sharded', 'tfjs'].includes(target.kind);
-}
+// Commands ask whether the output can hold files beside the weights (mergekit_config.yml).
+export { isFolderOutput };
 
 export interface ModelFileOptions {
   /** The ingredient whose config and tokenizer files the output gets (default: the first). */

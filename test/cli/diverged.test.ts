@@ -3,7 +3,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
@@ -158,6 +158,9 @@ describe('a sweep with a diverged run', () => {
     const text = await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--backend', 'wasm']);
     assert.match(text.stdout, /^No verdict about basins: some points hold non-finite weights or scores\.$/m);
     assert.doesNotMatch(text.stdout, /barrier|one basin/i);
+    const unchecked = JSON.parse((await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--json', '--backend', 'wasm', '--allow-nonfinite'])).stdout);
+    assert.deepEqual(unchecked.points, [{ t: 0, score: own.metrics.accuracy }, { t: 0.5, score: 0 }, { t: 1, score: 0 }], '--allow-nonfinite scores without looking, as eval does');
+    assert.equal(unchecked.diverged, undefined);
   });
 
   it('soup learned scores it and mixes only the runs that did not diverge', async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
@@ -120,6 +120,12 @@ console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0)))
     const noModel = await runSoup(['greedy', st, '--val', val, '-o', path.join(dir, 'y.safetensors')]);
     assert.equal(noModel.code, 2);
     assert.match(noModel.stderr, /a safetensors checkpoint has no model architecture to run \(pass --model model\.onnx \(an ONNX export\) or --model model\.json/);
+  });
+
+  it('points --val at an --eval-cmd without {data} and names only the flags greedy has', async () => {
+    const result = await runSoup(['greedy', ingredients, '--eval-cmd', 'echo 1 # {ckpt}', '--val', val, '-o', path.join(dir, 'z.safetensors')]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, `soup: error: --eval-cmd has no {data}, so it cannot be pointed at ${val} (put {data} where the data set path goes, or leave out --val)\n`);
   });
 });
 

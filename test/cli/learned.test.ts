@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { discoverIngredients, openAll, closeAll } from '../../src/checkpoint/discover.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { mlpTensors, tempDir, writeSafetensorsFile } from '../helpers/files.js';
 

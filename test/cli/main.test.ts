@@ -28,6 +28,53 @@ describe('soup', () => {
     assert.match(sub.stdout, /Examples:/);
   });
 
+  it('says the same thing about a flag in every command that takes it, and lists no flag a command ignores', async () => {
+    const commands = ['uniform', 'greedy', 'learned', 'evolve', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data'];
+    const texts = new Map<string, Map<string, string>>();
+    for (const command of commands) {
+      const { stdout } = await runSoup([command, '--help']);
+      assert.doesNotMatch(stdout, /\(default: "|\(default [^:]/, `${command}: every default reads (default: X)`);
+      const block = stdout.split('\nOptions:\n')[1]!.split('\n\n')[0]!;
+      // Commander wraps a long description onto lines indented under it: join them back.
+      for (const entry of block.split(/\n(?=  -)/)) {
+        const match = /^ {2}(?:-\w, )?(--[\w-]+)\S*(?: <[^>]+>)?\s+([\s\S]*)$/.exec(entry);
+        if (match === null) continue;
+        const flag = match[1]!;
+        if (!texts.has(flag)) texts.set(flag, new Map());
+        texts.get(flag)!.set(command, match[2]!.replace(/\s+/g, ' ').trim());
+      }
+    }
+    // Each command draws its own figure; learned's batches are training batches; learned searches
+    // mixing logits and evolve a recipe's ranges, so their search settings say what they search.
+    const meaningDiffers = new Set(['--plot', '--batch-size', '--seed', '--evaluations', '--population', '--sigma']);
+    for (const [flag, byCommand] of texts) {
+      if (meaningDiffers.has(flag)) continue;
+      const distinct = new Set(byCommand.values());
+      assert.equal(distinct.size, 1, `${flag} reads differently across ${[...byCommand.keys()].join(', ')}:\n${[...distinct].join('\n')}`);
+    }
+    assert.ok(texts.get('--json')!.size === commands.length && texts.get('--allow-fused')!.size >= 5, 'the help of every command was read');
+    assert.deepEqual([...texts.get('--jobs')!.keys()], ['greedy', 'learned', 'evolve', 'interpolate', 'compare'], 'only commands that score several candidates take --jobs');
+    assert.ok(!texts.get('--key')!.has('data') && !texts.get('--checkpoints')!.has('data'), 'data reads no checkpoints');
+    assert.match(texts.get('--output')!.get('uniform')!, /\.safetensors; \.pt, \.pth, \.bin, \.ckpt; \.onnx/);
+  });
+
+  it('with --json, an error is a JSON document on stdout too, and a failed gate adds none to the one printed', async () => {
+    const missing = await runSoup(['uniform', path.join(dir, 'nowhere'), '-o', path.join(dir, 'x.safetensors'), '--json']);
+    assert.equal(missing.code, 2);
+    assert.deepEqual(JSON.parse(missing.stdout), { error: { message: `${path.join(dir, 'nowhere')}: no such file or directory`, exitCode: 2 } });
+    assert.equal(missing.stderr, `soup: error: ${path.join(dir, 'nowhere')}: no such file or directory\n`);
+    const other = await writeSafetensorsFile(path.join(dir, 'b.safetensors'), mlpTensors(2));
+    const typo = await runSoup(['uniform', ckpt, other, '-o', path.join(dir, 'x.safetensor'), '--json']);
+    assert.match(JSON.parse(typo.stdout).error.hint, /^did you mean \.safetensors\?/);
+    const usage = await runSoup(['inspect', ckpt, '--json', '--bogus']);
+    assert.deepEqual([usage.code, JSON.parse(usage.stdout)], [2, { error: { message: "unknown option '--bogus'", exitCode: 2 } }]);
+    const differ = await runSoup(['diff', ckpt, other, '--json']);
+    assert.equal(differ.code, 3);
+    assert.equal(JSON.parse(differ.stdout).verdict, 'different', 'one document: the diff itself');
+    const plain = await runSoup(['uniform', path.join(dir, 'nowhere'), '-o', path.join(dir, 'x.safetensors')]);
+    assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+  });
+
   it('prints its version', async () => {
     const result = await runSoup(['--version']);
     assert.equal(result.code, 0);

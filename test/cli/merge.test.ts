@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 

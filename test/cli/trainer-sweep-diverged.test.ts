@@ -10,7 +10,7 @@ import { cp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 import { SYSTEM_PYTHON } from '../helpers/torch-python.js';

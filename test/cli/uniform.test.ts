@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { ShardedSafetensors, shardFileName } from '../../src/checkpoint/sharded.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
-import { readRecipe } from '../../src/soup/recipe.js';
+import { readRecipe } from '../../src/recipe/recipe.js';
 import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { PytorchFile } from '../../src/checkpoint/pytorch/reader.js';
 import { Mixer } from '../../src/soup/mix.js';
@@ -197,6 +197,19 @@ describe('soup uniform', () => {
     const result = await runSoup(['uniform', path.join(dir, 'nowhere'), '-o', path.join(dir, 'x.safetensors')]);
     assert.equal(result.code, 2);
     assertOneLineError(result.stderr, /nowhere: no such file or directory/);
+  });
+
+  it('refuses a misspelt -o suffix with exit 2, naming the known ones, and writes nothing', async () => {
+    const runs = await sweep('typo-runs', [1, 2]);
+    const out = path.join(dir, 'typo', 'soup.safetensor');
+    await mkdir(path.dirname(out));
+    const result = await runSoup(['uniform', runs, '-o', out]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${out}: .safetensor is not a suffix soup writes: .safetensors, .onnx, .pt, .pth, .bin or .ckpt make one file, no suffix a folder (did you mean .safetensors? For a folder named so, end it with a slash: ${out}/)\n`,
+    );
+    assert.deepEqual(await readdir(path.dirname(out)), []);
   });
 
   it('refuses a NaN weight and leaves no partial file; --allow-nonfinite lets it through', async () => {

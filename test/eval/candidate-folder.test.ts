@@ -6,7 +6,7 @@ import { closeAll, discoverIngredients, openAll } from '../../src/checkpoint/dis
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { PytorchFile } from '../../src/checkpoint/pytorch/reader.js';
 import { CandidateWriter } from '../../src/eval/candidate-folder.js';
-import { ingredientWeights } from '../../src/soup/candidate.js';
+import { ingredientWeights } from '../../src/weights/candidate.js';
 import { tempDir } from '../helpers/files.js';
 
 const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;

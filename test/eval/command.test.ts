@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import type { Checkpoint } from '../../src/checkpoint/types.js';
 import { CommandEvaluator, parseCommandOutput, shellQuote } from '../../src/eval/command.js';
-import { ingredientWeights } from '../../src/soup/candidate.js';
+import { ingredientWeights } from '../../src/weights/candidate.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 import { SYSTEM_PYTHON } from '../helpers/torch-python.js';
 

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import { OnnxCheckpoint } from '../../src/checkpoint/onnx/reader.js';
 import { loadDataset, type Dataset, type InputFit } from '../../src/data/dataset.js';
 import { OnnxEvaluator } from '../../src/eval/onnx.js';
-import { ingredientWeights } from '../../src/soup/candidate.js';
+import { ingredientWeights } from '../../src/weights/candidate.js';
 
 const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
 const model = await OnnxCheckpoint.open(path.join(fixtures, 'onnx', 'lr1e-4-s1.onnx'));

@@ -5,7 +5,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { datasetFromArrays, loadDataset } from '../../src/data/dataset.js';
 import { InputError } from '../../src/errors.js';
 import { TfjsEvaluator } from '../../src/eval/tfjs.js';
-import { ingredientWeights } from '../../src/soup/candidate.js';
+import { ingredientWeights } from '../../src/weights/candidate.js';
 
 const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
 const ingredient = await TfjsCheckpoint.open(path.join(fixtures, 'ingredients', 'lr1e-4-s1'));

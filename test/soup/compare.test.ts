@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { datasetFromArrays } from '../../src/data/dataset.js';
 import type { Evaluator } from '../../src/eval/evaluator.js';
-import type { CandidateWeights } from '../../src/soup/candidate.js';
+import type { CandidateWeights } from '../../src/weights/candidate.js';
 import { MetricAccumulator } from '../../src/eval/metrics.js';
 import { TfjsEvaluator } from '../../src/eval/tfjs.js';
 import { compareSoups } from '../../src/soup/compare.js';

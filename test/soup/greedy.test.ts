@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
-import type { CandidateWeights } from '../../src/soup/candidate.js';
+import type { CandidateWeights } from '../../src/weights/candidate.js';
 import { greedySoup } from '../../src/soup/greedy.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 

@@ -1,8 +1,7 @@
 import { numel } from '../dtype.js';
 import { storedBytes, type TensorProducer } from '../safetensors.js';
 import { openForWrite } from '../tfjs.js';
-import type { OutputTensor } from '../types.js';
-import type { MetadataSource } from '../writer.js';
+import type { MetadataSource, OutputTensor } from '../types.js';
 import { contiguousStrides, pickleStateDict, type PickledTensor } from './pickle-writer.js';
 import { ZipWriter, type ZipWriterOptions } from './zip-writer.js';
 

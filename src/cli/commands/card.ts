@@ -1,8 +1,8 @@
 import { closeAll, discoverIngredients, openAll } from '../../checkpoint/discover.js';
 import { InputError, UsageError } from '../../errors.js';
-import { renderCard } from '../../report/card.js';
+import { renderCard } from '../../recipe/card.js';
 import { Terminal } from '../../report/terminal.js';
-import { RECIPE_KEY, readRecipe } from '../../soup/recipe.js';
+import { RECIPE_KEY, readRecipe } from '../../recipe/recipe.js';
 import { commonOptions, parseOptions } from '../options.js';
 
 /** Prints the model card of a soup from the recipe in its metadata: the README.md a folder output gets. */

@@ -27,7 +27,7 @@ export async function runDiff(first: string, second: string, rawOptions: unknown
       verdict === 'identical'
         ? `${a!.path} and ${b!.path} are identical (${diff.tensors.length} tensors)`
         : `${a!.path} and ${b!.path} differ by at most ${diff.maxAbsDiff.toExponential(3)} (in ${diff.worst}), ${verdict === 'different' ? 'more than' : 'within'} the tolerance ${options.tolerance}`;
-    if (verdict === 'different') throw new GateError(summary);
+    if (verdict === 'different') throw new GateError(summary, { verdict: true });
     terminal.print(terminal.paint.green(summary));
   } finally {
     await closeAll([a!, b!]);

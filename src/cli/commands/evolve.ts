@@ -7,7 +7,7 @@ import { InputError, OutputError, UsageError, describeFsError } from '../../erro
 import type { Evaluator } from '../../eval/evaluator.js';
 import { formatSeconds } from '../../report/format.js';
 import { printGenerations } from '../../report/learned-search.js';
-import { formatScore } from '../../report/scores.js';
+import { formatScore } from '../../recipe/scores.js';
 import { searchPlot } from '../../report/search-plot.js';
 import { Terminal } from '../../report/terminal.js';
 import { findDiverged } from '../../soup/diverged.js';

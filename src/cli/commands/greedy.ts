@@ -7,7 +7,7 @@ import { knownDirection } from '../../eval/metrics.js';
 import { scoreIngredients } from '../../eval/pool.js';
 import { printGreedy, type GreedyDocument } from '../../report/greedy.js';
 import { Terminal } from '../../report/terminal.js';
-import { candidateProducer } from '../../soup/candidate.js';
+import { candidateProducer } from '../../weights/candidate.js';
 import { greedySoup } from '../../soup/greedy.js';
 import { MethodSoup } from '../../soup/merge.js';
 import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../soup/score-cache.js';

@@ -3,7 +3,7 @@ import { findIncompatibilities } from '../../checkpoint/compatible.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { IncompatibleError } from '../../errors.js';
 import { countBytes, countParameters } from '../../soup/ingredients.js';
-import { RECIPE_KEY, readRecipe } from '../../soup/recipe.js';
+import { RECIPE_KEY, readRecipe } from '../../recipe/recipe.js';
 import { formatBytes, formatCount, formatShape, table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';

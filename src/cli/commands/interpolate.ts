@@ -17,6 +17,7 @@ const schema = commonOptions.extend(evaluationOptions.shape).extend({
   steps: z.coerce.number().int().min(2, 'must be at least 2 (the two end points)').max(1001).default(11),
   plot: z.string().min(1).optional(),
   allowFused: z.boolean().default(false),
+  allowNonfinite: z.boolean().default(false),
 });
 
 export async function runInterpolate(first: string, second: string, rawOptions: unknown, signal: AbortSignal): Promise<void> {
@@ -43,7 +44,8 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
     let points;
     const diverged: (Divergence & { name: string; path: string })[] = [];
     try {
-      for (const checkpoint of [a, b]) {
+      // As soup eval does: --allow-nonfinite scores the weights as they are, without looking for NaN first.
+      for (const checkpoint of options.allowNonfinite ? [] : [a, b]) {
         const divergence = await findNonFinite(checkpoint, signal);
         if (divergence === undefined) continue;
         diverged.push({ name: checkpoint.name, path: checkpoint.path, ...divergence });

@@ -11,7 +11,7 @@ import { scoreIngredients } from '../../eval/pool.js';
 import { formatBytes } from '../../report/format.js';
 import { printLearnedSearch, type LearnedSearchDocument } from '../../report/learned-search.js';
 import type { Terminal } from '../../report/terminal.js';
-import { candidateProducer } from '../../soup/candidate.js';
+import { candidateProducer } from '../../weights/candidate.js';
 import { learnedMemoryBytes } from '../../soup/learned.js';
 import { MixingSpace, loadIngredients, type SearchBy } from '../../soup/learned-search.js';
 import { LayerIndex } from '../../soup/methods/parameters.js';

@@ -6,7 +6,8 @@ import { pickleStateDict } from '../../../src/checkpoint/pytorch/pickle-writer.j
 import { writeTorchFile } from '../../../src/checkpoint/pytorch/writer.js';
 import type { TensorProducer } from '../../../src/checkpoint/safetensors.js';
 import type { Checkpoint, OutputTensor, TensorInfo } from '../../../src/checkpoint/types.js';
-import { chooseOutput, fixedMetadata, keepTies, writeCheckpoint } from '../../../src/checkpoint/writer.js';
+import { chooseOutput } from '../../../src/checkpoint/formats.js';
+import { fixedMetadata, keepTies, writeCheckpoint } from '../../../src/checkpoint/writer.js';
 import { f32, once, tempDir } from '../../helpers/files.js';
 import { loadWithTorch, runPython } from '../../helpers/torch-python.js';
 

@@ -1,5 +1,5 @@
-import { shellQuote } from '../eval/command.js';
-import type { Recipe } from '../soup/recipe.js';
+import { shellQuote } from '../shell.js';
+import type { Recipe } from './recipe.js';
 import { formatScore } from './scores.js';
 
 /** Where the recorded command line had the output path: the card puts the path of the soup it describes there. */

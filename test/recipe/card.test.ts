@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandLine, renderCard } from '../../src/report/card.js';
-import type { Recipe } from '../../src/soup/recipe.js';
+import { commandLine, renderCard } from '../../src/recipe/card.js';
+import type { Recipe } from '../../src/recipe/recipe.js';
 
 const greedy: Recipe = {
   tool: 'model-soup',
