@@ -22,7 +22,10 @@ function weightBits(dtype: KernelDType, random: () => number): number {
 export function benchKernel(runs: number, rows: Row[], results: Record<string, unknown>): void {
   const measured: Record<string, number[]> = {};
   let seed = 1;
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const random = (): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
   for (const dtype of ['BF16', 'F16', 'F32'] as const) {
     const size = dtype === 'F32' ? 4 : 2;
     const kernel = WasmKernel.create(INPUTS * ELEMENTS * size + ELEMENTS * size + 4096);

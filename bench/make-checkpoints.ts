@@ -131,7 +131,7 @@ export async function makeLlamaCheckpoints(folder: string, count: number, layers
       await handle.write(encodeSafetensorsHeader(shard, { format: 'pt' }));
       for (const tensor of shard) {
         let left = tensor.shape.reduce((a, b) => a * b, 1) * 2;
-        for (let at = (k * 4099 + left) % block.length & ~1; left > 0; at = 0) {
+        for (let at = ((k * 4099 + left) % block.length) & ~1; left > 0; at = 0) {
           const piece = block.subarray(at, at + left);
           await handle.write(piece);
           left -= piece.length;

@@ -72,7 +72,7 @@ function findNumpy(): { python: string } | { missing: string } {
   const has = (python: string) => spawnSync(python, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
   if (has('/usr/bin/python3')) return { python: '/usr/bin/python3' };
   if (process.getuid?.() === 0 && spawnSync('which', ['apt-get'], { stdio: 'ignore' }).status === 0) {
-    process.stderr.write('bench: installing Debian\'s python3-numpy for the baseline...\n');
+    process.stderr.write("bench: installing Debian's python3-numpy for the baseline...\n");
     spawnSync('apt-get', ['install', '-y', '-qq', 'python3-numpy'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
     if (has('/usr/bin/python3')) return { python: '/usr/bin/python3' };
   }
@@ -129,7 +129,10 @@ async function benchUniform(work: string, rows: Row[], results: Record<string, u
   rows.push({ name: '  soup / cat (reading only)', value: (soupSeconds / catSeconds).toFixed(2) });
   if ('python' in numpy) {
     const numpySeconds = median(times.numpy!);
-    rows.push({ name: '  numpy memmap baseline', value: `${numpySeconds.toFixed(3)} s (${gbps(numpySeconds)}), peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB` });
+    rows.push({
+      name: '  numpy memmap baseline',
+      value: `${numpySeconds.toFixed(3)} s (${gbps(numpySeconds)}), peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB`,
+    });
     rows.push({ name: '  soup / numpy', value: (soupSeconds / numpySeconds).toFixed(2), target: '<= 1.0', holds: soupSeconds / numpySeconds <= 1 });
     rows.push({ name: '  soup first run / numpy', value: (cold.seconds / numpySeconds).toFixed(2) });
     if (CA_CERTS !== undefined) {
@@ -146,9 +149,27 @@ async function benchUniform(work: string, rows: Row[], results: Record<string, u
   const limit = outputBytes + 100e6;
   const peak8 = median(rss.soup!);
   const peak2 = median(rss.soup2!);
-  rows.push({ name: '  peak RSS, 8 ingredients', value: `${(peak8 / 1e6).toFixed(0)} MB`, target: `< output ${(outputBytes / 1e6).toFixed(0)} MB + 100 MB`, holds: peak8 < limit });
-  rows.push({ name: '  peak RSS, 2 ingredients', value: `${(peak2 / 1e6).toFixed(0)} MB`, target: `< output ${(outputBytes / 1e6).toFixed(0)} MB + 100 MB`, holds: peak2 < limit });
-  results.uniform = { inputBytes, outputBytes, runs: RUNS, seconds: times, coldSeconds: cold.seconds, peakRssBytes: rss, numpy: 'python' in numpy ? numpy.python : numpy.missing };
+  rows.push({
+    name: '  peak RSS, 8 ingredients',
+    value: `${(peak8 / 1e6).toFixed(0)} MB`,
+    target: `< output ${(outputBytes / 1e6).toFixed(0)} MB + 100 MB`,
+    holds: peak8 < limit,
+  });
+  rows.push({
+    name: '  peak RSS, 2 ingredients',
+    value: `${(peak2 / 1e6).toFixed(0)} MB`,
+    target: `< output ${(outputBytes / 1e6).toFixed(0)} MB + 100 MB`,
+    holds: peak2 < limit,
+  });
+  results.uniform = {
+    inputBytes,
+    outputBytes,
+    runs: RUNS,
+    seconds: times,
+    coldSeconds: cold.seconds,
+    peakRssBytes: rss,
+    numpy: 'python' in numpy ? numpy.python : numpy.missing,
+  };
 }
 
 /** Total size of the files in these folders (not recursive). */
@@ -216,18 +237,33 @@ async function benchHalf(work: string, rows: Row[], results: Record<string, unkn
   rows.push({ name: '  first run (hashes every ingredient)', value: `${cold.seconds.toFixed(3)} s` });
   rows.push({ name: '  fresh output', value: `${freshSeconds.toFixed(3)} s (${gbps(freshSeconds)}), ${cpuOf('fresh')}` });
   rows.push({ name: '  replacing / fresh', value: (soupSeconds / freshSeconds).toFixed(2), target: '<= 1.2', holds: soupSeconds / freshSeconds <= 1.2 });
-  rows.push({ name: '  floor: cat of the inputs + cp of the output', value: `${floor.toFixed(3)} s (cat ${median(times.cat!).toFixed(3)} s + cp ${median(times.cp!).toFixed(3)} s), ${cpuFloor.toFixed(2)} s CPU` });
+  rows.push({
+    name: '  floor: cat of the inputs + cp of the output',
+    value: `${floor.toFixed(3)} s (cat ${median(times.cat!).toFixed(3)} s + cp ${median(times.cp!).toFixed(3)} s), ${cpuFloor.toFixed(2)} s CPU`,
+  });
   rows.push({ name: '  soup / floor', value: (soupSeconds / floor).toFixed(2), target: '<= 1.5', holds: soupSeconds / floor <= 1.5 });
   rows.push({ name: '  soup / floor, CPU time', value: (median(cpu.soup!) / cpuFloor).toFixed(2) });
   if ('python' in numpy) {
     const numpySeconds = median(times.numpy!);
-    rows.push({ name: '  numpy memmap baseline (float32 sums)', value: `${numpySeconds.toFixed(3)} s, ${cpuOf('numpy')}, peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB` });
+    rows.push({
+      name: '  numpy memmap baseline (float32 sums)',
+      value: `${numpySeconds.toFixed(3)} s, ${cpuOf('numpy')}, peak RSS ${(median(rss.numpy!) / 1e6).toFixed(0)} MB`,
+    });
     rows.push({ name: '  soup / numpy', value: (soupSeconds / numpySeconds).toFixed(2), target: '<= 0.5', holds: soupSeconds / numpySeconds <= 0.5 });
     rows.push({ name: '  soup / numpy, CPU time', value: (median(cpu.soup!) / median(cpu.numpy!)).toFixed(2) });
   }
   const peak = median(rss.soup!);
   rows.push({ name: '  peak RSS', value: `${(peak / 1e6).toFixed(0)} MB`, target: '< 200 MB', holds: peak < 200e6 });
-  results[`llm-${label}`] = { layers: LLM_LAYERS, inputBytes, outputBytes, runs: LLM_RUNS, seconds: times, cpuSeconds: cpu, coldSeconds: cold.seconds, peakRssBytes: rss };
+  results[`llm-${label}`] = {
+    layers: LLM_LAYERS,
+    inputBytes,
+    outputBytes,
+    runs: LLM_RUNS,
+    seconds: times,
+    cpuSeconds: cpu,
+    coldSeconds: cold.seconds,
+    peakRssBytes: rss,
+  };
   await rm(folder, { recursive: true, force: true });
   await Promise.all([out, numpyOut, copy].map((dir) => rm(dir, { recursive: true, force: true })));
 }
@@ -247,7 +283,18 @@ function benchGreedy(work: string, rows: Row[], results: Record<string, unknown>
   const scoring: Record<string, unknown> = {};
   for (const backend of SCORING_BACKENDS) {
     const out = path.join(work, backend.ingredients === 'onnx' ? 'greedy.onnx' : 'greedy');
-    const args = [SOUP, 'greedy', path.join(ROOT, 'fixtures', backend.ingredients), '--val', path.join(ROOT, 'fixtures', 'data', 'val'), '-o', out, '--force', '--json', ...backend.args];
+    const args = [
+      SOUP,
+      'greedy',
+      path.join(ROOT, 'fixtures', backend.ingredients),
+      '--val',
+      path.join(ROOT, 'fixtures', 'data', 'val'),
+      '-o',
+      out,
+      '--force',
+      '--json',
+      ...backend.args,
+    ];
     const runs: { seconds: number; doc: Record<string, unknown> }[] = [];
     for (let run = 0; run < RUNS; run++) {
       const started = performance.now();
@@ -261,7 +308,13 @@ function benchGreedy(work: string, rows: Row[], results: Record<string, unknown>
     rows.push({ name: `greedy soup on the fixtures, ${backend.name}`, value: `${seconds.toFixed(3)} s, backend ${String(doc.backend)}` });
     rows.push({ name: '  evaluations', value: `${String(doc.evaluations)} (${scored} samples scored, ${String(doc.samplesSaved)} saved by early stopping)` });
     rows.push({ name: '  scoring samples/s (whole command)', value: `${(scored / seconds).toFixed(0)}` });
-    scoring[backend.name] = { seconds: runs.map((r) => r.seconds), backend: doc.backend, evaluations: doc.evaluations, samplesScored: scored, samplesSaved: doc.samplesSaved };
+    scoring[backend.name] = {
+      seconds: runs.map((r) => r.seconds),
+      backend: doc.backend,
+      evaluations: doc.evaluations,
+      samplesScored: scored,
+      samplesSaved: doc.samplesSaved,
+    };
   }
   results.greedy = scoring;
 }
@@ -293,7 +346,10 @@ async function main(): Promise<void> {
     if (runs('uniform')) await benchUniform(work, rows, results);
     if (runs('kernel')) benchKernel(RUNS, rows, results);
     if (runs('llm')) {
-      if (LLM_LAYERS !== LLAMA_FULL_LAYERS) process.stderr.write(`bench: half-precision case shrunk to ${LLM_LAYERS} of ${LLAMA_FULL_LAYERS} layers (SOUP_BENCH_LLM_LAYERS=${LLAMA_FULL_LAYERS} for 4 x 1.3 GB)\n`);
+      if (LLM_LAYERS !== LLAMA_FULL_LAYERS)
+        process.stderr.write(
+          `bench: half-precision case shrunk to ${LLM_LAYERS} of ${LLAMA_FULL_LAYERS} layers (SOUP_BENCH_LLM_LAYERS=${LLAMA_FULL_LAYERS} for 4 x 1.3 GB)\n`,
+        );
       await benchHalf(work, rows, results, 'BF16');
       await benchHalf(work, rows, results, 'F16');
     }

@@ -19,6 +19,7 @@ import type { ThroughputRow } from './onnx-throughput.js';
 const DIVERGED = 'lr3e-2-s8';
 const BUDGET = Number(process.env.SOUP_BENCH_EVALUATIONS ?? 400);
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON whose fields each caller reads by name
 function soup(root: string, args: string[]): { doc: Record<string, any>; seconds: number } {
   const started = performance.now();
   const result = spawnSync(process.execPath, [path.join(root, 'bin', 'soup.js'), ...args, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -41,10 +42,17 @@ async function poison(file: string): Promise<void> {
 
 /** An MLP 784-h-10 as ONNX, weights from a seeded common start plus a run's own noise. */
 async function randomMlp(file: string, hidden: number, run: number): Promise<void> {
-  const shapes: [string, number[]][] = [['dense_1/kernel', [784, hidden]], ['dense_1/bias', [hidden]], ['dense_2/kernel', [hidden, 10]], ['dense_2/bias', [10]]];
+  const shapes: [string, number[]][] = [
+    ['dense_1/kernel', [784, hidden]],
+    ['dense_1/bias', [hidden]],
+    ['dense_2/kernel', [hidden, 10]],
+    ['dense_2/bias', [10]],
+  ];
   const common = seededRandom(1);
   const own = seededRandom(100 + run);
-  const values = new Map(shapes.map(([name, shape]) => [name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (common() - 0.5) * 0.1 + (own() - 0.5) * 0.01)]));
+  const values = new Map(
+    shapes.map(([name, shape]) => [name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (common() - 0.5) * 0.1 + (own() - 0.5) * 0.01)]),
+  );
   const fake = { tensors: () => shapes.map(([name, shape]) => ({ name, shape, dtype: 'F32' })), readFloats: async (name: string) => values.get(name)! };
   await writeFile(file, encodeModel(await mlpModelSpec(fake as unknown as Checkpoint)));
 }
@@ -67,7 +75,9 @@ export async function benchSearch(root: string, work: string, rows: ThroughputRo
   const greedyTest = testAccuracy(root, out('greedy.onnx'));
   rows.push({ name: `soup learned / evolve on fixtures/onnx (8 runs, ${DIVERGED} diverged), ${greedy.doc.samples ?? 2000} val samples`, value: '' });
   rows.push({ name: '  greedy soup (7 finite runs): val / test accuracy', value: `${greedy.doc.score.toFixed(4)} / ${greedyTest.toFixed(4)}` });
-  const measured: Record<string, unknown> = { greedy: { val: greedy.doc.score, test: greedyTest, chosen: greedy.doc.chosen, evaluations: greedy.doc.evaluations } };
+  const measured: Record<string, unknown> = {
+    greedy: { val: greedy.doc.score, test: greedyTest, chosen: greedy.doc.chosen, evaluations: greedy.doc.evaluations },
+  };
 
   const learnedRuns: [string, string[]][] = [
     ['learned, by ingredient, loss objective', []],
@@ -81,9 +91,28 @@ export async function benchSearch(root: string, work: string, rows: ThroughputRo
     const test = testAccuracy(root, file);
     const divergedWeight = Math.max(...Object.values(doc.weights as Record<string, Record<string, number>>).map((alphas) => alphas[DIVERGED]!));
     const gap = doc.score - greedy.doc.score;
-    rows.push({ name: `  ${label}: val / test accuracy`, value: `${doc.score.toFixed(4)} / ${test.toFixed(4)}`, target: 'val >= greedy - 0.005', holds: gap >= -0.005 });
-    rows.push({ name: `    ${doc.searchEvaluations} evaluations, ${DIVERGED}'s weight, evaluations/s`, value: `${divergedWeight} (${doc.diverged.length} left out), ${doc.evaluationsPerSecond}/s, ${seconds.toFixed(1)} s in all`, target: 'weight <= 0.05', holds: divergedWeight <= 0.05 });
-    measured[label] = { val: doc.score, test, loss: doc.metrics.loss, evaluations: doc.searchEvaluations, evaluationsPerSecond: doc.evaluationsPerSecond, divergedWeight, seconds, blocks: doc.blocks };
+    rows.push({
+      name: `  ${label}: val / test accuracy`,
+      value: `${doc.score.toFixed(4)} / ${test.toFixed(4)}`,
+      target: 'val >= greedy - 0.005',
+      holds: gap >= -0.005,
+    });
+    rows.push({
+      name: `    ${doc.searchEvaluations} evaluations, ${DIVERGED}'s weight, evaluations/s`,
+      value: `${divergedWeight} (${doc.diverged.length} left out), ${doc.evaluationsPerSecond}/s, ${seconds.toFixed(1)} s in all`,
+      target: 'weight <= 0.05',
+      holds: divergedWeight <= 0.05,
+    });
+    measured[label] = {
+      val: doc.score,
+      test,
+      loss: doc.metrics.loss,
+      evaluations: doc.searchEvaluations,
+      evaluationsPerSecond: doc.evaluationsPerSecond,
+      divergedWeight,
+      seconds,
+      blocks: doc.blocks,
+    };
   }
 
   // TIES needs a base: the uniform soup of the finite runs stands for the common starting point, which the sweep does not ship.
@@ -95,12 +124,37 @@ export async function benchSearch(root: string, work: string, rows: ThroughputRo
     recipe,
     `merge_method: ties\nbase_model: ${base}\nmodels:\n${models.map((model) => `  - model: ${model}\n    parameters:\n      weight: {min: 0, max: 1}\n      density: {min: 0.1, max: 1}\n`).join('')}parameters:\n  normalize: true\n`,
   );
-  for (const [label, extra] of [['evolve, TIES weights and densities, loss objective', []], ['evolve, TIES weights and densities, accuracy objective', ['--objective', 'accuracy']]] as [string, string[]][]) {
+  for (const [label, extra] of [
+    ['evolve, TIES weights and densities, loss objective', []],
+    ['evolve, TIES weights and densities, accuracy objective', ['--objective', 'accuracy']],
+  ] as [string, string[]][]) {
     const file = out(`${label.replace(/[^a-z]+/g, '-')}.onnx`);
-    const { doc, seconds } = soup(root, ['evolve', recipe, '--val', val, '--evaluations', String(BUDGET), '--seed', '0', ...extra, '-o', file, '--plot', `${file}.svg`]);
+    const { doc, seconds } = soup(root, [
+      'evolve',
+      recipe,
+      '--val',
+      val,
+      '--evaluations',
+      String(BUDGET),
+      '--seed',
+      '0',
+      ...extra,
+      '-o',
+      file,
+      '--plot',
+      `${file}.svg`,
+    ]);
     const test = testAccuracy(root, file);
-    rows.push({ name: `  ${label}: val / test accuracy`, value: `${doc.score.toFixed(4)} / ${test.toFixed(4)}`, target: 'val >= greedy', holds: doc.score >= greedy.doc.score });
-    rows.push({ name: `    ${doc.evaluations} evaluations, evaluations/s`, value: `${doc.evaluationsPerSecond}/s, ${seconds.toFixed(1)} s in all, ${doc.diverged.length} left out` });
+    rows.push({
+      name: `  ${label}: val / test accuracy`,
+      value: `${doc.score.toFixed(4)} / ${test.toFixed(4)}`,
+      target: 'val >= greedy',
+      holds: doc.score >= greedy.doc.score,
+    });
+    rows.push({
+      name: `    ${doc.evaluations} evaluations, evaluations/s`,
+      value: `${doc.evaluationsPerSecond}/s, ${seconds.toFixed(1)} s in all, ${doc.diverged.length} left out`,
+    });
     measured[label] = { val: doc.score, test, evaluations: doc.evaluations, evaluationsPerSecond: doc.evaluationsPerSecond, seconds, found: doc.found };
   }
 
@@ -112,7 +166,10 @@ export async function benchSearch(root: string, work: string, rows: ThroughputRo
     for (let run = 0; run < 4; run++) await randomMlp(path.join(dir, `run-${run}.onnx`), hidden, run);
     const { doc } = soup(root, ['learned', dir, '--val', val, '--evaluations', '40', '-o', out(`mlp-${hidden}-soup.onnx`)]);
     const parameters = 784 * hidden + hidden + hidden * 10 + 10;
-    rows.push({ name: `  learned search on a 784-${hidden}-10 MLP (${(parameters / 1e6).toFixed(2)} M parameters)`, value: `${doc.evaluationsPerSecond} evaluations/s` });
+    rows.push({
+      name: `  learned search on a 784-${hidden}-10 MLP (${(parameters / 1e6).toFixed(2)} M parameters)`,
+      value: `${doc.evaluationsPerSecond} evaluations/s`,
+    });
     scaling[hidden] = { parameters, evaluationsPerSecond: doc.evaluationsPerSecond };
   }
   measured.scaling = scaling;
@@ -124,10 +181,16 @@ export async function benchSearch(root: string, work: string, rows: ThroughputRo
     for (let i = 0; i < x.length - 1; i++) s += 100 * (x[i]! ** 2 - x[i + 1]!) ** 2 + (x[i]! - 1) ** 2;
     return s;
   };
-  for (const [name, f, x0, sigma] of [['ellipsoid', ellipsoid, 1, 1], ['Rosenbrock', rosenbrock, 0, 0.1]] as const) {
+  for (const [name, f, x0, sigma] of [
+    ['ellipsoid', ellipsoid, 1, 1],
+    ['Rosenbrock', rosenbrock, 0, 0.1],
+  ] as const) {
     const started = performance.now();
     const result = minimize(f, { mean: new Array(40).fill(x0), sigma, seed: 1, target: 1e-10, maxEvaluations: 200_000 });
-    rows.push({ name: `  CMA-ES, 40-D ${name} to 1e-10`, value: `${result.evaluations} evaluations (f = ${result.value.toExponential(1)}), ${((performance.now() - started) / 1000).toFixed(1)} s` });
+    rows.push({
+      name: `  CMA-ES, 40-D ${name} to 1e-10`,
+      value: `${result.evaluations} evaluations (f = ${result.value.toExponential(1)}), ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    });
     measured[`cmaes-40-${name}`] = { evaluations: result.evaluations, value: result.value };
   }
   results.search = measured;

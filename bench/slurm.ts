@@ -50,14 +50,43 @@ interface Run {
 function greedy(cwd: string, executor: 'local' | 'slurm', jobs: number, evalSeconds: number): Run {
   const command = `${evalSeconds > 0 ? `sleep ${evalSeconds}; ` : ''}sh ./score.sh {ckpt}`;
   const started = performance.now();
-  const result = spawnSync(process.execPath, [SOUP, 'greedy', 'runs', '--eval-cmd', command, '-o', 'soup.safetensors', '--force', '--json', '--jobs', String(jobs), '--executor', executor, '--work-dir', 'work'], {
-    cwd,
-    encoding: 'utf8',
-  });
+  const result = spawnSync(
+    process.execPath,
+    [
+      SOUP,
+      'greedy',
+      'runs',
+      '--eval-cmd',
+      command,
+      '-o',
+      'soup.safetensors',
+      '--force',
+      '--json',
+      '--jobs',
+      String(jobs),
+      '--executor',
+      executor,
+      '--work-dir',
+      'work',
+    ],
+    {
+      cwd,
+      encoding: 'utf8',
+    },
+  );
   const seconds = (performance.now() - started) / 1000;
   if (result.status !== 0) throw new Error(`soup greedy (${executor}, --jobs ${jobs}) failed: ${result.stderr}`);
   const doc = JSON.parse(result.stdout) as { evaluations: number; evaluationsWasted?: number; slurmJobs?: unknown[]; chosen: string[] };
-  return { executor, jobs, evalSeconds, seconds, evaluations: doc.evaluations, evaluationsWasted: doc.evaluationsWasted ?? 0, slurmJobs: doc.slurmJobs?.length ?? 0, chosen: doc.chosen };
+  return {
+    executor,
+    jobs,
+    evalSeconds,
+    seconds,
+    evaluations: doc.evaluations,
+    evaluationsWasted: doc.evaluationsWasted ?? 0,
+    slurmJobs: doc.slurmJobs?.length ?? 0,
+    chosen: doc.chosen,
+  };
 }
 
 async function main(): Promise<void> {
@@ -76,7 +105,9 @@ async function main(): Promise<void> {
     const criticalPath = EVAL_SECONDS * VALUES.length;
     const serial = EVAL_SECONDS * (2 * VALUES.length - 1);
 
-    console.log(`Overhead per evaluation through Slurm: ${perEvaluation.toFixed(2)} s (greedy of ${VALUES.length}, --jobs 1, instant command: local ${overhead.local.seconds.toFixed(1)} s, Slurm ${overhead.slurm.seconds.toFixed(1)} s, ${overhead.local.evaluations} evaluations)`);
+    console.log(
+      `Overhead per evaluation through Slurm: ${perEvaluation.toFixed(2)} s (greedy of ${VALUES.length}, --jobs 1, instant command: local ${overhead.local.seconds.toFixed(1)} s, Slurm ${overhead.slurm.seconds.toFixed(1)} s, ${overhead.local.evaluations} evaluations)`,
+    );
     console.log(`Greedy of ${VALUES.length} ingredients, ${EVAL_SECONDS} s per evaluation; critical path ${criticalPath} s, one at a time ${serial} s`);
     console.log('executor  jobs  wall (s)  / critical path  speed-up vs one at a time  evaluations  ahead, unused  Slurm jobs');
     for (const run of runs) {

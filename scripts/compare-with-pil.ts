@@ -76,15 +76,29 @@ async function main(): Promise<void> {
         await writeFile(oursFile, encodeNpy(Uint8Array.from(ours), [dataset.n, SIDE, SIDE, 3]));
         // The folder lists classes and files in name order: hand Python the same order.
         const order = [...files[format]].sort((a, b) => {
-          const [keyA, keyB] = [[path.dirname(a), path.basename(a)], [path.dirname(b), path.basename(b)]];
+          const [keyA, keyB] = [
+            [path.dirname(a), path.basename(a)],
+            [path.dirname(b), path.basename(b)],
+          ];
           const [first, second] = keyA[0] === keyB[0] ? [keyA[1]!, keyB[1]!] : [keyA[0]!, keyB[0]!];
           return first < second ? -1 : first > second ? 1 : 0;
         });
         await writeFile(path.join(work, 'files.txt'), order.join('\n'));
-        const report = execFileSync('/usr/bin/python3', [new URL('../../scripts/compare-with-pil.py', import.meta.url).pathname, path.join(work, 'files.txt'), oursFile, pilFile, interpolation, String(SIDE)]).toString().trim();
+        const report = execFileSync('/usr/bin/python3', [
+          new URL('../../scripts/compare-with-pil.py', import.meta.url).pathname,
+          path.join(work, 'files.txt'),
+          oursFile,
+          pilFile,
+          interpolation,
+          String(SIDE),
+        ])
+          .toString()
+          .trim();
         const pil = parseNpy(await readFile(pilFile), pilFile).values;
         const pilPixels = Float32Array.from(pil);
-        console.log(`${format} ${interpolation}: ${report}; accuracy soup ${accuracyOf(ours, dataset.y).toFixed(4)}, PIL ${accuracyOf(pilPixels, dataset.y).toFixed(4)}`);
+        console.log(
+          `${format} ${interpolation}: ${report}; accuracy soup ${accuracyOf(ours, dataset.y).toFixed(4)}, PIL ${accuracyOf(pilPixels, dataset.y).toFixed(4)}`,
+        );
       }
     }
   } finally {
@@ -96,7 +110,11 @@ async function readModel(): Promise<Core.io.ModelArtifacts> {
   const folder = new URL('../../fixtures/conv/nhwc/', import.meta.url).pathname;
   const json = JSON.parse(await readFile(path.join(folder, 'model.json'), 'utf8'));
   const weights = await readFile(path.join(folder, json.weightsManifest[0].paths[0]));
-  return { modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) };
+  return {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest[0].weights,
+    weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+  };
 }
 
 await main();

@@ -136,15 +136,26 @@ async function buildCases(work: string): Promise<Case[]> {
   amplified.raw(0x65).emptyList().mark().global('__builtin__', 'set').put(1).get(0).tupleN(1).reduce();
   for (let i = 1; i < 15_000; i++) amplified.get(1).get(0).tupleN(1).reduce();
   amplified.raw(0x65).setItem();
-  pushTensor(amplified.unicode('weight'), { name: 'weight', key: '0', numel: 2, shape: [2] }).setItem().stop();
+  pushTensor(amplified.unicode('weight'), { name: 'weight', key: '0', numel: 2, shape: [2] })
+    .setItem()
+    .stop();
   await writeFile(path.join(torch, 'amplified.pt'), torchArchive([], { '0': f32Bytes([1, 2]) }, { pickle: amplified.bytes() }));
   add('pytorch (crafted)', 'set() x15,000 on a memoized 100k list', ['inspect', path.join(torch, 'amplified.pt')], 'refuse');
   const broadcast = [0, 1, 2, 3].map((i) => ({ name: `w${i}`, key: '0', numel: 1, shape: [16384, 16383], stride: [0, 0] }));
   await writeFile(path.join(torch, 'broadcast-a.pt'), torchArchive(broadcast, { '0': f32Bytes([1]) }));
   await writeFile(path.join(torch, 'broadcast-b.pt'), torchArchive(broadcast, { '0': f32Bytes([2]) }));
-  add('pytorch (crafted)', 'stride-0 views of 4 GB', ['uniform', path.join(torch, 'broadcast-a.pt'), path.join(torch, 'broadcast-b.pt'), '-o', path.join(torch, 'broadcast.safetensors')], 'refuse');
+  add(
+    'pytorch (crafted)',
+    'stride-0 views of 4 GB',
+    ['uniform', path.join(torch, 'broadcast-a.pt'), path.join(torch, 'broadcast-b.pt'), '-o', path.join(torch, 'broadcast.safetensors')],
+    'refuse',
+  );
 
-  execFileSync('/usr/bin/python3', ['-c', "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)", path.join(torch, 'big-list.pt')]);
+  execFileSync('/usr/bin/python3', [
+    '-c',
+    "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)",
+    path.join(torch, 'big-list.pt'),
+  ]);
   add('pytorch (crafted)', 'legacy file with a list of 1 M numbers', ['inspect', path.join(torch, 'big-list.pt')], 'accept');
 
   // Decompression bombs.
@@ -154,7 +165,10 @@ async function buildCases(work: string): Promise<Case[]> {
   await writeFile(path.join(bombs, 'inflating.npz'), zipOfDeflated({ 'x.npy': x, 'y.npy': deflated(encodeNpy(new Int32Array(samples), [samples])) }));
   add('npz (crafted)', '1.6 GB inflated from 1.6 MB', ['data', path.join(bombs, 'inflating.npz'), '--json']);
   const idxBomb = await dir('bombs/idx');
-  await writeFile(path.join(idxBomb, 'images-idx3-ubyte.gz'), gzipOf(repeatedDeflate(encodeIdxU8(new Uint8Array(0), [3200 * 1024, 32, 32]), new Uint8Array(1024 * 1024), 3200)));
+  await writeFile(
+    path.join(idxBomb, 'images-idx3-ubyte.gz'),
+    gzipOf(repeatedDeflate(encodeIdxU8(new Uint8Array(0), [3200 * 1024, 32, 32]), new Uint8Array(1024 * 1024), 3200)),
+  );
   await writeFile(path.join(idxBomb, 'labels-idx1-ubyte'), encodeIdxU8(new Uint8Array(16), [16]));
   add('idx (crafted)', '3.2 GB gzipped IDX', ['data', idxBomb], 'refuse');
   const padded = path.join(bombs, 'padded.onnx');
@@ -163,9 +177,17 @@ async function buildCases(work: string): Promise<Case[]> {
   const valueInfo = Array.from({ length: 150_000 }, (_, i) => lenField(13, lenField(1, `v${i}`)));
   await writeFile(path.join(bombs, 'info-a.onnx'), encodeModel({ ...linearSpec(1), extraGraphFields: valueInfo }));
   await writeFile(path.join(bombs, 'info-b.onnx'), encodeModel({ ...linearSpec(2), extraGraphFields: valueInfo }));
-  add('onnx (crafted)', '150k value_info', ['uniform', path.join(bombs, 'info-a.onnx'), path.join(bombs, 'info-b.onnx'), '-o', path.join(bombs, 'info.onnx')], 'accept');
+  add(
+    'onnx (crafted)',
+    '150k value_info',
+    ['uniform', path.join(bombs, 'info-a.onnx'), path.join(bombs, 'info-b.onnx'), '-o', path.join(bombs, 'info.onnx')],
+    'accept',
+  );
   const gradient = path.join(bombs, 'gradient.yml');
-  await writeFile(gradient, `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters:\n      weight: [${new Array(400_000).fill('0.5').join(', ')}]\n  - model: ${onnxOther}\n`);
+  await writeFile(
+    gradient,
+    `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters:\n      weight: [${new Array(400_000).fill('0.5').join(', ')}]\n  - model: ${onnxOther}\n`,
+  );
   add('merge (crafted)', '2 MB gradient', ['merge', gradient, '-o', path.join(bombs, 'gradient.onnx')], 'refuse');
 
   // Image folders: bombs, disguised formats, FIFOs, dangling links, bad preprocessing.
@@ -180,8 +202,16 @@ async function buildCases(work: string): Promise<Case[]> {
   await imageCase('crop 16384', (f) => writeFile(path.join(f, 'dataset.json'), '{"crop": 16384}'), 'refuse');
   await imageCase('std 5e-324', (f) => writeFile(path.join(f, 'dataset.json'), '{"resize": 28, "crop": 28, "std": [5e-324]}'), 'refuse');
   await imageCase('scale 1e308', (f) => writeFile(path.join(f, 'dataset.json'), '{"resize": 28, "crop": 28, "scale": 1e308}'), 'refuse');
-  await imageCase('SVG named .png', (f) => writeFile(path.join(f, '0-tshirt', 'x.png'), '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"/>'), 'refuse');
-  await imageCase('GIF named .jpg', (f) => writeFile(path.join(f, '0-tshirt', 'x.jpg'), Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')), 'refuse');
+  await imageCase(
+    'SVG named .png',
+    (f) => writeFile(path.join(f, '0-tshirt', 'x.png'), '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"/>'),
+    'refuse',
+  );
+  await imageCase(
+    'GIF named .jpg',
+    (f) => writeFile(path.join(f, '0-tshirt', 'x.jpg'), Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')),
+    'refuse',
+  );
   await imageCase('FIFO x.png', async (f) => void execFileSync('mkfifo', [path.join(f, '0-tshirt', 'x.png')]), 'refuse');
   await imageCase(
     'FIFO dataset.json',
@@ -197,13 +227,25 @@ async function buildCases(work: string): Promise<Case[]> {
   // Data files with hostile values.
   const data = await dir('data');
   const npz = (arrays: Record<string, Uint8Array>): Uint8Array => zipSync(Object.fromEntries(Object.entries(arrays).map(([k, v]) => [`${k}.npy`, v])));
-  await writeFile(path.join(data, 'label.npz'), npz({ x: encodeNpy(new Float32Array(3 * 784), [3, 784]), y: encodeNpy(Int32Array.from([0, 1, 33_554_432]), [3]) }));
+  await writeFile(
+    path.join(data, 'label.npz'),
+    npz({ x: encodeNpy(new Float32Array(3 * 784), [3, 784]), y: encodeNpy(Int32Array.from([0, 1, 33_554_432]), [3]) }),
+  );
   add('data (crafted)', 'label 33,554,432', ['data', path.join(data, 'label.npz'), '--json'], 'refuse');
-  await writeFile(path.join(data, 'nan.npz'), npz({ x: encodeNpy(Float32Array.from({ length: 3 * 784 }, (_, i) => (i === 5 ? NaN : 0)), [3, 784]), y: encodeNpy(Int32Array.from([0, 1, 2]), [3]) }));
+  await writeFile(
+    path.join(data, 'nan.npz'),
+    npz({
+      x: encodeNpy(
+        Float32Array.from({ length: 3 * 784 }, (_, i) => (i === 5 ? NaN : 0)),
+        [3, 784],
+      ),
+      y: encodeNpy(Int32Array.from([0, 1, 2]), [3]),
+    }),
+  );
   add('data (crafted)', 'NaN pixel', ['eval', onnxModel, '--val', path.join(data, 'nan.npz')], 'refuse');
   const twice = Buffer.from(encodeNpy(new Float32Array(784), [1, 784]));
   const header = twice.toString('latin1', 10, 128);
-  twice.write(header.replace("'shape': (1, 784), }", "'shape': (1, 784), 'shape': (2, 392),}").padEnd(header.length - 1, ' ') + '\n', 10, 'latin1');
+  twice.write(`${header.replace("'shape': (1, 784), }", "'shape': (1, 784), 'shape': (2, 392),}").padEnd(header.length - 1, ' ')}\n`, 10, 'latin1');
   await writeFile(path.join(data, 'twice.npz'), npz({ x: twice, y: encodeNpy(Int32Array.from([0]), [1]) }));
   add('data (crafted)', 'duplicate .npy header key', ['data', path.join(data, 'twice.npz')], 'refuse');
   execFileSync('mkfifo', [path.join(data, 'fifo.npz'), path.join(data, 'fifo.yml')]);
@@ -211,6 +253,7 @@ async function buildCases(work: string): Promise<Case[]> {
   add('merge (crafted)', 'FIFO recipe', ['merge', path.join(data, 'fifo.yml'), '-o', path.join(data, 'fifo.onnx')], 'refuse');
 
   // TF.js manifests and recipes whose names come from the file.
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON whose fields each caller reads by name
   const tfjsCase = async (name: string, edit: (json: any) => void, expect: Expect, raw?: (text: string) => string): Promise<void> => {
     const folder = path.join(work, 'tfjs', name.replace(/[^a-z0-9]+/gi, '-'));
     await cp(path.join(FIXTURES, 'ingredients', 'lr1e-4-s1'), folder, { recursive: true });
@@ -223,7 +266,12 @@ async function buildCases(work: string): Promise<Case[]> {
   };
   await tfjsCase('dtype __proto__', (json) => (json.weightsManifest[0].weights[0].dtype = '__proto__'), 'refuse');
   await tfjsCase('dtype constructor', (json) => (json.weightsManifest[0].weights[0].dtype = 'constructor'), 'refuse');
-  await tfjsCase('topology 100k deep', (json) => (json.modelTopology.deep = 0), 'refuse', (text) => text.replace('"deep":0', `"deep":${'['.repeat(100_000)}${']'.repeat(100_000)}`));
+  await tfjsCase(
+    'topology 100k deep',
+    (json) => (json.modelTopology.deep = 0),
+    'refuse',
+    (text) => text.replace('"deep":0', `"deep":${'['.repeat(100_000)}${']'.repeat(100_000)}`),
+  );
   await tfjsCase(
     'bool weight, uint8 quantization',
     (json) => {
@@ -240,10 +288,19 @@ async function buildCases(work: string): Promise<Case[]> {
     await writeFile(file, text);
     add('merge (crafted)', name, ['merge', file, '-o', path.join(recipes, `${path.basename(file, '.yml')}.onnx`)], 'refuse');
   };
-  const aliasLines = ['a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]', ...['b', 'c', 'd', 'e'].map((n, k) => `${n}: &${n} [${new Array(10).fill(`*${'abcd'[k]}`).join(', ')}]`)];
+  const aliasLines = [
+    'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]',
+    ...['b', 'c', 'd', 'e'].map((n, k) => `${n}: &${n} [${new Array(10).fill(`*${'abcd'[k]}`).join(', ')}]`),
+  ];
   await recipe('YAML alias bomb', [...aliasLines, 'merge_method: linear'].join('\n'));
-  await recipe('parameter __proto__', `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters: {__proto__: 1, weight: 1}\n  - model: ${onnxOther}\n`);
-  await recipe('parameter constructor', `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters: {constructor: 1, weight: 1}\n  - model: ${onnxOther}\n`);
+  await recipe(
+    'parameter __proto__',
+    `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters: {__proto__: 1, weight: 1}\n  - model: ${onnxOther}\n`,
+  );
+  await recipe(
+    'parameter constructor',
+    `merge_method: linear\nmodels:\n  - model: ${onnxModel}\n    parameters: {constructor: 1, weight: 1}\n  - model: ${onnxOther}\n`,
+  );
 
   // A sharded checkpoint with a shard named README.md.
   const readme = await dir('sharded/readme');
@@ -251,7 +308,12 @@ async function buildCases(work: string): Promise<Case[]> {
   const indexFile = path.join(readme, 'pytorch_model.bin.index.json');
   await writeFile(indexFile, (await readFile(indexFile, 'utf8')).replaceAll('pytorch_model-00002-of-00002.bin', 'README.md'));
   await cp(path.join(readme, 'pytorch_model-00002-of-00002.bin'), path.join(readme, 'README.md'));
-  add('pytorch (crafted)', 'shard named README.md', ['uniform', readme, path.join(FIXTURES, 'torch', 'hf-sharded'), '-o', path.join(work, 'sharded', 'readme-soup')], 'refuse');
+  add(
+    'pytorch (crafted)',
+    'shard named README.md',
+    ['uniform', readme, path.join(FIXTURES, 'torch', 'hf-sharded'), '-o', path.join(work, 'sharded', 'readme-soup')],
+    'refuse',
+  );
   return cases;
 }
 
@@ -302,11 +364,16 @@ async function main(): Promise<void> {
     for (const [k, c] of cases.entries()) {
       const outcome = run(c, work);
       outcomes.push(outcome);
-      process.stderr.write(`[${k + 1}/${cases.length}] ${c.group} ${c.name}: exit ${outcome.code}, ${Math.round(outcome.peakKb / 1024)} MB, ${outcome.seconds.toFixed(1)} s${outcome.problem === undefined ? '' : `  ${outcome.problem.toUpperCase()}`}\n`);
+      process.stderr.write(
+        `[${k + 1}/${cases.length}] ${c.group} ${c.name}: exit ${outcome.code}, ${Math.round(outcome.peakKb / 1024)} MB, ${outcome.seconds.toFixed(1)} s${outcome.problem === undefined ? '' : `  ${outcome.problem.toUpperCase()}`}\n`,
+      );
     }
     const groups = [...new Set(outcomes.map((o) => o.group))];
     const count = (rows: Outcome[], problem: Outcome['problem']): number => rows.filter((o) => o.problem === problem).length;
-    const lines = ['| readers | runs | exit 0 | exit 2 | crashes | hangs | > 1 GB | silent | peak MB | slowest s |', '|---|---|---|---|---|---|---|---|---|---|'];
+    const lines = [
+      '| readers | runs | exit 0 | exit 2 | crashes | hangs | > 1 GB | silent | peak MB | slowest s |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    ];
     for (const group of [...groups, 'total']) {
       const rows = group === 'total' ? outcomes : outcomes.filter((o) => o.group === group);
       const peak = Math.max(...rows.map((o) => o.peakKb)) / 1024;
@@ -317,7 +384,10 @@ async function main(): Promise<void> {
     }
     const bad = outcomes.filter((o) => o.problem !== undefined);
     process.stdout.write(`${lines.join('\n')}\n`);
-    for (const o of bad) process.stdout.write(`\n${o.problem}: ${o.group} / ${o.name}: soup ${o.args.map((a) => (a.startsWith(work) ? path.relative(work, a) : a)).join(' ')} -> exit ${o.code}, ${Math.round(o.peakKb / 1024)} MB\n  ${o.stderr}\n`);
+    for (const o of bad)
+      process.stdout.write(
+        `\n${o.problem}: ${o.group} / ${o.name}: soup ${o.args.map((a) => (a.startsWith(work) ? path.relative(work, a) : a)).join(' ')} -> exit ${o.code}, ${Math.round(o.peakKb / 1024)} MB\n  ${o.stderr}\n`,
+      );
     const out = option('out', '');
     if (out !== '') await writeFile(out, JSON.stringify({ table: lines, outcomes }, null, 2));
     process.exitCode = bad.length === 0 ? 0 : 1;

@@ -134,7 +134,10 @@ async function train(model: tf.LayersModel, data: Split, recipe: Recipe): Promis
 
 function accuracy(model: tf.LayersModel, data: Split): number {
   return tf.tidy(() => {
-    const x = tf.tensor2d(Float32Array.from(data.x, (v) => v * SCALE), [data.n, PIXELS]);
+    const x = tf.tensor2d(
+      Float32Array.from(data.x, (v) => v * SCALE),
+      [data.n, PIXELS],
+    );
     const predicted = tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
     let correct = 0;
     for (let i = 0; i < data.n; i++) if (predicted[i] === data.y[i]) correct++;
@@ -167,10 +170,7 @@ function npz(split: Split): Uint8Array {
   const labels = BigInt64Array.from(split.y, (label) => BigInt(label));
   // A fixed mtime keeps the archive byte-identical from run to run.
   const mtime = new Date('2020-01-01T00:00:00Z');
-  return zipSync(
-    { 'x.npy': [encodeNpy(split.x, [split.n, 28, 28]), { mtime }], 'y.npy': [encodeNpy(labels, [split.n]), { mtime }] },
-    { level: 9 },
-  );
+  return zipSync({ 'x.npy': [encodeNpy(split.x, [split.n, 28, 28]), { mtime }], 'y.npy': [encodeNpy(labels, [split.n]), { mtime }] }, { level: 9 });
 }
 
 declare namespace tf {
@@ -203,7 +203,10 @@ async function main(): Promise<void> {
   await writeFile(path.join(valDir, 'dataset.json'), preprocessing('Fashion-MNIST: 2,000 training images held out from every fine-tuning run'));
   await writeFile(path.join(OUT, 'data', 'test.npz'), npz(test));
   await writeFile(path.join(OUT, 'data', 'test-shifted.npz'), npz(shifted));
-  await writeFile(path.join(OUT, 'data', 'dataset.json'), preprocessing('Fashion-MNIST test images; test-shifted is translated by up to 3 px with Gaussian noise (sigma 40)'));
+  await writeFile(
+    path.join(OUT, 'data', 'dataset.json'),
+    preprocessing('Fashion-MNIST test images; test-shifted is translated by up to 3 px with Gaussian noise (sigma 40)'),
+  );
 
   const pretrained = buildModel(42);
   await train(pretrained, pretrainData, { name: 'pretrain', learningRate: 1e-3, epochs: 3, seed: 42, augment: false, labelSmoothing: 0 });

@@ -54,7 +54,14 @@ const randomTint = (random: () => number) => [0.5 + random(), 0.5 + random(), 0.
 function buildModel(): Layers.LayersModel {
   return tf.sequential({
     layers: [
-      tf.layers.conv2d({ name: 'mix', inputShape: [SIDE, SIDE, 3], filters: 2, kernelSize: 1, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 11 }) }),
+      tf.layers.conv2d({
+        name: 'mix',
+        inputShape: [SIDE, SIDE, 3],
+        filters: 2,
+        kernelSize: 1,
+        activation: 'relu',
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 11 }),
+      }),
       tf.layers.averagePooling2d({ name: 'pool', poolSize: 2 }),
       tf.layers.flatten({ name: 'flatten' }),
       tf.layers.dense({ name: 'logits', units: 10, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 12 }) }),
@@ -89,7 +96,13 @@ async function saveModel(model: Layers.LayersModel, folder: string): Promise<voi
       await mkdir(folder, { recursive: true });
       const shard = 'group1-shard1of1.bin';
       await writeFile(path.join(folder, shard), new Uint8Array(artifacts.weightData as ArrayBuffer));
-      const modelJson = { format: artifacts.format, generatedBy: artifacts.generatedBy, convertedBy: artifacts.convertedBy, modelTopology: artifacts.modelTopology, weightsManifest: [{ paths: [shard], weights: artifacts.weightSpecs }] };
+      const modelJson = {
+        format: artifacts.format,
+        generatedBy: artifacts.generatedBy,
+        convertedBy: artifacts.convertedBy,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: [shard], weights: artifacts.weightSpecs }],
+      };
       await writeFile(path.join(folder, 'model.json'), `${JSON.stringify(modelJson)}\n`);
       return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } };
     }),
@@ -108,15 +121,28 @@ function pad(rgb: Uint8Array, channels: number, horizontal: number, vertical: nu
 /** One image file in one of five styles, so the folder holds what real folders hold. */
 async function writeImage(file: string, grey: Uint8Array, style: number, random: () => number): Promise<string> {
   const rgb = tint(grey, randomTint(random));
-  const raw = (image: { data: Uint8Array; width: number; height: number }, channels: 1 | 3 | 4) => sharp(image.data, { raw: { width: image.width, height: image.height, channels } });
+  const raw = (image: { data: Uint8Array; width: number; height: number }, channels: 1 | 3 | 4) =>
+    sharp(image.data, { raw: { width: image.width, height: image.height, channels } });
   switch (style) {
     case 0: {
       const image = pad(rgb, 3, 3, 0);
-      await writeFile(`${file}.jpg`, await raw(image, 3).resize(image.width * 2, image.height * 2, { kernel: 'linear' }).jpeg({ quality: 92 }).toBuffer());
+      await writeFile(
+        `${file}.jpg`,
+        await raw(image, 3)
+          .resize(image.width * 2, image.height * 2, { kernel: 'linear' })
+          .jpeg({ quality: 92 })
+          .toBuffer(),
+      );
       return `${file}.jpg`;
     }
     case 1:
-      await writeFile(`${file}.png`, await raw({ data: grey, width: SIDE, height: SIDE }, 1).resize(SIDE * 3, SIDE * 3, { kernel: 'linear' }).png().toBuffer());
+      await writeFile(
+        `${file}.png`,
+        await raw({ data: grey, width: SIDE, height: SIDE }, 1)
+          .resize(SIDE * 3, SIDE * 3, { kernel: 'linear' })
+          .png()
+          .toBuffer(),
+      );
       return `${file}.png`;
     case 2: {
       const rgba = new Uint8Array(PIXELS * 4);
@@ -126,8 +152,15 @@ async function writeImage(file: string, grey: Uint8Array, style: number, random:
     }
     case 3: {
       // Stored turned a quarter left; EXIF orientation 6 turns it back upright.
-      const upright = await raw({ data: rgb, width: SIDE, height: SIDE }, 3).resize(SIDE * 2, SIDE * 2, { kernel: 'linear' }).raw().toBuffer();
-      const stored = await sharp(upright, { raw: { width: SIDE * 2, height: SIDE * 2, channels: 3 } }).rotate(-90).jpeg({ quality: 92 }).withMetadata({ orientation: 6 }).toBuffer();
+      const upright = await raw({ data: rgb, width: SIDE, height: SIDE }, 3)
+        .resize(SIDE * 2, SIDE * 2, { kernel: 'linear' })
+        .raw()
+        .toBuffer();
+      const stored = await sharp(upright, { raw: { width: SIDE * 2, height: SIDE * 2, channels: 3 } })
+        .rotate(-90)
+        .jpeg({ quality: 92 })
+        .withMetadata({ orientation: 6 })
+        .toBuffer();
       await writeFile(`${file}.jpg`, stored);
       return `${file}.jpg`;
     }
@@ -157,7 +190,12 @@ async function main(): Promise<void> {
       taken++;
     }
   }
-  const dataset = { resize: SIDE, crop: SIDE, scale: 1 / 255, description: 'Fashion-MNIST test images, tinted, in mixed sizes and formats (see scripts/make-image-fixtures.ts)' };
+  const dataset = {
+    resize: SIDE,
+    crop: SIDE,
+    scale: 1 / 255,
+    description: 'Fashion-MNIST test images, tinted, in mixed sizes and formats (see scripts/make-image-fixtures.ts)',
+  };
   await writeFile(path.join(imagesDir, 'dataset.json'), `${JSON.stringify(dataset, null, 2)}\n`);
 
   const model = buildModel();
@@ -180,7 +218,9 @@ async function main(): Promise<void> {
   const work = path.join(convDir, 'twin-input.json');
   await writeFile(work, JSON.stringify({ weights, nhwc: Array.from(nhwc), n: images.n, probabilities }));
   try {
-    execFileSync('/usr/bin/python3', [new URL('../../scripts/make-conv-onnx.py', import.meta.url).pathname, work, path.join(convDir, 'nchw.onnx')], { stdio: 'inherit' });
+    execFileSync('/usr/bin/python3', [new URL('../../scripts/make-conv-onnx.py', import.meta.url).pathname, work, path.join(convDir, 'nchw.onnx')], {
+      stdio: 'inherit',
+    });
   } finally {
     await rm(work, { force: true });
   }

@@ -35,7 +35,7 @@ const EMBEDDING = 5;
 
 /** Weights of the multi-input model, from a fixed formula so the script needs no randomness. */
 export function multiWeights(): { embedding: Float32Array; kernel: Float32Array; bias: Float32Array } {
-  const embedding = Float32Array.from({ length: MULTI_VOCABULARY * EMBEDDING }, (_, i) => Math.sin(i * 1.7) );
+  const embedding = Float32Array.from({ length: MULTI_VOCABULARY * EMBEDDING }, (_, i) => Math.sin(i * 1.7));
   const kernel = Float32Array.from({ length: (EMBEDDING + MULTI_FEATURES) * MULTI_CLASSES }, (_, i) => Math.cos(i * 0.9));
   const bias = Float32Array.from({ length: MULTI_CLASSES }, (_, i) => 0.1 * i);
   return { embedding, kernel, bias };
@@ -54,7 +54,13 @@ export function multiInputSpec(): ModelSpec {
     outputs: [{ name: 'logits', dtype: 'F32', dims: ['batch', MULTI_CLASSES] }],
     nodes: [
       { opType: 'Gather', name: '/embed/Gather', inputs: ['embed.weight', 'input_ids'], outputs: ['embedded'] },
-      { opType: 'ReduceMean', name: '/pool/ReduceMean', inputs: ['embedded'], outputs: ['pooled'], attributes: [intsAttribute('axes', [1]), intAttribute('keepdims', 0)] },
+      {
+        opType: 'ReduceMean',
+        name: '/pool/ReduceMean',
+        inputs: ['embedded'],
+        outputs: ['pooled'],
+        attributes: [intsAttribute('axes', [1]), intAttribute('keepdims', 0)],
+      },
       { opType: 'Concat', name: '/Concat', inputs: ['pooled', 'features'], outputs: ['joined'], attributes: [intAttribute('axis', 1)] },
       { opType: 'Gemm', name: '/head/Gemm', inputs: ['joined', 'head.weight', 'head.bias'], outputs: ['logits'] },
     ],
@@ -72,7 +78,8 @@ export function multiInputLogits(ids: ArrayLike<number>, features: ArrayLike<num
   const out = new Float32Array(n * MULTI_CLASSES);
   for (let s = 0; s < n; s++) {
     const joined = new Float64Array(EMBEDDING + MULTI_FEATURES);
-    for (let t = 0; t < MULTI_TOKENS; t++) for (let e = 0; e < EMBEDDING; e++) joined[e]! += embedding[ids[s * MULTI_TOKENS + t]! * EMBEDDING + e]! / MULTI_TOKENS;
+    for (let t = 0; t < MULTI_TOKENS; t++)
+      for (let e = 0; e < EMBEDDING; e++) joined[e]! += embedding[ids[s * MULTI_TOKENS + t]! * EMBEDDING + e]! / MULTI_TOKENS;
     for (let f = 0; f < MULTI_FEATURES; f++) joined[EMBEDDING + f] = features[s * MULTI_FEATURES + f]!;
     for (let c = 0; c < MULTI_CLASSES; c++) {
       let sum = bias[c]!;

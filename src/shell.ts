@@ -46,20 +46,30 @@ export function fillTemplate(template: string, values: Readonly<Record<string, s
         if (char === "'") stack.pop();
         break;
       case 'backquote':
-        if (char === '\\' && next !== undefined) (out += next), i++;
-        else if (char === '`') stack.pop();
+        if (char === '\\' && next !== undefined) {
+          out += next;
+          i++;
+        } else if (char === '`') stack.pop();
         break;
       case 'parameter':
         if (char === '}') stack.pop();
-        else if (char === '$' && next === '{') (out += next), i++, stack.push({ context: 'parameter', depth: 0, substitution: false });
+        else if (char === '$' && next === '{') {
+          out += next;
+          i++;
+          stack.push({ context: 'parameter', depth: 0, substitution: false });
+        }
         break;
       case 'double':
       case 'plain': {
-        if (char === '\\' && next !== undefined) (out += next), i++;
-        else if (char === '`') stack.push({ context: 'backquote', depth: 0, substitution: false });
-        else if (char === '$' && next === '(') (out += next), i++, stack.push({ context: 'plain', depth: 0, substitution: true });
-        else if (char === '$' && next === '{') (out += next), i++, stack.push({ context: 'parameter', depth: 0, substitution: false });
-        else if (frame.context === 'double' && char === '"') stack.pop();
+        if (char === '\\' && next !== undefined) {
+          out += next;
+          i++;
+        } else if (char === '`') stack.push({ context: 'backquote', depth: 0, substitution: false });
+        else if (char === '$' && (next === '(' || next === '{')) {
+          out += next;
+          i++;
+          stack.push(next === '(' ? { context: 'plain', depth: 0, substitution: true } : { context: 'parameter', depth: 0, substitution: false });
+        } else if (frame.context === 'double' && char === '"') stack.pop();
         else if (frame.context === 'plain' && char === '"') stack.push({ context: 'double', depth: 0, substitution: false });
         else if (frame.context === 'plain' && char === "'") stack.push({ context: 'single', depth: 0, substitution: false });
         else if (frame.context === 'plain' && char === '#' && (i === 1 || /\s|;|&|\|/.test(template[i - 2]!))) {

@@ -26,7 +26,11 @@ interface Import {
 async function importsOf(file: string): Promise<Import[]> {
   const text = await readFile(file, 'utf8');
   return [...text.matchAll(/^\s*(?:import|export)\s(type\s)?(?:([^'"]*?)\sfrom\s)?['"]([^'"]+)['"]/gm)].map((m) => {
-    const names = /^\s*\{([^}]*)\}\s*$/.exec(m[2] ?? '')?.[1]?.split(',').map((name) => name.trim()).filter((name) => name !== '');
+    const names = /^\s*\{([^}]*)\}\s*$/
+      .exec(m[2] ?? '')?.[1]
+      ?.split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== '');
     const typeOnly = m[1] !== undefined || (names !== undefined && names.length > 0 && names.every((name) => name.startsWith('type ')));
     return { specifier: m[3]!, typeOnly };
   });
@@ -79,7 +83,10 @@ async function importGraph(): Promise<Map<string, string[]>> {
   const graph = new Map<string, string[]>();
   for (const file of await sources()) {
     const targets = (await staticImports(file)).filter((specifier) => specifier.startsWith('.'));
-    graph.set(relative(file), targets.map((specifier) => relative(resolveSource(file, specifier))));
+    graph.set(
+      relative(file),
+      targets.map((specifier) => relative(resolveSource(file, specifier))),
+    );
   }
   return graph;
 }
@@ -154,7 +161,11 @@ describe('architecture', () => {
 
   it('gives candidates one home below both the strategies and the evaluators', async () => {
     for (const file of await sources(path.join(srcRoot, 'eval'))) {
-      assert.deepEqual((await staticImports(file)).filter((specifier) => specifier.includes('/soup/')), [], relative(file));
+      assert.deepEqual(
+        (await staticImports(file)).filter((specifier) => specifier.includes('/soup/')),
+        [],
+        relative(file),
+      );
     }
     const candidate = (await staticImports(path.join(srcRoot, 'weights', 'candidate.ts'))).filter((specifier) => /\/(soup|eval)\//.test(specifier));
     assert.deepEqual(candidate, []);
@@ -187,8 +198,13 @@ describe('architecture', () => {
   });
 
   it('keeps writers and the process spawner out of soup inspect', async () => {
-    const loaded = [...(await reachable(path.join(srcRoot, 'cli', 'commands', 'inspect.ts'), true))].map((file) => (path.isAbsolute(file) ? relative(file) : file));
-    assert.ok(loaded.includes('checkpoint/discover.ts') && loaded.includes('node:fs/promises'), 'the walk follows inspect into the readers and the packages they load');
+    const loaded = [...(await reachable(path.join(srcRoot, 'cli', 'commands', 'inspect.ts'), true))].map((file) =>
+      path.isAbsolute(file) ? relative(file) : file,
+    );
+    assert.ok(
+      loaded.includes('checkpoint/discover.ts') && loaded.includes('node:fs/promises'),
+      'the walk follows inspect into the readers and the packages they load',
+    );
     assert.deepEqual(loaded.filter((name) => /(^|\/|-)writer?\.ts$|^(node:)?child_process$/.test(name)).sort(), []);
   });
 });

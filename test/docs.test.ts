@@ -13,14 +13,22 @@ async function documents(): Promise<string[]> {
 
 /** The text outside fenced code blocks: a `#` or `](` inside an example is not a heading or a link. */
 function prose(text: string): string {
-  return text.split(/^```.*$/m).filter((_, i) => i % 2 === 0).join('\n');
+  return text
+    .split(/^```.*$/m)
+    .filter((_, i) => i % 2 === 0)
+    .join('\n');
 }
 
 /** Anchors as GitHub makes them from headings: lower case, punctuation dropped, spaces as dashes. */
 function anchorsOf(text: string): Set<string> {
   const anchors = new Set<string>();
   for (const [, heading] of prose(text).matchAll(/^#{1,6} (.+)$/gm)) {
-    anchors.add(heading!.toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, '').replace(/ /g, '-'));
+    anchors.add(
+      heading!
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}_\- ]/gu, '')
+        .replace(/ /g, '-'),
+    );
   }
   return anchors;
 }

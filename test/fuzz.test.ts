@@ -78,8 +78,16 @@ function editJson(document: unknown, edit: { pick: number; value: unknown }): un
   const copy = structuredClone(document) as Record<string, unknown>;
   const slots: [Record<string, unknown> | unknown[], string | number][] = [];
   const walk = (node: unknown): void => {
-    if (Array.isArray(node)) node.forEach((child, i) => (slots.push([node, i]), walk(child)));
-    else if (node !== null && typeof node === 'object') for (const [key, child] of Object.entries(node)) slots.push([node as Record<string, unknown>, key]), walk(child);
+    if (Array.isArray(node))
+      node.forEach((child, i) => {
+        slots.push([node, i]);
+        walk(child);
+      });
+    else if (node !== null && typeof node === 'object')
+      for (const [key, child] of Object.entries(node)) {
+        slots.push([node as Record<string, unknown>, key]);
+        walk(child);
+      }
   };
   walk(copy);
   const [parent, key] = slots[edit.pick % slots.length]!;
@@ -123,7 +131,7 @@ const options = { numRuns: RUNS, endOnFailure: true };
 describe('fuzzing', { timeout: 600_000 }, () => {
   it('safetensors: mutated headers and bodies end in a typed error or a correct read', async () => {
     const tensors = mlpTensors(1);
-    tensors['step'] = { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) };
+    tensors.step = { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) };
     const valid = safetensorsBytes(tensors, { format: 'pt' });
     const file = path.join(dir, 'fuzz.safetensors');
     await fc.assert(
@@ -284,7 +292,10 @@ describe('fuzzing', { timeout: 600_000 }, () => {
   it('IDX: mutated images and labels files end in a typed error or a correct read', async () => {
     const folder = path.join(dir, 'idx');
     await mkdir(folder, { recursive: true });
-    const images = encodeIdxU8(Uint8Array.from({ length: 5 * 9 }, (_, i) => i), [5, 3, 3]);
+    const images = encodeIdxU8(
+      Uint8Array.from({ length: 5 * 9 }, (_, i) => i),
+      [5, 3, 3],
+    );
     const labels = encodeIdxU8(Uint8Array.from([0, 1, 2, 1, 0]), [5]);
     await fc.assert(
       fc.asyncProperty(fc.boolean(), fc.boolean(), fc.array(mutation, { minLength: 1, maxLength: 3 }), async (gz, mutateImages, mutations) => {
@@ -336,5 +347,4 @@ describe('hostile size fields', () => {
     await writeFile(path.join(folder, 'huge.png'), png);
     await assert.rejects(loadDataset(path.dirname(folder)), /huge\.png: image claims 40000x40000 pixels, more than the 64 megapixels allowed/);
   });
-
 });

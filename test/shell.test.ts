@@ -32,8 +32,8 @@ function argumentsOf(command: string): string[] {
 describe('fillTemplate', () => {
   for (const [where, template, expected] of [
     ['bare', 'CMD {ckpt}', (v: string) => [v]],
-    ['inside the user\'s double quotes', 'CMD "{ckpt}" "dir={ckpt}/x"', (v: string) => [v, `dir=${v}/x`]],
-    ['inside the user\'s single quotes', "CMD '{ckpt}' 'dir={ckpt}/x'", (v: string) => [v, `dir=${v}/x`]],
+    ["inside the user's double quotes", 'CMD "{ckpt}" "dir={ckpt}/x"', (v: string) => [v, `dir=${v}/x`]],
+    ["inside the user's single quotes", "CMD '{ckpt}' 'dir={ckpt}/x'", (v: string) => [v, `dir=${v}/x`]],
     ['inside $(...) inside double quotes', 'CMD "$(printf %s "{ckpt}")" $(printf %s {ckpt} | wc -c)', (v: string) => [v, String(Buffer.byteLength(v))]],
     ['after a comment with an apostrophe', "CMD {ckpt} # it's the candidate\n", (v: string) => [v]],
   ] as const) {
@@ -54,13 +54,19 @@ describe('fillTemplate', () => {
   });
 
   it('refuses a placeholder inside backquotes or ${...}, where no quoting is safe', () => {
-    for (const [template, where] of [['echo `cat {ckpt}`', '`...`'], ['echo "${X:-{ckpt}}"', '${...}']] as const) {
-      assert.throws(() => fillTemplate(template, { ckpt: '/x' }), (error: unknown) => {
-        assert.ok(error instanceof UsageError);
-        assert.equal(error.message, `--eval-cmd: {ckpt} stands inside ${where}, where a path cannot be quoted safely`);
-        assert.equal(error.hint, 'put {ckpt} outside it, or use $(...) instead of backquotes');
-        return true;
-      });
+    for (const [template, where] of [
+      ['echo `cat {ckpt}`', '`...`'],
+      ['echo "${X:-{ckpt}}"', '${...}'],
+    ] as const) {
+      assert.throws(
+        () => fillTemplate(template, { ckpt: '/x' }),
+        (error: unknown) => {
+          assert.ok(error instanceof UsageError);
+          assert.equal(error.message, `--eval-cmd: {ckpt} stands inside ${where}, where a path cannot be quoted safely`);
+          assert.equal(error.hint, 'put {ckpt} outside it, or use $(...) instead of backquotes');
+          return true;
+        },
+      );
     }
   });
 });

@@ -95,7 +95,9 @@ export async function collectCompanions(checkpoints: readonly { name: string; pa
   const warnings: string[] = [];
   if (differing.length > 0) {
     const hint = copyFrom === undefined ? ' (--copy-from NAME picks another ingredient)' : '';
-    warnings.push(`${differing.join(', ')} ${differing.length === 1 ? 'differs' : 'differ'} between ingredients; the soup takes ${differing.length === 1 ? 'it' : 'them'} from ${source.name}${hint}`);
+    warnings.push(
+      `${differing.join(', ')} ${differing.length === 1 ? 'differs' : 'differ'} between ingredients; the soup takes ${differing.length === 1 ? 'it' : 'them'} from ${source.name}${hint}`,
+    );
   }
   return { from: source.name, files, differing, warnings };
 }
@@ -150,7 +152,8 @@ export async function describeModel(companions: Companions): Promise<ModelDescri
   }
   if (typeof config !== 'object' || config === null) return described;
   const fields = config as Record<string, unknown>;
-  if (described.libraryName === undefined && (typeof fields.model_type === 'string' || Array.isArray(fields.architectures))) described.libraryName = 'transformers';
+  if (described.libraryName === undefined && (typeof fields.model_type === 'string' || Array.isArray(fields.architectures)))
+    described.libraryName = 'transformers';
   const base = fields._name_or_path;
   if (typeof base === 'string' && HUB_ID.test(base) && !base.includes('..')) described.baseModel = base;
   return described;

@@ -26,9 +26,7 @@ export function findIncompatibilities(checkpoints: readonly Checkpoint[]): strin
       if (want === undefined) {
         problems.push(`${other.path}: has tensor "${tensor.name}", which ${reference.path} lacks`);
       } else if (formatShape(want.shape) !== formatShape(tensor.shape)) {
-        problems.push(
-          `size mismatch for ${tensor.name}: ${formatShape(want.shape)} in ${reference.path} vs ${formatShape(tensor.shape)} in ${other.path}`,
-        );
+        problems.push(`size mismatch for ${tensor.name}: ${formatShape(want.shape)} in ${reference.path} vs ${formatShape(tensor.shape)} in ${other.path}`);
       } else if (isFloatDType(want.dtype) !== isFloatDType(tensor.dtype)) {
         problems.push(`dtype mismatch for ${tensor.name}: ${want.dtype} in ${reference.path} vs ${tensor.dtype} in ${other.path}`);
       }

@@ -5,7 +5,15 @@ import { compareNatural } from '../natural-order.js';
 import { describeFolderFiles, describeSuffixes, detectFile, detectFolder, folderFileNamed, formatNamed } from './formats.js';
 import type { Checkpoint, CheckpointFormat } from './types.js';
 import { uniqueNames } from './names.js';
-import { checkpointFolderNames, chooseFromRun, isCheckpointFolderName, isTrainingStateFile, refuseTrainingState, type CheckpointChoice, type TrainerRun } from './trainer-layout.js';
+import {
+  checkpointFolderNames,
+  chooseFromRun,
+  isCheckpointFolderName,
+  isTrainingStateFile,
+  refuseTrainingState,
+  type CheckpointChoice,
+  type TrainerRun,
+} from './trainer-layout.js';
 import { applyAdapter, resolveReference } from './lora.js';
 import { rememberFiles } from './identity.js';
 
@@ -180,12 +188,16 @@ async function checkpointsInside(
   }
   // An ONNX export saved beside a sweep's runs is most likely one of them again, for --model.
   if (runs.length > 0 && exports.length > 0) {
-    onWarning(`${input}: ${exports.join(', ')} beside the runs ${exports.length === 1 ? 'is' : 'are'} souped with them (an export to score with? pass it as --model, which leaves it out, or pass the runs alone)`);
+    onWarning(
+      `${input}: ${exports.join(', ')} beside the runs ${exports.length === 1 ? 'is' : 'are'} souped with them (an export to score with? pass it as --model, which leaves it out, or pass the runs alone)`,
+    );
   }
   const several = runs.filter((run) => run.final === undefined && run.checkpoints.length > 1);
   if (choice === undefined && several.length > 0) {
     const count = several.reduce((sum, run) => sum + run.checkpoints.length, 0);
-    onWarning(`${input}: every checkpoint of ${several.length === 1 ? 'run' : 'runs'} ${several.map((run) => path.basename(run.folder)).join(', ')} is an ingredient (${count} in all; --checkpoints last or best takes one per run)`);
+    onWarning(
+      `${input}: every checkpoint of ${several.length === 1 ? 'run' : 'runs'} ${several.map((run) => path.basename(run.folder)).join(', ')} is an ingredient (${count} in all; --checkpoints last or best takes one per run)`,
+    );
   }
   return inside;
 }

@@ -171,10 +171,17 @@ function alignedCopyIfNeeded(bytes: Uint8Array, elementSize: number): Uint8Array
 /** Parses a user's `--dtype` (f32, float16, bf16, ...) into a float dtype. */
 export function parseFloatDType(text: string): FloatDType | undefined {
   const aliases: Record<string, FloatDType> = {
-    f64: 'F64', float64: 'F64', double: 'F64',
-    f32: 'F32', float32: 'F32', float: 'F32',
-    f16: 'F16', float16: 'F16', half: 'F16',
-    bf16: 'BF16', bfloat16: 'BF16',
+    f64: 'F64',
+    float64: 'F64',
+    double: 'F64',
+    f32: 'F32',
+    float32: 'F32',
+    float: 'F32',
+    f16: 'F16',
+    float16: 'F16',
+    half: 'F16',
+    bf16: 'BF16',
+    bfloat16: 'BF16',
   };
   return aliases[text.toLowerCase()];
 }

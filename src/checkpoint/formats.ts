@@ -116,7 +116,13 @@ export interface Format {
 const HF_SAFETENSORS_FILE = 'model.safetensors';
 const HF_PYTORCH_FILE = 'pytorch_model.bin';
 
-async function refuseDtypes(target: OutputTarget, tensors: readonly OutputTensor[], stores: (dtype: DType) => boolean, what: string, hint: string): Promise<void> {
+async function refuseDtypes(
+  target: OutputTarget,
+  tensors: readonly OutputTensor[],
+  stores: (dtype: DType) => boolean,
+  what: string,
+  hint: string,
+): Promise<void> {
   const bad = tensors.find((tensor) => !stores(tensor.dtype));
   if (bad !== undefined) throw new UsageError(`${target.path}: ${what} cannot store ${bad.dtype} tensors (tensor "${bad.name}")`, { hint });
 }
@@ -134,7 +140,13 @@ const FORMATS: Format[] = [
       owns: (reference) => reference instanceof TfjsCheckpoint,
       ownOnly: true,
       checkDtypes: ({ target, tensors }) =>
-        refuseDtypes(target, tensors, (dtype) => ['F32', 'F16', 'I32', 'BOOL'].includes(dtype), 'a TF.js model', 'use --dtype f32 or f16, or write a .safetensors file'),
+        refuseDtypes(
+          target,
+          tensors,
+          (dtype) => ['F32', 'F16', 'I32', 'BOOL'].includes(dtype),
+          'a TF.js model',
+          'use --dtype f32 or f16, or write a .safetensors file',
+        ),
       write: async (folder, job) => {
         await makeFolder(folder);
         await writeTfjs(folder, (job.target.reference as TfjsCheckpoint).modelJson, job.tensors, job.metadata.placeholder, job.produce, job.metadata.resolve);
@@ -281,7 +293,8 @@ export function folderFileNamed(name: string): FolderFile | undefined {
 }
 
 const orList = (items: readonly string[]): string => (items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`);
-const andList = (items: readonly string[], word: string): string => (items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} ${word} ${items.at(-1)}`);
+const andList = (items: readonly string[], word: string): string =>
+  items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} ${word} ${items.at(-1)}`;
 
 /** ".safetensors, .onnx, .pt, .pth, .bin or .ckpt": what a loose checkpoint file may end with. */
 export function describeSuffixes(): string {
@@ -346,7 +359,9 @@ export function chooseOutput(out: string, reference: Checkpoint): OutputTarget {
     const unknown = looksLikeSuffix(out);
     if (unknown !== undefined) {
       const distance = (suffix: string): number => editDistance(suffix.toLowerCase(), unknown.toLowerCase());
-      const near = outputSuffixes().filter((suffix) => distance(suffix) <= 2).sort((x, y) => distance(x) - distance(y))[0];
+      const near = outputSuffixes()
+        .filter((suffix) => distance(suffix) <= 2)
+        .sort((x, y) => distance(x) - distance(y))[0];
       throw new UsageError(`${out}: ${unknown} is not a suffix soup writes: ${orList(outputSuffixes())} make one file, no suffix a folder`, {
         hint: `${near === undefined ? 'check the spelling.' : `did you mean ${near}?`} For a folder named so, end it with a slash: ${out}/`,
       });
@@ -407,5 +422,10 @@ export function storesTies(target: OutputTarget): boolean {
 
 /** The formats whose outputs can be model folders, for messages: "safetensors and PyTorch". */
 export function folderFormats(word: string): string {
-  return andList(writable().filter((format) => format.output.folder !== undefined).map((format) => format.title), word);
+  return andList(
+    writable()
+      .filter((format) => format.output.folder !== undefined)
+      .map((format) => format.title),
+    word,
+  );
 }

@@ -50,7 +50,13 @@ export async function removeDeadLeftovers(folder: string, pattern: RegExp, isAli
     if (!Number.isSafeInteger(pid) || isAlive(pid)) continue;
     const file = path.join(folder, entry);
     // Another user's leftover in a shared /tmp is theirs to remove.
-    if (await rm(file, { recursive: true, force: true }).then(() => true, () => false)) removed.push(file);
+    if (
+      await rm(file, { recursive: true, force: true }).then(
+        () => true,
+        () => false,
+      )
+    )
+      removed.push(file);
   }
   return removed;
 }

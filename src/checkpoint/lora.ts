@@ -31,9 +31,7 @@ const configSchema = z.object({
 type AdapterConfig = z.infer<typeof configSchema>;
 
 /** How one base tensor changes: a product of LoRA factors, or a replacement. */
-type Patch =
-  | { kind: 'lora'; a: string; b: string; scale: number; transpose: boolean }
-  | { kind: 'replace'; from: string };
+type Patch = { kind: 'lora'; a: string; b: string; scale: number; transpose: boolean } | { kind: 'replace'; from: string };
 
 const FACTOR = /^(.*)\.lora_(A|B|embedding_A|embedding_B)(?:\.default)?(?:\.weight)?$/;
 
@@ -78,10 +76,12 @@ export class LoraCheckpoint implements Checkpoint {
     const checked = configSchema.safeParse(parsed);
     if (!checked.success) throw new InputError(configFile, `${checked.error.issues[0]!.path.join('.')}: ${checked.error.issues[0]!.message}`);
     const config = checked.data;
-    if (config.peft_type !== undefined && config.peft_type !== 'LORA') throw new InputError(configFile, `peft_type ${config.peft_type}: only LoRA adapters are applied`);
+    if (config.peft_type !== undefined && config.peft_type !== 'LORA')
+      throw new InputError(configFile, `peft_type ${config.peft_type}: only LoRA adapters are applied`);
     if (config.use_dora === true) throw new InputError(configFile, 'use_dora: DoRA adapters are not supported (only plain LoRA)');
     const weights = path.join(folder, ADAPTER_WEIGHTS);
-    if ((await stat(weights).catch(() => undefined)) === undefined) throw new InputError(folder, `no ${ADAPTER_WEIGHTS} (adapter_model.bin is not read: convert it to safetensors)`);
+    if ((await stat(weights).catch(() => undefined)) === undefined)
+      throw new InputError(folder, `no ${ADAPTER_WEIGHTS} (adapter_model.bin is not read: convert it to safetensors)`);
     const adapter = await SafetensorsFile.open(weights);
     try {
       return new LoraCheckpoint(base, adapter, planPatches(base, adapter, config, weights), configFile);
@@ -205,7 +205,10 @@ function planPatches(base: Checkpoint, adapter: SafetensorsFile, config: Adapter
     const transpose = embedding || config.fan_in_fan_out === true;
     const expected = transpose ? [inner, outer] : [outer, inner];
     if (A.shape.length !== 2 || B.shape.length !== 2 || rankA !== rankB || weight.shape.join() !== expected.join()) {
-      throw new InputError(file, `LoRA factors of ${module} ([${B.shape.join(', ')}] x [${A.shape.join(', ')}]${transpose ? ', transposed' : ''}) do not fit "${target}" [${weight.shape.join(', ')}]`);
+      throw new InputError(
+        file,
+        `LoRA factors of ${module} ([${B.shape.join(', ')}] x [${A.shape.join(', ')}]${transpose ? ', transposed' : ''}) do not fit "${target}" [${weight.shape.join(', ')}]`,
+      );
     }
     if (rankA !== r) throw new InputError(file, `${module}: lora_A has rank ${rankA}, adapter_config.json says r = ${r}`);
     patches.set(target, { kind: 'lora', a: A.name, b: B.name, scale: config.use_rslora === true ? alpha / Math.sqrt(r) : alpha / r, transpose });

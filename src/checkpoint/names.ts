@@ -19,7 +19,13 @@ export interface Nameable {
  * for the extension (`x.safetensors` and `x.pt` in one folder) keep their short name; the caller reports them.
  */
 export function uniqueNames(items: readonly Nameable[]): string[] {
-  const parents = items.map((item) => path.resolve(item.source).split(path.sep).slice(0, -1).filter((part) => part !== ''));
+  const parents = items.map((item) =>
+    path
+      .resolve(item.source)
+      .split(path.sep)
+      .slice(0, -1)
+      .filter((part) => part !== ''),
+  );
   const full = items.map((item, i) => [...parents[i]!, item.name].join('/'));
   // Items no folder tells apart keep their short name, for the caller's error to name.
   const hopeless = full.map((key) => full.filter((other) => other === key).length > 1);

@@ -60,7 +60,12 @@ export async function replaceFiles(plan: Replacement, steps: ReplaceSteps = fsSt
     try {
       await steps.rename(move.from, move.to);
     } catch (error) {
-      const back = hadOld ? await steps.rename(asideOf(move), move.to).then(() => true, () => false) : true;
+      const back = hadOld
+        ? await steps.rename(asideOf(move), move.to).then(
+            () => true,
+            () => false,
+          )
+        : true;
       throw new ReplaceError(move.to, error, back && (await undo(done, steps)));
     }
     done.push({ move, hadOld });

@@ -81,8 +81,7 @@ export async function readSafetensorsHeader(file: string, reader: RangeReader): 
  * opening a checkpoint.
  */
 function parseEntry(file: string, name: string, value: unknown): SafetensorsHeader['tensors'][number] {
-  const malformed = (where: string, problem: string): InputError =>
-    new InputError(file, `malformed header entry: ${where}: ${problem}`, { tensor: name });
+  const malformed = (where: string, problem: string): InputError => new InputError(file, `malformed header entry: ${where}: ${problem}`, { tensor: name });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw malformed('entry', 'expected an object');
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
   if (typeof dtype !== 'string') throw malformed('dtype', 'expected a string');
@@ -101,11 +100,9 @@ function parseEntry(file: string, name: string, value: unknown): SafetensorsHead
   if (end < begin) throw new InputError(file, `data_offsets [${begin}, ${end}] end before they begin`, { tensor: name });
   const bytes = count * dtypeSize(dtype);
   if (end - begin !== bytes) {
-    throw new InputError(
-      file,
-      `data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`,
-      { tensor: name },
-    );
+    throw new InputError(file, `data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`, {
+      tensor: name,
+    });
   }
   return { name, shape: shape as number[], dtype, storedBytes: bytes, begin, end };
 }
@@ -230,9 +227,7 @@ export function encodeSafetensorsHeader(tensors: readonly OutputTensor[], metada
   for (const tensor of tensors) {
     const bytes = storedBytes(tensor);
     // Built by hand: JSON.stringify would move integer-like tensor names ("0", "1") to the front.
-    entries.push(
-      `${JSON.stringify(tensor.name)}:${JSON.stringify({ dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes] })}`,
-    );
+    entries.push(`${JSON.stringify(tensor.name)}:${JSON.stringify({ dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes] })}`);
     offset += bytes;
   }
   const json = new TextEncoder().encode(`{${entries.join(',')}}`);

@@ -10,8 +10,20 @@ import type { OutputTensor } from './types.js';
 import { folderFormats, resolveTarget, type OutputTarget } from './formats.js';
 
 const UNITS: Record<string, number> = {
-  '': 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, b: 1e9, t: 1e12, tb: 1e12,
-  kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40,
+  '': 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  b: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
 };
 
 /** "5GB", "500M", "2GiB", mergekit's "5B" (billion), or bytes; undefined for anything else. */
@@ -47,9 +59,12 @@ export function reshard(target: OutputTarget, tensors: readonly OutputTensor[], 
   const { format, layout } = resolveTarget(target);
   const folder = format.output.folder;
   if (folder === undefined || layout === 'single') {
-    throw new UsageError(`--out-shard-size: ${target.path} is ${format.output.single === 'folder' ? `a ${format.title} folder` : 'one file'}, and only ${folderFormats('and')} model folders are sharded`, {
-      hint: `write to a folder (-o OUT without a file suffix) from ${folderFormats('or')} inputs`,
-    });
+    throw new UsageError(
+      `--out-shard-size: ${target.path} is ${format.output.single === 'folder' ? `a ${format.title} folder` : 'one file'}, and only ${folderFormats('and')} model folders are sharded`,
+      {
+        hint: `write to a folder (-o OUT without a file suffix) from ${folderFormats('or')} inputs`,
+      },
+    );
   }
   const shardOf = packShards(tensors, maxBytes);
   const count = (shardOf[shardOf.length - 1] ?? 0) + 1;

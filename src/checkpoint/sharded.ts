@@ -79,7 +79,6 @@ export abstract class ShardedCheckpoint implements Checkpoint {
     return (await this.select(name)).readFloatRange(name, start, count, scratch);
   }
 
-
   async close(): Promise<void> {
     this.current = undefined;
     await Promise.all(this.shards.map((shard) => shard.close()));

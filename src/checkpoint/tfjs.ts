@@ -27,11 +27,13 @@ const weightSchema = z.object({
   quantization: quantizationSchema.optional(),
 });
 const groupSchema = z.object({ paths: z.array(z.string()).min(1), weights: z.array(weightSchema) });
-const modelJsonSchema = z.object({
-  modelTopology: z.record(z.string(), z.unknown()),
-  weightsManifest: z.array(groupSchema),
-  userDefinedMetadata: z.record(z.string(), z.unknown()).optional(),
-}).passthrough();
+const modelJsonSchema = z
+  .object({
+    modelTopology: z.record(z.string(), z.unknown()),
+    weightsManifest: z.array(groupSchema),
+    userDefinedMetadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
 
 export type ModelJson = z.infer<typeof modelJsonSchema>;
 type Quantization = z.infer<typeof quantizationSchema>;
@@ -216,7 +218,8 @@ function describeWeight(file: string, entry: z.infer<typeof weightSchema>, group
   }
   if (q?.dtype === 'float16' && dtype !== 'F32') throw new InputError(file, 'float16 quantization of a non-float weight', { tensor: entry.name });
   // TF.js refuses to load a quantized bool weight, so a soup of one could not be read back.
-  if (q !== undefined && dtype === 'BOOL') throw new InputError(file, `${q.dtype} quantization of a bool weight (TF.js quantizes float32 and int32 weights only)`, { tensor: entry.name });
+  if (q !== undefined && dtype === 'BOOL')
+    throw new InputError(file, `${q.dtype} quantization of a bool weight (TF.js quantizes float32 and int32 weights only)`, { tensor: entry.name });
   const elementBytes = q === undefined ? (dtype === 'BOOL' ? 1 : 4) : q.dtype === 'uint8' ? 1 : 2;
   const storedBytes = count * elementBytes;
   if (!Number.isSafeInteger(storedBytes)) throw new InputError(file, `shape [${entry.shape.join(', ')}] is too large`, { tensor: entry.name });
@@ -323,4 +326,3 @@ export async function openForWrite(file: string): Promise<FileHandle> {
     throw new OutputError(file, `cannot create: ${describeFsError(error)}`, { cause: error });
   });
 }
-

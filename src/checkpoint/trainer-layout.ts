@@ -77,7 +77,8 @@ export async function chooseFromRun<T>(run: TrainerRun<T>, choice: CheckpointCho
     case 'best': {
       const best = await bestCheckpointName(run.folder, last.folder);
       const found = run.checkpoints.find((checkpoint) => path.basename(checkpoint.folder) === best.name);
-      if (found === undefined) throw new InputError(best.file, `best_model_checkpoint is ${best.name}, which ${run.folder} no longer holds (it has ${names.join(', ')})`);
+      if (found === undefined)
+        throw new InputError(best.file, `best_model_checkpoint is ${best.name}, which ${run.folder} no longer holds (it has ${names.join(', ')})`);
       return { chosen: [found.ingredient] };
     }
   }
@@ -100,7 +101,13 @@ async function bestCheckpointName(runFolder: string, lastCheckpoint: string): Pr
       });
     }
     // The path is the one the run was saved under (often elsewhere, or relative): its last part names the folder.
-    return { name: value.split(/[\\/]/).filter((part) => part !== '').at(-1)!, file };
+    return {
+      name: value
+        .split(/[\\/]/)
+        .filter((part) => part !== '')
+        .at(-1)!,
+      file,
+    };
   }
   throw new InputError(runFolder, 'has no trainer_state.json (nor has its last checkpoint), so the best checkpoint is not known', {
     hint: 'pick with --checkpoints last or all instead',

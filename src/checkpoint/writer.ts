@@ -110,8 +110,8 @@ export async function writeCheckpoint(
 }
 
 /** Sidecar files soup names for `model`: `NAME.data`, or `NAME.HEX.data` while that one is taken. */
-const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const dataPattern = (model: string, suffix: string): RegExp => new RegExp(`^${escape(path.basename(model))}(\\.[0-9a-f]{8})?${escape(suffix)}$`);
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const dataPattern = (model: string, suffix: string): RegExp => new RegExp(`^${escapeRegExp(path.basename(model))}(\\.[0-9a-f]{8})?${escapeRegExp(suffix)}$`);
 
 /** A sidecar name no file beside `model` has: the new model points at it while the old one keeps its own. */
 async function freeDataName(model: string, suffix: string): Promise<string> {
@@ -167,7 +167,8 @@ async function writeTo(
 async function writeExtraFiles(folder: string, written: readonly string[], extraFiles: ExtraFiles): Promise<string[]> {
   if (written.includes('')) throw new Error('internal: extra files need a folder output');
   for (const [name, content] of extraFiles) {
-    if (written.includes(name) || path.basename(name) !== name) throw new Error(`internal: extra file ${name} would replace a weights file or leave the folder`);
+    if (written.includes(name) || path.basename(name) !== name)
+      throw new Error(`internal: extra file ${name} would replace a weights file or leave the folder`);
     const file = path.join(folder, name);
     if (typeof content === 'string') {
       await copyFile(content, file).catch((error: unknown) => {

@@ -26,26 +26,28 @@ import type { ProgressListener } from '../progress.js';
 import { preprocessingFlags, preprocessingOptions } from './preprocessing.js';
 
 /** Options of every command that scores checkpoints (greedy, eval). */
-export const evaluationOptions = z.object({
-  val: z.string().min(1).optional(),
-  evalCmd: z.string().min(1).optional(),
-  evalTimeout: z.coerce.number().positive().optional(),
-  model: z.string().min(1).optional(),
-  outputName: z.string().min(1).optional(),
-  metric: z.string().min(1).default('accuracy'),
-  backend: z.enum(BACKENDS).optional(),
-  batchSize: z.coerce.number().int().positive().default(512),
-  jobs: z.coerce.number().int().positive().optional(),
-  workDir: z.string().min(1).optional(),
-  maximize: z.boolean().optional(),
-  minimize: z.boolean().optional(),
-  executor: z.enum(EXECUTORS).default('local'),
-  slurmArgs: z.string().optional(),
-  retries: z.coerce.number().int().nonnegative().default(2),
-  retryOn: z.string().min(1).optional(),
-  /** Read here too: Slurm keeps its journal of submitted jobs beside it. */
-  scoreCache: z.string().min(1).optional(),
-}).merge(preprocessingOptions);
+export const evaluationOptions = z
+  .object({
+    val: z.string().min(1).optional(),
+    evalCmd: z.string().min(1).optional(),
+    evalTimeout: z.coerce.number().positive().optional(),
+    model: z.string().min(1).optional(),
+    outputName: z.string().min(1).optional(),
+    metric: z.string().min(1).default('accuracy'),
+    backend: z.enum(BACKENDS).optional(),
+    batchSize: z.coerce.number().int().positive().default(512),
+    jobs: z.coerce.number().int().positive().optional(),
+    workDir: z.string().min(1).optional(),
+    maximize: z.boolean().optional(),
+    minimize: z.boolean().optional(),
+    executor: z.enum(EXECUTORS).default('local'),
+    slurmArgs: z.string().optional(),
+    retries: z.coerce.number().int().nonnegative().default(2),
+    retryOn: z.string().min(1).optional(),
+    /** Read here too: Slurm keeps its journal of submitted jobs beside it. */
+    scoreCache: z.string().min(1).optional(),
+  })
+  .merge(preprocessingOptions);
 export type EvaluationOptions = z.output<typeof evaluationOptions>;
 
 export interface EvaluationSetup {
@@ -88,7 +90,7 @@ async function createScorer(
 ): Promise<Omit<EvaluationSetup, 'direction'>> {
   if (options.evalCmd !== undefined) {
     if (!options.evalCmd.includes('{ckpt}') && !options.evalCmd.includes('{ckpt_file}')) {
-      throw new UsageError('--eval-cmd must contain {ckpt}, where the candidate checkpoint\'s path goes (or {ckpt_file}, its weights file)', {
+      throw new UsageError("--eval-cmd must contain {ckpt}, where the candidate checkpoint's path goes (or {ckpt_file}, its weights file)", {
         hint: `e.g. --eval-cmd "python eval.py --weights {ckpt}"`,
       });
     }
@@ -100,7 +102,15 @@ async function createScorer(
     }
     if (options.workDir !== undefined) await checkWorkDir(options.workDir);
     const slurm = options.executor === 'slurm' ? slurmExecutor(options, onProgress) : undefined;
-    const evaluator = new NamingCommandEvaluator({ command: options.evalCmd, metric: options.metric, reference, timeoutSeconds: options.evalTimeout, data, workDir: slurm?.workDir ?? options.workDir, executor: slurm?.executor });
+    const evaluator = new NamingCommandEvaluator({
+      command: options.evalCmd,
+      metric: options.metric,
+      reference,
+      timeoutSeconds: options.evalTimeout,
+      data,
+      workDir: slurm?.workDir ?? options.workDir,
+      executor: slurm?.executor,
+    });
     // Candidates of runs that were killed (their process is gone) are removed, and the user told.
     const removed = await removeDeadLeftovers(slurm?.workDir ?? options.workDir ?? tmpdir(), CANDIDATE_PATTERN);
     const warnings = [...describeRemoved(removed), ...(slurm?.warnings ?? [])];
@@ -135,7 +145,10 @@ async function createScorer(
 
 async function checkWorkDir(dir: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
-  if (info === undefined) throw new UsageError(`--work-dir ${dir} does not exist`, { hint: 'create it, on storage that the evaluation command (and the cluster nodes it runs on) can read' });
+  if (info === undefined)
+    throw new UsageError(`--work-dir ${dir} does not exist`, {
+      hint: 'create it, on storage that the evaluation command (and the cluster nodes it runs on) can read',
+    });
   if (!info.isDirectory()) throw new UsageError(`--work-dir ${dir} is not a folder`);
 }
 
@@ -143,7 +156,12 @@ async function checkWorkDir(dir: string): Promise<void> {
  * ONNX Runtime on the ingredients' own graph, or on --model's export for ingredients of any format:
  * every float initializer of the model must be a tensor of the reference with the same shape.
  */
-async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkpoint, data: string, onProgress?: ProgressListener): Promise<Omit<EvaluationSetup, 'direction'>> {
+async function createOnnxEvaluator(
+  options: EvaluationOptions,
+  reference: Checkpoint,
+  data: string,
+  onProgress?: ProgressListener,
+): Promise<Omit<EvaluationSetup, 'direction'>> {
   const model = options.model === undefined ? (reference as OnnxCheckpoint) : await OnnxCheckpoint.open(options.model);
   try {
     const warnings = matchInitializers(model, reference);
@@ -153,7 +171,10 @@ async function createOnnxEvaluator(options: EvaluationOptions, reference: Checkp
     const { OnnxEvaluator } = await import('../eval/onnx.js');
     let evaluator;
     if (inputs.length > 1) {
-      const named = await loadNamedInputs(data, inputs.map((input) => input.name));
+      const named = await loadNamedInputs(
+        data,
+        inputs.map((input) => input.name),
+      );
       evaluator = await OnnxEvaluator.create({ model, data: { kind: 'named', inputs: named }, outputName: options.outputName, batchSize: options.batchSize });
       // The arrays feed the model by name; the data set only carries the labels and names for reports.
       dataset = datasetFromArrays({ name: named.name, path: named.path, x: new Float32Array(0), y: named.y, sampleShape: [0] });
@@ -178,19 +199,31 @@ function matchInitializers(model: OnnxCheckpoint, reference: Checkpoint): string
     const tensor = tensors.get(initializer.name);
     if (tensor === undefined) {
       if (/^onnx::/.test(initializer.name)) {
-        throw new InputError(model.path, `initializer "${initializer.name}" has a name the exporter made up (constant folding), so no tensor of ${reference.path} can be matched to it`, {
-          hint: 're-export with torch.onnx.export(..., do_constant_folding=False), or with the dynamo exporter (dynamo=True), which keeps parameter names',
-        });
+        throw new InputError(
+          model.path,
+          `initializer "${initializer.name}" has a name the exporter made up (constant folding), so no tensor of ${reference.path} can be matched to it`,
+          {
+            hint: 're-export with torch.onnx.export(..., do_constant_folding=False), or with the dynamo exporter (dynamo=True), which keeps parameter names',
+          },
+        );
       }
       const known = [...tensors.keys()].slice(0, 4).join(', ');
-      throw new InputError(model.path, `initializer "${initializer.name}" is not a tensor of ${reference.path} (it has ${known}${tensors.size > 4 ? ', ...' : ''})`, {
-        hint: 'export the model from the same code that saved the checkpoints, so the names agree',
-      });
+      throw new InputError(
+        model.path,
+        `initializer "${initializer.name}" is not a tensor of ${reference.path} (it has ${known}${tensors.size > 4 ? ', ...' : ''})`,
+        {
+          hint: 'export the model from the same code that saved the checkpoints, so the names agree',
+        },
+      );
     }
     if (tensor.shape.join(',') !== initializer.dims.join(',')) {
-      throw new InputError(model.path, `size mismatch for ${initializer.name}: [${initializer.dims.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`);
+      throw new InputError(
+        model.path,
+        `size mismatch for ${initializer.name}: [${initializer.dims.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`,
+      );
     }
-    if (!isFloatDType(tensor.dtype)) throw new InputError(model.path, `initializer "${initializer.name}" is ${initializer.dtype} in the model but ${tensor.dtype} in ${reference.path}`);
+    if (!isFloatDType(tensor.dtype))
+      throw new InputError(model.path, `initializer "${initializer.name}" is ${initializer.dtype} in the model but ${tensor.dtype} in ${reference.path}`);
     used.add(initializer.name);
   }
   const ignored = [...tensors.keys()].filter((name) => !used.has(name));
@@ -220,7 +253,10 @@ function checkWeightsMatch(specs: { name: string; shape: number[] }[], reference
       throw new InputError(source, `model weight "${spec.name}" is not a tensor of ${reference.path} (it has ${known}${tensors.size > 4 ? ', ...' : ''})`);
     }
     if (tensor.shape.join(',') !== spec.shape.join(',')) {
-      throw new InputError(source, `size mismatch for ${spec.name}: [${spec.shape.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`);
+      throw new InputError(
+        source,
+        `size mismatch for ${spec.name}: [${spec.shape.join(', ')}] in the model vs [${tensor.shape.join(', ')}] in ${reference.path}`,
+      );
     }
   }
 }
@@ -231,7 +267,8 @@ function checkWeightsMatch(specs: { name: string; shape: number[] }[], reference
  */
 export async function evaluatorIdentity(setup: EvaluationSetup, options: EvaluationOptions): Promise<Record<string, unknown>> {
   const { metric } = options;
-  if (setup.backend === 'command') return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
+  if (setup.backend === 'command')
+    return { kind: 'command', command: options.evalCmd, data: (setup.evaluator as CommandEvaluator).data ?? null, metric, backend: setup.backend };
   const dataset = setup.dataset!;
   const hash = createHash('sha256').update(JSON.stringify(dataset.sampleShape));
   for await (const batch of dataset.batches(4096)) hash.update(new Uint8Array(batch.x.buffer, batch.x.byteOffset, batch.x.byteLength));

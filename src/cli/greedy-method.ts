@@ -47,7 +47,10 @@ export async function openGreedyMethod(
         base: opened.base,
         parameters: config.parameters,
         seed: options.randomSeed,
-        layers: layerIndex(options, opened.all[0]!.tensors().map((tensor) => tensor.name)),
+        layers: layerIndex(
+          options,
+          opened.all[0]!.tensors().map((tensor) => tensor.name),
+        ),
         allowNonFinite: options.allowNonfinite,
         signal,
       },

@@ -25,9 +25,13 @@ const shared = {
   acceptTies: () => new Option('--accept-ties', 'greedy soup: also keep an ingredient that leaves the score unchanged'),
   force: () => new Option('-f, --force', 'replace existing outputs'),
   scoreCache: () =>
-    new Option('--score-cache <file>', 'a journal of every score (JSON lines, appended as each arrives): a re-run (after Ctrl-C or a crash) scores nothing it has scored before'),
-  layerPattern: () => new Option('--layer-pattern <regex>', 'where the layer index is in a tensor name (first group): for parameter gradients, and learned\'s --by block'),
-  randomSeed: () => new Option('--random-seed <n>', 'seed of dare\'s masks (default: 0); same seed, same bytes on any machine'),
+    new Option(
+      '--score-cache <file>',
+      'a journal of every score (JSON lines, appended as each arrives): a re-run (after Ctrl-C or a crash) scores nothing it has scored before',
+    ),
+  layerPattern: () =>
+    new Option('--layer-pattern <regex>', "where the layer index is in a tensor name (first group): for parameter gradients, and learned's --by block"),
+  randomSeed: () => new Option('--random-seed <n>', "seed of dare's masks (default: 0); same seed, same bytes on any machine"),
   allowNonfinite: () =>
     new Option(
       '--allow-nonfinite',
@@ -43,8 +47,16 @@ function withCommonOptions(command: Command, ingredients = true): Command {
     .option('--no-color', 'no colour (NO_COLOR=1 does the same)');
   if (ingredients) {
     command
-      .option('--key <name>', 'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)')
-      .addOption(new Option('--checkpoints <which>', 'Trainer runs (folders of checkpoint-N folders): final weights, last or best (trainer_state.json) checkpoint, or all checkpoints (default: final weights where saved, else all)').choices(['final', 'last', 'best', 'all']));
+      .option(
+        '--key <name>',
+        'PyTorch checkpoints: the top-level entry holding the weights (default: the top level, or state_dict, model, model_state_dict, module)',
+      )
+      .addOption(
+        new Option(
+          '--checkpoints <which>',
+          'Trainer runs (folders of checkpoint-N folders): final weights, last or best (trainer_state.json) checkpoint, or all checkpoints (default: final weights where saved, else all)',
+        ).choices(['final', 'last', 'best', 'all']),
+      );
   }
   return command.addOption(new Option('--debug', 'show stack traces of errors'));
 }
@@ -52,42 +64,67 @@ function withCommonOptions(command: Command, ingredients = true): Command {
 /** Options of the commands that write a soup. */
 function withSoupOutputOptions(command: Command): Command {
   return command
-    .option('-o, --output <path>', 'where to write the soup: one file by its suffix (.safetensors; .pt, .pth, .bin, .ckpt; .onnx from ONNX models), else a folder in the inputs\' format')
+    .option(
+      '-o, --output <path>',
+      "where to write the soup: one file by its suffix (.safetensors; .pt, .pth, .bin, .ckpt; .onnx from ONNX models), else a folder in the inputs' format",
+    )
     .option('--dtype <dtype>', 'float dtype to write: f32, f16, bf16 or f64 (default: as the inputs)')
     .addOption(shared.force())
     .addOption(shared.allowNonfinite())
     .option('--copy-from <name>', 'the ingredient whose config and tokenizer files a folder output gets (default: the first)')
     .option('--no-card', 'no README.md model card in a folder output')
     .addOption(shared.allowFused())
-    .option('--out-shard-size <size>', 'split a model folder\'s weights into shards of at most this size (5GB, 500M; mergekit\'s 5B)');
+    .option('--out-shard-size <size>', "split a model folder's weights into shards of at most this size (5GB, 500M; mergekit's 5B)");
 }
 
 /** `jobs`: the command scores several candidates, so it can run several at once. */
 function withEvaluationOptions(command: Command, batchSize = { help: 'samples per prediction batch', default: '512' }, jobs = true): Command {
   withPreprocessingOptions(command)
     .option('--val <data>', 'validation data: .npz (x, y), a folder of IDX files, .csv with a label column, or a folder of class folders of images')
-    .option('--eval-cmd <command>', 'score with a command instead: {ckpt} is replaced by a candidate checkpoint\'s path; its last stdout line is JSON metrics or a number')
+    .option(
+      '--eval-cmd <command>',
+      "score with a command instead: {ckpt} is replaced by a candidate checkpoint's path; its last stdout line is JSON metrics or a number",
+    )
     .option('--eval-timeout <seconds>', 'kill --eval-cmd after this long')
-    .addOption(withDefault('--metric <name>', 'the score to rank by: accuracy, top5, margin, loss, or a name --eval-cmd prints (eval_loss, eval_f1, ...)', 'accuracy'))
+    .addOption(
+      withDefault('--metric <name>', 'the score to rank by: accuracy, top5, margin, loss, or a name --eval-cmd prints (eval_loss, eval_f1, ...)', 'accuracy'),
+    )
     .option('--model <model>', 'model architecture for ingredients that have none: a TF.js model.json or an .onnx export (weight names must match)')
     .option('--output-name <name>', 'ONNX models: the output holding the logits (default: the first)')
     .addOption(new Option('--backend <name>', 'TF.js backend (default: fastest available)').choices(['node', 'wasm', 'cpu']))
     .addOption(withDefault('--batch-size <n>', batchSize.help, batchSize.default));
-  if (jobs) command.option('--jobs <n>', 'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)');
+  if (jobs)
+    command.option(
+      '--jobs <n>',
+      'worker threads for scoring ingredients, or --eval-cmd commands run at once (default: all cores when TF.js scoring is slow enough to pay for them; 1 command)',
+    );
   return command
-    .option('--work-dir <dir>', 'where --eval-cmd\'s candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)')
+    .option(
+      '--work-dir <dir>',
+      "where --eval-cmd's candidate checkpoints are written, e.g. storage shared with cluster nodes (default: the system temporary folder)",
+    )
     .option('--maximize', 'higher --metric is better (needed for a name soup does not know; known: accuracy, f1, bleu, rouge*, exact_match, auc, ...)')
     .option('--minimize', 'lower --metric is better (needed for a name soup does not know; known: loss, eval_loss, perplexity, wer, cer, mse, ...)')
-    .addOption(new Option('--executor <name>', 'where --eval-cmd runs: here (local), or as one Slurm batch job per evaluation (slurm)').choices(['local', 'slurm']))
+    .addOption(
+      new Option('--executor <name>', 'where --eval-cmd runs: here (local), or as one Slurm batch job per evaluation (slurm)').choices(['local', 'slurm']),
+    )
     .option('--slurm-args <args>', 'arguments for sbatch, e.g. "--gres=gpu:1 --time=2:00:00 --partition=gpu"')
-    .option('--retries <k>', 'Slurm: re-submit a job that ended for the cluster\'s reasons (--retry-on) up to k times (default: 2)')
-    .option('--retry-on <states>', 'Slurm: the job states that are re-submitted (default: NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)');
+    .option('--retries <k>', "Slurm: re-submit a job that ended for the cluster's reasons (--retry-on) up to k times (default: 2)")
+    .option(
+      '--retry-on <states>',
+      'Slurm: the job states that are re-submitted (default: NODE_FAIL,PREEMPTED,BOOT_FAIL; may add TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE)',
+    );
 }
 
 /** Preprocessing of evaluation data; each flag overrides one key of the preset and of dataset.json. */
 function withPreprocessingOptions(command: Command): Command {
   return command
-    .addOption(new Option('--preprocess <preset>', 'preset steps: imagenet (resize 256, crop 224, ImageNet mean/std) or clip (bicubic 224, CLIP mean/std)').choices(['imagenet', 'clip']))
+    .addOption(
+      new Option('--preprocess <preset>', 'preset steps: imagenet (resize 256, crop 224, ImageNet mean/std) or clip (bicubic 224, CLIP mean/std)').choices([
+        'imagenet',
+        'clip',
+      ]),
+    )
     .option('--resize <n>', 'images: resize the shorter side to n pixels')
     .addOption(new Option('--interpolation <kind>', 'images: resize interpolation (default: bilinear)').choices(['bilinear', 'bicubic']))
     .option('--crop <n>', 'images: center crop to n x n pixels')
@@ -95,8 +132,10 @@ function withPreprocessingOptions(command: Command): Command {
     .option('--offset <x>', 'preprocessing offset (default: from dataset.json, else 0)')
     .option('--mean <values>', 'per-channel mean subtracted after scaling, e.g. 0.485,0.456,0.406')
     .option('--std <values>', 'per-channel std divided by after the mean, e.g. 0.229,0.224,0.225')
-    .addOption(new Option('--channels <order>', 'images: channels to give the model (default: RGB, or grey when every image is grey)').choices(['rgb', 'bgr', 'grey']))
-    .addOption(new Option('--layout <layout>', 'input layout when the model\'s shape leaves it open (default: from the model)').choices(['nchw', 'nhwc']));
+    .addOption(
+      new Option('--channels <order>', 'images: channels to give the model (default: RGB, or grey when every image is grey)').choices(['rgb', 'bgr', 'grey']),
+    )
+    .addOption(new Option('--layout <layout>', "input layout when the model's shape leaves it open (default: from the model)").choices(['nchw', 'nhwc']));
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -115,7 +154,12 @@ function withMergeOptions(command: Command): Command {
     .option('--no-normalize', 'do not divide by the sum of the weights')
     .option('--rescale', 'dare: rescale kept entries')
     .option('--no-rescale', 'dare: do not rescale kept entries')
-    .addOption(new Option('--rescale-mode <mode>', 'dare: l1 (match the delta\'s L1 norm, as mergekit) or inverse_density (the DARE paper)').choices(['l1', 'inverse_density']))
+    .addOption(
+      new Option('--rescale-mode <mode>', "dare: l1 (match the delta's L1 norm, as mergekit) or inverse_density (the DARE paper)").choices([
+        'l1',
+        'inverse_density',
+      ]),
+    )
     .addOption(new Option('--ties-scope <scope>', 'ties: top-k per tensor (mergekit) or over the whole model (TIES paper)').choices(['tensor', 'global']))
     .option('--filter-wise', 'model_stock: one ratio per row')
     .addOption(shared.randomSeed())
@@ -151,13 +195,15 @@ function buildProgram(): Command {
         '\nExit codes: 0 success, 1 internal error, 2 bad usage or input, 3 CI gate failed, 130 interrupted.\n',
     );
 
-  withCommonOptions(withSoupOutputOptions(
-    program
-      .command('uniform')
-      .summary('average every ingredient with equal weight')
-      .description('The uniform soup: the element-wise mean of every ingredient, streamed tensor by tensor.')
-      .argument('<inputs...>', 'checkpoints, or folders of checkpoints'),
-  ))
+  withCommonOptions(
+    withSoupOutputOptions(
+      program
+        .command('uniform')
+        .summary('average every ingredient with equal weight')
+        .description('The uniform soup: the element-wise mean of every ingredient, streamed tensor by tensor.')
+        .argument('<inputs...>', 'checkpoints, or folders of checkpoints'),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -172,19 +218,25 @@ function buildProgram(): Command {
       await runUniform(inputs, options, interrupt.signal);
     });
 
-  withCommonOptions(withSoupOutputOptions(withMergeOptions(withEvaluationOptions(
-      program
-        .command('greedy')
-        .summary('add ingredients best first, keeping each only if the validation score improves')
-        .description(
-          'The greedy soup (Wortsman et al., 2022): score every ingredient, sort best first, start from the best, and add each ' +
-            'next ingredient only if the soup\'s score goes up (strictly, as in the paper\'s code; --accept-ties also keeps equal scores).',
-        )
-        .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .addOption(shared.acceptTies())
-        .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
-        .addOption(shared.scoreCache()),
-  ))))
+  withCommonOptions(
+    withSoupOutputOptions(
+      withMergeOptions(
+        withEvaluationOptions(
+          program
+            .command('greedy')
+            .summary('add ingredients best first, keeping each only if the validation score improves')
+            .description(
+              'The greedy soup (Wortsman et al., 2022): score every ingredient, sort best first, start from the best, and add each ' +
+                "next ingredient only if the soup's score goes up (strictly, as in the paper's code; --accept-ties also keeps equal scores).",
+            )
+            .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
+            .addOption(shared.acceptTies())
+            .option('--no-prune', 'score every candidate on every sample (by default scoring stops once a candidate cannot win)')
+            .addOption(shared.scoreCache()),
+        ),
+      ),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -203,36 +255,45 @@ function buildProgram(): Command {
       await runGreedy(inputs, options, interrupt.signal);
     });
 
-  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
-      program
-        .command('learned')
-        .summary('learn mixing weights on validation data: by gradient descent (TF.js models) or by CMA-ES (ONNX, --eval-cmd)')
-        .description(
-          'The learned soup (Wortsman et al., 2022, appendix I, as learned_bylayer.py runs it): per tensor, sum over ingredients of ' +
-            'alpha * weights, alpha = softmax of one logit per ingredient (starting equal), the logits scaled by a learned beta; ' +
-            'trained with AdamW on the cross-entropy of --val. Needs gradients, so TF.js models; holds every ingredient in memory.',
-        )
-        .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .addOption(withDefault('--lr <x>', 'AdamW learning rate', '0.05'))
-        .addOption(withDefault('--epochs <n>', 'passes over the validation set', '5'))
-        .addOption(withDefault('--seed <n>', 'seed of the batch shuffling', '0'))
-        .option('--by-model', 'one weight per ingredient for the whole model, instead of one per tensor')
-        .addOption(withDefault('--weight-decay <x>', 'AdamW weight decay', '0'))
-        .addOption(withDefault('--adam-beta1 <x>', 'AdamW beta1', '0.9'))
-        .addOption(withDefault('--adam-beta2 <x>', 'AdamW beta2', '0.999'))
-        .addOption(withDefault('--adam-eps <x>', 'AdamW epsilon', '1e-8'))
-        .addOption(withDefault('--initial-beta <x>', 'starting value of the logit scale beta', '1'))
-        .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)')
-        .addOption(new Option('--by <what>', 'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default: ingredient)').choices(['ingredient', 'block']))
-        .option('--blocks <k>', 'with --by block: join the layers into k blocks (default: one block per layer)')
-        .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200'))
-        .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(dimensions))')
-        .addOption(withDefault('--sigma <x>', 'CMA-ES starting step size on the logits', '1'))
-        .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
-        .addOption(shared.scoreCache())
-        .addOption(shared.layerPattern()),
-      { help: 'samples per training batch (and per scoring batch)', default: '256' },
-  )))
+  withCommonOptions(
+    withSoupOutputOptions(
+      withEvaluationOptions(
+        program
+          .command('learned')
+          .summary('learn mixing weights on validation data: by gradient descent (TF.js models) or by CMA-ES (ONNX, --eval-cmd)')
+          .description(
+            'The learned soup (Wortsman et al., 2022, appendix I, as learned_bylayer.py runs it): per tensor, sum over ingredients of ' +
+              'alpha * weights, alpha = softmax of one logit per ingredient (starting equal), the logits scaled by a learned beta; ' +
+              'trained with AdamW on the cross-entropy of --val. Needs gradients, so TF.js models; holds every ingredient in memory.',
+          )
+          .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
+          .addOption(withDefault('--lr <x>', 'AdamW learning rate', '0.05'))
+          .addOption(withDefault('--epochs <n>', 'passes over the validation set', '5'))
+          .addOption(withDefault('--seed <n>', 'seed of the batch shuffling', '0'))
+          .option('--by-model', 'one weight per ingredient for the whole model, instead of one per tensor')
+          .addOption(withDefault('--weight-decay <x>', 'AdamW weight decay', '0'))
+          .addOption(withDefault('--adam-beta1 <x>', 'AdamW beta1', '0.9'))
+          .addOption(withDefault('--adam-beta2 <x>', 'AdamW beta2', '0.999'))
+          .addOption(withDefault('--adam-eps <x>', 'AdamW epsilon', '1e-8'))
+          .addOption(withDefault('--initial-beta <x>', 'starting value of the logit scale beta', '1'))
+          .option('--max-memory <size>', 'refuse when the ingredients need more memory than this, e.g. 8G (default: half the RAM)')
+          .addOption(
+            new Option(
+              '--by <what>',
+              'ONNX models and --eval-cmd (searched by CMA-ES, no gradients): one weight per ingredient, or per ingredient and block of layers (default: ingredient)',
+            ).choices(['ingredient', 'block']),
+          )
+          .option('--blocks <k>', 'with --by block: join the layers into k blocks (default: one block per layer)')
+          .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the uniform soup included (ONNX, --eval-cmd)', '200'))
+          .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(dimensions))')
+          .addOption(withDefault('--sigma <x>', 'CMA-ES starting step size on the logits', '1'))
+          .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+          .addOption(shared.scoreCache())
+          .addOption(shared.layerPattern()),
+        { help: 'samples per training batch (and per scoring batch)', default: '256' },
+      ),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -249,28 +310,32 @@ function buildProgram(): Command {
       await runLearned(inputs, options, interrupt.signal);
     });
 
-  withCommonOptions(withSoupOutputOptions(withEvaluationOptions(
-    program
-      .command('evolve')
-      .summary('search a mergekit recipe\'s parameter ranges (weight: {min: 0, max: 1}) with CMA-ES on any evaluator')
-      .description(
-        'Evolutionary merging (as mergekit-evolve): a mergekit YAML recipe whose parameters may be ranges, {min, max}, per model, ' +
-          'globally, per layer block (a gradient of ranges) or per filter, for any merge method. CMA-ES searches the ranges, each ' +
-          'candidate merged and scored on --val (TF.js, ONNX Runtime) or by --eval-cmd; the best is written with its card and the ' +
-          'recipe found as a plain mergekit config, which soup merge makes again.',
-      )
-      .argument('<config>', 'a mergekit YAML recipe with ranges')
-      .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200'))
-      .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(ranges))')
-      .addOption(withDefault('--seed <n>', 'seed of the search', '0'))
-      .addOption(withDefault('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3'))
-      .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
-      .addOption(shared.scoreCache())
-      .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
-      .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
-      .addOption(shared.randomSeed())
-      .addOption(shared.layerPattern()),
-  )))
+  withCommonOptions(
+    withSoupOutputOptions(
+      withEvaluationOptions(
+        program
+          .command('evolve')
+          .summary("search a mergekit recipe's parameter ranges (weight: {min: 0, max: 1}) with CMA-ES on any evaluator")
+          .description(
+            'Evolutionary merging (as mergekit-evolve): a mergekit YAML recipe whose parameters may be ranges, {min, max}, per model, ' +
+              'globally, per layer block (a gradient of ranges) or per filter, for any merge method. CMA-ES searches the ranges, each ' +
+              'candidate merged and scored on --val (TF.js, ONNX Runtime) or by --eval-cmd; the best is written with its card and the ' +
+              'recipe found as a plain mergekit config, which soup merge makes again.',
+          )
+          .argument('<config>', 'a mergekit YAML recipe with ranges')
+          .addOption(withDefault('--evaluations <n>', 'search budget: candidates scored, the middle of every range included', '200'))
+          .option('--population <p>', 'candidates per CMA-ES generation (default: 4 + 3 ln(ranges))')
+          .addOption(withDefault('--seed <n>', 'seed of the search', '0'))
+          .addOption(withDefault('--sigma <x>', 'CMA-ES starting step, as a fraction of each range', '0.3'))
+          .option('--objective <metric>', 'what the search ranks candidates by (default: loss where the evaluator measures it, else --metric)')
+          .addOption(shared.scoreCache())
+          .option('--plot <file.svg>', 'write the convergence plot: best so far and median per generation')
+          .option('--config-out <file.yml>', 'where the recipe found goes (default: mergekit_config.yml in a folder output, else OUT.mergekit.yml)')
+          .addOption(shared.randomSeed())
+          .addOption(shared.layerPattern()),
+      ),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -283,21 +348,23 @@ function buildProgram(): Command {
       await runEvolve(config, options, interrupt.signal);
     });
 
-  withCommonOptions(withEvaluationOptions(
-    program
-      .command('interpolate')
-      .summary('score the models along the straight line from A to B: do two runs lie in one basin?')
-      .description(
-        'Scores (1-t) A + t B for t evenly spaced from 0 to 1 (the paper\'s question of whether two fine-tuned runs lie in one ' +
-          'basin of the loss, and so will soup well). Prints a table; --plot draws the curve as an SVG.',
-      )
-      .argument('<a>', 'a checkpoint (t = 0)')
-      .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
-      .addOption(withDefault('--steps <n>', 'points from A to B, both included', '11'))
-      .option('--plot <file.svg>', 'write the curve as an SVG line plot')
-      .addOption(shared.allowFused())
-      .addOption(shared.allowNonfinite()),
-  ))
+  withCommonOptions(
+    withEvaluationOptions(
+      program
+        .command('interpolate')
+        .summary('score the models along the straight line from A to B: do two runs lie in one basin?')
+        .description(
+          "Scores (1-t) A + t B for t evenly spaced from 0 to 1 (the paper's question of whether two fine-tuned runs lie in one " +
+            'basin of the loss, and so will soup well). Prints a table; --plot draws the curve as an SVG.',
+        )
+        .argument('<a>', 'a checkpoint (t = 0)')
+        .argument('<b>', 'a checkpoint with the same tensors (t = 1)')
+        .addOption(withDefault('--steps <n>', 'points from A to B, both included', '11'))
+        .option('--plot <file.svg>', 'write the curve as an SVG line plot')
+        .addOption(shared.allowFused())
+        .addOption(shared.allowNonfinite()),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -311,17 +378,21 @@ function buildProgram(): Command {
       await runInterpolate(a, b, options, interrupt.signal);
     });
 
-  withCommonOptions(withSoupOutputOptions(withMergeOptions(
-    program
-      .command('merge')
-      .summary('merge with a mergekit method (ties, dare, slerp, ...) from a mergekit YAML recipe or flags')
-      .description(
-        'Merges checkpoints with one of mergekit\'s methods, with mergekit\'s semantics, tensor by tensor in float64. Give a ' +
-          'mergekit YAML recipe (merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source), or the ' +
-          'inputs and --method with its parameters. A folder output also gets mergekit_config.yml.',
-      )
-      .argument('<inputs...>', 'a mergekit YAML recipe, or checkpoints and folders of checkpoints'),
-  )))
+  withCommonOptions(
+    withSoupOutputOptions(
+      withMergeOptions(
+        program
+          .command('merge')
+          .summary('merge with a mergekit method (ties, dare, slerp, ...) from a mergekit YAML recipe or flags')
+          .description(
+            "Merges checkpoints with one of mergekit's methods, with mergekit's semantics, tensor by tensor in float64. Give a " +
+              'mergekit YAML recipe (merge_method, base_model, models, parameters, dtype, out_dtype, tokenizer_source), or the ' +
+              'inputs and --method with its parameters. A folder output also gets mergekit_config.yml.',
+          )
+          .argument('<inputs...>', 'a mergekit YAML recipe, or checkpoints and folders of checkpoints'),
+      ),
+    ),
+  )
     .addHelpText(
       'after',
       examples([
@@ -372,13 +443,16 @@ function buildProgram(): Command {
             '--save-dir asks. Gates exit 3 when they fail.',
         )
         .argument('<inputs...>', 'checkpoints, or folders of checkpoints')
-        .option('--test <name=data>', 'a test set, repeatable (NAME=DATA; NAME defaults to the file name)', (value: string, previous: string[] = []) => [...previous, value])
+        .option('--test <name=data>', 'a test set, repeatable (NAME=DATA; NAME defaults to the file name)', (value: string, previous: string[] = []) => [
+          ...previous,
+          value,
+        ])
         .addOption(shared.acceptTies())
         .option('--save-dir <dir>', 'also write the uniform and greedy soups into this folder')
         .addOption(shared.force())
         .option('--markdown <file>', 'write a GitHub-flavoured Markdown report (for a PR comment or a job summary)')
-        .option('--plot <file.svg>', 'write the paper\'s Figure 1: validation score against mean test score')
-        .option('--fail-under <value>', 'gate: fail (exit 3) if the greedy soup\'s validation score is worse than this')
+        .option('--plot <file.svg>', "write the paper's Figure 1: validation score against mean test score")
+        .option('--fail-under <value>', "gate: fail (exit 3) if the greedy soup's validation score is worse than this")
         .option('--baseline <file.json>', 'gate: an earlier compare --json; fail if a soup row drops more than --max-drop')
         .option('--max-drop <d>', 'largest drop allowed against --baseline (default: 0)')
         .option('--require-greedy-beats-best', 'gate: fail unless the greedy soup is at least as good as the best ingredient on validation')
@@ -426,7 +500,7 @@ function buildProgram(): Command {
       .command('inspect')
       .summary('list tensors and metadata; check that checkpoints can be souped together')
       .description(
-        'Shows each checkpoint\'s format, tensors (name, dtype, shape), parameter count, size and metadata.\n' +
+        "Shows each checkpoint's format, tensors (name, dtype, shape), parameter count, size and metadata.\n" +
           'Given several checkpoints, says whether they can be souped together and, if not, why (exit 2).',
       )
       .argument('<checkpoints...>', 'checkpoints, or folders of checkpoints'),
@@ -443,7 +517,7 @@ function buildProgram(): Command {
       .summary('print the model card (README.md) of a soup, from the recipe in its metadata')
       .description(
         'Prints the Hugging Face model card of a soup made by soup: the same README.md a folder output gets, rendered from ' +
-          'the recipe stored in the weights\' metadata (method, metric, every ingredient with its score, greedy\'s steps, ' +
+          "the recipe stored in the weights' metadata (method, metric, every ingredient with its score, greedy's steps, " +
           'the command that made it).',
       )
       .argument('<soup>', 'a soup written by soup uniform, greedy, learned, merge or compare --save-dir'),

@@ -42,9 +42,18 @@ function parseNumber(flag: string, text: string): number {
 /** True when any flag that sets a merge parameter was given (a YAML recipe sets them itself). */
 export function givesParameters(options: MergeOptions): string | undefined {
   const flags: [string, unknown][] = [
-    ['weight', options.weight], ['density', options.density], ['gamma', options.gamma], ['lambda', options.lambda], ['t', options.t],
-    ['normalize', options.normalize], ['rescale', options.rescale], ['rescale-mode', options.rescaleMode], ['ties-scope', options.tiesScope],
-    ['filter-wise', options.filterWise], ['base', options.base], ['method', options.method],
+    ['weight', options.weight],
+    ['density', options.density],
+    ['gamma', options.gamma],
+    ['lambda', options.lambda],
+    ['t', options.t],
+    ['normalize', options.normalize],
+    ['rescale', options.rescale],
+    ['rescale-mode', options.rescaleMode],
+    ['ties-scope', options.tiesScope],
+    ['filter-wise', options.filterWise],
+    ['base', options.base],
+    ['method', options.method],
   ];
   return flags.find(([, value]) => value !== undefined)?.[0];
 }

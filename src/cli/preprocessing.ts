@@ -1,5 +1,14 @@
 import { z } from 'zod';
-import { CHANNEL_ORDERS, INTERPOLATIONS, LAYOUTS, MAX_IMAGE_SIDE, PRESET_NAMES, parseChannelValues, type PresetName, type Preprocessing } from '../data/preprocess.js';
+import {
+  CHANNEL_ORDERS,
+  INTERPOLATIONS,
+  LAYOUTS,
+  MAX_IMAGE_SIDE,
+  PRESET_NAMES,
+  parseChannelValues,
+  type PresetName,
+  type Preprocessing,
+} from '../data/preprocess.js';
 
 const channelValues = (flag: string) =>
   z

@@ -18,9 +18,19 @@ export interface SearchJournal {
 }
 
 /** Opens --score-cache: the evaluator answers ingredients from it, and the search looks its candidates up there. */
-export async function openSearchJournal(setup: EvaluationSetup, options: EvaluationOptions, file: string, checkpoints: readonly Checkpoint[], terminal: Terminal, signal: AbortSignal): Promise<SearchJournal> {
+export async function openSearchJournal(
+  setup: EvaluationSetup,
+  options: EvaluationOptions,
+  file: string,
+  checkpoints: readonly Checkpoint[],
+  terminal: Terminal,
+  signal: AbortSignal,
+): Promise<SearchJournal> {
   const identity = await evaluatorIdentity(setup, options);
-  const fileHashes = await hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), signal);
+  const fileHashes = await hashFiles(
+    checkpoints.flatMap((checkpoint) => checkpoint.files),
+    signal,
+  );
   const { journal, warnings } = await ScoreJournal.open(file);
   for (const warning of warnings) terminal.warn(warning);
   const hashes = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, fileHashes)]));

@@ -18,7 +18,13 @@ export interface SlurmFlags {
 
 /** The Slurm executor --executor slurm asks for, with what the user should know about its set-up. */
 export function slurmExecutor(options: SlurmFlags, onProgress?: ProgressListener): { executor: SlurmExecutor; workDir: string; warnings: string[] } {
-  const retryOn = options.retryOn === undefined ? [...DEFAULT_RETRY_STATES] : options.retryOn.split(',').map((state) => state.trim().toUpperCase()).filter(Boolean);
+  const retryOn =
+    options.retryOn === undefined
+      ? [...DEFAULT_RETRY_STATES]
+      : options.retryOn
+          .split(',')
+          .map((state) => state.trim().toUpperCase())
+          .filter(Boolean);
   for (const state of retryOn) {
     if (!(RETRYABLE_STATES as readonly string[]).includes(state)) {
       throw new UsageError(`--retry-on: ${state} is not a job state soup re-submits (it knows ${RETRYABLE_STATES.join(', ')})`);
@@ -35,7 +41,9 @@ export function slurmExecutor(options: SlurmFlags, onProgress?: ProgressListener
   const workDir = path.resolve(options.workDir ?? tmpdir());
   const warnings: string[] = [];
   if (options.workDir === undefined || workDir === path.resolve(tmpdir())) {
-    warnings.push(`--work-dir is ${workDir}, this machine's temporary folder: Slurm jobs on other nodes cannot read candidates written there; pass --work-dir on a filesystem every node shares`);
+    warnings.push(
+      `--work-dir is ${workDir}, this machine's temporary folder: Slurm jobs on other nodes cannot read candidates written there; pass --work-dir on a filesystem every node shares`,
+    );
   }
   const executor = new SlurmExecutor({
     command: options.evalCmd!,

@@ -10,7 +10,15 @@ import { listImageFolder } from './images.js';
 import { arrangeSamples, fitToInput, guessSampleLayout, imageDims, type InputFit, type SampleLayout } from './layout.js';
 import type { NumericArray } from './npy.js';
 import { openNpzArrays } from './npz.js';
-import { channelAffine, describePreprocessing, preprocessingSchema, resamples, resolvePreprocessing, type ChannelAffine, type Preprocessing } from './preprocess.js';
+import {
+  channelAffine,
+  describePreprocessing,
+  preprocessingSchema,
+  resamples,
+  resolvePreprocessing,
+  type ChannelAffine,
+  type Preprocessing,
+} from './preprocess.js';
 
 export type { Preprocessing } from './preprocess.js';
 export type { InputFit } from './layout.js';
@@ -151,7 +159,15 @@ export async function loadDataset(target: string, flags: Preprocessing = {}, opt
 }
 
 /** A data set from arrays in memory (tests, and callers that build data themselves). */
-export function datasetFromArrays(fields: { name: string; path?: string; x: ArrayLike<number>; y: Int32Array; sampleShape: number[]; sampleLayout?: SampleLayout; preprocessing?: Preprocessing }): Dataset {
+export function datasetFromArrays(fields: {
+  name: string;
+  path?: string;
+  x: ArrayLike<number>;
+  y: Int32Array;
+  sampleShape: number[];
+  sampleLayout?: SampleLayout;
+  preprocessing?: Preprocessing;
+}): Dataset {
   const store = memoryStore(fields.x, fields.sampleShape);
   return new StoredDataset({
     name: fields.name,
@@ -243,9 +259,13 @@ class StoredDataset implements Dataset {
         return new InputError(this.path, `sample ${start + Math.floor((i - at) / this.sampleSize)} holds ${values[i]}; every input must be a finite number`);
       }
     }
-    return new InputError(this.path, `preprocessing (${describePreprocessing(this.preprocessing)}) turns a value of sample ${sample} into ${value}; every input must be a finite number`, {
-      hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
-    });
+    return new InputError(
+      this.path,
+      `preprocessing (${describePreprocessing(this.preprocessing)}) turns a value of sample ${sample} into ${value}; every input must be a finite number`,
+      {
+        hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
+      },
+    );
   }
 
   private byteTable: Float32Array | undefined;
@@ -259,9 +279,13 @@ class StoredDataset implements Dataset {
       const bad = this.byteTable.findIndex((entry) => !Number.isFinite(entry));
       if (bad >= 0) {
         this.byteTable = undefined;
-        throw new InputError(this.path, `preprocessing (${describePreprocessing(this.preprocessing)}) turns the byte value ${bad % 256} into a non-finite number; every input must be a finite number`, {
-          hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
-        });
+        throw new InputError(
+          this.path,
+          `preprocessing (${describePreprocessing(this.preprocessing)}) turns the byte value ${bad % 256} into a non-finite number; every input must be a finite number`,
+          {
+            hint: 'check scale, offset, mean and std (in dataset.json or the flags)',
+          },
+        );
       }
     }
     const table = this.byteTable;
@@ -388,9 +412,13 @@ async function loadFolder(folder: string, steps: Preprocessing, options: LoadOpt
           bytes = gunzipSync(bytes, { maxOutputLength: MAX_IDX_BYTES });
         } catch (error) {
           const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-          throw new InputError(file, tooLarge ? `inflates to more than the ${MAX_IDX_BYTES} bytes soup reads from an IDX file` : `cannot gunzip: ${(error as Error).message}`, {
-            cause: error,
-          });
+          throw new InputError(
+            file,
+            tooLarge ? `inflates to more than the ${MAX_IDX_BYTES} bytes soup reads from an IDX file` : `cannot gunzip: ${(error as Error).message}`,
+            {
+              cause: error,
+            },
+          );
         }
       }
       return { file, array: parseIdx(bytes, file) };
@@ -399,7 +427,10 @@ async function loadFolder(folder: string, steps: Preprocessing, options: LoadOpt
   const labels = arrays.filter(({ array }) => array.shape.length === 1);
   const images = arrays.filter(({ array }) => array.shape.length > 1);
   if (labels.length !== 1 || images.length !== 1) {
-    throw new InputError(folder, `an IDX data set is one images file and one labels file; found ${images.length} and ${labels.length} (${idxFiles.join(', ')})`);
+    throw new InputError(
+      folder,
+      `an IDX data set is one images file and one labels file; found ${images.length} and ${labels.length} (${idxFiles.join(', ')})`,
+    );
   }
   const [{ file: labelFile, array: labelArray }] = labels as [{ file: string; array: NumericArray }];
   const [{ array: imageArray }] = images as [{ file: string; array: NumericArray }];

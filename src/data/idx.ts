@@ -3,12 +3,12 @@ import type { NumericArray } from './npy.js';
 
 /** IDX element types (LeCun's MNIST format); all multi-byte values are big-endian. */
 const IDX_TYPES: Record<number, { size: number; integer: boolean; get: (dv: DataView, at: number) => number }> = {
-  0x08: { size: 1, integer: true, get: (dv, at) => dv.getUint8(at) },
-  0x09: { size: 1, integer: true, get: (dv, at) => dv.getInt8(at) },
-  0x0b: { size: 2, integer: true, get: (dv, at) => dv.getInt16(at) },
-  0x0c: { size: 4, integer: true, get: (dv, at) => dv.getInt32(at) },
-  0x0d: { size: 4, integer: false, get: (dv, at) => dv.getFloat32(at) },
-  0x0e: { size: 8, integer: false, get: (dv, at) => dv.getFloat64(at) },
+  8: { size: 1, integer: true, get: (dv, at) => dv.getUint8(at) },
+  9: { size: 1, integer: true, get: (dv, at) => dv.getInt8(at) },
+  11: { size: 2, integer: true, get: (dv, at) => dv.getInt16(at) },
+  12: { size: 4, integer: true, get: (dv, at) => dv.getInt32(at) },
+  13: { size: 4, integer: false, get: (dv, at) => dv.getFloat32(at) },
+  14: { size: 8, integer: false, get: (dv, at) => dv.getFloat64(at) },
 };
 
 /** Parses an (already gunzipped) IDX file. */

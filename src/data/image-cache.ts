@@ -45,7 +45,16 @@ export function dataCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 export function imageCacheKey(folder: string, listing: ImageListing, steps: ImageSteps): string {
   const hash = createHash('sha256');
   const { channels, resize, crop } = steps;
-  hash.update(JSON.stringify({ version: CACHE_VERSION, folder: path.resolve(folder), channels: channels ?? 'auto', resize, interpolation: resize === undefined ? undefined : (steps.interpolation ?? 'bilinear'), crop }));
+  hash.update(
+    JSON.stringify({
+      version: CACHE_VERSION,
+      folder: path.resolve(folder),
+      channels: channels ?? 'auto',
+      resize,
+      interpolation: resize === undefined ? undefined : (steps.interpolation ?? 'bilinear'),
+      crop,
+    }),
+  );
   for (const entry of listing.files) hash.update(`\n${path.relative(folder, entry.file)}\t${entry.label}\t${entry.size}\t${entry.mtimeMs}`);
   return hash.digest('hex').slice(0, 32);
 }
@@ -115,7 +124,10 @@ async function readRange(file: string, position: number, length: number): Promis
     if (bytesRead !== length) throw new Error(`the file ends after ${position + bytesRead} bytes`);
     return out;
   } catch (error) {
-    throw new InputError(file, `the decoded-data cache cannot be read (${(error as Error).message})`, { hint: 'run the command again: a missing cache is rebuilt', cause: error });
+    throw new InputError(file, `the decoded-data cache cannot be read (${(error as Error).message})`, {
+      hint: 'run the command again: a missing cache is rebuilt',
+      cause: error,
+    });
   } finally {
     await handle?.close();
   }
@@ -167,9 +179,13 @@ async function buildCache(file: string, listing: ImageListing, steps: ImageSteps
       first ??= { image, file: source };
       if (image.width !== first.image.width || image.height !== first.image.height) {
         const resized = steps.resize !== undefined;
-        throw new InputError(source, `image is ${image.width}x${image.height}${resized ? ' after resizing' : ''}, but ${first.file} is ${first.image.width}x${first.image.height}; all images must have one size`, {
-          hint: resized ? 'add --crop to cut every image to one size' : 'resize them with --resize and --crop (or --preprocess imagenet)',
-        });
+        throw new InputError(
+          source,
+          `image is ${image.width}x${image.height}${resized ? ' after resizing' : ''}, but ${first.file} is ${first.image.width}x${first.image.height}; all images must have one size`,
+          {
+            hint: resized ? 'add --crop to cut every image to one size' : 'resize them with --resize and --crop (or --preprocess imagenet)',
+          },
+        );
       }
       grey &&= image.grey;
       if (buffered + image.pixels.length > WRITE_BUFFER_BYTES) {

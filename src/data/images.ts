@@ -112,7 +112,8 @@ function checkImageKind(bytes: Buffer, file: string): void {
 function checkPngSize(bytes: Buffer, file: string): void {
   if (bytes.subarray(0, 8).equals(PNG_MAGIC) && bytes.length >= 24) {
     const pixels = bytes.readUInt32BE(16) * bytes.readUInt32BE(20);
-    if (pixels > MAX_MEGAPIXELS * 1e6) throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
+    if (pixels > MAX_MEGAPIXELS * 1e6)
+      throw new InputError(file, `image claims ${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)} pixels, more than the ${MAX_MEGAPIXELS} megapixels allowed`);
   }
 }
 
@@ -142,7 +143,10 @@ export async function decodeImage(bytes: Buffer, file: string, steps: ImageSteps
     const size = resizedSize(width, height, steps.resize);
     // The shorter side becomes `resize`: a thin image would become a huge one.
     if (size.width * size.height > MAX_RESIZED_PIXELS) {
-      throw new InputError(file, `resize ${steps.resize} turns this ${width}x${height} image into ${size.width}x${size.height} pixels, more than the ${MAX_RESIZED_PIXELS} allowed`);
+      throw new InputError(
+        file,
+        `resize ${steps.resize} turns this ${width}x${height} image into ${size.width}x${size.height} pixels, more than the ${MAX_RESIZED_PIXELS} allowed`,
+      );
     }
     if (size.width !== width || size.height !== height) {
       try {

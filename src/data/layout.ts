@@ -85,19 +85,35 @@ export function fitToInput(sample: SampleDescription, modelDims: readonly number
     const [c, h, w] = layout === 'nchw' ? modelDims : [modelDims[2]!, modelDims[0]!, modelDims[1]!];
     const disagree: string[] = [];
     if (c! >= 0 && c !== image.channels) disagree.push(`${image.channels} channels vs ${c}`);
-    if ((h! >= 0 && h !== image.height) || (w! >= 0 && w !== image.width)) disagree.push(`${image.height}x${image.width} pixels vs ${h! < 0 ? '?' : h}x${w! < 0 ? '?' : w}`);
+    if ((h! >= 0 && h !== image.height) || (w! >= 0 && w !== image.width))
+      disagree.push(`${image.height}x${image.width} pixels vs ${h! < 0 ? '?' : h}x${w! < 0 ? '?' : w}`);
     if (disagree.length > 0) {
-      refuse(disagree.join(', '), c !== image.channels ? 'convert with --channels rgb or --channels grey' : 'resize with --resize and --crop (or --preprocess imagenet)');
+      refuse(
+        disagree.join(', '),
+        c !== image.channels ? 'convert with --channels rgb or --channels grey' : 'resize with --resize and --crop (or --preprocess imagenet)',
+      );
     }
     const shape = layout === 'nchw' ? [image.channels, image.height, image.width] : [image.height, image.width, image.channels];
-    const transpose = image.channels === 1 ? 'none' : layout === 'nchw' && sample.layout === 'hwc' ? 'hwc-to-chw' : layout === 'nhwc' && sample.layout === 'chw' ? 'chw-to-hwc' : 'none';
+    const transpose =
+      image.channels === 1
+        ? 'none'
+        : layout === 'nchw' && sample.layout === 'hwc'
+          ? 'hwc-to-chw'
+          : layout === 'nhwc' && sample.layout === 'chw'
+            ? 'chw-to-hwc'
+            : 'none';
     return { shape, layout, transpose };
   }
   const size = count(sample.shape);
   if (modelDims.length === 1) {
     if (modelDims[0]! >= 0 && modelDims[0] !== size) refuse(`${size} values per sample vs ${modelDims[0]}`);
     // A flat input takes the values in the order asked for (NCHW for a network trained on flattened CHW tensors).
-    const transpose = image !== undefined && image.channels > 1 && wanted === 'nchw' && sample.layout === 'hwc' ? 'hwc-to-chw' : wanted === 'nhwc' && sample.layout === 'chw' && image !== undefined && image.channels > 1 ? 'chw-to-hwc' : 'none';
+    const transpose =
+      image !== undefined && image.channels > 1 && wanted === 'nchw' && sample.layout === 'hwc'
+        ? 'hwc-to-chw'
+        : wanted === 'nhwc' && sample.layout === 'chw' && image !== undefined && image.channels > 1
+          ? 'chw-to-hwc'
+          : 'none';
     return { shape: [size], layout: 'flat', transpose };
   }
   const withoutUnits = (shape: readonly number[]) => shape.filter((dim) => dim !== 1);
@@ -124,7 +140,7 @@ export function arrangeSamples(
   target: Float32Array,
 ): void {
   const image = imageDims(sample);
-  const size = count * (fit.shape.reduce((a, b) => a * b, 1));
+  const size = count * fit.shape.reduce((a, b) => a * b, 1);
   if (image === undefined || (image.channels === 1 && fit.transpose === 'none')) {
     for (let i = 0; i < size; i++) target[i] = value(source[sourceStart + i]!, 0);
     return;

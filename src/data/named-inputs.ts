@@ -27,7 +27,8 @@ export async function loadNamedInputs(file: string, names: readonly string[]): P
   const all = parseNpz(bytes, file);
   const labels = all.get('y');
   if (labels === undefined) throw new InputError(file, `has no array "y" of labels (it has: ${[...all.keys()].join(', ') || 'none'})`);
-  if (labels.shape.length !== 1 || !labels.integer) throw new InputError(`${file}:y.npy`, `labels must be a vector of integer class indices, got shape [${labels.shape.join(', ')}]`);
+  if (labels.shape.length !== 1 || !labels.integer)
+    throw new InputError(`${file}:y.npy`, `labels must be a vector of integer class indices, got shape [${labels.shape.join(', ')}]`);
   const n = labels.shape[0]!;
   if (n === 0) throw new InputError(file, 'the data set is empty');
   const y = labels.values instanceof Int32Array ? labels.values : Int32Array.from(labels.values);

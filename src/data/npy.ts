@@ -14,10 +14,12 @@ const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
 type Descr = { size: number; integer: boolean; read: (bytes: Uint8Array, count: number) => NumericArray['values'] };
 
-const view = <T>(Ctor: new (buffer: ArrayBufferLike, offset: number, length: number) => T, size: number) => (bytes: Uint8Array, count: number): T => {
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  return new Ctor(aligned.buffer, aligned.byteOffset, count);
-};
+const view =
+  <T>(Ctor: new (buffer: ArrayBufferLike, offset: number, length: number) => T, size: number) =>
+  (bytes: Uint8Array, count: number): T => {
+    const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+    return new Ctor(aligned.buffer, aligned.byteOffset, count);
+  };
 
 function int64ToInt32(signed: boolean) {
   return (bytes: Uint8Array, count: number): Int32Array => {
@@ -80,10 +82,12 @@ export function parseNpyHeader(bytes: Uint8Array, file: string): NpyHeader | und
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) throw new InputError(file, `malformed .npy header: ${oneLine(header.trim(), 300)}`);
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    throw new InputError(file, `malformed .npy header: ${oneLine(header.trim(), 300)}`);
   if (fortran === 'True') throw new InputError(file, 'Fortran-ordered arrays are not supported (save with np.ascontiguousarray)');
   const dtype = DESCRS[descr.replace(/^=/, '<')];
-  if (dtype === undefined) throw new InputError(file, `dtype ${descr} is not supported (use bool, int8 to int64, uint8 to uint64, float16, float32 or float64, little-endian)`);
+  if (dtype === undefined)
+    throw new InputError(file, `dtype ${descr} is not supported (use bool, int8 to int64, uint8 to uint64, float16, float32 or float64, little-endian)`);
   const shape = shapeText
     .split(',')
     .map((part) => part.trim())
@@ -119,7 +123,7 @@ export function encodeNpy(values: Uint8Array | Float32Array | BigInt64Array | In
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shapeText}), }`;
   // numpy pads the header with spaces and a newline so data starts on a 64-byte boundary.
   const total = Math.ceil((10 + header.length + 1) / 64) * 64;
-  header = header.padEnd(total - 10 - 1, ' ') + '\n';
+  header = `${header.padEnd(total - 10 - 1, ' ')}\n`;
   const out = new Uint8Array(total + values.byteLength);
   out.set(NPY_MAGIC, 0);
   out[6] = 1;

@@ -21,19 +21,28 @@ export async function openLargeNpz(file: string, fileSize: number): Promise<Map<
     for (const entry of entries) {
       if (!entry.name.endsWith('.npy')) continue;
       const where = `${file}:${entry.name}`;
-      if (entry.method !== 0 && entry.method !== 8) throw new InputError(where, `compression method ${entry.method} is not supported (np.savez and np.savez_compressed use 0 and 8)`);
+      if (entry.method !== 0 && entry.method !== 8)
+        throw new InputError(where, `compression method ${entry.method} is not supported (np.savez and np.savez_compressed use 0 and 8)`);
       const local = await readAt(handle, entry.localOffset, 30, file);
       if (local.readUInt32LE(0) !== 0x04034b50) throw new InputError(where, 'the local header is missing (truncated or corrupt .npz)');
       const dataStart = entry.localOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
-      if (dataStart + entry.compressedSize > fileSize) throw new InputError(where, `claims ${entry.compressedSize} bytes at offset ${dataStart}, past the end of the file (truncated)`);
+      if (dataStart + entry.compressedSize > fileSize)
+        throw new InputError(where, `claims ${entry.compressedSize} bytes at offset ${dataStart}, past the end of the file (truncated)`);
       // Sizes are checked against the bytes really there before anything is allocated from them.
       const limit = entry.method === 0 ? entry.compressedSize : entry.compressedSize * MAX_DEFLATE_RATIO + 1024;
-      if (entry.size > limit) throw new InputError(where, `claims ${entry.size} bytes from ${entry.compressedSize} stored bytes, more than the data can hold (corrupt or hostile file)`);
+      if (entry.size > limit)
+        throw new InputError(
+          where,
+          `claims ${entry.size} bytes from ${entry.compressedSize} stored bytes, more than the data can hold (corrupt or hostile file)`,
+        );
       const source = checkedSource(entry.method === 0 ? storedSource(file, dataStart) : deflatedSource(file, dataStart, entry.compressedSize), entry, where);
       const header = await readHeader(source, where, entry.size);
       const count = header.shape.reduce((a, b) => a * b, 1);
       if (header.dataStart + count * header.itemSize !== entry.size) {
-        throw new InputError(where, `shape (${header.shape.join(', ')}) needs ${count * header.itemSize} bytes, the entry holds ${entry.size - header.dataStart}`);
+        throw new InputError(
+          where,
+          `shape (${header.shape.join(', ')}) needs ${count * header.itemSize} bytes, the entry holds ${entry.size - header.dataStart}`,
+        );
       }
       arrays.set(entry.name.slice(0, -4), npzArray(header, source, where));
     }
@@ -73,7 +82,8 @@ async function readCentralDirectory(handle: FileHandle, file: string, fileSize: 
   const tail = await readAt(handle, fileSize - tailLength, tailLength, file);
   let where = locateDirectory(tail, file);
   if ('zip64At' in where) where = readZip64Record(await readAt(handle, where.zip64At, 56, file), file);
-  if (where.offset + where.size > fileSize || where.size > 64 * 1024 * 1024) throw new InputError(file, 'not a readable .npz (zip) file: the central directory lies outside the file');
+  if (where.offset + where.size > fileSize || where.size > 64 * 1024 * 1024)
+    throw new InputError(file, 'not a readable .npz (zip) file: the central directory lies outside the file');
   return parseDirectory(await readAt(handle, where.offset, where.size, file), where.count, file);
 }
 
@@ -119,7 +129,8 @@ function readZip64Record(record: Buffer, file: string): DirectoryPlace {
 function parseDirectory(directory: Buffer, count: number, file: string): Entry[] {
   const entries: Entry[] = [];
   for (let at = 0, k = 0; k < count; k++) {
-    if (at + 46 > directory.length || directory.readUInt32LE(at) !== 0x02014b50) throw new InputError(file, 'not a readable .npz (zip) file: corrupt central directory');
+    if (at + 46 > directory.length || directory.readUInt32LE(at) !== 0x02014b50)
+      throw new InputError(file, 'not a readable .npz (zip) file: corrupt central directory');
     const nameLength = directory.readUInt16LE(at + 28);
     const extraLength = directory.readUInt16LE(at + 30);
     const commentLength = directory.readUInt16LE(at + 32);
@@ -269,7 +280,8 @@ function npzArray(header: NpyHeader, source: ByteSource, where: string): NpzArra
       return { shape, values: await readRows(0, rows, rowSize), integer: header.integer };
     },
     readRows: (start, count, rowSize) => {
-      if (start < 0 || start + count > (shape[0] ?? 0)) return Promise.reject(new InputError(where, `rows ${start} to ${start + count} are outside the array's ${shape[0]}`));
+      if (start < 0 || start + count > (shape[0] ?? 0))
+        return Promise.reject(new InputError(where, `rows ${start} to ${start + count} are outside the array's ${shape[0]}`));
       return readRows(start, count, rowSize);
     },
   };

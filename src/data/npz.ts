@@ -57,7 +57,8 @@ function npyEntries(bytes: Uint8Array, file: string, wanted: readonly string[] |
 }
 
 function entryBytes(buffer: Buffer, entry: Entry, where: string): Uint8Array {
-  if (entry.method !== 0 && entry.method !== 8) throw new InputError(where, `compression method ${entry.method} is not supported (np.savez and np.savez_compressed use 0 and 8)`);
+  if (entry.method !== 0 && entry.method !== 8)
+    throw new InputError(where, `compression method ${entry.method} is not supported (np.savez and np.savez_compressed use 0 and 8)`);
   if (entry.localOffset + 30 > buffer.length || buffer.readUInt32LE(entry.localOffset) !== 0x04034b50) {
     throw new InputError(where, 'the local header is missing (truncated or corrupt .npz)');
   }
@@ -72,7 +73,10 @@ function entryBytes(buffer: Buffer, entry: Entry, where: string): Uint8Array {
       // Never more than the entry claims: the claim is what was checked against the budget.
       data = inflateRawSync(stored, { maxOutputLength: Math.max(1, entry.size) });
     } catch (error) {
-      const problem = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than the ${entry.size} bytes its zip entry claims` : (error as Error).message;
+      const problem =
+        (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+          ? `inflates to more than the ${entry.size} bytes its zip entry claims`
+          : (error as Error).message;
       throw new InputError(where, `not a readable .npz (zip) entry: ${problem}`, { cause: error });
     }
   }
@@ -89,7 +93,10 @@ function entryBytes(buffer: Buffer, entry: Entry, where: string): Uint8Array {
  */
 function checkEntrySize(entry: Entry, archiveBytes: number, file: string): void {
   if (entry.compressedSize > archiveBytes) {
-    throw new InputError(`${file}:${entry.name}`, `claims ${entry.compressedSize} compressed bytes, but the archive holds ${archiveBytes} (truncated or corrupt)`);
+    throw new InputError(
+      `${file}:${entry.name}`,
+      `claims ${entry.compressedSize} compressed bytes, but the archive holds ${archiveBytes} (truncated or corrupt)`,
+    );
   }
   const limit = entry.method === 0 ? entry.compressedSize : entry.compressedSize * MAX_DEFLATE_RATIO + 1024;
   if (entry.size > limit) {

@@ -9,7 +9,8 @@ import { DATASET_JSON, type Dataset } from './dataset.js';
 export function rawPixelsWarning(dataset: Dataset): string | undefined {
   if (dataset.format !== 'images') return undefined;
   const steps = dataset.preprocessing;
-  if (steps.preprocess !== undefined || steps.scale !== undefined || steps.offset !== undefined || steps.mean !== undefined || steps.std !== undefined) return undefined;
+  if (steps.preprocess !== undefined || steps.scale !== undefined || steps.offset !== undefined || steps.mean !== undefined || steps.std !== undefined)
+    return undefined;
   const shape = dataset.sampleShape.join('x');
   return (
     `${dataset.path}: the model is fed raw pixel values 0-255 (${shape}, ${dataset.sampleShape.at(-1) === 1 ? 'grey' : (steps.channels ?? 'rgb').toUpperCase()}), ` +

@@ -57,7 +57,13 @@ export class CandidateWriter {
       forget();
     };
     try {
-      await writeCheckpoint(target, planOutput(this.reference), fixedMetadata({ ...this.reference.metadata }), candidateProducer(candidate), companions ?? new Map());
+      await writeCheckpoint(
+        target,
+        planOutput(this.reference),
+        fixedMetadata({ ...this.reference.metadata }),
+        candidateProducer(candidate),
+        companions ?? new Map(),
+      );
     } catch (error) {
       await remove();
       throw error;

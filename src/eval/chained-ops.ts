@@ -35,25 +35,56 @@ export function registerChainedOps(core: { Tensor: unknown } & object): void {
   };
   for (const name of SAME_NAME) {
     const op = ops[name];
-    if (typeof op === 'function') define(name, function (...args) { return op(this, ...args); });
+    if (typeof op === 'function')
+      define(name, function (...args) {
+        return op(this, ...args);
+      });
   }
   const isTensor = (value: unknown): boolean => value instanceof (core.Tensor as new () => unknown);
   define('asScalar', function () {
     if (this.size !== 1) throw new Error('The array must have only 1 element.');
     return ops.reshape!(this, []);
   });
-  define('as1D', function () { return ops.reshape!(this, [this.size]); });
-  define('flatten', function () { return ops.reshape!(this, [this.size]); });
-  define('as2D', function (...shape) { return ops.reshape!(this, shape); });
-  define('as3D', function (...shape) { return ops.reshape!(this, shape); });
-  define('as4D', function (...shape) { return ops.reshape!(this, shape); });
-  define('as5D', function (...shape) { return ops.reshape!(this, shape); });
-  define('reshapeAs', function (x) { return ops.reshape!(this, (x as TensorLike).shape); });
-  define('asType', function (dtype) { return ops.cast!(this, dtype); });
-  define('toBool', function () { return ops.cast!(this, 'bool'); });
-  define('toFloat', function () { return ops.cast!(this, 'float32'); });
-  define('toInt', function () { return ops.cast!(this, 'int32'); });
-  define('concat', function (x, axis) { return ops.concat!([this, ...(isTensor(x) ? [x] : (x as unknown[]))], axis); });
-  define('stack', function (x, axis) { return ops.stack!([this, ...(isTensor(x) ? [x] : (x as unknown[]))], axis); });
-  define('where', function (condition, x) { return ops.where!(condition, this, x); });
+  define('as1D', function () {
+    return ops.reshape!(this, [this.size]);
+  });
+  define('flatten', function () {
+    return ops.reshape!(this, [this.size]);
+  });
+  define('as2D', function (...shape) {
+    return ops.reshape!(this, shape);
+  });
+  define('as3D', function (...shape) {
+    return ops.reshape!(this, shape);
+  });
+  define('as4D', function (...shape) {
+    return ops.reshape!(this, shape);
+  });
+  define('as5D', function (...shape) {
+    return ops.reshape!(this, shape);
+  });
+  define('reshapeAs', function (x) {
+    return ops.reshape!(this, (x as TensorLike).shape);
+  });
+  define('asType', function (dtype) {
+    return ops.cast!(this, dtype);
+  });
+  define('toBool', function () {
+    return ops.cast!(this, 'bool');
+  });
+  define('toFloat', function () {
+    return ops.cast!(this, 'float32');
+  });
+  define('toInt', function () {
+    return ops.cast!(this, 'int32');
+  });
+  define('concat', function (x, axis) {
+    return ops.concat!([this, ...(isTensor(x) ? [x] : (x as unknown[]))], axis);
+  });
+  define('stack', function (x, axis) {
+    return ops.stack!([this, ...(isTensor(x) ? [x] : (x as unknown[]))], axis);
+  });
+  define('where', function (condition, x) {
+    return ops.where!(condition, this, x);
+  });
 }

@@ -141,7 +141,7 @@ export class CommandEvaluator implements Evaluator {
   /** What each placeholder stands for: filled in one pass, so no value is ever read as a template. */
   private placeholders(checkpointPath: string, checkpointFile = checkpointPath): Record<string, string> {
     const values: Record<string, string> = { ckpt: checkpointPath, ckpt_file: checkpointFile };
-    if (this.options.data !== undefined) values['data'] = this.options.data;
+    if (this.options.data !== undefined) values.data = this.options.data;
     return values;
   }
 
@@ -175,7 +175,6 @@ export class CommandEvaluator implements Evaluator {
   async dispose(): Promise<void> {
     await this.executor.dispose();
   }
-
 }
 
 /** The local executor: runs each command here, in its own process group, as --jobs allows. */
@@ -218,7 +217,11 @@ export class LocalExecutor implements Executor {
         const tail = lastLines(stderr);
         if (why === 'interrupt') return reject(signal?.reason instanceof SoupError ? signal.reason : new InterruptedError());
         if (why === 'flood') {
-          return reject(new EvalCommandError(`evaluation command \`${this.options.command}\` printed more than ${MAX_STDOUT_BYTES / 1024 / 1024} MB on stdout; it should print its metrics as the last line`));
+          return reject(
+            new EvalCommandError(
+              `evaluation command \`${this.options.command}\` printed more than ${MAX_STDOUT_BYTES / 1024 / 1024} MB on stdout; it should print its metrics as the last line`,
+            ),
+          );
         }
         if (why === 'timeout') {
           return reject(new EvalCommandError(`evaluation command \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s${tail}`));
@@ -235,7 +238,10 @@ export class LocalExecutor implements Executor {
 
 /** The end of a command's stderr, folded into one line for an error message. */
 export function lastLines(stderr: string): string {
-  const lines = stderr.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
+  const lines = stderr
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
   if (lines.length === 0) return '';
   const tail = lines.slice(-3).join(' | ');
   return `; stderr ends: ${tail.length > 300 ? `...${tail.slice(-300)}` : tail}`;

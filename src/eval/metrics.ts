@@ -12,10 +12,55 @@ export type Direction = 'maximize' | 'minimize';
 const SPLIT_PREFIX = /^(?:eval|val|valid|validation|dev|test|train)[_/-]/i;
 
 /** Names whose direction everyone agrees on, as scripts print them (lower case, prefix removed). */
-const MINIMIZED = new Set(['loss', 'nll', 'perplexity', 'ppl', 'wer', 'cer', 'ter', 'mse', 'mae', 'rmse', 'mape', 'error', 'err', 'error_rate', 'log_loss', 'logloss', 'brier', 'brier_score']);
+const MINIMIZED = new Set([
+  'loss',
+  'nll',
+  'perplexity',
+  'ppl',
+  'wer',
+  'cer',
+  'ter',
+  'mse',
+  'mae',
+  'rmse',
+  'mape',
+  'error',
+  'err',
+  'error_rate',
+  'log_loss',
+  'logloss',
+  'brier',
+  'brier_score',
+]);
 const MAXIMIZED = new Set([
-  'accuracy', 'acc', 'top1', 'top5', 'margin', 'f1', 'bleu', 'sacrebleu', 'chrf', 'meteor', 'exact_match', 'em', 'auc', 'roc_auc', 'pr_auc',
-  'precision', 'recall', 'matthews_correlation', 'mcc', 'pearson', 'pearsonr', 'spearman', 'spearmanr', 'r2', 'map', 'mrr', 'ndcg', 'bertscore',
+  'accuracy',
+  'acc',
+  'top1',
+  'top5',
+  'margin',
+  'f1',
+  'bleu',
+  'sacrebleu',
+  'chrf',
+  'meteor',
+  'exact_match',
+  'em',
+  'auc',
+  'roc_auc',
+  'pr_auc',
+  'precision',
+  'recall',
+  'matthews_correlation',
+  'mcc',
+  'pearson',
+  'pearsonr',
+  'spearman',
+  'spearmanr',
+  'r2',
+  'map',
+  'mrr',
+  'ndcg',
+  'bertscore',
 ]);
 /** Families of names: rouge1, rougeL, rougeLsum; f1_macro; accuracy_top5; exact_match_squad; ...; and anything ending in _loss or _error. */
 const MAXIMIZED_FAMILIES = /^(?:rouge|f1|accuracy|acc|bleu|exact_match|auc|roc_auc|precision|recall|ndcg|map|mrr|top\d+)(?:$|[_@-]|\d|l)/;

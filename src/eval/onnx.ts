@@ -145,7 +145,9 @@ export class OnnxEvaluator implements Evaluator {
     const output = options.outputName === undefined ? scan.outputs[0] : scan.outputs.find((candidate) => candidate.name === options.outputName);
     if (output === undefined) {
       throw new UsageError(
-        options.outputName === undefined ? `${model.path}: the model has no outputs` : `--output-name: the model has no output "${options.outputName}" (it has ${scan.outputs.map((o) => o.name).join(', ')})`,
+        options.outputName === undefined
+          ? `${model.path}: the model has no outputs`
+          : `--output-name: the model has no output "${options.outputName}" (it has ${scan.outputs.map((o) => o.name).join(', ')})`,
       );
     }
     const classes = output.dims[output.dims.length - 1];
@@ -155,11 +157,14 @@ export class OnnxEvaluator implements Evaluator {
     const probabilities = endsInSoftmax(model, output.name);
     const { feeds, labels, dataPath } = await makeFeeds(modelInputs, options.data, model.path, options.preloadBytes ?? PRELOAD_BYTES);
     const outside = labels.findIndex((label) => label >= classes);
-    if (outside >= 0) throw new InputError(dataPath, `label ${labels[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
+    if (outside >= 0)
+      throw new InputError(dataPath, `label ${labels[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
     const fixedBatch = modelInputs.map((input) => input.dims[0]).find((dim): dim is number => typeof dim === 'number');
     const batchSize = fixedBatch ?? options.batchSize ?? 512;
     if (fixedBatch !== undefined && labels.length % fixedBatch !== 0) {
-      throw new InputError(model.path, `the model takes batches of exactly ${fixedBatch} samples, which ${labels.length} samples do not divide into`, { hint: 'export with a dynamic batch dimension (dynamic_axes)' });
+      throw new InputError(model.path, `the model takes batches of exactly ${fixedBatch} samples, which ${labels.length} samples do not divide into`, {
+        hint: 'export with a dynamic batch dimension (dynamic_axes)',
+      });
     }
     const threads = options.threads ?? availableParallelism();
     return new OnnxEvaluator(ort, skeleton, weights, offset, feeds, labels, output.name, classes, probabilities, batchSize, threads, dataPath, model.path);
@@ -200,7 +205,11 @@ export class OnnxEvaluator implements Evaluator {
    * Runs the candidate batch by batch. session.run blocks the event loop for a batch, so the loop
    * yields between batches: a Ctrl-C is seen after at most one batch.
    */
-  private async run(candidate: CandidateWeights, signal: AbortSignal | undefined, onBatch: (outputs: Float32Array, start: number, size: number) => boolean): Promise<{ pruned: boolean; scored: number }> {
+  private async run(
+    candidate: CandidateWeights,
+    signal: AbortSignal | undefined,
+    onBatch: (outputs: Float32Array, start: number, size: number) => boolean,
+  ): Promise<{ pruned: boolean; scored: number }> {
     throwIfAborted(signal);
     const { session, data } = await this.createSession(candidate);
     const n = this.labels.length;
@@ -214,7 +223,10 @@ export class OnnxEvaluator implements Evaluator {
         const results = await session.run(await this.batchFeeds(start, size), [this.outputName]);
         const output = results[this.outputName]!;
         if (output.type !== 'float32' || output.size !== size * this.classes) {
-          throw new InputError(this.dataPath, `output "${this.outputName}" has shape [${output.dims.join(', ')}] (${output.type}), not [${size}, ${this.classes}] float32`);
+          throw new InputError(
+            this.dataPath,
+            `output "${this.outputName}" has shape [${output.dims.join(', ')}] (${output.type}), not [${size}, ${this.classes}] float32`,
+          );
         }
         scored += size;
         pruned = onBatch(output.data as Float32Array, start, size);
@@ -235,9 +247,15 @@ export class OnnxEvaluator implements Evaluator {
     for (const { initializer, offset, length } of this.weights) {
       const values = await candidate.floats(initializer.name);
       if (values.length * dtypeSize(initializer.dtype) !== length) {
-        throw new InputError('candidate', `has ${values.length} values for "${initializer.name}", whose shape [${initializer.dims.join(', ')}] needs ${length / dtypeSize(initializer.dtype)}`);
+        throw new InputError(
+          'candidate',
+          `has ${values.length} values for "${initializer.name}", whose shape [${initializer.dims.join(', ')}] needs ${length / dtypeSize(initializer.dtype)}`,
+        );
       }
-      const bytes = initializer.dtype === 'F32' ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : encodeFloats(values, initializer.dtype as FloatDType);
+      const bytes =
+        initializer.dtype === 'F32'
+          ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+          : encodeFloats(values, initializer.dtype as FloatDType);
       data.set(bytes, offset);
     }
     try {
@@ -270,17 +288,29 @@ export class OnnxEvaluator implements Evaluator {
  * data set's samples, reshaped to the input's shape when the element counts agree; a model with
  * several inputs takes the .npz arrays named like them.
  */
-async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath: string, preloadBytes: number): Promise<{ feeds: Feed[]; labels: Int32Array; dataPath: string }> {
+async function makeFeeds(
+  inputs: readonly ValueInfo[],
+  data: OnnxData,
+  modelPath: string,
+  preloadBytes: number,
+): Promise<{ feeds: Feed[]; labels: Int32Array; dataPath: string }> {
   if (inputs.length === 0) throw new InputError(modelPath, 'the model has no inputs to feed');
   const typeOf = (input: ValueInfo): Feed['type'] => {
     const type = ELEMENT_TYPES[input.elemType];
-    if (type === undefined) throw new InputError(modelPath, `input "${input.name}" has element type ${input.elemType}, which soup cannot feed (float, double, int32, int64 and bool can be)`);
+    if (type === undefined)
+      throw new InputError(
+        modelPath,
+        `input "${input.name}" has element type ${input.elemType}, which soup cannot feed (float, double, int32, int64 and bool can be)`,
+      );
     return type;
   };
   if (data.kind === 'single') {
     const { dataset } = data;
     if (inputs.length > 1) {
-      throw new InputError(dataset.path, `the model has ${inputs.length} inputs (${inputs.map((input) => input.name).join(', ')}): give an .npz with an array for each, named like them, and "y"`);
+      throw new InputError(
+        dataset.path,
+        `the model has ${inputs.length} inputs (${inputs.map((input) => input.name).join(', ')}): give an .npz with an array for each, named like them, and "y"`,
+      );
     }
     const input = inputs[0]!;
     // The data set decides how samples map to the input (NCHW or NHWC images, flat reshapes) or says which shapes disagree.
@@ -298,7 +328,11 @@ async function makeFeeds(inputs: readonly ValueInfo[], data: OnnxData, modelPath
     const sampleShape = array.shape.slice(1);
     const expected = input.dims.slice(1);
     const mismatch = expected.length !== sampleShape.length || expected.some((dim, i) => typeof dim === 'number' && dim !== sampleShape[i]);
-    if (mismatch) throw new InputError(`${named.path}:${input.name}.npy`, `samples have shape [${sampleShape.join(', ')}], the model's input "${input.name}" expects [${expected.join(', ')}]`);
+    if (mismatch)
+      throw new InputError(
+        `${named.path}:${input.name}.npy`,
+        `samples have shape [${sampleShape.join(', ')}], the model's input "${input.name}" expects [${expected.join(', ')}]`,
+      );
     return { name: input.name, type: typeOf(input), slice: kept(convert(array.values, typeOf(input)), numel(sampleShape)), sampleShape };
   });
   return { feeds, labels: named.y, dataPath: named.path };

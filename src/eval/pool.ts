@@ -47,16 +47,23 @@ export async function scoreInParallel(
             const worker = new Worker(new URL('./score-worker.js', import.meta.url), { workerData: job });
             workers.push(worker);
             let received = 0;
-            worker.on('message', (message: { index: number; evaluation?: Evaluation; error?: { message: string; soup?: { exitCode: ExitCode; hint?: string } } }) => {
-              if (message.error !== undefined) {
-                const { soup } = message.error;
-                reject(soup === undefined ? new Error(message.error.message) : new SoupError(message.error.message, soup.exitCode, soup.hint === undefined ? {} : { hint: soup.hint }));
-                return;
-              }
-              results[message.index] = message.evaluation!;
-              options.onScored?.(message.index);
-              if (++received === share.length) resolve();
-            });
+            worker.on(
+              'message',
+              (message: { index: number; evaluation?: Evaluation; error?: { message: string; soup?: { exitCode: ExitCode; hint?: string } } }) => {
+                if (message.error !== undefined) {
+                  const { soup } = message.error;
+                  reject(
+                    soup === undefined
+                      ? new Error(message.error.message)
+                      : new SoupError(message.error.message, soup.exitCode, soup.hint === undefined ? {} : { hint: soup.hint }),
+                  );
+                  return;
+                }
+                results[message.index] = message.evaluation!;
+                options.onScored?.(message.index);
+                if (++received === share.length) resolve();
+              },
+            );
             // An error thrown outside the scoring loop (building the model) arrives as a plain clone.
             worker.on('error', (error: Error & { exitCode?: ExitCode; hint?: string }) =>
               reject(error.exitCode === undefined ? error : new SoupError(error.message, error.exitCode, error.hint === undefined ? {} : { hint: error.hint })),
@@ -64,7 +71,9 @@ export async function scoreInParallel(
             worker.on('exit', (code) => {
               if (received < share.length) reject(new Error(`a scoring worker stopped (exit code ${code}) before scoring its ingredients`));
             });
-            options.signal?.addEventListener('abort', () => reject(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('aborted')), { once: true });
+            options.signal?.addEventListener('abort', () => reject(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('aborted')), {
+              once: true,
+            });
           }),
       ),
     );
@@ -99,7 +108,12 @@ export interface ScoreAllOptions {
  * others through their signal, and is thrown only once every task has finished cleaning up, so no
  * process or temporary checkpoint outlives the call.
  */
-export async function runConcurrently(count: number, jobs: number, task: (index: number, signal: AbortSignal) => Promise<void>, signal?: AbortSignal): Promise<void> {
+export async function runConcurrently(
+  count: number,
+  jobs: number,
+  task: (index: number, signal: AbortSignal) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
   throwIfAborted(signal);
   const stop = new AbortController();
   const onAbort = (): void => stop.abort(signal!.reason);
@@ -127,29 +141,39 @@ export async function runConcurrently(count: number, jobs: number, task: (index:
 }
 
 /** Scores every ingredient with an evaluator that takes several candidates at once, `jobs` at a time. */
-async function scoreConcurrently(checkpoints: readonly Checkpoint[], evaluator: Evaluator, jobs: number, options: ScoreAllOptions): Promise<{ scores: number[]; samples: number; jobs: number }> {
+async function scoreConcurrently(
+  checkpoints: readonly Checkpoint[],
+  evaluator: Evaluator,
+  jobs: number,
+  options: ScoreAllOptions,
+): Promise<{ scores: number[]; samples: number; jobs: number }> {
   const scores: number[] = new Array(checkpoints.length);
   let samples = 0;
   let running = 0;
   let done = 0;
   let seconds = 0;
   const status = (): ScoringStatus => ({ running, ...(done > 0 ? { secondsEach: seconds / done } : {}) });
-  await runConcurrently(checkpoints.length, jobs, async (k, signal) => {
-    const checkpoint = checkpoints[k]!;
-    running++;
-    options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
-    const started = performance.now();
-    try {
-      const evaluation = await evaluator.evaluate(ingredientWeights(checkpoint, options.allowNonFinite), signal);
-      scores[k] = evaluation.metrics[options.metric]!;
-      samples += evaluation.scored ?? evaluation.n ?? 0;
-      seconds += (performance.now() - started) / 1000;
-      done++;
-    } finally {
-      running--;
-    }
-    options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
-  }, options.signal);
+  await runConcurrently(
+    checkpoints.length,
+    jobs,
+    async (k, signal) => {
+      const checkpoint = checkpoints[k]!;
+      running++;
+      options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
+      const started = performance.now();
+      try {
+        const evaluation = await evaluator.evaluate(ingredientWeights(checkpoint, options.allowNonFinite), signal);
+        scores[k] = evaluation.metrics[options.metric]!;
+        samples += evaluation.scored ?? evaluation.n ?? 0;
+        seconds += (performance.now() - started) / 1000;
+        done++;
+      } finally {
+        running--;
+      }
+      options.onProgress?.(done, checkpoints.length, checkpoint.name, status());
+    },
+    options.signal,
+  );
   return { scores, samples, jobs: Math.min(jobs, checkpoints.length) };
 }
 
@@ -174,10 +198,15 @@ export async function scoreIngredients(
   const measured =
     todo.length === 0
       ? { scores: [], samples: 0, jobs: 1 }
-      : await scoreEvery(todo.map((k) => checkpoints[k]!), evaluator, parallel, {
-          ...options,
-          onProgress: (done, _total, candidate, status) => options.onProgress?.(done + recalled, checkpoints.length, candidate, status),
-        });
+      : await scoreEvery(
+          todo.map((k) => checkpoints[k]!),
+          evaluator,
+          parallel,
+          {
+            ...options,
+            onProgress: (done, _total, candidate, status) => options.onProgress?.(done + recalled, checkpoints.length, candidate, status),
+          },
+        );
   const scores = checkpoints.map((_, k) => known[k]?.metrics[options.metric] ?? measured.scores[todo.indexOf(k)]!);
   return { scores, samples: measured.samples, jobs: measured.jobs };
 }
@@ -211,7 +240,12 @@ async function scoreEvery(
     const evaluations = await scoreInParallel(
       checkpoints.slice(1).map(({ name, path, format }) => ({ name, path, format })),
       parallel!,
-      { jobs, allowNonFinite: options.allowNonFinite ?? false, signal: options.signal, onScored: () => options.onProgress?.(++done, checkpoints.length, 'in parallel') },
+      {
+        jobs,
+        allowNonFinite: options.allowNonFinite ?? false,
+        signal: options.signal,
+        onScored: () => options.onProgress?.(++done, checkpoints.length, 'in parallel'),
+      },
     );
     evaluations.forEach((evaluation, i) => {
       scores[i + 1] = evaluation.metrics[options.metric]!;

@@ -15,7 +15,19 @@ export const DEFAULT_RETRY_STATES = ['NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL'] as c
 /** States --retry-on may name. */
 export const RETRYABLE_STATES = ['NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'TIMEOUT', 'CANCELLED', 'OUT_OF_MEMORY', 'DEADLINE'] as const;
 /** Job states after which Slurm runs nothing more of the job. */
-const TERMINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY', 'REVOKED', 'SPECIAL_EXIT']);
+const TERMINAL = new Set([
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+  'TIMEOUT',
+  'NODE_FAIL',
+  'PREEMPTED',
+  'BOOT_FAIL',
+  'DEADLINE',
+  'OUT_OF_MEMORY',
+  'REVOKED',
+  'SPECIAL_EXIT',
+]);
 /** A job squeue no longer knows (purged, or the controller lost its state) is called this. */
 const VANISHED = 'VANISHED';
 /** How much of a job's stdout is read back: the metrics are on its last line. */
@@ -125,7 +137,10 @@ export class SlurmExecutor implements Executor {
 
   run(job: EvalJob, signal?: AbortSignal): Promise<string> {
     const promise = this.runJob(job, signal === undefined ? this.closing.signal : AbortSignal.any([signal, this.closing.signal]));
-    const settled = promise.then(() => {}, () => {});
+    const settled = promise.then(
+      () => {},
+      () => {},
+    );
     this.running.add(settled);
     void settled.then(() => this.running.delete(settled));
     return promise;
@@ -154,7 +169,9 @@ export class SlurmExecutor implements Executor {
       const outcome = await this.conclude(tracked, job.label);
       if (outcome.stdout !== undefined) return outcome.stdout;
       if (attempt > this.options.retries) {
-        throw new SlurmJobError(`evaluation of ${job.label}: Slurm job ${tracked.id} ${outcome.why}; gave up after ${this.options.retries} re-submission${this.options.retries === 1 ? '' : 's'} (--retries)`);
+        throw new SlurmJobError(
+          `evaluation of ${job.label}: Slurm job ${tracked.id} ${outcome.why}; gave up after ${this.options.retries} re-submission${this.options.retries === 1 ? '' : 's'} (--retries)`,
+        );
       }
     }
   }
@@ -167,7 +184,16 @@ export class SlurmExecutor implements Executor {
     const entry = (await this.loadLog()).get(job.key!);
     if (entry === undefined) return undefined;
     const [state] = (await this.query([entry.id])).get(entry.id) ?? [VANISHED, ''];
-    const record: SlurmJobRecord = { id: entry.id, label: job.label, state, queuedSeconds: null, runningSeconds: null, output: entry.out, attempt: 1, reattached: true };
+    const record: SlurmJobRecord = {
+      id: entry.id,
+      label: job.label,
+      state,
+      queuedSeconds: null,
+      runningSeconds: null,
+      output: entry.out,
+      attempt: 1,
+      reattached: true,
+    };
     const waited = !TERMINAL.has(state) && state !== VANISHED;
     if (waited) {
       this.records.push(record);
@@ -199,7 +225,15 @@ export class SlurmExecutor implements Executor {
       `#!/bin/sh\n# soup evaluation: ${job.label.replace(/\n/g, ' ')}\ntrap 'exit 143' TERM INT\n/bin/sh -c ${shellQuote(job.command)}\nstatus=$?\necho $status > ${shellQuote(`${files.rc}.part`)} && mv ${shellQuote(`${files.rc}.part`)} ${shellQuote(files.rc)}\nexit $status\n`,
       { mode: 0o755 },
     );
-    const args = ['--parsable', '--no-requeue', `--job-name=${`soup: ${job.label}`.slice(0, 120)}`, `--output=${slurmFilename(files.out)}`, `--error=${slurmFilename(files.err)}`, ...this.options.sbatchArgs, files.script];
+    const args = [
+      '--parsable',
+      '--no-requeue',
+      `--job-name=${`soup: ${job.label}`.slice(0, 120)}`,
+      `--output=${slurmFilename(files.out)}`,
+      `--error=${slurmFilename(files.err)}`,
+      ...this.options.sbatchArgs,
+      files.script,
+    ];
     let stdout: string;
     try {
       ({ stdout } = await run('sbatch', args, { signal }));
@@ -221,7 +255,17 @@ export class SlurmExecutor implements Executor {
   }
 
   private track(id: string, record: SlurmJobRecord, files: JobFiles): Tracked {
-    const tracked: Tracked = { id, record, submittedAt: performance.now(), submittedWall: Date.now(), state: record.state, reason: '', files, missing: 0, settle: () => {} };
+    const tracked: Tracked = {
+      id,
+      record,
+      submittedAt: performance.now(),
+      submittedWall: Date.now(),
+      state: record.state,
+      reason: '',
+      files,
+      missing: 0,
+      settle: () => {},
+    };
     this.tracked.set(id, tracked);
     this.report();
     if (!this.polling) {
@@ -259,7 +303,9 @@ export class SlurmExecutor implements Executor {
     if (tracked.timedOut === true) {
       await this.awaitGone(id);
       await removeFiles([files.script, files.rc, `${files.rc}.part`]);
-      throw new SlurmJobError(`evaluation of ${label}: \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s in Slurm job ${id}; its output is in ${files.out}`);
+      throw new SlurmJobError(
+        `evaluation of ${label}: \`${this.options.command}\` timed out after ${this.options.timeoutSeconds} s in Slurm job ${id}; its output is in ${files.out}`,
+      );
     }
     if (code === 0) {
       const stdout = await readTail(files.out);
@@ -272,7 +318,9 @@ export class SlurmExecutor implements Executor {
     if (code !== undefined && endedByItself) {
       const stderr = await readTail(files.err).catch(() => '');
       await removeFiles([files.script, files.rc]);
-      throw new SlurmJobError(`evaluation of ${label}: \`${this.options.command}\` exited with code ${code} in Slurm job ${id}; its output is in ${files.out}${lastLines(stderr)}`);
+      throw new SlurmJobError(
+        `evaluation of ${label}: \`${this.options.command}\` exited with code ${code} in Slurm job ${id}; its output is in ${files.out}${lastLines(stderr)}`,
+      );
     }
     const why = `ended ${state}${reason === '' || reason === 'None' ? '' : ` (${reason})`} before the command finished`;
     if (state === VANISHED || (state !== 'COMPLETED' && state !== 'FAILED' && this.options.retryOn.includes(state))) {
@@ -317,7 +365,11 @@ export class SlurmExecutor implements Executor {
         failures = 0;
       } catch (error) {
         // The controller may be restarting: keep waiting, and say so once it lasts.
-        if (++failures % 10 === 5) this.options.onProgress?.({ kind: 'warning', message: `squeue has failed ${failures} times in a row (${(error as Error).message}); still waiting for Slurm jobs ${ids.join(', ')}` });
+        if (++failures % 10 === 5)
+          this.options.onProgress?.({
+            kind: 'warning',
+            message: `squeue has failed ${failures} times in a row (${(error as Error).message}); still waiting for Slurm jobs ${ids.join(', ')}`,
+          });
         interval = Math.min(max, interval * 1.15);
         continue;
       }
@@ -380,7 +432,9 @@ export class SlurmExecutor implements Executor {
   private async awaitGone(id: string): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      const { stdout } = await run('squeue', ['-h', '--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED,REQUEUED', `--jobs=${id}`, '--format=%i']).catch(() => ({ stdout: '' }));
+      const { stdout } = await run('squeue', ['-h', '--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED,REQUEUED', `--jobs=${id}`, '--format=%i']).catch(
+        () => ({ stdout: '' }),
+      );
       if (stdout.trim() === '') return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -499,9 +553,15 @@ export function splitArguments(text: string): string[] {
 function slurmCommandError(tool: string, error: unknown, hint?: string): SoupError {
   const failure = error as NodeJS.ErrnoException & { stderr?: string };
   if (failure.code === 'ENOENT') {
-    return new UsageError(`${tool} is not on PATH: --executor slurm runs Slurm's sbatch, squeue and scancel`, { hint: 'run soup on a Slurm login node, or leave out --executor slurm' });
+    return new UsageError(`${tool} is not on PATH: --executor slurm runs Slurm's sbatch, squeue and scancel`, {
+      hint: 'run soup on a Slurm login node, or leave out --executor slurm',
+    });
   }
-  const said = String(failure.stderr ?? failure.message).trim().split('\n').filter(Boolean).join(' | ');
+  const said = String(failure.stderr ?? failure.message)
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .join(' | ');
   return new UsageError(`${tool} failed: ${said}`, hint === undefined ? {} : { hint });
 }
 
@@ -537,7 +597,9 @@ async function readTail(file: string): Promise<string> {
   try {
     const { size } = await handle.stat();
     if (size > MAX_STDOUT_BYTES) {
-      throw new SlurmJobError(`${file}: the evaluation printed more than ${MAX_STDOUT_BYTES / 1024 / 1024} MB on stdout; it should print its metrics as the last line`);
+      throw new SlurmJobError(
+        `${file}: the evaluation printed more than ${MAX_STDOUT_BYTES / 1024 / 1024} MB on stdout; it should print its metrics as the last line`,
+      );
     }
     const length = Math.min(size, TAIL_BYTES);
     const buffer = Buffer.alloc(length);

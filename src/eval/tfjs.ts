@@ -141,7 +141,8 @@ export class TfjsEvaluator implements Evaluator, GradientSource {
     try {
       fit = dataset.fitTo(modelDims);
       const outside = dataset.y.findIndex((label) => label >= classes);
-      if (outside >= 0) throw new InputError(dataset.path, `label ${dataset.y[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
+      if (outside >= 0)
+        throw new InputError(dataset.path, `label ${dataset.y[outside]} of sample ${outside} is outside the model's ${classes} classes (0 to ${classes - 1})`);
     } catch (error) {
       model.dispose();
       throw error;
@@ -227,10 +228,7 @@ export class TfjsEvaluator implements Evaluator, GradientSource {
     for (const weight of this.model.weights) {
       const tensor = byName.get(weight.originalName);
       if (tensor === undefined) throw new InputError('candidate', `has no tensor for the model weight "${weight.originalName}"`);
-      const values =
-        weight.dtype === 'int32'
-          ? new Int32Array((await candidate.bytes(tensor.name)).buffer)
-          : await candidate.floats(tensor.name);
+      const values = weight.dtype === 'int32' ? new Int32Array((await candidate.bytes(tensor.name)).buffer) : await candidate.floats(tensor.name);
       const next = tf.tensor(values, weight.shape as number[], weight.dtype);
       weight.write(next);
       next.dispose();

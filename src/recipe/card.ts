@@ -27,10 +27,11 @@ export function renderCard(recipe: Recipe, name: string, output: string = name):
   if (steps.length > 0) lines.push('', '### Greedy steps', '', ...steps);
   if (typeof recipe.mergekit === 'string') lines.push('', '### mergekit configuration', '', '```yaml', recipe.mergekit.trimEnd(), '```');
   lines.push('', '## Reproduce', '');
-  if (Array.isArray(recipe.command)) lines.push('```sh', commandLine((recipe.command as string[]).map((arg) => arg.replaceAll(OUTPUT_PLACEHOLDER, output))), '```', '');
+  if (Array.isArray(recipe.command))
+    lines.push('```sh', commandLine((recipe.command as string[]).map((arg) => arg.replaceAll(OUTPUT_PLACEHOLDER, output))), '```', '');
   lines.push(
     `Made with ${recipe.tool} ${recipe.version}. The recipe, with the SHA-256 of every ingredient file, is stored in the ` +
-      'weights\' metadata under `soup.recipe`; `soup card` prints this card from it.',
+      "weights' metadata under `soup.recipe`; `soup card` prints this card from it.",
   );
   return `${lines.join('\n')}\n`;
 }
@@ -75,7 +76,11 @@ function mergeDetails(recipe: Recipe): string[] {
   if (typeof recipe.base === 'string') lines.push(`- Base model (its task vectors' origin, not an ingredient): ${recipe.base}`);
   const parameters = recipe.resolvedParameters ?? recipe.parameters;
   if (typeof parameters === 'object' && parameters !== null && Object.keys(parameters).length > 0) {
-    lines.push(`- Parameters: ${Object.entries(parameters).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(', ')}`);
+    lines.push(
+      `- Parameters: ${Object.entries(parameters)
+        .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
+        .join(', ')}`,
+    );
   }
   return lines;
 }
@@ -108,7 +113,7 @@ function ingredientTable(recipe: Recipe, metric: string | undefined): string[] {
     markdownCell(ingredient.name),
     ...(scored ? [typeof ingredient.score === 'number' ? formatScore(ingredient.score) : ''] : []),
     ...(weighted ? [typeof ingredient.weight === 'number' ? String(ingredient.weight) : ''] : []),
-    ingredient.name === recipe.base ? 'base' : recipe.chosen.includes(ingredient.name) ? 'yes' : divergedNote(recipe, ingredient.name) ?? 'no',
+    ingredient.name === recipe.base ? 'base' : recipe.chosen.includes(ingredient.name) ? 'yes' : (divergedNote(recipe, ingredient.name) ?? 'no'),
   ]);
   const align = header.map((_, i) => (i === 0 || i === header.length - 1 ? '---' : '---:'));
   return [header, align, ...rows].map((row) => `| ${row.join(' | ')} |`);

@@ -33,7 +33,7 @@ export function bestPerColumn(document: CompareDocument): Record<string, number>
 export function rowsBestFirst(document: CompareDocument): Row[] {
   const validation = document.datasets[0];
   const order = byScore(directionOf(document));
-  const score = (row: Row): number => (validation === undefined ? NaN : row.scores[validation] ?? NaN);
+  const score = (row: Row): number => (validation === undefined ? NaN : (row.scores[validation] ?? NaN));
   const ingredients = document.rows
     .filter((row) => row.kind === 'ingredient')
     .sort((a, b) => Number(a.diverged !== undefined) - Number(b.diverged !== undefined) || order(score(a), score(b)));
@@ -82,7 +82,10 @@ export function compareMarkdown(document: CompareDocument): string {
     // Bold is kept for the best scores alone, as the legend says; soups are told apart by their kind.
     lines.push(`| ${escapeMarkdown(row.name)} | ${escapeMarkdown(kindLabel(row))} | ${cells.join(' | ')} |`);
   }
-  lines.push('', `The best of each column (${describeDirection(directionOf(document))}) is in bold. The greedy soup was chosen on ${escapeMarkdown(document.datasets[0]!)} only.`);
+  lines.push(
+    '',
+    `The best of each column (${describeDirection(directionOf(document))}) is in bold. The greedy soup was chosen on ${escapeMarkdown(document.datasets[0]!)} only.`,
+  );
   const greedy = document.rows.find((row) => row.kind === 'greedy');
   if (greedy?.chosen !== undefined) lines.push(`Greedy soup: ${greedy.chosen.map(escapeMarkdown).join(', ')}.`);
   for (const note of document.notes ?? []) lines.push('', `_Note: ${escapeMarkdown(note)}_`);

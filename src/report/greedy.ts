@@ -41,7 +41,11 @@ export interface GreedyDocument {
 }
 
 /** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
-export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined }): void {
+export function printGreedy(
+  terminal: Terminal,
+  doc: GreedyDocument,
+  about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined },
+): void {
   const { paint } = terminal;
   const higher = higherIsBetter(doc.direction);
   const rank = byScore(doc.direction);
@@ -50,21 +54,35 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
   );
   const best = ranked[0]!;
   const metric = `${doc.metric} (${describeDirection(doc.direction)})`;
-  terminal.print(`${paint.bold(doc.method === undefined ? 'Greedy soup' : `Greedy ${doc.method} merge`)} of ${doc.ingredients.length} ingredients, ${metric} on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `${paint.bold(doc.method === undefined ? 'Greedy soup' : `Greedy ${doc.method} merge`)} of ${doc.ingredients.length} ingredients, ${metric} on ${about.source}, ${about.evaluator}`,
+  );
   terminal.print();
   terminal.print(`Ingredients, best first (${describeDirection(doc.direction)}):`);
-  const ingredientRows = ranked.map((i) => [i.name, formatScore(i.score), i.diverged === undefined ? '' : paint.yellow(`diverged: ${describeDivergence(i.diverged)}`)]);
+  const ingredientRows = ranked.map((i) => [
+    i.name,
+    formatScore(i.score),
+    i.diverged === undefined ? '' : paint.yellow(`diverged: ${describeDivergence(i.diverged)}`),
+  ]);
   for (const line of table(ingredientRows, [false, true, false])) terminal.print(`  ${line.trimEnd()}`);
   terminal.print();
   terminal.print('Steps:');
   let current = best.score;
-  const rows = [[paint.dim('candidate'), paint.dim('score'), paint.dim('change'), ''], [best.name, formatScore(best.score), '', 'start']];
+  const rows = [
+    [paint.dim('candidate'), paint.dim('score'), paint.dim('change'), ''],
+    [best.name, formatScore(best.score), '', 'start'],
+  ];
   for (const step of doc.steps) {
     if (step.pruned) {
       rows.push([step.candidate, `${higher ? '<=' : '>='} ${formatScore(step.score)}`, '', paint.dim('left out (stopped early)')]);
     } else {
       const change = step.score - current;
-      rows.push([step.candidate, formatScore(step.score), `${change >= 0 ? '+' : ''}${formatScore(change)}`, step.accepted ? paint.green('kept') : paint.dim('left out')]);
+      rows.push([
+        step.candidate,
+        formatScore(step.score),
+        `${change >= 0 ? '+' : ''}${formatScore(change)}`,
+        step.accepted ? paint.green('kept') : paint.dim('left out'),
+      ]);
     }
     if (step.accepted) current = step.score;
   }
@@ -73,14 +91,20 @@ export function printGreedy(terminal: Terminal, doc: GreedyDocument, about: { so
   terminal.print();
   const gain = doc.score - best.score;
   terminal.print(`Chosen: ${doc.chosen.join(', ')} (${doc.chosen.length} of ${doc.ingredients.length})`);
-  terminal.print(`Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (best ingredient ${formatScore(best.score)}, ${gain >= 0 ? '+' : ''}${formatScore(gain)})`);
+  terminal.print(
+    `Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (best ingredient ${formatScore(best.score)}, ${gain >= 0 ? '+' : ''}${formatScore(gain)})`,
+  );
   if (doc.samplesSaved > 0) {
     const all = doc.samplesSaved + doc.samplesScored;
-    terminal.print(`Early stopping skipped ${doc.samplesSaved} of ${all} sample evaluations (${((100 * doc.samplesSaved) / all).toFixed(0)}%), with the same decisions.`);
+    terminal.print(
+      `Early stopping skipped ${doc.samplesSaved} of ${all} sample evaluations (${((100 * doc.samplesSaved) / all).toFixed(0)}%), with the same decisions.`,
+    );
   }
   if (doc.slurmJobs !== undefined) terminal.print(slurmSummary(doc.slurmJobs, doc.evaluationsWasted ?? 0));
   if (about.scoreCache !== undefined) {
-    terminal.print(`Score cache: ${doc.evaluationsFromCache} of ${doc.evaluations} evaluations came from ${about.scoreCache}; ${doc.evaluations - doc.evaluationsFromCache} were run and added to it.`);
+    terminal.print(
+      `Score cache: ${doc.evaluationsFromCache} of ${doc.evaluations} evaluations came from ${about.scoreCache}; ${doc.evaluations - doc.evaluationsFromCache} were run and added to it.`,
+    );
   }
   terminal.print(`Wrote:  ${paint.cyan(doc.output)} (${about.format}; recipe and every score in its metadata) in ${formatSeconds(doc.seconds)}`);
   if (about.modelFiles !== undefined) terminal.print(`        with ${about.modelFiles}`);

@@ -31,10 +31,16 @@ export interface InterpolationDocument {
   slurmJobs?: SlurmJobRecord[];
 }
 
-export function printInterpolation(terminal: Terminal, doc: InterpolationDocument, about: { names: [string, string]; source: string; evaluator: string }): void {
+export function printInterpolation(
+  terminal: Terminal,
+  doc: InterpolationDocument,
+  about: { names: [string, string]; source: string; evaluator: string },
+): void {
   const { paint } = terminal;
   const [a, b] = about.names;
-  terminal.print(`${paint.bold('Interpolation')} from ${a} (t = 0) to ${b} (t = 1), ${doc.metric} (${describeDirection(doc.direction)}) on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `${paint.bold('Interpolation')} from ${a} (t = 0) to ${b} (t = 1), ${doc.metric} (${describeDirection(doc.direction)}) on ${about.source}, ${about.evaluator}`,
+  );
   terminal.print();
   const last = doc.points.length - 1;
   const rows = [[paint.dim('t'), paint.dim(doc.metric), '']];
@@ -66,7 +72,9 @@ export function printInterpolation(terminal: Terminal, doc: InterpolationDocumen
       : paint.green('No barrier: the runs look like one basin, and should soup well.'),
   );
   if (best !== ends[0] && best !== ends[1] && best.score !== bestEnd) {
-    terminal.print(`Best: ${paint.bold(formatScore(best.score))} at t = ${best.t.toFixed(2)}, ${formatScore(Math.abs(best.score - bestEnd))} better than the better end point.`);
+    terminal.print(
+      `Best: ${paint.bold(formatScore(best.score))} at t = ${best.t.toFixed(2)}, ${formatScore(Math.abs(best.score - bestEnd))} better than the better end point.`,
+    );
   }
   if (doc.plot !== undefined) terminal.print(`Plot: ${doc.plot}`);
   terminal.print(paint.dim(`${doc.points.length} points in ${formatSeconds(doc.seconds)}`));

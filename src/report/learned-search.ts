@@ -45,7 +45,8 @@ export function generationRows(generations: readonly GenerationRecord[], most = 
 export function printGenerations(terminal: Terminal, generations: readonly GenerationRecord[], objective: string): void {
   const { paint } = terminal;
   const rows = [[paint.dim('generation'), paint.dim('evaluations'), paint.dim(`best ${objective}`), paint.dim('median'), paint.dim('best so far')]];
-  for (const g of generationRows(generations)) rows.push([String(g.generation), String(g.evaluations), formatScore(g.best), formatScore(g.median), formatScore(g.bestSoFar)]);
+  for (const g of generationRows(generations))
+    rows.push([String(g.generation), String(g.evaluations), formatScore(g.best), formatScore(g.median), formatScore(g.bestSoFar)]);
   for (const line of table(rows, [true, true, true, true, true])) terminal.print(`  ${line}`);
 }
 
@@ -55,7 +56,9 @@ export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocumen
   const h = doc.hyperparameters;
   const way = doc.objective === doc.metric ? doc.direction : knownDirection(doc.objective);
   const objective = way === undefined ? doc.objective : `${doc.objective} (${describeDirection(way)})`;
-  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients (CMA-ES, no gradients), ${objective} on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients (CMA-ES, no gradients), ${objective} on ${about.source}, ${about.evaluator}`,
+  );
   terminal.print(
     `${doc.by === 'block' ? `one weight per ingredient per block (${Object.keys(doc.blocks).length} blocks)` : 'one weight per ingredient'}; ` +
       `population ${String(h.population)}, sigma ${String(h.sigma)}, seed ${String(h.seed)}; ${doc.searchEvaluations} evaluations ` +
@@ -68,12 +71,16 @@ export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocumen
   terminal.print(`Weights, largest first${doc.by === 'block' ? ' (mean, smallest and largest over the blocks)' : ''}:`);
   const scores = new Map(doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score]));
   const weightRows = [[paint.dim('ingredient'), paint.dim('mean'), paint.dim('min'), paint.dim('max'), paint.dim(doc.metric)]];
-  for (const row of summarizeWeights(doc.blocks)) weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
+  for (const row of summarizeWeights(doc.blocks))
+    weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
   for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
   terminal.print();
   const higher = higherIsBetter(doc.direction);
   // Diverged runs are scored but are never the best ingredient, whatever their score.
-  const finite = doc.ingredients.filter((ingredient) => !doc.diverged.some((bad) => bad.name === ingredient.name)).map((ingredient) => ingredient.score).filter((score) => !Number.isNaN(score));
+  const finite = doc.ingredients
+    .filter((ingredient) => !doc.diverged.some((bad) => bad.name === ingredient.name))
+    .map((ingredient) => ingredient.score)
+    .filter((score) => !Number.isNaN(score));
   const best = higher ? Math.max(...finite) : Math.min(...finite);
   const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
   terminal.print(

@@ -55,24 +55,34 @@ const alpha = (value: number): string => value.toFixed(3);
 export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { source: string; evaluator: string; format: string }): void {
   const { paint } = terminal;
   const h = doc.hyperparameters;
-  terminal.print(`${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients, ${doc.metric} (${describeDirection(doc.direction)}) on ${about.source}, ${about.evaluator}`);
+  terminal.print(
+    `${paint.bold('Learned soup')} of ${doc.chosen.length} ingredients, ${doc.metric} (${describeDirection(doc.direction)}) on ${about.source}, ${about.evaluator}`,
+  );
   terminal.print(
     `AdamW lr ${h.lr}, weight decay ${h.weightDecay}, ${h.epochs} epoch${h.epochs === 1 ? '' : 's'} of batches of ${h.batchSize}, seed ${h.seed}; ` +
       `${h.byModel ? 'one weight per ingredient' : 'one weight per tensor per ingredient'}; ${formatBytes(doc.memoryBytes)} of weights in memory`,
   );
   terminal.print();
-  const rows = [[paint.dim('epoch'), paint.dim('loss'), paint.dim('beta')], ['0', '', h.initialBeta.toFixed(3)]];
+  const rows = [
+    [paint.dim('epoch'), paint.dim('loss'), paint.dim('beta')],
+    ['0', '', h.initialBeta.toFixed(3)],
+  ];
   for (const epoch of doc.epochs) rows.push([String(epoch.epoch), epoch.loss.toFixed(4), epoch.beta.toFixed(3)]);
   for (const line of table(rows, [true, true, true])) terminal.print(`  ${line}`);
   terminal.print();
   terminal.print(`Weights over ${Object.keys(doc.weights).length} tensors, largest first:`);
   const weightRows = [[paint.dim('ingredient'), paint.dim('mean'), paint.dim('min'), paint.dim('max'), paint.dim(doc.metric)]];
   const scores = new Map(doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score]));
-  for (const row of summarizeWeights(doc.weights)) weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
+  for (const row of summarizeWeights(doc.weights))
+    weightRows.push([row.name, alpha(row.mean), alpha(row.min), alpha(row.max), formatScore(scores.get(row.name)!)]);
   for (const line of table(weightRows, [false, true, true, true, true])) terminal.print(`  ${line}`);
   terminal.print();
   if (doc.leftOut.length > 0) terminal.print(`Left out (diverged): ${doc.leftOut.join(', ')}`);
-  const best = bestScore(doc.direction, doc.ingredients.filter((ingredient) => ingredient.diverged === undefined).map((ingredient) => ingredient.score)) ?? NaN;
+  const best =
+    bestScore(
+      doc.direction,
+      doc.ingredients.filter((ingredient) => ingredient.diverged === undefined).map((ingredient) => ingredient.score),
+    ) ?? NaN;
   const signed = (value: number): string => `${value >= 0 ? '+' : ''}${formatScore(value)}`;
   terminal.print(
     `Score:  ${paint.bold(formatScore(doc.score))} ${doc.metric} (uniform soup ${formatScore(doc.uniformScore)}, ${signed(doc.score - doc.uniformScore)}; ` +

@@ -48,24 +48,34 @@ export function linePlot(plot: LinePlot): string {
     parts.push(`<line x1="${MARGIN.left - 5}" y1="${y}" x2="${MARGIN.left + plotWidth}" y2="${y}" stroke="#eee"/>`);
     parts.push(`<text x="${MARGIN.left - 9}" y="${y}" text-anchor="end" dominant-baseline="middle">${t}</text>`);
   }
-  parts.push(`<text class="x-title" x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 22}" text-anchor="middle" font-size="13">${escapeXml(plot.xTitle)}</text>`);
+  parts.push(
+    `<text class="x-title" x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 22}" text-anchor="middle" font-size="13">${escapeXml(plot.xTitle)}</text>`,
+  );
   parts.push(
     `<text class="y-title" transform="translate(22 ${MARGIN.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escapeXml(plot.yTitle)}</text>`,
   );
   if (finite.length >= 2 && plot.chord !== false) {
     const [first, last] = [finite[0]!, finite[finite.length - 1]!];
-    parts.push(`<line class="chord" x1="${sx(first.x).toFixed(1)}" y1="${sy(first.y).toFixed(1)}" x2="${sx(last.x).toFixed(1)}" y2="${sy(last.y).toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="6 4"/>`);
+    parts.push(
+      `<line class="chord" x1="${sx(first.x).toFixed(1)}" y1="${sy(first.y).toFixed(1)}" x2="${sx(last.x).toFixed(1)}" y2="${sy(last.y).toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="6 4"/>`,
+    );
   }
   parts.push(`<polyline class="curve" points="${finite.map(xy).join(' ')}" fill="none" stroke="${LINE}" stroke-width="2"/>`);
   for (const p of finite) {
     const look = p.hollow === true ? `r="5" fill="white" stroke="${LINE}" stroke-width="2"` : `r="4" fill="${LINE}"`;
     const note = p.hollow === true ? ' (non-finite weights)' : '';
-    parts.push(`<circle class="point" cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" ${look}><title>${p.x.toFixed(2)}: ${p.y.toFixed(4)}${note}</title></circle>`);
+    parts.push(
+      `<circle class="point" cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" ${look}><title>${p.x.toFixed(2)}: ${p.y.toFixed(4)}${note}</title></circle>`,
+    );
   }
   if (plot.ends !== undefined && finite.length >= 2) {
     const [first, last] = [finite[0]!, finite[finite.length - 1]!];
-    parts.push(`<text class="label" x="${(sx(first.x) + 8).toFixed(1)}" y="${(sy(first.y) - 10).toFixed(1)}" text-anchor="start" font-weight="bold">${escapeXml(plot.ends[0])}</text>`);
-    parts.push(`<text class="label" x="${(sx(last.x) - 8).toFixed(1)}" y="${(sy(last.y) - 10).toFixed(1)}" text-anchor="end" font-weight="bold">${escapeXml(plot.ends[1])}</text>`);
+    parts.push(
+      `<text class="label" x="${(sx(first.x) + 8).toFixed(1)}" y="${(sy(first.y) - 10).toFixed(1)}" text-anchor="start" font-weight="bold">${escapeXml(plot.ends[0])}</text>`,
+    );
+    parts.push(
+      `<text class="label" x="${(sx(last.x) - 8).toFixed(1)}" y="${(sy(last.y) - 10).toFixed(1)}" text-anchor="end" font-weight="bold">${escapeXml(plot.ends[1])}</text>`,
+    );
   }
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -111,7 +111,8 @@ function labels(marks: { point: Point; cx: number; cy: number }[], frame: Box): 
   const unplaced: Point[] = [];
   const priority = (point: Point): number => (point.kind !== 'ingredient' ? 0 : point.outlier ? 1 : 2);
   const byPriority = [...marks].sort((a, b) => priority(a.point) - priority(b.point));
-  const inside = (box: Box): boolean => box.x >= frame.x && box.y >= frame.y && box.x + box.width <= frame.x + frame.width && box.y + box.height <= frame.y + frame.height;
+  const inside = (box: Box): boolean =>
+    box.x >= frame.x && box.y >= frame.y && box.x + box.width <= frame.x + frame.width && box.y + box.height <= frame.y + frame.height;
   for (const { point, cx, cy } of byPriority) {
     const text = point.diverged ? `${point.name} (diverged)` : point.outlier ? `${point.name} (not a number)` : point.name;
     const width = text.length * 6.6 + 4;
@@ -186,7 +187,9 @@ export function comparePlot(document: CompareDocument): string {
     parts.push(`<line x1="${MARGIN.left}" y1="${y}" x2="${MARGIN.left + plotWidth}" y2="${y}" stroke="#eee"/>`);
     parts.push(`<text class="tick" x="${MARGIN.left - 9}" y="${y}" text-anchor="end" dominant-baseline="middle">${t}</text>`);
   }
-  parts.push(`<text class="x-title" x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 22}" text-anchor="middle" font-size="13">${escapeXml(`${document.metric} on ${validation}`)}</text>`);
+  parts.push(
+    `<text class="x-title" x="${MARGIN.left + plotWidth / 2}" y="${HEIGHT - 22}" text-anchor="middle" font-size="13">${escapeXml(`${document.metric} on ${validation}`)}</text>`,
+  );
   parts.push(
     `<text class="y-title" transform="translate(22 ${MARGIN.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escapeXml(yTitle)}</text>`,
   );
@@ -195,7 +198,10 @@ export function comparePlot(document: CompareDocument): string {
   const placed = [...points].sort((a, b) => Number(b.outlier) - Number(a.outlier) || order.indexOf(a.kind) - order.indexOf(b.kind));
   for (const point of placed) parts.push(mark(point, sx(point.x), sy(point.y)));
   const frame = { x: MARGIN.left, y: MARGIN.top, width: plotWidth, height: plotHeight };
-  const { texts, unplaced } = labels(placed.map((point) => ({ point, cx: sx(point.x), cy: sy(point.y) })), frame);
+  const { texts, unplaced } = labels(
+    placed.map((point) => ({ point, cx: sx(point.x), cy: sy(point.y) })),
+    frame,
+  );
   parts.push(...texts);
   const notes: string[] = [];
   if (points.some((p) => p.outlier)) notes.push('hollow: diverged or not a number (at the edge when off the axes)');

@@ -112,6 +112,7 @@ export class ChunkOutput {
     const bits = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     for (let i = 0; i < size; i++) {
       const v = sums[i]! / divisor;
+      // biome-ignore lint/suspicious/noSelfCompare: the cheapest NaN test in this per-element loop
       if (v === v) continue;
       const offset = (at + i) * this.elementBytes;
       if (this.dtype === 'F64') bits.setBigUint64(offset, 0x7ff8000000000000n, true);

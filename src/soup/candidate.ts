@@ -69,4 +69,3 @@ export class RunningSoup implements SoupBuilder {
     };
   }
 }
-

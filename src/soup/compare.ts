@@ -61,11 +61,7 @@ export interface CompareOptions {
  * and the output ensemble of all ingredients (the paper's baseline, N times the inference cost) on
  * every data set. Each ingredient runs once per data set; its outputs also feed the ensemble.
  */
-export async function compareSoups(
-  checkpoints: readonly Checkpoint[],
-  datasets: readonly CompareDataset[],
-  options: CompareOptions,
-): Promise<CompareResult> {
+export async function compareSoups(checkpoints: readonly Checkpoint[], datasets: readonly CompareDataset[], options: CompareOptions): Promise<CompareResult> {
   const { metric, signal } = options;
   const onProgress = options.onProgress ?? ignoreProgress;
   const [validation] = datasets;
@@ -114,21 +110,25 @@ export async function compareSoups(
     if (sum !== undefined) ensembleScores[name] = evaluator.scoreOutputs!(sum.map((v) => v / finite.length))[metric]!;
   }
 
-  const greedy = await greedySoup(checkpoints, (candidate, label) => {
-    step(label);
-    return score(validation.evaluator, candidate);
-  }, {
-    metric,
-    direction: options.direction,
-    exclude: new Set(diverged.keys()),
-    acceptTies: options.acceptTies ?? false,
-    allowNonFinite: options.allowNonFinite ?? false,
-    signal,
-    scores: ingredientScores.map((scores) => scores[validation.name]!),
-    onProgress: (event) => {
-      if (event.kind !== 'score') onProgress(event);
+  const greedy = await greedySoup(
+    checkpoints,
+    (candidate, label) => {
+      step(label);
+      return score(validation.evaluator, candidate);
     },
-  });
+    {
+      metric,
+      direction: options.direction,
+      exclude: new Set(diverged.keys()),
+      acceptTies: options.acceptTies ?? false,
+      allowNonFinite: options.allowNonFinite ?? false,
+      signal,
+      scores: ingredientScores.map((scores) => scores[validation.name]!),
+      onProgress: (event) => {
+        if (event.kind !== 'score') onProgress(event);
+      },
+    },
+  );
   done += diverged.size;
 
   const uniform = new RunningSoup(checkpoints[0]!.tensors(), options.allowNonFinite);
@@ -160,7 +160,9 @@ export async function compareSoups(
   rows.push({ name: 'greedy soup', kind: 'greedy', scores: greedyScores, chosen: greedy.soup.chosen.map((c) => c.name), ...without });
   const notes: string[] = [];
   if (leftOut.length > 0) {
-    notes.push(`${leftOut.join(', ')} diverged (non-finite weights): scored, but left out of the uniform soup${canEnsemble ? ', the greedy soup and the ensemble' : ' and the greedy soup'} (--allow-nonfinite keeps ${leftOut.length === 1 ? 'it' : 'them'} in)`);
+    notes.push(
+      `${leftOut.join(', ')} diverged (non-finite weights): scored, but left out of the uniform soup${canEnsemble ? ', the greedy soup and the ensemble' : ' and the greedy soup'} (--allow-nonfinite keeps ${leftOut.length === 1 ? 'it' : 'them'} in)`,
+    );
   }
   if (canEnsemble) {
     rows.push({ name: 'ensemble', kind: 'ensemble', scores: ensembleScores, ...without });

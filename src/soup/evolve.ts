@@ -68,7 +68,8 @@ function ranged(raw: Record<string, unknown>, file: string): SearchRange[] {
     for (const [name, value] of Object.entries(parameters)) findRanges(value, [...at, name], `${where}.${name}`, name, file, ranges);
   };
   scan(raw.parameters, ['parameters'], 'parameters');
-  if (Array.isArray(raw.models)) raw.models.forEach((entry, k) => isRecord(entry) && scan(entry.parameters, ['models', k, 'parameters'], `models[${k}].parameters`));
+  if (Array.isArray(raw.models))
+    raw.models.forEach((entry, k) => isRecord(entry) && scan(entry.parameters, ['models', k, 'parameters'], `models[${k}].parameters`));
   return ranges;
 }
 
@@ -98,10 +99,18 @@ export function parseEvolveYaml(text: string, file: string): EvolveRecipe {
   const ranges = ranged(raw, file);
   if (ranges.length === 0) {
     throw new InputError(file, 'no parameter is a range, so there is nothing to search', {
-      hint: 'give a range such as weight: {min: 0, max: 1}, or make the merge as it stands: soup merge ' + file + ' -o OUT',
+      hint: `give a range such as weight: {min: 0, max: 1}, or make the merge as it stands: soup merge ${file} -o OUT`,
     });
   }
-  const middle = parseMergeYaml(stringify(substitute({ raw, ranges }, ranges.map((range) => (range.min + range.max) / 2))), file);
+  const middle = parseMergeYaml(
+    stringify(
+      substitute(
+        { raw, ranges },
+        ranges.map((range) => (range.min + range.max) / 2),
+      ),
+    ),
+    file,
+  );
   // Each end of a range must be a value the method takes (density in (0, 1], ...).
   for (const range of ranges) {
     const def = middle.method.parameters[range.parameter];

@@ -83,7 +83,10 @@ export function checkGates(result: CompareDocument, gates: Gates): GateResult[] 
   if (gates.requireGreedyBeatsBest && greedyScore !== undefined) {
     // Diverged runs are never in a soup, so the soup is not asked to beat them.
     const ingredients = result.rows.filter((row) => row.kind === 'ingredient' && row.diverged === undefined);
-    const top = bestScore(direction, ingredients.map((row) => row.scores[validation]!));
+    const top = bestScore(
+      direction,
+      ingredients.map((row) => row.scores[validation]!),
+    );
     const best = ingredients.find((row) => Object.is(row.scores[validation], top)) ?? ingredients[0]!;
     const bestScoreValue = best.scores[validation]!;
     const gap = worseBy(direction, greedyScore, bestScoreValue);

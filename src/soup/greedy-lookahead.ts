@@ -68,14 +68,16 @@ export function createLookahead(
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const label = `${order[step]!.name} (+${members.length - 1} in soup)`;
     const entry: Entry = { step, path, controller, settled: false, used: false, cached: false, promise: Promise.resolve(0) };
-    entry.promise = score(meanOf(members, tensors, options.allowNonFinite ?? false), label, controller.signal).then((result) => {
-      entry.cached = result.cached ?? false;
-      return result.score;
-    }).finally(() => {
-      entry.settled = true;
-      options.signal?.removeEventListener('abort', onAbort);
-      changed?.();
-    });
+    entry.promise = score(meanOf(members, tensors, options.allowNonFinite ?? false), label, controller.signal)
+      .then((result) => {
+        entry.cached = result.cached ?? false;
+        return result.score;
+      })
+      .finally(() => {
+        entry.settled = true;
+        options.signal?.removeEventListener('abort', onAbort);
+        changed?.();
+      });
     // A branch that dies may fail (cancelled); only a used entry's failure matters, through its awaiter.
     entry.promise.catch(() => {});
     entries.set(key, entry);

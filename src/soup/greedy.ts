@@ -22,7 +22,12 @@ export interface Scored {
  * Scores a candidate. `bound`, when given, is the score to beat: the scorer may stop early once the
  * candidate provably cannot, which leaves every greedy decision as full scoring would make it.
  */
-export type ScoreFunction = (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }, signal?: AbortSignal) => Promise<number | Scored>;
+export type ScoreFunction = (
+  candidate: CandidateWeights,
+  label: string,
+  bound?: { best: number; acceptTies: boolean },
+  signal?: AbortSignal,
+) => Promise<number | Scored>;
 
 export interface GreedyStep {
   candidate: string;
@@ -85,7 +90,10 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   let samplesScored = 0;
   let samplesSaved = 0;
   let seconds = 0;
-  const timing = (running: number): { running: number; secondsEach?: number } => ({ running, ...(evaluations > 0 ? { secondsEach: seconds / evaluations } : {}) });
+  const timing = (running: number): { running: number; secondsEach?: number } => ({
+    running,
+    ...(evaluations > 0 ? { secondsEach: seconds / evaluations } : {}),
+  });
   const scoreOne = async (candidate: CandidateWeights, label: string, bound?: { best: number; acceptTies: boolean }): Promise<Scored> => {
     throwIfAborted(options.signal);
     onProgress({ kind: 'score', done: evaluations, total, candidate: label, ...timing(1) });
@@ -105,7 +113,9 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   if (options.scores === undefined) {
     for (const checkpoint of checkpoints) {
       // A diverged ingredient is scored as it is: a method would refuse its non-finite values.
-      const single = exclude.has(checkpoint) ? ingredientWeights(checkpoint, true) : (options.single?.(checkpoint) ?? ingredientWeights(checkpoint, options.allowNonFinite));
+      const single = exclude.has(checkpoint)
+        ? ingredientWeights(checkpoint, true)
+        : (options.single?.(checkpoint) ?? ingredientWeights(checkpoint, options.allowNonFinite));
       scores.push((await scoreOne(single, checkpoint.name)).score);
     }
   }
@@ -127,13 +137,20 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
   const steps: GreedyStep[] = [];
   if ((options.lookahead ?? 1) > 1 && options.soup === undefined) {
     const tried = kept.slice(1).map((k) => checkpoints[k]!);
-    const ahead = createLookahead(checkpoints[kept[0]!]!, tried, checkpoints[0]!.tensors(), options.lookahead!, async (candidate, label, signal) => {
-      const value = await score(candidate, label, undefined, signal);
-      return typeof value === 'number' ? { score: value } : value;
-    }, {
-      allowNonFinite: options.allowNonFinite ?? false,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
+    const ahead = createLookahead(
+      checkpoints[kept[0]!]!,
+      tried,
+      checkpoints[0]!.tensors(),
+      options.lookahead!,
+      async (candidate, label, signal) => {
+        const value = await score(candidate, label, undefined, signal);
+        return typeof value === 'number' ? { score: value } : value;
+      },
+      {
+        allowNonFinite: options.allowNonFinite ?? false,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      },
+    );
     let path = '';
     try {
       for (const [step, candidate] of tried.entries()) {
@@ -155,7 +172,18 @@ export async function greedySoup(checkpoints: readonly Checkpoint[], score: Scor
     } finally {
       await ahead.close();
     }
-    return { scores, leftOut: checkpoints.filter((checkpoint) => exclude.has(checkpoint)), steps, soup, score: best, evaluations, samplesScored, samplesSaved, evaluationsWasted: ahead.wasted, evaluationsWastedCached: ahead.wastedCached };
+    return {
+      scores,
+      leftOut: checkpoints.filter((checkpoint) => exclude.has(checkpoint)),
+      steps,
+      soup,
+      score: best,
+      evaluations,
+      samplesScored,
+      samplesSaved,
+      evaluationsWasted: ahead.wasted,
+      evaluationsWastedCached: ahead.wastedCached,
+    };
   }
   for (const k of kept.slice(1)) {
     const candidate = checkpoints[k]!;

@@ -23,7 +23,15 @@ export function interpolatedWeights(a: Checkpoint, b: Checkpoint, t: number): Ca
   const near = t <= 0.5 ? a : b;
   return {
     tensors: a.tensors(),
-    parts: t === 0 ? [{ checkpoint: a, weight: 1 }] : t === 1 ? [{ checkpoint: b, weight: 1 }] : [{ checkpoint: a, weight: 1 - t }, { checkpoint: b, weight: t }],
+    parts:
+      t === 0
+        ? [{ checkpoint: a, weight: 1 }]
+        : t === 1
+          ? [{ checkpoint: b, weight: 1 }]
+          : [
+              { checkpoint: a, weight: 1 - t },
+              { checkpoint: b, weight: t },
+            ],
     floats: async (name) => {
       if (t === 0 || t === 1) return Float32Array.from(await near.readFloats(name));
       const [x, y] = [await a.readFloats(name), await b.readFloats(name)];
@@ -56,10 +64,15 @@ export async function scoreInterpolation(
   if ((options.jobs ?? 1) > 1) {
     const scores: number[] = new Array(ts.length);
     let done = 0;
-    await runConcurrently(ts.length, options.jobs!, async (i, signal) => {
-      scores[i] = await score(interpolatedWeights(a, b, ts[i]!), signal);
-      onProgress({ kind: 'score', done: ++done, total: ts.length, candidate: `t = ${ts[i]!.toFixed(2)}` });
-    }, options.signal);
+    await runConcurrently(
+      ts.length,
+      options.jobs!,
+      async (i, signal) => {
+        scores[i] = await score(interpolatedWeights(a, b, ts[i]!), signal);
+        onProgress({ kind: 'score', done: ++done, total: ts.length, candidate: `t = ${ts[i]!.toFixed(2)}` });
+      },
+      options.signal,
+    );
     return ts.map((t, i) => ({ t, score: scores[i]! }));
   }
   for (const [i, t] of ts.entries()) {
@@ -92,7 +105,6 @@ export function largestDip(points: readonly InterpolationPoint[], higherIsBetter
   }
   return worst;
 }
-
 
 /**
  * Whether a dip is a barrier rather than noise: for accuracy and top5, more than half a point and more

@@ -10,7 +10,18 @@ import { Worker } from 'node:worker_threads';
 import { DTYPE_CODES } from './kernel-source.js';
 
 /** The kernel's exported functions (kernel-source.ts). */
-type SameDtypeMean = (table: number, quads: number, pairs: number, singles: number, out: number, outDtype: number, from: number, n: number, divisor: number, exact: number) => number;
+type SameDtypeMean = (
+  table: number,
+  quads: number,
+  pairs: number,
+  singles: number,
+  out: number,
+  outDtype: number,
+  from: number,
+  n: number,
+  divisor: number,
+  exact: number,
+) => number;
 export type KernelExports = {
   mean(table: number, entries: number, out: number, outDtype: number, from: number, n: number, divisor: number, exact: number): number;
   mean_f32: SameDtypeMean;

@@ -31,7 +31,11 @@ export interface Diverged {
  * the module the tensor belongs to (its name without the last part: "dense_1/kernel" -> "dense_1"),
  * in order of first appearance; `groups` joins neighbouring blocks into that many.
  */
-export function tensorBlocks(tensors: readonly TensorInfo[], groups?: number, layers: LayerIndex = new LayerIndex(tensors.map((tensor) => tensor.name))): { labels: string[]; of: Map<string, number> } {
+export function tensorBlocks(
+  tensors: readonly TensorInfo[],
+  groups?: number,
+  layers: LayerIndex = new LayerIndex(tensors.map((tensor) => tensor.name)),
+): { labels: string[]; of: Map<string, number> } {
   const moduleOf = (name: string): string => {
     const layer = layers.layerOf(name);
     if (layer !== undefined) return `layer ${layer}`;
@@ -177,7 +181,10 @@ export class MixingSpace implements SearchSpace<Mix> {
   /** {block: {ingredient: alpha}}, the same weights by search group. */
   weightsByGroup(mix: Mix, all: readonly Checkpoint[]): Record<string, Record<string, number>> {
     return Object.fromEntries(
-      this.groups.labels.map((label, g) => [label, Object.fromEntries(all.map((checkpoint) => [checkpoint.name, mix.alphas[g]![this.checkpoints.indexOf(checkpoint)] ?? 0]))]),
+      this.groups.labels.map((label, g) => [
+        label,
+        Object.fromEntries(all.map((checkpoint) => [checkpoint.name, mix.alphas[g]![this.checkpoints.indexOf(checkpoint)] ?? 0])),
+      ]),
     );
   }
 }

@@ -113,7 +113,8 @@ export function parseMergeYaml(text: string, file: string): MergeConfig {
   const models = listedModels.map((entry: unknown, k): MergeModel => {
     const where = `models[${k}]`;
     if (!isRecord(entry)) fail(file, { path: where, message: 'must be {model, parameters}' });
-    for (const key of Object.keys(entry)) if (!MODEL_KEYS.has(key)) fail(file, { path: `${where}.${key}`, message: 'not supported (a model entry has model and parameters)' });
+    for (const key of Object.keys(entry))
+      if (!MODEL_KEYS.has(key)) fail(file, { path: `${where}.${key}`, message: 'not supported (a model entry has model and parameters)' });
     if (typeof entry.model !== 'string') fail(file, { path: `${where}.model`, message: 'is required: a path to a checkpoint' });
     const parameters = entry.parameters ?? {};
     if (!isRecord(parameters)) fail(file, { path: `${where}.parameters`, message: 'must be a mapping' });
@@ -152,14 +153,18 @@ function readSlices(file: string, value: unknown): Slice[] {
   return value.map((entry: unknown, s): Slice => {
     const where = `slices[${s}]`;
     if (!isRecord(entry)) fail(file, { path: where, message: 'must be {sources, parameters}' });
-    for (const key of Object.keys(entry)) if (key !== 'sources' && key !== 'parameters') fail(file, { path: `${where}.${key}`, message: 'not supported (a slice has sources and parameters)' });
-    if (!Array.isArray(entry.sources) || entry.sources.length === 0) fail(file, { path: `${where}.sources`, message: 'is required: a list of {model, layer_range}' });
+    for (const key of Object.keys(entry))
+      if (key !== 'sources' && key !== 'parameters') fail(file, { path: `${where}.${key}`, message: 'not supported (a slice has sources and parameters)' });
+    if (!Array.isArray(entry.sources) || entry.sources.length === 0)
+      fail(file, { path: `${where}.sources`, message: 'is required: a list of {model, layer_range}' });
     const parameters = entry.parameters ?? {};
     if (!isRecord(parameters)) fail(file, { path: `${where}.parameters`, message: 'must be a mapping' });
     const sources = entry.sources.map((source: unknown, k): SliceSource => {
       const at = `${where}.sources[${k}]`;
       if (!isRecord(source)) fail(file, { path: at, message: 'must be {model, layer_range}' });
-      for (const key of Object.keys(source)) if (!['model', 'layer_range', 'parameters'].includes(key)) fail(file, { path: `${at}.${key}`, message: 'not supported (a source has model, layer_range and parameters)' });
+      for (const key of Object.keys(source))
+        if (!['model', 'layer_range', 'parameters'].includes(key))
+          fail(file, { path: `${at}.${key}`, message: 'not supported (a source has model, layer_range and parameters)' });
       if (typeof source.model !== 'string') fail(file, { path: `${at}.model`, message: 'is required: a path to a checkpoint' });
       const range = source.layer_range;
       if (!Array.isArray(range) || range.length !== 2 || !range.every((n) => Number.isInteger(n) && n >= 0) || range[0] >= range[1]) {
@@ -185,7 +190,15 @@ function checkSlices(config: MergeConfig, slices: readonly Slice[]): ParameterIs
       const at = `slices[${s}].sources[${k}].parameters`;
       const isBase = method.base !== 'none' && source.model === config.base;
       const missing = Object.entries(method.parameters)
-        .filter(([name, def]) => def.required === true && def.scope === 'model' && !isBase && source.parameters[name] === undefined && slice.parameters[name] === undefined && config.parameters[name] === undefined)
+        .filter(
+          ([name, def]) =>
+            def.required === true &&
+            def.scope === 'model' &&
+            !isBase &&
+            source.parameters[name] === undefined &&
+            slice.parameters[name] === undefined &&
+            config.parameters[name] === undefined,
+        )
         .map(([name]) => ({ path: `${at}.${name}`, message: 'is required' }));
       return [...checkParameters(method.parameters, source.parameters, at, 'model'), ...missing];
     }),
@@ -205,14 +218,30 @@ export function checkMergeConfig(config: MergeConfig, listed: readonly MergeMode
   const count = config.models.length;
   if (count < method.minModels || (method.maxModels !== undefined && count > method.maxModels)) {
     const wanted =
-      method.maxModels === method.minModels ? `exactly ${method.minModels}` : method.maxModels === undefined ? `at least ${method.minModels}` : `${method.minModels} to ${method.maxModels}`;
-    return [{ path: 'models', message: `${method.name} takes ${wanted} model${method.minModels === 1 && method.maxModels === 1 ? '' : 's'} besides base_model; got ${count}` }];
+      method.maxModels === method.minModels
+        ? `exactly ${method.minModels}`
+        : method.maxModels === undefined
+          ? `at least ${method.minModels}`
+          : `${method.minModels} to ${method.maxModels}`;
+    return [
+      {
+        path: 'models',
+        message: `${method.name} takes ${wanted} model${method.minModels === 1 && method.maxModels === 1 ? '' : 's'} besides base_model; got ${count}`,
+      },
+    ];
   }
   return [
     ...checkParameters(method.parameters, config.parameters, 'parameters', 'global'),
     ...config.models.flatMap((entry, k) => checkParameters(method.parameters, entry.parameters, at(k), 'model')),
     // A sliced recipe's required parameters may come from each slice: checkSlices looks there.
-    ...(config.slices === undefined ? missingParameters(method.parameters, config.parameters, config.models.map((entry) => entry.parameters), at) : []),
+    ...(config.slices === undefined
+      ? missingParameters(
+          method.parameters,
+          config.parameters,
+          config.models.map((entry) => entry.parameters),
+          at,
+        )
+      : []),
   ];
 }
 
@@ -236,10 +265,17 @@ export function mergekitYaml(config: MergeConfig): string {
   if (config.base !== undefined) document.base_model = config.base;
   if (config.slices !== undefined) {
     document.slices = config.slices.map((slice) => ({
-      sources: slice.sources.map((source) => ({ model: source.model, layer_range: source.layerRange, ...(Object.keys(source.parameters).length === 0 ? {} : { parameters: source.parameters }) })),
+      sources: slice.sources.map((source) => ({
+        model: source.model,
+        layer_range: source.layerRange,
+        ...(Object.keys(source.parameters).length === 0 ? {} : { parameters: source.parameters }),
+      })),
       ...(Object.keys(slice.parameters).length === 0 ? {} : { parameters: slice.parameters }),
     }));
-  } else document.models = config.models.map((entry) => (Object.keys(entry.parameters).length === 0 ? { model: entry.model } : { model: entry.model, parameters: entry.parameters }));
+  } else
+    document.models = config.models.map((entry) =>
+      Object.keys(entry.parameters).length === 0 ? { model: entry.model } : { model: entry.model, parameters: entry.parameters },
+    );
   if (Object.keys(config.parameters).length > 0) document.parameters = config.parameters;
   if (config.dtype !== undefined) document.dtype = MERGEKIT_DTYPES[config.dtype];
   if (config.outDtype !== undefined) document.out_dtype = MERGEKIT_DTYPES[config.outDtype];

@@ -61,7 +61,16 @@ async function openSlices(config: MergeConfig, slices: readonly Slice[], source:
 }
 
 /** What a tokenizer consists of in a Hugging Face model folder. */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model', 'vocab.json', 'vocab.txt', 'merges.txt'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'tokenizer.model',
+  'vocab.json',
+  'vocab.txt',
+  'merges.txt',
+];
 
 /** The folder a checkpoint lives in: itself for a folder checkpoint, else the file's folder. */
 function folderOf(checkpoint: Checkpoint): string {
@@ -73,7 +82,7 @@ function folderOf(checkpoint: Checkpoint): string {
  * beside the merged weights. mergekit's `union` builds a new vocabulary, which soup does not do.
  */
 export async function tokenizerFiles(source: string, opened: MergeCheckpoints, config: MergeConfig, file: string): Promise<Map<string, Uint8Array>> {
-  if (source === 'union') throw new InputError(file, 'tokenizer_source: union is not supported (soup copies one model\'s tokenizer: use base or a model path)');
+  if (source === 'union') throw new InputError(file, "tokenizer_source: union is not supported (soup copies one model's tokenizer: use base or a model path)");
   const index = config.models.findIndex((entry) => entry.model === source);
   const checkpoint = source === 'base' ? opened.base : (opened.models[index] ?? opened.models.find((model) => model.name === source));
   if (checkpoint === undefined) throw new InputError(file, `tokenizer_source: ${source} is neither base nor one of the models`);
@@ -86,5 +95,7 @@ export async function tokenizerFiles(source: string, opened: MergeCheckpoints, c
 }
 
 export function refuseSingleFileCompanions(out: string, what: string): void {
-  throw new UsageError(`${what} needs a folder output to go in, and ${out} is a single .safetensors file`, { hint: 'write to a folder (-o OUT without .safetensors)' });
+  throw new UsageError(`${what} needs a folder output to go in, and ${out} is a single .safetensors file`, {
+    hint: 'write to a folder (-o OUT without .safetensors)',
+  });
 }

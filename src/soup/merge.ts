@@ -15,7 +15,7 @@ import { readChecked, type CandidateWeights } from '../weights/candidate.js';
 import type { MergeMethod, TensorInputs } from './methods/method.js';
 import type { MergeConfig } from './merge-config.js';
 import type { MergeCheckpoints } from './merge-inputs.js';
-import { LayerIndex, resolveParameters, type ParameterValue } from './methods/parameters.js';
+import { type LayerIndex, resolveParameters, type ParameterValue } from './methods/parameters.js';
 
 export interface MergePlan {
   method: MergeMethod;
@@ -28,7 +28,9 @@ export interface MergePlan {
   seed: number;
   layers: LayerIndex;
   /** Parameters that differ by tensor beyond filters and gradients (slices: each slice's sources and parameters). */
-  parametersFor?: ((name: string) => { global: Readonly<Record<string, ParameterValue>>; perModel: readonly Readonly<Record<string, ParameterValue>>[] }) | undefined;
+  parametersFor?:
+    | ((name: string) => { global: Readonly<Record<string, ParameterValue>>; perModel: readonly Readonly<Record<string, ParameterValue>>[] })
+    | undefined;
   allowNonFinite?: boolean;
   signal?: AbortSignal;
   /** Bytes read (for a bar) and warnings (integer tensors that differ). */
@@ -80,7 +82,14 @@ export class Merge {
   private resolve(name: string): ReturnType<typeof resolveParameters> {
     const { method, parameters, modelParameters, layers } = this.plan;
     const own = this.plan.parametersFor?.(name);
-    return resolveParameters(method.parameters, own?.global ?? parameters, own?.perModel ?? modelParameters, name, layers, this.plan.models.map((model) => model.name));
+    return resolveParameters(
+      method.parameters,
+      own?.global ?? parameters,
+      own?.perModel ?? modelParameters,
+      name,
+      layers,
+      this.plan.models.map((model) => model.name),
+    );
   }
 
   private async tensorInputs(tensor: TensorInfo): Promise<TensorInputs> {
@@ -232,7 +241,9 @@ export function mergeFromConfig(
     modelParameters: config.models.map((entry) => entry.parameters),
     parameters: config.parameters,
     ...options,
-    ...(opened.slices === undefined ? {} : { layers: opened.slices.layerIndex, parametersFor: (name: string) => opened.slices!.parametersFor(name, config.parameters) }),
+    ...(opened.slices === undefined
+      ? {}
+      : { layers: opened.slices.layerIndex, parametersFor: (name: string) => opened.slices!.parametersFor(name, config.parameters) }),
   });
   return merge.checkParameters();
 }

@@ -71,7 +71,10 @@ export class Mixer {
     this.onProgress = options.onProgress ?? ignoreProgress;
     this.infos = checkpoints.map((checkpoint) => new Map(checkpoint.tensors().map((tensor) => [tensor.name, tensor])));
     this.readLayouts = checkpoints.map((checkpoint) => {
-      const sizes = checkpoint.tensors().filter((tensor) => isFloatDType(tensor.dtype)).map((tensor) => dtypeSize(tensor.dtype));
+      const sizes = checkpoint
+        .tensors()
+        .filter((tensor) => isFloatDType(tensor.dtype))
+        .map((tensor) => dtypeSize(tensor.dtype));
       return { widest: Math.max(0, ...sizes), widens: sizes.includes(2) };
     });
     this.chunk = options.chunkElements ?? Math.max(BLOCK, Math.min(4 << 20, Math.floor(READ_BUDGET_BYTES / (8 * Math.max(1, checkpoints.length)))));
@@ -130,7 +133,14 @@ export class Mixer {
    * handed to the writer (into a third output buffer), so the helper computes while the writer waits
    * for its last write. Neither thread then idles while the other reads or writes.
    */
-  private async *streamInKernel(tensor: TensorInfo, coefficients: readonly number[], active: readonly number[], dtypes: readonly KernelDType[], divisor: number, dtype: FloatDType): AsyncGenerator<Uint8Array> {
+  private async *streamInKernel(
+    tensor: TensorInfo,
+    coefficients: readonly number[],
+    active: readonly number[],
+    dtypes: readonly KernelDType[],
+    divisor: number,
+    dtype: FloatDType,
+  ): AsyncGenerator<Uint8Array> {
     const total = numel(tensor.shape);
     const chunks = Math.ceil(total / this.chunk);
     const pipelined = this.kernel!.sharesWork;
@@ -168,7 +178,15 @@ export class Mixer {
   }
 
   /** Progress for a computed chunk, the error if a mean is not finite, and the chunk. */
-  private async *finishChunk(tensor: TensorInfo, coefficients: readonly number[], active: readonly number[], count: number, total: number, finite: boolean, out: ChunkOutput): AsyncGenerator<Uint8Array> {
+  private async *finishChunk(
+    tensor: TensorInfo,
+    coefficients: readonly number[],
+    active: readonly number[],
+    count: number,
+    total: number,
+    finite: boolean,
+    out: ChunkOutput,
+  ): AsyncGenerator<Uint8Array> {
     for (const k of active) this.advance(k, tensor.name, count, total);
     if (!finite && !this.options.allowNonFinite) await this.blameNonFinite(tensor, coefficients);
     yield out.bytes.subarray(0, count * out.elementBytes);
@@ -193,7 +211,14 @@ export class Mixer {
   }
 
   /** One chunk of every input, as stored, into `buffers`: the kernel's arrays. */
-  private async readChunk(name: string, active: readonly number[], dtypes: readonly KernelDType[], start: number, count: number, buffers: readonly { bytes: Uint8Array }[]): Promise<KernelArray[]> {
+  private async readChunk(
+    name: string,
+    active: readonly number[],
+    dtypes: readonly KernelDType[],
+    start: number,
+    count: number,
+    buffers: readonly { bytes: Uint8Array }[],
+  ): Promise<KernelArray[]> {
     const inputs: KernelArray[] = [];
     for (const [j, k] of active.entries()) {
       inputs.push({ address: (await this.checkpoints[k]!.readStoredRange!(name, start, count, buffers[j]!.bytes)).byteOffset, dtype: dtypes[j]! });
@@ -361,7 +386,6 @@ export class Mixer {
     throw new InputError(this.checkpoints[0]!.path, 'the weighted mean overflowed to infinity', { tensor: tensor.name });
   }
 }
-
 
 /** The warning when an integer or bool tensor differs between ingredients and one copy is kept. */
 export function copiedTensorWarning(tensor: TensorInfo, differing: readonly string[], kept: string): string {

@@ -58,7 +58,10 @@ export async function refuseForeignFolder(out: string): Promise<void> {
     });
   };
   if (foreign.length > 0) {
-    const names = foreign.slice(0, 3).map((entry) => JSON.stringify(entry.name)).join(', ');
+    const names = foreign
+      .slice(0, 3)
+      .map((entry) => JSON.stringify(entry.name))
+      .join(', ');
     refuse(`it holds ${names}${foreign.length > 3 ? ` and ${foreign.length - 3} more` : ''}`);
   }
   if (!(await hasSoupRecipe(out))) refuse('its weights carry no soup recipe');

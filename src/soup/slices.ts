@@ -45,7 +45,8 @@ export function countLayers(checkpoint: Checkpoint, file: string): number {
     stacks.add(tensor.name.slice(0, match.index));
     layers = Math.max(layers, Number(match[1]) + 1);
   }
-  if (stacks.size > 1) throw new InputError(file, `slices: ${checkpoint.path} has ${stacks.size} stacks of layers (${[...stacks].join(', ')}); mergekit's slices need one`);
+  if (stacks.size > 1)
+    throw new InputError(file, `slices: ${checkpoint.path} has ${stacks.size} stacks of layers (${[...stacks].join(', ')}); mergekit's slices need one`);
   return layers;
 }
 
@@ -115,7 +116,10 @@ export interface SlicePlan {
   /** The layer index gradients use: t within the slice, as mergekit's planner sets it. */
   layerIndex: LayerIndex;
   /** The parameters one output tensor merges with: each slot's source's own, the slice's over the global ones. */
-  parametersFor(name: string, global: Readonly<Record<string, ParameterValue>>): { global: Record<string, ParameterValue>; perModel: Record<string, ParameterValue>[] };
+  parametersFor(
+    name: string,
+    global: Readonly<Record<string, ParameterValue>>,
+  ): { global: Record<string, ParameterValue>; perModel: Record<string, ParameterValue>[] };
 }
 
 class SliceLayerIndex extends LayerIndex {
@@ -132,15 +136,27 @@ class SliceLayerIndex extends LayerIndex {
  * Lays the slices out over opened checkpoints (`open(path)` gives the one opened for a model path).
  * `separateBase`: the method takes base_model apart (task vectors, slerp) rather than as one more model.
  */
-export function planSlices(slices: readonly Slice[], base: string | undefined, separateBase: boolean, open: (model: string) => Checkpoint, file: string): SlicePlan {
-  const baseOf = (slice: Slice): SliceSource | undefined => (separateBase && base !== undefined ? slice.sources.find((source) => source.model === base) : undefined);
+export function planSlices(
+  slices: readonly Slice[],
+  base: string | undefined,
+  separateBase: boolean,
+  open: (model: string) => Checkpoint,
+  file: string,
+): SlicePlan {
+  const baseOf = (slice: Slice): SliceSource | undefined =>
+    separateBase && base !== undefined ? slice.sources.find((source) => source.model === base) : undefined;
   const othersOf = (slice: Slice): SliceSource[] => slice.sources.filter((source) => source !== baseOf(slice));
   const slotCount = othersOf(slices[0]!).length;
   slices.forEach((slice, s) => {
     const lengths = new Set(slice.sources.map((source) => source.layerRange[1] - source.layerRange[0]));
     if (lengths.size > 1) throw new InputError(file, `slices[${s}]: all sources must span the same number of layers (got ${[...lengths].join(', ')})`);
-    if (othersOf(slice).length !== slotCount) throw new InputError(file, `slices[${s}]: has ${othersOf(slice).length} sources besides base_model and slices[0] ${slotCount}; soup needs the same number in every slice`);
-    if (separateBase && base !== undefined && baseOf(slice) === undefined) throw new InputError(file, `slices[${s}]: base_model ${base} is not among its sources`);
+    if (othersOf(slice).length !== slotCount)
+      throw new InputError(
+        file,
+        `slices[${s}]: has ${othersOf(slice).length} sources besides base_model and slices[0] ${slotCount}; soup needs the same number in every slice`,
+      );
+    if (separateBase && base !== undefined && baseOf(slice) === undefined)
+      throw new InputError(file, `slices[${s}]: base_model ${base} is not among its sources`);
     slice.sources.forEach((source, k) => {
       const layers = countLayers(open(source.model), file);
       const [from, to] = source.layerRange;
@@ -153,7 +169,12 @@ export function planSlices(slices: readonly Slice[], base: string | undefined, s
   const reference = open(othersOf(slices[0]!)[0]?.model ?? slices[0]!.sources[0]!.model);
   const loose = reference.tensors().filter((tensor) => layerOf(tensor.name) === undefined);
   const layerTensors = (checkpoint: Checkpoint, layer: number): TensorInfo[] => checkpoint.tensors().filter((tensor) => layerOf(tensor.name)?.layer === layer);
-  interface Row { out: TensorInfo; slice: number; pick: (source: SliceSource) => string; t: number }
+  interface Row {
+    out: TensorInfo;
+    slice: number;
+    pick: (source: SliceSource) => string;
+    t: number;
+  }
   const rows: Row[] = [];
   const before = loose.filter((tensor) => !AFTER_LAYERS.test(tensor.name));
   const after = loose.filter((tensor) => AFTER_LAYERS.test(tensor.name));
@@ -191,12 +212,32 @@ export function planSlices(slices: readonly Slice[], base: string | undefined, s
       sources.set(row.out.name, { checkpoint, name: from, info });
     }
     const models = [...new Set(slices.map((slice) => choose(slice).model))];
-    return new SlotCheckpoint(name, models.join(', '), sources, order.map((info) => ({ ...info, ...pick(sources.get(info.name)!.info) })));
+    return new SlotCheckpoint(
+      name,
+      models.join(', '),
+      sources,
+      order.map((info) => ({ ...info, ...pick(sources.get(info.name)!.info) })),
+    );
   };
-  const pick = (info: TensorInfo): Pick<TensorInfo, 'shape' | 'dtype' | 'storedBytes'> => ({ shape: info.shape, dtype: info.dtype, storedBytes: info.storedBytes });
+  const pick = (info: TensorInfo): Pick<TensorInfo, 'shape' | 'dtype' | 'storedBytes'> => ({
+    shape: info.shape,
+    dtype: info.dtype,
+    storedBytes: info.storedBytes,
+  });
   const slotName = (choose: (slice: Slice) => SliceSource): string => [...new Set(slices.map((slice) => open(choose(slice).model).name))].join('+');
-  const slots = Array.from({ length: slotCount }, (_, k) => slot(slotName((slice) => othersOf(slice)[k]!), (slice) => othersOf(slice)[k]!));
-  const baseSlot = separateBase && base !== undefined ? slot(slotName((slice) => baseOf(slice)!), (slice) => baseOf(slice)!) : undefined;
+  const slots = Array.from({ length: slotCount }, (_, k) =>
+    slot(
+      slotName((slice) => othersOf(slice)[k]!),
+      (slice) => othersOf(slice)[k]!,
+    ),
+  );
+  const baseSlot =
+    separateBase && base !== undefined
+      ? slot(
+          slotName((slice) => baseOf(slice)!),
+          (slice) => baseOf(slice)!,
+        )
+      : undefined;
   const sliceOf = new Map(rows.map((row) => [row.out.name, row.slice]));
   const layerIndex = new SliceLayerIndex(new Map(rows.map((row) => [row.out.name, row.t])));
   return {

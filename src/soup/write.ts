@@ -41,7 +41,10 @@ export async function prepareOutput(checkpoints: readonly Checkpoint[], options:
   // A Trainer folder (checkpoint-500/model.safetensors) is the ingredient as a whole: nothing goes inside it.
   const folders = await Promise.all(checkpoints.map((checkpoint) => modelFolderOf(checkpoint)));
   const inputs = [...checkpoints.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]), ...folders, ...(options.protect ?? [])];
-  await refuseOutputOverInputs(options.out, inputs.filter((input): input is string => input !== undefined));
+  await refuseOutputOverInputs(
+    options.out,
+    inputs.filter((input): input is string => input !== undefined),
+  );
   await checkOutputPath(options.out, options.force ?? false);
   if (options.force === true) await refuseForeignFolder(options.out);
   const chosen = chooseOutput(options.out, reference);
@@ -104,7 +107,10 @@ export async function writeSoup(
   const stopHashing = new AbortController();
   const onAbort = (): void => stopHashing.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  const hashing = hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), stopHashing.signal);
+  const hashing = hashFiles(
+    checkpoints.flatMap((checkpoint) => checkpoint.files),
+    stopHashing.signal,
+  );
   hashing.catch(() => {});
   const recipeWith = (hashes: ReadonlyMap<string, string>): Recipe => {
     const ingredients = checkpoints.map((checkpoint, k): RecipeIngredient => {
@@ -119,11 +125,18 @@ export async function writeSoup(
   const unknown = new Map(checkpoints.flatMap((checkpoint) => checkpoint.files).map((file) => [file, '0'.repeat(64)]));
   const extraFiles = new Map([...folderFiles(output, async () => recipeWith(await hashing)), ...moreFiles]);
   try {
-    return await writeCheckpoint(output.target, output.tensors, { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) }, produce, extraFiles, {
-      claim: output.claim,
-      // The bytes mixed and the hashes recorded must both come from the files as they were opened.
-      beforePublish: () => checkUnchanged(checkpoints),
-    });
+    return await writeCheckpoint(
+      output.target,
+      output.tensors,
+      { placeholder: recipe(unknown), resolve: async () => recipe(await hashing) },
+      produce,
+      extraFiles,
+      {
+        claim: output.claim,
+        // The bytes mixed and the hashes recorded must both come from the files as they were opened.
+        beforePublish: () => checkUnchanged(checkpoints),
+      },
+    );
   } catch (error) {
     stopHashing.abort(error);
     throw error;
@@ -159,6 +172,9 @@ function folderFiles(output: PreparedOutput, finalRecipe: () => Promise<Recipe>)
   const files = output.modelFiles;
   if (files === undefined || !isFolderOutput(output.target)) return new Map();
   const extra = new Map<string, string | (() => Promise<Uint8Array>)>(files.companions.files);
-  if (files.card) extra.set('README.md', async () => new TextEncoder().encode(renderCard(await finalRecipe(), path.basename(path.resolve(output.target.path)), output.target.path)));
+  if (files.card)
+    extra.set('README.md', async () =>
+      new TextEncoder().encode(renderCard(await finalRecipe(), path.basename(path.resolve(output.target.path)), output.target.path)),
+    );
   return extra;
 }

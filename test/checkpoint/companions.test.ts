@@ -19,14 +19,17 @@ async function trainerFolder(name: string, files: Record<string, string>): Promi
 }
 
 describe('companion files', () => {
-  it('refuses a config or tokenizer that links out of the ingredient folder, and follows a cache snapshot\'s links to its own blobs', async () => {
+  it("refuses a config or tokenizer that links out of the ingredient folder, and follows a cache snapshot's links to its own blobs", async () => {
     const secret = path.join(dir, 'id_rsa');
     await writeFile(secret, 'PRIVATE KEY');
     const a = await trainerFolder('linked-out', { 'config.json': '{}' });
     await symlink(secret, path.join(dir, 'linked-out', 'tokenizer.json'));
     await assert.rejects(collectCompanions([a]), (error: unknown) => {
       assert.ok(error instanceof InputError);
-      assert.equal(error.message, `${path.join(dir, 'linked-out', 'tokenizer.json')}: is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient`);
+      assert.equal(
+        error.message,
+        `${path.join(dir, 'linked-out', 'tokenizer.json')}: is a link that points outside the checkpoint folder; soup reads and copies nothing from outside an ingredient`,
+      );
       return true;
     });
     const repo = path.join(dir, 'hub', 'models--org--bert');
@@ -41,14 +44,45 @@ describe('companion files', () => {
     // A link from one cached model into another model's blobs is outside, like any other.
     await writeFile(path.join(dir, 'hub', 'other-blob'), '{}');
     await symlink('../../../other-blob', path.join(snapshot, 'vocab.json'));
-    await assert.rejects(collectCompanions([{ name: 'bert', path: path.join(snapshot, 'model.safetensors') }]), /vocab\.json: is a link that points outside the checkpoint folder/);
+    await assert.rejects(
+      collectCompanions([{ name: 'bert', path: path.join(snapshot, 'model.safetensors') }]),
+      /vocab\.json: is a link that points outside the checkpoint folder/,
+    );
   });
 
   it('takes what a loader reads and leaves training state and other weights', () => {
-    for (const name of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.model', 'added_tokens.json', 'chat_template.jinja', 'preprocessor_config.json', 'qwen.tiktoken', 'modeling_custom.py']) {
+    for (const name of [
+      'config.json',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'special_tokens_map.json',
+      'vocab.txt',
+      'vocab.json',
+      'merges.txt',
+      'tokenizer.model',
+      'added_tokens.json',
+      'chat_template.jinja',
+      'preprocessor_config.json',
+      'qwen.tiktoken',
+      'modeling_custom.py',
+    ]) {
       assert.ok(isCompanionFile(name), name);
     }
-    for (const name of ['optimizer.pt', 'scheduler.pt', 'rng_state_0.pth', 'rng_state.pth', 'training_args.bin', 'trainer_state.json', 'pytorch_model.bin', 'model.safetensors', 'tf_model.h5', 'README.md', 'all_results.json', 'train.py']) {
+    for (const name of [
+      'optimizer.pt',
+      'scheduler.pt',
+      'rng_state_0.pth',
+      'rng_state.pth',
+      'training_args.bin',
+      'trainer_state.json',
+      'pytorch_model.bin',
+      'model.safetensors',
+      'tf_model.h5',
+      'README.md',
+      'all_results.json',
+      'train.py',
+    ]) {
       assert.ok(!isCompanionFile(name), name);
     }
   });
@@ -61,7 +95,12 @@ describe('companion files', () => {
 
   it('names the files that differ between ingredients and takes them from the first, or from --copy-from', async () => {
     const a = await trainerFolder('checkpoint-500', { 'config.json': '{"model_type":"bert"}', 'tokenizer.json': '{"v":1}', 'vocab.txt': 'a\n' });
-    const b = await trainerFolder('checkpoint-1000', { 'config.json': '{"model_type":"bert"}', 'tokenizer.json': '{"v":2}', 'vocab.txt': 'a\n', 'generation_config.json': '{}' });
+    const b = await trainerFolder('checkpoint-1000', {
+      'config.json': '{"model_type":"bert"}',
+      'tokenizer.json': '{"v":2}',
+      'vocab.txt': 'a\n',
+      'generation_config.json': '{}',
+    });
     const first = await collectCompanions([a, b]);
     assert.equal(first.from, 'checkpoint-500');
     assert.deepEqual([...first.files.keys()], ['config.json', 'tokenizer.json', 'vocab.txt']);

@@ -21,13 +21,15 @@ describe('findIncompatibilities', () => {
     const wide = mlpTensors(2);
     wide['fc1.weight'] = { dtype: 'F32', shape: [3, 4], values: new Array(12).fill(0) };
     const problems = findIncompatibilities([await open('a', mlpTensors(1)), await open('wide', wide)]);
-    assert.deepEqual(problems, [`size mismatch for fc1.weight: [4, 3] in ${path.join(dir, 'a.safetensors')} vs [3, 4] in ${path.join(dir, 'wide.safetensors')}`]);
+    assert.deepEqual(problems, [
+      `size mismatch for fc1.weight: [4, 3] in ${path.join(dir, 'a.safetensors')} vs [3, 4] in ${path.join(dir, 'wide.safetensors')}`,
+    ]);
   });
 
   it('lists missing and extra tensors, and float against integer dtypes', async () => {
     const other = mlpTensors(2);
     delete other['fc2.bias'];
-    other['extra'] = { dtype: 'F32', shape: [1], values: [1] };
+    other.extra = { dtype: 'F32', shape: [1], values: [1] };
     other['fc1.bias'] = { dtype: 'I32', shape: [4], bytes: new Uint8Array(16) };
     const problems = findIncompatibilities([await open('a', mlpTensors(1)), await open('other', other)]);
     assert.equal(problems.length, 3);

@@ -35,7 +35,10 @@ describe('discoverIngredients', () => {
     await writeSafetensorsFile(path.join(dir, 'loose', 'run-10.safetensors'), mlpTensors(1));
     await writeSafetensorsFile(path.join(dir, 'loose', 'run-2.safetensors'), mlpTensors(1));
     const found = await discoverIngredients([folder, path.join(dir, 'loose')]);
-    assert.deepEqual(found.map((i) => i.name), ['checkpoint-500', 'checkpoint-1000', 'checkpoint-1500', 'run-2', 'run-10']);
+    assert.deepEqual(
+      found.map((i) => i.name),
+      ['checkpoint-500', 'checkpoint-1000', 'checkpoint-1500', 'run-2', 'run-10'],
+    );
   });
 
   it('takes several paths, and a model.json path as its folder', async () => {
@@ -43,7 +46,10 @@ describe('discoverIngredients', () => {
     await mkdir(path.join(dir, 'paths', 'tf'));
     await writeFile(path.join(dir, 'paths', 'tf', 'model.json'), '{}');
     const found = await discoverIngredients([a, path.join(dir, 'paths', 'tf', 'model.json')]);
-    assert.deepEqual(found.map((i) => i.name), ['tf', 'z']);
+    assert.deepEqual(
+      found.map((i) => i.name),
+      ['tf', 'z'],
+    );
   });
 
   it('says which path is missing', async () => {
@@ -52,13 +58,19 @@ describe('discoverIngredients', () => {
 
   it('says when a folder holds no checkpoints', async () => {
     await mkdir(path.join(dir, 'empty'));
-    await assert.rejects(discoverIngredients([path.join(dir, 'empty')]), /empty: no checkpoints found \(expected \.safetensors, \.onnx, \.pt, \.pth, \.bin or \.ckpt files/);
+    await assert.rejects(
+      discoverIngredients([path.join(dir, 'empty')]),
+      /empty: no checkpoints found \(expected \.safetensors, \.onnx, \.pt, \.pth, \.bin or \.ckpt files/,
+    );
   });
 
   it('tells ingredients of the same name apart by their folders, and refuses what no folder tells apart', async () => {
     const one = await writeSafetensorsFile(path.join(dir, 'x', 'same.safetensors'), mlpTensors(1));
     const two = await writeSafetensorsFile(path.join(dir, 'y', 'same.safetensors'), mlpTensors(1));
-    assert.deepEqual((await discoverIngredients([two, one])).map((i) => i.name), ['x/same', 'y/same']);
+    assert.deepEqual(
+      (await discoverIngredients([two, one])).map((i) => i.name),
+      ['x/same', 'y/same'],
+    );
     await assert.rejects(discoverIngredients([one, one]), { message: `${one} is given twice` });
     const torch = path.join(dir, 'x', 'same.pt');
     await writeFile(torch, 'not read');

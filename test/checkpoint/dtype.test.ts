@@ -1,14 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  bf16BitsToF32,
-  decodeFloats,
-  encodeFloats,
-  f16BitsToF32,
-  f32ToBf16Bits,
-  f32ToF16Bits,
-  parseFloatDType,
-} from '../../src/checkpoint/dtype.js';
+import { bf16BitsToF32, decodeFloats, encodeFloats, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, parseFloatDType } from '../../src/checkpoint/dtype.js';
 
 describe('float16', () => {
   const known: [number, number][] = [

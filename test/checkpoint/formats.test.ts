@@ -98,7 +98,10 @@ async function uniformSoup(checkpoints: Checkpoint[], out: string): Promise<void
   const output = await prepareOutput(checkpoints, { out });
   const mixer = new Mixer(checkpoints, {});
   const names = checkpoints.map((checkpoint) => checkpoint.name);
-  await writeSoup(checkpoints, output, mixer.producer(uniformCoefficients(checkpoints.length), { plan: output.tensors }), { strategy: 'uniform', chosen: names }).finally(() => mixer.close());
+  await writeSoup(checkpoints, output, mixer.producer(uniformCoefficients(checkpoints.length), { plan: output.tensors }), {
+    strategy: 'uniform',
+    chosen: names,
+  }).finally(() => mixer.close());
 }
 
 describe('the format registry', () => {
@@ -115,7 +118,13 @@ describe('the format registry', () => {
   it('finds, opens, soups and writes a format added through the registry alone', async () => {
     const checkpoints = await openIngredients([path.join(dir, 'a.toy'), path.join(dir, 'b.toy')]);
     try {
-      assert.deepEqual(checkpoints.map((checkpoint) => [checkpoint.name, checkpoint.format]), [['a', 'toy'], ['b', 'toy']]);
+      assert.deepEqual(
+        checkpoints.map((checkpoint) => [checkpoint.name, checkpoint.format]),
+        [
+          ['a', 'toy'],
+          ['b', 'toy'],
+        ],
+      );
       await uniformSoup(checkpoints, path.join(dir, 'soup.toy'));
     } finally {
       await closeAll(checkpoints);
@@ -128,7 +137,7 @@ describe('the format registry', () => {
     assert.deepEqual(readRecipe(soup)?.chosen, ['a', 'b']);
   });
 
-  it('writes other formats\' soups into it when -o has its suffix, and its own soups into safetensors', async () => {
+  it("writes other formats' soups into it when -o has its suffix, and its own soups into safetensors", async () => {
     const fromSafetensors = await openIngredients([path.join(dir, 'st')]);
     try {
       await uniformSoup(fromSafetensors, path.join(dir, 'st-soup.toy'));
@@ -136,7 +145,10 @@ describe('the format registry', () => {
       await closeAll(fromSafetensors);
     }
     const [soup] = await openAll(await discoverIngredients([path.join(dir, 'st-soup.toy')]));
-    assert.deepEqual([...(await soup!.readFloats('fc1.bias'))], mlpTensors(1)['fc1.bias']!.values!.map((v, i) => (v + mlpTensors(2)['fc1.bias']!.values![i]!) / 2));
+    assert.deepEqual(
+      [...(await soup!.readFloats('fc1.bias'))],
+      mlpTensors(1)['fc1.bias']!.values!.map((v, i) => (v + mlpTensors(2)['fc1.bias']!.values![i]!) / 2),
+    );
     const toys = await openIngredients([path.join(dir, 'a.toy'), path.join(dir, 'b.toy')]);
     try {
       assert.equal(fileSuffixOf(toys[0]!), '.toy');
@@ -152,7 +164,10 @@ describe('the format registry', () => {
       message: 'soup.toyy: .toyy is not a suffix soup writes: .safetensors, .onnx, .pt, .pth, .bin, .ckpt or .toy make one file, no suffix a folder',
     });
     const found = await discoverIngredients([dir]);
-    assert.deepEqual(found.filter((ingredient) => ingredient.format === 'toy').map((ingredient) => ingredient.name), ['a', 'b', 'soup', 'st-soup']);
+    assert.deepEqual(
+      found.filter((ingredient) => ingredient.format === 'toy').map((ingredient) => ingredient.name),
+      ['a', 'b', 'soup', 'st-soup'],
+    );
   });
 });
 
@@ -163,13 +178,19 @@ describe('chooseOutput', () => {
   });
 
   it('refuses a misspelt or unknown suffix, naming the known ones and the nearest', () => {
-    assert.throws(() => chooseOutput('soup.safetensor', reference), (error: unknown) => {
-      assert.ok(error instanceof UsageError);
-      assert.equal(error.message, 'soup.safetensor: .safetensor is not a suffix soup writes: .safetensors, .onnx, .pt, .pth, .bin or .ckpt make one file, no suffix a folder');
-      assert.equal(error.hint, 'did you mean .safetensors? For a folder named so, end it with a slash: soup.safetensor/');
-      assert.equal(error.exitCode, 2);
-      return true;
-    });
+    assert.throws(
+      () => chooseOutput('soup.safetensor', reference),
+      (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.equal(
+          error.message,
+          'soup.safetensor: .safetensor is not a suffix soup writes: .safetensors, .onnx, .pt, .pth, .bin or .ckpt make one file, no suffix a folder',
+        );
+        assert.equal(error.hint, 'did you mean .safetensors? For a folder named so, end it with a slash: soup.safetensor/');
+        assert.equal(error.exitCode, 2);
+        return true;
+      },
+    );
     assert.throws(() => chooseOutput('soup.json', reference), { hint: 'check the spelling. For a folder named so, end it with a slash: soup.json/' });
   });
 
@@ -178,6 +199,9 @@ describe('chooseOutput', () => {
   });
 
   it('keeps every built-in format in one list, in order of preference', () => {
-    assert.deepEqual(formats().map((format) => format.name), ['tfjs', 'safetensors', 'onnx', 'pytorch']);
+    assert.deepEqual(
+      formats().map((format) => format.name),
+      ['tfjs', 'safetensors', 'onnx', 'pytorch'],
+    );
   });
 });

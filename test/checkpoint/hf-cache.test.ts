@@ -73,12 +73,20 @@ describe('Hugging Face cache references', () => {
       `soup: error: org/absent@v2: not a model path, and not in the Hugging Face cache (${hub}); soup does not download (fetch it first: huggingface-cli download org/absent --revision v2)\n`,
     );
     const badRef = await runSoup(['uniform', 'org/tiny@v9', 'org/other', '-o', out], { env });
-    assert.equal(badRef.stderr, `soup: error: org/tiny@v9: revision v9 is not in the Hugging Face cache (${hub}); soup does not download (fetch it first: huggingface-cli download org/tiny --revision v9)\n`);
+    assert.equal(
+      badRef.stderr,
+      `soup: error: org/tiny@v9: revision v9 is not in the Hugging Face cache (${hub}); soup does not download (fetch it first: huggingface-cli download org/tiny --revision v9)\n`,
+    );
   });
 
-  it('reads Hub references in a merge recipe, and lists the models in the card\'s base_model', async () => {
+  it("reads Hub references in a merge recipe, and lists the models in the card's base_model", async () => {
     const file = path.join(hub, 'merge.yml');
-    await writeFile(file, ['merge_method: linear', 'models:', '  - model: org/tiny@v1', '    parameters: {weight: 1}', '  - model: org/other', '    parameters: {weight: 1}'].join('\n'));
+    await writeFile(
+      file,
+      ['merge_method: linear', 'models:', '  - model: org/tiny@v1', '    parameters: {weight: 1}', '  - model: org/other', '    parameters: {weight: 1}'].join(
+        '\n',
+      ),
+    );
     const out = path.join(hub, 'merged');
     const result = await runSoup(['merge', file, '-o', out, '--quiet'], { env: { HF_HUB_CACHE: hub } });
     assert.equal(result.code, 0, result.stderr);

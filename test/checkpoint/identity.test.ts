@@ -18,7 +18,10 @@ describe('ingredients rewritten during a soup', () => {
     const out = path.join(dir, 'soup.safetensors');
     const command = `cp ${shellQuote(next)} ${shellQuote(b)}; echo 0.5 # {ckpt}`;
     const result = await runSoup(['greedy', runs, '--eval-cmd', command, '-o', out]);
-    assert.equal(result.stderr, `soup: error: ${b}: changed while soup was reading it (size, modification time or inode differ); nothing was written (run again once the file is no longer being written)\n`);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${b}: changed while soup was reading it (size, modification time or inode differ); nothing was written (run again once the file is no longer being written)\n`,
+    );
     assert.equal(result.code, 2);
     assert.equal(existsSync(out), false);
   });

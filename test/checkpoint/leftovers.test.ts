@@ -28,7 +28,10 @@ describe('leftovers of killed runs', () => {
     const out = path.join(dir, 'claimed.safetensors');
     await writeFile(path.join(dir, '.claimed.safetensors.soup-lock'), JSON.stringify({ pid: process.pid }));
     const result = await runSoup(['uniform', runs, '-o', out]);
-    assert.equal(result.stderr, `soup: error: ${out} is being written by another soup (process ${process.pid}) (wait for it to finish, or write elsewhere; if no soup runs, remove ${path.join(dir, '.claimed.safetensors.soup-lock')})\n`);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${out} is being written by another soup (process ${process.pid}) (wait for it to finish, or write elsewhere; if no soup runs, remove ${path.join(dir, '.claimed.safetensors.soup-lock')})\n`,
+    );
     assert.equal(result.code, 2);
   });
 });

@@ -25,6 +25,12 @@ describe('uniqueNames', () => {
   });
 
   it('leaves names that no folder tells apart short, for the caller to report', () => {
-    assert.deepEqual(uniqueNames([{ name: 'w', source: '/r/w.safetensors' }, { name: 'w', source: '/r/w.pt' }]), ['w', 'w']);
+    assert.deepEqual(
+      uniqueNames([
+        { name: 'w', source: '/r/w.safetensors' },
+        { name: 'w', source: '/r/w.pt' },
+      ]),
+      ['w', 'w'],
+    );
   });
 });

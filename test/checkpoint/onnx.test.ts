@@ -94,7 +94,11 @@ describe('writing ONNX soups', () => {
     };
     await reference.close();
     const [x, y] = [masked(soup), masked(first)];
-    assert.equal(x.findIndex((byte, i) => byte !== y[i]), -1, 'same bytes outside initializer data');
+    assert.equal(
+      x.findIndex((byte, i) => byte !== y[i]),
+      -1,
+      'same bytes outside initializer data',
+    );
     assert.ok(!soup.subarray(0, first.length).equals(first), 'the weights did change');
     const read = readWithOnnx(out);
     const recipe = JSON.parse(read.metadata['soup.recipe']!) as { strategy: string; chosen: string[] };
@@ -131,9 +135,17 @@ describe('writing ONNX soups', () => {
     const out = path.join(folder, 'out.onnx');
     try {
       const tensors = source.tensors().map(({ name, shape, dtype }) => ({ name, shape, dtype }));
-      const result = await writeCheckpoint({ kind: 'onnx', path: out, reference: source, externalAbove: 100 }, tensors, fixedMetadata({ 'soup.recipe': '{}' }), async function* (tensor) {
-        yield encodeFloats(Array.from(await source.readFloats(tensor.name), (v) => v * 2), 'F32');
-      });
+      const result = await writeCheckpoint(
+        { kind: 'onnx', path: out, reference: source, externalAbove: 100 },
+        tensors,
+        fixedMetadata({ 'soup.recipe': '{}' }),
+        async function* (tensor) {
+          yield encodeFloats(
+            Array.from(await source.readFloats(tensor.name), (v) => v * 2),
+            'F32',
+          );
+        },
+      );
       assert.deepEqual(result.files, [out, `${out}.data`]);
     } finally {
       await source.close();
@@ -216,7 +228,13 @@ describe('ONNX ingredients that cannot be souped', () => {
           ...base,
           nodes: [
             ...base.nodes,
-            { opType: 'Constant', name: 'emb', inputs: [], outputs: ['c'], attributes: [tensorAttribute('value', { name: 'c', dtype: 'F32', dims: [10, 10], data: new Uint8Array(400) })] },
+            {
+              opType: 'Constant',
+              name: 'emb',
+              inputs: [],
+              outputs: ['c'],
+              attributes: [tensorAttribute('value', { name: 'c', dtype: 'F32', dims: [10, 10], data: new Uint8Array(400) })],
+            },
           ],
         }),
         'has weights in a Constant node (node 1 "emb", 100 values): not supported yet (export with the weights as initializers (torch.onnx.export does this for parameters with do_constant_folding=False))',
@@ -240,13 +258,19 @@ describe('ONNX ingredients that cannot be souped', () => {
     const shapes = await refuse('differ-shape', [a, b]);
     assert.equal(shapes.stderr, `soup: error: ${a} and ${b} are not exports of the same architecture: fc.weight is [3, 2] in one and [4, 2] in the other\n`);
     const nodes = await refuse('differ-node', [a, c]);
-    assert.equal(nodes.stderr, `soup: error: the graphs of ${a} and ${c} differ at node 0 (Gemm vs MatMul): export every ingredient with the same torch version, opset and flags\n`);
+    assert.equal(
+      nodes.stderr,
+      `soup: error: the graphs of ${a} and ${c} differ at node 0 (Gemm vs MatMul): export every ingredient with the same torch version, opset and flags\n`,
+    );
     const shape = (values: bigint[]) => ({ name: 'shape', dtype: 'I64' as const, dims: [2], data: new Uint8Array(new BigInt64Array(values).buffer) });
     const d = await writeModel(path.join(folder, 'd.onnx'), linearSpec(1, { extra: [shape([1n, 6n])] }));
     const e = await writeModel(path.join(folder, 'e.onnx'), linearSpec(2, { extra: [shape([6n, 1n])] }));
     const ints = await refuse('differ-int', [d, e]);
     assert.equal(ints.code, 2);
-    assert.equal(ints.stderr, `soup: error: I64 initializer "shape" differs between ${d} and ${e}: integer and bool initializers are shape constants and must be identical\n`);
+    assert.equal(
+      ints.stderr,
+      `soup: error: I64 initializer "shape" differs between ${d} and ${e}: integer and bool initializers are shape constants and must be identical\n`,
+    );
   });
 });
 
@@ -254,7 +278,12 @@ describe('malformed ONNX files', () => {
   const tensorModel = (tensor: Uint8Array): Uint8Array =>
     concatBytes([varintField(1, 8), lenField(7, concatBytes([lenField(5, tensor)])), lenField(8, concatBytes([lenField(1, ''), varintField(2, 17)]))]);
   const rawTensor = (dims: number[], dataType: number, bytes: number) =>
-    concatBytes([lenField(1, concatBytes(dims.map((dim) => encodeVarint(dim)))), varintField(2, dataType), lenField(8, 'w'), lenField(9, new Uint8Array(bytes))]);
+    concatBytes([
+      lenField(1, concatBytes(dims.map((dim) => encodeVarint(dim)))),
+      varintField(2, dataType),
+      lenField(8, 'w'),
+      lenField(9, new Uint8Array(bytes)),
+    ]);
 
   it('gives exit 2 and one line naming the file for every kind of bad file', async () => {
     const folder = path.join(dir, 'hostile');
@@ -263,13 +292,29 @@ describe('malformed ONNX files', () => {
     const external = (location: string) =>
       encodeModel({ ...linearSpec(1), initializers: [{ name: 'fc.weight', dtype: 'F32', dims: [2], data: new Uint8Array(8), form: { location, offset: 0 } }] });
     const cases: [string, Uint8Array, (file: string) => string][] = [
-      ['truncated', fixture.subarray(0, 1000), (file) => `${file}: is truncated or not an ONNX model: a field of the model at byte 8 runs past the end (204098 > 1000)`],
+      [
+        'truncated',
+        fixture.subarray(0, 1000),
+        (file) => `${file}: is truncated or not an ONNX model: a field of the model at byte 8 runs past the end (204098 > 1000)`,
+      ],
       ['text', new TextEncoder().encode('{"not": "protobuf"}'), (file) => `${file}: is not an ONNX model (protobuf): wire type 3 in the model at byte 0`],
-      ['outside', external('../outside.bin'), (file) => `${file}: tensor "fc.weight": external data path "../outside.bin" points outside the checkpoint folder`],
+      [
+        'outside',
+        external('../outside.bin'),
+        (file) => `${file}: tensor "fc.weight": external data path "../outside.bin" points outside the checkpoint folder`,
+      ],
       ['absolute', external('/etc/passwd'), (file) => `${file}: tensor "fc.weight": external data path "/etc/passwd" points outside the checkpoint folder`],
-      ['missing', external('gone.bin'), (file) => `${file}: tensor "fc.weight": external data names "gone.bin", which cannot be opened: no such file or directory`],
+      [
+        'missing',
+        external('gone.bin'),
+        (file) => `${file}: tensor "fc.weight": external data names "gone.bin", which cannot be opened: no such file or directory`,
+      ],
       ['huge', tensorModel(rawTensor([2 ** 40, 2 ** 40], 1, 4)), (file) => `${file}: tensor "w": shape [1099511627776, 1099511627776] is too large`],
-      ['short', tensorModel(rawTensor([10], 1, 36)), (file) => `${file}: tensor "w": shape [10] needs 40 bytes of F32 data but the model holds 36 (truncated or corrupt)`],
+      [
+        'short',
+        tensorModel(rawTensor([10], 1, 36)),
+        (file) => `${file}: tensor "w": shape [10] needs 40 bytes of F32 data but the model holds 36 (truncated or corrupt)`,
+      ],
       ['dtype', tensorModel(rawTensor([1], 99, 4)), (file) => `${file}: tensor "w": has data type 99, which is not a numeric type soup can read`],
     ];
     for (const [name, bytes, message] of cases) {

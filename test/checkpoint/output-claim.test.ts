@@ -20,7 +20,13 @@ async function otherProcess(): Promise<{ pid: number; stop: () => Promise<void> 
   const child = spawn('sleep', ['60'], { stdio: 'ignore' });
   await new Promise((resolve) => child.once('spawn', resolve));
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  return { pid: child.pid!, stop: async () => void (child.kill('SIGKILL'), await exited) };
+  return {
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }
 
 /**
@@ -38,8 +44,22 @@ function killedSteps(killAt: number): { steps: ReplaceSteps; done: string[] } {
   return {
     done,
     steps: {
-      rename: (from, to) => step(`rename ${path.basename(from).replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp')} -> ${path.basename(to).replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp').replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data')}`, () => rename(from, to)),
-      remove: (target) => step(`remove ${path.basename(target).replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp').replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data')}`, () => rm(target, { recursive: true, force: true })),
+      rename: (from, to) =>
+        step(
+          `rename ${path.basename(from).replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp')} -> ${path
+            .basename(to)
+            .replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp')
+            .replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data')}`,
+          () => rename(from, to),
+        ),
+      remove: (target) =>
+        step(
+          `remove ${path
+            .basename(target)
+            .replace(/tmp-\d+-[0-9a-f]{8}/, 'tmp')
+            .replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data')}`,
+          () => rm(target, { recursive: true, force: true }),
+        ),
     },
   };
 }
@@ -72,7 +92,10 @@ describe('claimOutput', () => {
     const taken = await claimOutput(out);
     assert.deepEqual(taken.notices, []);
     await taken.release();
-    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('contested')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.includes('contested')),
+      [],
+    );
   });
 
   it('removes the temporary files of writers that are gone, says so, and keeps those of a writer still running', async () => {
@@ -86,7 +109,10 @@ describe('claimOutput', () => {
     const alive = `.out.safetensors.tmp-${running.pid}-c0ffee00`;
     for (const name of [...dead, alive, '.other.safetensors.tmp-1-00000000']) await writeFile(path.join(folder, name), 'partial');
     const claim = await claimOutput(out);
-    assert.deepEqual(claim.notices, dead.map((name) => `removed ${path.join(folder, name)}, left by an earlier soup that was killed`));
+    assert.deepEqual(
+      claim.notices,
+      dead.map((name) => `removed ${path.join(folder, name)}, left by an earlier soup that was killed`),
+    );
     await claim.release();
     await running.stop();
     assert.deepEqual(await readdir(folder), ['.other.safetensors.tmp-1-00000000', alive].sort());
@@ -106,7 +132,9 @@ describe('an interrupted replacement', () => {
       const before = await valuesOf(out);
       const claim = await claimOutput(out);
       await claim.release();
-      outcomes.push(`killed after [${done.join(', ')}]: ${before}; next run: ${claim.notices.join('; ').replaceAll(folder, '.') || 'nothing to do'}; then ${await valuesOf(out)}, ${(await readdir(folder)).join(' ')}`);
+      outcomes.push(
+        `killed after [${done.join(', ')}]: ${before}; next run: ${claim.notices.join('; ').replaceAll(folder, '.') || 'nothing to do'}; then ${await valuesOf(out)}, ${(await readdir(folder)).join(' ')}`,
+      );
     }
     assert.deepEqual(outcomes, [
       // The first rename failed and nothing had moved: the writer's own clean-up left the old output.
@@ -117,7 +145,7 @@ describe('an interrupted replacement', () => {
     ]);
   });
 
-  it('never leaves an ONNX model beside another model\'s external data, and the next claim finishes it', async () => {
+  it("never leaves an ONNX model beside another model's external data, and the next claim finishes it", async () => {
     const outcomes: string[] = [];
     for (const killAt of [0, 1, 2, 3, 4]) {
       const folder = path.join(dir, `onnx-killed-${killAt}`);
@@ -129,7 +157,10 @@ describe('an interrupted replacement', () => {
         const claim = await claimOutput(out);
         const { steps, done } = at === -1 ? { steps: undefined, done: [] } : killedSteps(at);
         const produce = async function* (tensor: { name: string }) {
-          yield encodeFloats(Array.from(await reference.readFloats(tensor.name), (v) => v * scale), 'F32');
+          yield encodeFloats(
+            Array.from(await reference.readFloats(tensor.name), (v) => v * scale),
+            'F32',
+          );
         };
         await writeCheckpoint(target, plan, fixedMetadata({ 'soup.recipe': `{"scale":${scale}}` }), produce, new Map(), { claim, steps }).catch(() => {});
         claim.keep();
@@ -141,7 +172,12 @@ describe('an interrupted replacement', () => {
       const before = await onnxState(out);
       const claim = await claimOutput(out);
       await claim.release();
-      outcomes.push(`killed after [${done.join(', ')}]: ${before}; next run: ${await onnxState(out)}, ${(await readdir(folder)).filter((name) => name !== 'in').map((name) => name.replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data')).join(' ')}`);
+      outcomes.push(
+        `killed after [${done.join(', ')}]: ${before}; next run: ${await onnxState(out)}, ${(await readdir(folder))
+          .filter((name) => name !== 'in')
+          .map((name) => name.replace(/\.[0-9a-f]{8}\.data$/, '.HEX.data'))
+          .join(' ')}`,
+      );
       await reference.close();
     }
     assert.deepEqual(outcomes, [

@@ -27,11 +27,15 @@ describe('--out-shard-size', () => {
     const tensors = [tensor('a', 10), tensor('b', 10), tensor('c', 20)];
     const sharded = reshard({ kind: 'safetensors-folder', path: 'out' }, tensors, 80);
     assert.deepEqual(sharded.kind === 'safetensors-sharded' ? [...sharded.layout!] : undefined, [
-      ['a', 'model-00001-of-00002.safetensors'], ['b', 'model-00001-of-00002.safetensors'], ['c', 'model-00002-of-00002.safetensors'],
+      ['a', 'model-00001-of-00002.safetensors'],
+      ['b', 'model-00001-of-00002.safetensors'],
+      ['c', 'model-00002-of-00002.safetensors'],
     ]);
     const torch = reshard({ kind: 'pytorch-folder', path: 'out' }, tensors, 40);
     assert.deepEqual(torch.kind === 'pytorch-sharded' ? [...new Set(torch.layout!.values())] : undefined, [
-      'pytorch_model-00001-of-00003.bin', 'pytorch_model-00002-of-00003.bin', 'pytorch_model-00003-of-00003.bin',
+      'pytorch_model-00001-of-00003.bin',
+      'pytorch_model-00002-of-00003.bin',
+      'pytorch_model-00003-of-00003.bin',
     ]);
     assert.deepEqual(reshard({ kind: 'safetensors-sharded', path: 'out', layout: new Map() }, tensors, 1e9), { kind: 'safetensors-folder', path: 'out' });
   });

@@ -35,7 +35,10 @@ describe('ShardedSafetensors', () => {
   it('reads tensors from every shard in shard order', async () => {
     const checkpoint = await ShardedSafetensors.open(await makeSharded('ok'));
     assert.equal(checkpoint.name, 'ok');
-    assert.deepEqual(checkpoint.tensors().map((t) => t.name), ['embed.weight', 'head.weight', 'head.bias']);
+    assert.deepEqual(
+      checkpoint.tensors().map((t) => t.name),
+      ['embed.weight', 'head.weight', 'head.bias'],
+    );
     assert.deepEqual([...(await checkpoint.readFloats('head.bias'))], [7]);
     assert.deepEqual([...(await checkpoint.readFloats('embed.weight'))], [1, 2, 3, 4]);
     assert.equal(checkpoint.shardLayout().get('head.weight'), 'model-00002-of-00002.safetensors');
@@ -50,7 +53,10 @@ describe('ShardedSafetensors', () => {
     });
     await assert.rejects(ShardedSafetensors.open(folder), (error: unknown) => {
       assert.ok(error instanceof InputError);
-      assert.match(error.message, /model\.safetensors\.index\.json: tensor "embed\.weight": weight_map puts it in model-00002-of-00002\.safetensors, which does not hold it/);
+      assert.match(
+        error.message,
+        /model\.safetensors\.index\.json: tensor "embed\.weight": weight_map puts it in model-00002-of-00002\.safetensors, which does not hold it/,
+      );
       return true;
     });
   });

@@ -18,6 +18,7 @@ async function expectInputError(folder: string, pattern: RegExp): Promise<void> 
   });
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON whose fields each caller reads by name
 async function editModelJson(folder: string, edit: (json: any) => void): Promise<void> {
   const file = path.join(folder, 'model.json');
   const json = JSON.parse(await readFile(file, 'utf8'));

@@ -16,11 +16,13 @@ async function names(inputs: string[], options: Parameters<typeof discoverIngred
 }
 
 describe('Trainer runs and sweeps', () => {
-  it('takes a run\'s final weights by default and says which checkpoints it left out and how to pick them', async () => {
+  it("takes a run's final weights by default and says which checkpoints it left out and how to pick them", async () => {
     const run = path.join(sweep, 'ft-lr5e-2-s1');
     assert.deepEqual(await names([run]), {
       names: ['ft-lr5e-2-s1'],
-      warnings: [`${run} holds final weights and checkpoint-10, checkpoint-20, checkpoint-30: using the final weights (--checkpoints last, best or all picks checkpoints instead)`],
+      warnings: [
+        `${run} holds final weights and checkpoint-10, checkpoint-20, checkpoint-30: using the final weights (--checkpoints last, best or all picks checkpoints instead)`,
+      ],
     });
   });
 
@@ -53,7 +55,10 @@ describe('Trainer runs and sweeps', () => {
     ]);
     const best = await names([sweep], { exclude: [path.join(sweep, 'model.onnx')], checkpoints: 'best' });
     // The diverged run's trainer_state.json holds a bare NaN (as the Trainer writes it) and is still read.
-    assert.deepEqual(best, { names: ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20', 'ft-lr5e0-s4/checkpoint-10', 'ft-lr5e-2-s1/checkpoint-10'], warnings: [] });
+    assert.deepEqual(best, {
+      names: ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20', 'ft-lr5e0-s4/checkpoint-10', 'ft-lr5e-2-s1/checkpoint-10'],
+      warnings: [],
+    });
     assert.match(await readFile(path.join(sweep, 'ft-lr5e0-s4', 'checkpoint-20', 'trainer_state.json'), 'utf8'), /"best_metric": NaN/);
   });
 
@@ -61,7 +66,9 @@ describe('Trainer runs and sweeps', () => {
     const found = await names([sweep], { checkpoints: 'last' });
     assert.ok(found.names.includes('model'));
     // Souped silently, an export of one run would weigh that run twice.
-    assert.deepEqual(found.warnings, [`${sweep}: model.onnx beside the runs is souped with them (an export to score with? pass it as --model, which leaves it out, or pass the runs alone)`]);
+    assert.deepEqual(found.warnings, [
+      `${sweep}: model.onnx beside the runs is souped with them (an export to score with? pass it as --model, which leaves it out, or pass the runs alone)`,
+    ]);
     await assert.rejects(discoverIngredients([path.join(sweep, 'model.onnx')], { exclude: [path.join(sweep, 'model.onnx')] }), {
       message: `${path.join(sweep, 'model.onnx')} is the --model export, so it cannot also be an ingredient`,
     });
@@ -83,7 +90,9 @@ describe('Trainer runs and sweeps', () => {
     await writeFile(state, JSON.stringify({ best_model_checkpoint: null, best_metric: null, global_step: 20 }));
     await assert.rejects(discoverIngredients([run], { checkpoints: 'best' }), { message: `${state}: names no best_model_checkpoint` });
     await writeFile(state, JSON.stringify({ best_model_checkpoint: '/elsewhere/out/checkpoint-5' }));
-    await assert.rejects(discoverIngredients([run], { checkpoints: 'best' }), { message: `${state}: best_model_checkpoint is checkpoint-5, which ${run} no longer holds (it has checkpoint-10, checkpoint-20)` });
+    await assert.rejects(discoverIngredients([run], { checkpoints: 'best' }), {
+      message: `${state}: best_model_checkpoint is checkpoint-5, which ${run} no longer holds (it has checkpoint-10, checkpoint-20)`,
+    });
   });
 
   it('never reads training state as a checkpoint: named directly it is refused, in a folder it is skipped', async () => {
@@ -96,15 +105,26 @@ describe('Trainer runs and sweeps', () => {
     }
     const stateOnly = path.join(dir, 'state-only');
     await mkdir(stateOnly);
-    for (const file of ['optimizer.pt', 'scheduler.pt', 'rng_state.pth', 'training_args.bin', 'config.json']) await cp(path.join(sweep, 'ft-lr1e-2-s2', 'checkpoint-10', file), path.join(stateOnly, file));
+    for (const file of ['optimizer.pt', 'scheduler.pt', 'rng_state.pth', 'training_args.bin', 'config.json'])
+      await cp(path.join(sweep, 'ft-lr1e-2-s2', 'checkpoint-10', file), path.join(stateOnly, file));
     await assert.rejects(discoverIngredients([stateOnly]), {
       message: `${stateOnly}: holds training state (optimizer, scheduler, RNG state, training arguments) but no model weights (model.safetensors, pytorch_model.bin, ...)`,
     });
     await rm(stateOnly, { recursive: true });
   });
 
-  it('knows the Trainer\'s, Accelerate\'s and DeepSpeed-style state files from weights', () => {
-    for (const name of ['optimizer.pt', 'optimizer.bin', 'scheduler.pt', 'scaler.pt', 'rng_state.pth', 'rng_state_3.pth', 'training_args.bin', 'random_states_0.pkl']) assert.ok(isTrainingStateFile(name), name);
+  it("knows the Trainer's, Accelerate's and DeepSpeed-style state files from weights", () => {
+    for (const name of [
+      'optimizer.pt',
+      'optimizer.bin',
+      'scheduler.pt',
+      'scaler.pt',
+      'rng_state.pth',
+      'rng_state_3.pth',
+      'training_args.bin',
+      'random_states_0.pkl',
+    ])
+      assert.ok(isTrainingStateFile(name), name);
     for (const name of ['pytorch_model.bin', 'model.pt', 'optimizer_step.pt', 'run-1.ckpt']) assert.ok(!isTrainingStateFile(name), name);
   });
 });

@@ -34,7 +34,10 @@ describe('writeCheckpoint', () => {
     const elements = 1 << 22;
     const chunkElements = 1 << 20;
     const plan = ['a', 'b'].map((name) => ({ name, shape: [elements], dtype: 'F32' as const }));
-    const layout = new Map([['a', 'model-00001-of-00002.safetensors'], ['b', 'model-00002-of-00002.safetensors']]);
+    const layout = new Map([
+      ['a', 'model-00001-of-00002.safetensors'],
+      ['b', 'model-00002-of-00002.safetensors'],
+    ]);
     const buffers = [new Float32Array(chunkElements), new Float32Array(chunkElements)];
     let turn = 0;
     // When asked for a chunk, how many bytes the shard being written held: fewer than the chunks
@@ -60,7 +63,10 @@ describe('writeCheckpoint', () => {
       { alternatesBuffers: true },
     );
     await writeCheckpoint({ kind: 'safetensors-sharded', path: out, layout }, plan, fixedMetadata({}), produce);
-    assert.ok(behind.some((late) => late), `the writer waited for every write before asking for the next chunk (${behind.length} chunks)`);
+    assert.ok(
+      behind.some((late) => late),
+      `the writer waited for every write before asking for the next chunk (${behind.length} chunks)`,
+    );
     const back = await SafetensorsFile.open(path.join(out, 'model-00002-of-00002.safetensors'));
     const values = await back.readFloats('b');
     await back.close();
@@ -77,11 +83,17 @@ describe('writeCheckpoint', () => {
     const back = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
     assert.deepEqual([...(await back.readFloats('w'))], [1, 2]);
     await back.close();
-    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.includes('.tmp-')),
+      [],
+    );
   });
 
   it('removes its temporary file when producing a tensor fails, for safetensors and torch.save files alike', async () => {
-    for (const target of [{ kind: 'safetensors', path: path.join(dir, 'failing.safetensors') }, { kind: 'pytorch', path: path.join(dir, 'failing.pt') }] as const) {
+    for (const target of [
+      { kind: 'safetensors', path: path.join(dir, 'failing.safetensors') },
+      { kind: 'pytorch', path: path.join(dir, 'failing.pt') },
+    ] as const) {
       await assert.rejects(
         writeCheckpoint(target, tensors, fixedMetadata({}), async function* () {
           yield f32([1]);
@@ -90,7 +102,10 @@ describe('writeCheckpoint', () => {
         /boom/,
       );
     }
-    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('failing')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.includes('failing')),
+      [],
+    );
   });
 });
 

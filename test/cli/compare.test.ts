@@ -19,7 +19,17 @@ describe('soup compare', () => {
   let run: RunResult;
   let doc: CompareDocument;
   before(async () => {
-    run = await runSoup([...base, '--json', '--markdown', path.join(dir, 'report.md'), '--plot', path.join(dir, 'plot.svg'), '--save-dir', path.join(dir, 'saved'), '--require-greedy-beats-best']);
+    run = await runSoup([
+      ...base,
+      '--json',
+      '--markdown',
+      path.join(dir, 'report.md'),
+      '--plot',
+      path.join(dir, 'plot.svg'),
+      '--save-dir',
+      path.join(dir, 'saved'),
+      '--require-greedy-beats-best',
+    ]);
     doc = compareDocumentSchema.parse(JSON.parse(run.stdout));
   });
 
@@ -33,7 +43,9 @@ describe('soup compare', () => {
       [...new Array(8).fill('ingredient'), 'uniform', 'greedy', 'ensemble'],
     );
     for (const row of doc.rows) assert.deepEqual(Object.keys(row.scores), ['val', 'test', 'shifted']);
-    assert.deepEqual(doc.gates, [{ gate: '--require-greedy-beats-best', passed: true, detail: 'greedy soup 0.8460 vs best ingredient lr1e-4-s1 0.8420 on val' }]);
+    assert.deepEqual(doc.gates, [
+      { gate: '--require-greedy-beats-best', passed: true, detail: 'greedy soup 0.8460 vs best ingredient lr1e-4-s1 0.8420 on val' },
+    ]);
   });
 
   it('reports the same uniform and greedy soups as soup uniform and soup greedy make', async () => {
@@ -44,8 +56,15 @@ describe('soup compare', () => {
     const row = (kind: string) => doc.rows.find((r) => r.kind === kind)!;
     assert.deepEqual(row('greedy').chosen, greedy.chosen);
     assert.equal(row('greedy').scores.val, greedy.score);
-    for (const [kind, out] of [['uniform', uniformOut], ['greedy', greedyOut]] as const) {
-      for (const [name, data] of [['val', val], ['test', test], ['shifted', shifted]]) {
+    for (const [kind, out] of [
+      ['uniform', uniformOut],
+      ['greedy', greedyOut],
+    ] as const) {
+      for (const [name, data] of [
+        ['val', val],
+        ['test', test],
+        ['shifted', shifted],
+      ]) {
         const scored = JSON.parse((await runSoup(['eval', out, '--val', data!, '--json'])).stdout);
         assert.equal(row(kind).scores[name!], scored.metrics.accuracy, `${kind} on ${name}`);
       }
@@ -92,19 +111,34 @@ describe('soup compare', () => {
 
   it('scores with --eval-cmd, passing each data set as {data}, and says why there is no ensemble', async () => {
     const runs = path.join(dir, 'cmd-runs');
-    for (const [name, value] of [['a', 0.25], ['b', 0.75]] as const) {
+    for (const [name, value] of [
+      ['a', 0.25],
+      ['b', 0.75],
+    ] as const) {
       await writeSafetensorsFile(path.join(runs, `${name}.safetensors`), { w: { dtype: 'F32', shape: [1], values: [value] } });
     }
     const scorer = path.join(dir, 'score.mjs');
     // The "data set" is a number in a file: the score is how close w gets to it.
-    await writeFile(scorer, `import { readFileSync } from 'node:fs';
+    await writeFile(
+      scorer,
+      `import { readFileSync } from 'node:fs';
 const bytes = readFileSync(process.argv[2]);
 const target = Number(readFileSync(process.argv[3], 'utf8'));
 console.log(JSON.stringify({ accuracy: 1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) - target) }));
-`);
+`,
+    );
     await writeFile(path.join(dir, 'half.txt'), '0.5');
     await writeFile(path.join(dir, 'high.txt'), '0.75');
-    const result = await runSoup(['compare', runs, '--eval-cmd', `node '${scorer}' {ckpt} {data}`, '--val', path.join(dir, 'half.txt'), '--test', `high=${path.join(dir, 'high.txt')}`]);
+    const result = await runSoup([
+      'compare',
+      runs,
+      '--eval-cmd',
+      `node '${scorer}' {ckpt} {data}`,
+      '--val',
+      path.join(dir, 'half.txt'),
+      '--test',
+      `high=${path.join(dir, 'high.txt')}`,
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^ {2}uniform soup +uniform +\*1\.0000 +0\.7500$/m);
     assert.match(result.stdout, /^Note: no ensemble row: it averages model outputs, and --eval-cmd returns only metrics\.$/m);

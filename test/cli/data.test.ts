@@ -65,7 +65,16 @@ describe('soup data', () => {
   it('lists the command and its preprocessing flags in --help', async () => {
     const result = await runSoup(['data', '--help']);
     assert.equal(result.code, 0);
-    for (const flag of ['--preprocess <preset>', '--resize <n>', '--crop <n>', '--mean <values>', '--std <values>', '--channels <order>', '--layout <layout>', 'soup data ./val-images --preprocess imagenet']) {
+    for (const flag of [
+      '--preprocess <preset>',
+      '--resize <n>',
+      '--crop <n>',
+      '--mean <values>',
+      '--std <values>',
+      '--channels <order>',
+      '--layout <layout>',
+      'soup data ./val-images --preprocess imagenet',
+    ]) {
       assert.ok(result.stdout.includes(flag), flag);
     }
   });
@@ -90,7 +99,8 @@ describe('image data in evaluation', () => {
     assert.match(onnx.backend, /^onnxruntime \(cpu, \d+ threads?\)$/);
     assert.equal(onnx.metrics.accuracy, expected.accuracy);
     // The loss depends on every output of every sample: equal losses mean the pixels reached both models in their own layout.
-    for (const metric of ['loss', 'margin', 'top5'] as const) assert.ok(Math.abs(onnx.metrics[metric] - tfjs.metrics[metric]) < 1e-5, `${metric}: ${onnx.metrics[metric]} vs ${tfjs.metrics[metric]}`);
+    for (const metric of ['loss', 'margin', 'top5'] as const)
+      assert.ok(Math.abs(onnx.metrics[metric] - tfjs.metrics[metric]) < 1e-5, `${metric}: ${onnx.metrics[metric]} vs ${tfjs.metrics[metric]}`);
   });
 
   it('refuses a layout the model does not have, naming both shapes', async () => {

@@ -25,7 +25,10 @@ describe('soup diff', () => {
     assert.equal(doc.verdict, 'different');
     assert.equal(doc.worst, 'fc2.bias');
     assert.equal(doc.maxAbsDiff, 0.5);
-    assert.deepEqual(doc.tensors.map((t: { maxAbsDiff: number }) => t.maxAbsDiff), [0, 0, 0, 0.5]);
+    assert.deepEqual(
+      doc.tensors.map((t: { maxAbsDiff: number }) => t.maxAbsDiff),
+      [0, 0, 0, 0.5],
+    );
     assert.ok(doc.tensors[3].cosine < 1 && doc.tensors[3].cosine > 0.99);
     assert.equal(result.stderr, `soup: ${a} and ${b} differ by at most 5.000e-1 (in fc2.bias), more than the tolerance 0\n`, 'a verdict, not an error');
   });

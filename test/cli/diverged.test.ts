@@ -53,7 +53,8 @@ print(json.dumps({'eval_loss': loss, 'eval_accuracy': 1 - loss, 'eval_runtime': 
 `,
 );
 const runs: Record<string, number[]> = { a: [0.4, 0.6], b: [0.6, 0.5], c: [0.9, 0.1], nan: [NaN, 0.5] };
-for (const [name, values] of Object.entries(runs)) await writeSafetensorsFile(path.join(hfSweep, `${name}.safetensors`), { w: { dtype: 'F32', shape: [2], values } });
+for (const [name, values] of Object.entries(runs))
+  await writeSafetensorsFile(path.join(hfSweep, `${name}.safetensors`), { w: { dtype: 'F32', shape: [2], values } });
 const evalCmd = `/usr/bin/python3 '${script}' {ckpt}`;
 
 describe('a sweep with a diverged run', () => {
@@ -70,7 +71,9 @@ describe('a sweep with a diverged run', () => {
     assert.ok(doc.steps.every((step: { candidate: string }) => step.candidate !== 'lr3e-2-nan'));
     assert.equal(doc.evaluations, 4 + 2);
     assert.ok(!doc.chosen.includes('lr3e-2-nan'));
-    assert.deepEqual(doc.warnings, ['lr3e-2-nan diverged: NaN in dense_2/bias (element 3); it is scored, ranked last and left out of the soup (--allow-nonfinite keeps it in)']);
+    assert.deepEqual(doc.warnings, [
+      'lr3e-2-nan diverged: NaN in dense_2/bias (element 3); it is scored, ranked last and left out of the soup (--allow-nonfinite keeps it in)',
+    ]);
     const recipe = readRecipe(await TfjsCheckpoint.open(out))!;
     assert.equal(recipe.direction, 'maximize');
     assert.deepEqual(recipe.diverged, { 'lr3e-2-nan': divergence });
@@ -83,9 +86,17 @@ describe('a sweep with a diverged run', () => {
     const result = await runSoup(['greedy', sweep, '--val', val, '-o', path.join(dir, 'greedy-loss'), '--metric', 'loss', '--backend', 'wasm']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^Greedy soup of 4 ingredients, loss \(lower is better\) on val \(2000 samples\), tfjs \(wasm\)$/m);
-    const table = result.stdout.slice(result.stdout.indexOf('Ingredients, best first (lower is better):'), result.stdout.indexOf('Steps:')).trim().split('\n').slice(1);
+    const table = result.stdout
+      .slice(result.stdout.indexOf('Ingredients, best first (lower is better):'), result.stdout.indexOf('Steps:'))
+      .trim()
+      .split('\n')
+      .slice(1);
     const losses = table.slice(0, 3).map((line) => Number(line.trim().split(/\s+/)[1]));
-    assert.deepEqual(losses, [...losses].sort((a, b) => a - b), 'lowest loss first');
+    assert.deepEqual(
+      losses,
+      [...losses].sort((a, b) => a - b),
+      'lowest loss first',
+    );
     assert.match(table[3]!, /^ {2}lr3e-2-nan +NaN {2}diverged: NaN in dense_2\/bias \(element 3\)$/);
     assert.match(result.stdout, /^Left out without a try \(diverged\): lr3e-2-nan$/m);
     const json = await runSoup(['greedy', sweep, '--val', val, '-o', path.join(dir, 'greedy-loss-json'), '--metric', 'loss', '--backend', 'wasm', '--json']);
@@ -94,7 +105,7 @@ describe('a sweep with a diverged run', () => {
     assert.equal(doc.ingredients.find((i: { name: string }) => i.name === 'lr3e-2-nan').score, null, 'a NaN loss is null in JSON');
   });
 
-  it('soup greedy --allow-nonfinite keeps today\'s meaning: the run is tried like any other', async () => {
+  it("soup greedy --allow-nonfinite keeps today's meaning: the run is tried like any other", async () => {
     const result = await runSoup(['greedy', sweep, '--val', val, '-o', path.join(dir, 'greedy-allow'), '--json', '--backend', 'wasm', '--allow-nonfinite']);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
@@ -106,7 +117,20 @@ describe('a sweep with a diverged run', () => {
 
   it('soup compare scores it, and its soups and ensemble say they left it out', async () => {
     const markdown = path.join(dir, 'report.md');
-    const result = await runSoup(['compare', sweep, '--val', val, '--metric', 'loss', '--json', '--backend', 'wasm', '--markdown', markdown, '--require-greedy-beats-best']);
+    const result = await runSoup([
+      'compare',
+      sweep,
+      '--val',
+      val,
+      '--metric',
+      'loss',
+      '--json',
+      '--backend',
+      'wasm',
+      '--markdown',
+      markdown,
+      '--require-greedy-beats-best',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.equal(doc.direction, 'minimize');
@@ -117,7 +141,9 @@ describe('a sweep with a diverged run', () => {
     assert.deepEqual(rows['uniform soup'].chosen, ['lr1e-3-s4', 'lr1e-4-s1', 'lr3e-4-s2']);
     for (const soup of ['uniform soup', 'greedy soup', 'ensemble']) assert.deepEqual(rows[soup].leftOut, ['lr3e-2-nan'], soup);
     for (const soup of ['uniform soup', 'greedy soup', 'ensemble']) assert.ok(Number.isFinite(rows[soup].scores.val), `${soup} is finite`);
-    assert.deepEqual(doc.notes, ['lr3e-2-nan diverged (non-finite weights): scored, but left out of the uniform soup, the greedy soup and the ensemble (--allow-nonfinite keeps it in)']);
+    assert.deepEqual(doc.notes, [
+      'lr3e-2-nan diverged (non-finite weights): scored, but left out of the uniform soup, the greedy soup and the ensemble (--allow-nonfinite keeps it in)',
+    ]);
     assert.equal(doc.gates[0].passed, true, doc.gates[0].detail);
     const report = await readFile(markdown, 'utf8');
     assert.match(report, /^### soup compare: loss \(lower is better\)$/m);
@@ -148,7 +174,11 @@ describe('a sweep with a diverged run', () => {
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     const own = JSON.parse((await runSoup(['eval', finite, '--val', val, '--json', '--backend', 'wasm'])).stdout);
-    assert.deepEqual(doc.points, [{ t: 0, score: own.metrics.accuracy }, { t: 0.5, score: 0, diverged: true }, { t: 1, score: 0, diverged: true }]);
+    assert.deepEqual(doc.points, [
+      { t: 0, score: own.metrics.accuracy },
+      { t: 0.5, score: 0, diverged: true },
+      { t: 1, score: 0, diverged: true },
+    ]);
     assert.equal(doc.barrier, null);
     assert.equal(doc.dip, null);
     assert.deepEqual(doc.diverged, [{ name: 'lr3e-2-nan', path: diverged, ...divergence }]);
@@ -158,8 +188,18 @@ describe('a sweep with a diverged run', () => {
     const text = await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--backend', 'wasm']);
     assert.match(text.stdout, /^No verdict about basins: some points hold non-finite weights or scores\.$/m);
     assert.doesNotMatch(text.stdout, /barrier|one basin/i);
-    const unchecked = JSON.parse((await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--json', '--backend', 'wasm', '--allow-nonfinite'])).stdout);
-    assert.deepEqual(unchecked.points, [{ t: 0, score: own.metrics.accuracy }, { t: 0.5, score: 0 }, { t: 1, score: 0 }], '--allow-nonfinite scores without looking, as eval does');
+    const unchecked = JSON.parse(
+      (await runSoup(['interpolate', finite, diverged, '--val', val, '--steps', '3', '--json', '--backend', 'wasm', '--allow-nonfinite'])).stdout,
+    );
+    assert.deepEqual(
+      unchecked.points,
+      [
+        { t: 0, score: own.metrics.accuracy },
+        { t: 0.5, score: 0 },
+        { t: 1, score: 0 },
+      ],
+      '--allow-nonfinite scores without looking, as eval does',
+    );
     assert.equal(unchecked.diverged, undefined);
   });
 
@@ -194,14 +234,23 @@ describe('an --eval-cmd sweep with Trainer-style metrics', () => {
     assert.equal(doc.direction, 'minimize');
     // b (loss 0.005) starts; b + a = [0.5, 0.55] lowers the loss to 0.00125; c (0.16) would raise it.
     assert.deepEqual(doc.chosen, ['b', 'a']);
-    assert.deepEqual(doc.steps.map((step: { candidate: string; accepted: boolean }) => [step.candidate, step.accepted]), [['a', true], ['c', false]]);
+    assert.deepEqual(
+      doc.steps.map((step: { candidate: string; accepted: boolean }) => [step.candidate, step.accepted]),
+      [
+        ['a', true],
+        ['c', false],
+      ],
+    );
     assert.ok(Math.abs(doc.score - 0.00125) < 1e-6, String(doc.score));
-    assert.deepEqual(doc.ingredients.map((i: { name: string; score: number | null }) => [i.name, i.score === null ? null : Number(i.score.toFixed(4))]), [
-      ['a', 0.01],
-      ['b', 0.005],
-      ['c', 0.16],
-      ['nan', null],
-    ]);
+    assert.deepEqual(
+      doc.ingredients.map((i: { name: string; score: number | null }) => [i.name, i.score === null ? null : Number(i.score.toFixed(4))]),
+      [
+        ['a', 0.01],
+        ['b', 0.005],
+        ['c', 0.16],
+        ['nan', null],
+      ],
+    );
     assert.deepEqual(doc.leftOut, ['nan']);
   });
 
@@ -213,9 +262,35 @@ describe('an --eval-cmd sweep with Trainer-style metrics', () => {
       'soup: error: --metric eval_runtime: soup does not know whether a higher or a lower eval_runtime is better ' +
         '(pass --maximize if higher is better (as for accuracy), or --minimize if lower is better (as for loss))\n',
     );
-    const minimized = JSON.parse((await runSoup(['greedy', hfSweep, '--eval-cmd', evalCmd, '--metric', 'eval_runtime', '--minimize', '-o', path.join(dir, 'hf-min.safetensors'), '--json'])).stdout);
+    const minimized = JSON.parse(
+      (
+        await runSoup([
+          'greedy',
+          hfSweep,
+          '--eval-cmd',
+          evalCmd,
+          '--metric',
+          'eval_runtime',
+          '--minimize',
+          '-o',
+          path.join(dir, 'hf-min.safetensors'),
+          '--json',
+        ])
+      ).stdout,
+    );
     assert.equal(minimized.direction, 'minimize');
-    const overridden = await runSoup(['greedy', hfSweep, '--eval-cmd', evalCmd, '--metric', 'eval_loss', '--maximize', '-o', path.join(dir, 'hf-max.safetensors'), '--json']);
+    const overridden = await runSoup([
+      'greedy',
+      hfSweep,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'eval_loss',
+      '--maximize',
+      '-o',
+      path.join(dir, 'hf-max.safetensors'),
+      '--json',
+    ]);
     const doc = JSON.parse(overridden.stdout);
     assert.equal(doc.direction, 'maximize');
     assert.equal(doc.chosen[0], 'c', '--maximize ranks the highest eval_loss first, as asked');
@@ -224,10 +299,15 @@ describe('an --eval-cmd sweep with Trainer-style metrics', () => {
   });
 
   it('names the ingredient and the command when a script prints something it cannot read', async () => {
-    const result = await runSoup(['greedy', hfSweep, '--eval-cmd', evalCmd, '--metric', 'eval_loss', '-o', path.join(dir, 'hf-broken.safetensors')], { env: { BREAK_C: '1' } });
+    const result = await runSoup(['greedy', hfSweep, '--eval-cmd', evalCmd, '--metric', 'eval_loss', '-o', path.join(dir, 'hf-broken.safetensors')], {
+      env: { BREAK_C: '1' },
+    });
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, 'soup: warning: nan diverged: NaN in w (element 0); it is scored, ranked last and left out of the soup (--allow-nonfinite keeps it in)\n' +
-      `soup: error: scoring c: evaluation command \`${evalCmd}\`: its last line is neither JSON nor a number: "oops"\n`);
+    assert.equal(
+      result.stderr,
+      'soup: warning: nan diverged: NaN in w (element 0); it is scored, ranked last and left out of the soup (--allow-nonfinite keeps it in)\n' +
+        `soup: error: scoring c: evaluation command \`${evalCmd}\`: its last line is neither JSON nor a number: "oops"\n`,
+    );
   });
 
   it('soup compare ranks by eval_loss and soup eval reports the NaN loss as null', async () => {
@@ -237,7 +317,9 @@ describe('an --eval-cmd sweep with Trainer-style metrics', () => {
     const greedy = doc.rows.find((row: { kind: string }) => row.kind === 'greedy');
     assert.deepEqual(greedy.chosen, ['b', 'a']);
     assert.deepEqual(doc.rows.find((row: { kind: string }) => row.kind === 'uniform').leftOut, ['nan']);
-    const evaluation = JSON.parse((await runSoup(['eval', path.join(hfSweep, 'nan.safetensors'), '--eval-cmd', evalCmd, '--metric', 'eval_loss', '--json'])).stdout);
+    const evaluation = JSON.parse(
+      (await runSoup(['eval', path.join(hfSweep, 'nan.safetensors'), '--eval-cmd', evalCmd, '--metric', 'eval_loss', '--json'])).stdout,
+    );
     assert.equal(evaluation.metrics.eval_loss, null);
     assert.equal(evaluation.direction, 'minimize');
     assert.deepEqual(evaluation.diverged, { tensor: 'w', element: 0, value: 'NaN' });

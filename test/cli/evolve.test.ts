@@ -51,7 +51,7 @@ async function recipe(name: string, text: string): Promise<string> {
 }
 
 describe('soup evolve', () => {
-  it('searches a recipe\'s ranges on ONNX Runtime and writes the merge, the recipe found (which soup merge remakes exactly) and the plot', async () => {
+  it("searches a recipe's ranges on ONNX Runtime and writes the merge, the recipe found (which soup merge remakes exactly) and the plot", async () => {
     const file = await recipe('linear.yml', linearRecipe(names.map((name) => path.join(onnxRuns, `${name}.onnx`))));
     const out = path.join(dir, 'evolved.onnx');
     const plot = path.join(dir, 'convergence.svg');
@@ -62,10 +62,16 @@ describe('soup evolve', () => {
     assert.equal(doc.strategy, 'evolve');
     assert.equal(doc.method, 'linear');
     assert.equal(doc.objective, 'loss');
-    assert.deepEqual(doc.ranges, names.map((_, k) => ({ path: `models[${k}].parameters.weight`, min: 0, max: 1 })));
+    assert.deepEqual(
+      doc.ranges,
+      names.map((_, k) => ({ path: `models[${k}].parameters.weight`, min: 0, max: 1 })),
+    );
     assert.equal(doc.evaluations, 15);
     assert.equal(doc.hyperparameters.population, 7);
-    assert.deepEqual(doc.generations.map((g: { evaluations: number }) => g.evaluations), [8, 15]);
+    assert.deepEqual(
+      doc.generations.map((g: { evaluations: number }) => g.evaluations),
+      [8, 15],
+    );
     assert.ok(doc.metrics.loss <= doc.startMetrics.loss, 'the best candidate is at least the middle of the ranges');
     assert.equal(doc.recipeFile, path.join(dir, 'evolved.mergekit.yml'));
     const found = await readFile(doc.recipeFile, 'utf8');
@@ -80,7 +86,10 @@ describe('soup evolve', () => {
     assert.equal(JSON.parse(evaluated.stdout).metrics.accuracy, doc.score);
 
     const card = await runSoup(['card', out]);
-    assert.match(card.stdout, /^- Method: evolved merge \(linear with parameter ranges searched by CMA-ES on the validation scores; the recipe found is in the metadata\)$/m);
+    assert.match(
+      card.stdout,
+      /^- Method: evolved merge \(linear with parameter ranges searched by CMA-ES on the validation scores; the recipe found is in the metadata\)$/m,
+    );
 
     const svg = await readFile(plot, 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -92,16 +101,32 @@ describe('soup evolve', () => {
   });
 
   it('searches one value per layer block when a gradient holds ranges', async () => {
-    const file = await recipe('gradient.yml', linearRecipe(names.slice(0, 2).map((name) => path.join(onnxRuns, `${name}.onnx`)), '[{min: 0, max: 1}, {min: 0, max: 1}]'));
-    const result = await runSoup(['evolve', file, '--val', val, '--evaluations', '6', '--layer-pattern', 'dense_(\\d+)', '-o', path.join(dir, 'gradient.onnx'), '--json']);
+    const file = await recipe(
+      'gradient.yml',
+      linearRecipe(
+        names.slice(0, 2).map((name) => path.join(onnxRuns, `${name}.onnx`)),
+        '[{min: 0, max: 1}, {min: 0, max: 1}]',
+      ),
+    );
+    const result = await runSoup([
+      'evolve',
+      file,
+      '--val',
+      val,
+      '--evaluations',
+      '6',
+      '--layer-pattern',
+      'dense_(\\d+)',
+      '-o',
+      path.join(dir, 'gradient.onnx'),
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
-    assert.deepEqual(doc.ranges.map((range: { path: string }) => range.path), [
-      'models[0].parameters.weight[0]',
-      'models[0].parameters.weight[1]',
-      'models[1].parameters.weight[0]',
-      'models[1].parameters.weight[1]',
-    ]);
+    assert.deepEqual(
+      doc.ranges.map((range: { path: string }) => range.path),
+      ['models[0].parameters.weight[0]', 'models[0].parameters.weight[1]', 'models[1].parameters.weight[0]', 'models[1].parameters.weight[1]'],
+    );
     assert.match(doc.recipe, /weight:\n {8}- 0\.\d+\n {8}- 0\.\d+\n/);
   });
 
@@ -115,7 +140,9 @@ describe('soup evolve', () => {
     assert.equal(doc.backend, 'command');
     assert.equal(doc.objective, 'closeness');
     assert.ok(doc.score > doc.startMetrics.closeness, `${doc.score} vs the middle ${doc.startMetrics.closeness}`);
-    const parallel = await runSoup([...base, '--jobs', '3', '--score-cache', journal, '-o', path.join(dir, 'parallel.safetensors'), '--json'], { env: { SCORE_LOG: log } });
+    const parallel = await runSoup([...base, '--jobs', '3', '--score-cache', journal, '-o', path.join(dir, 'parallel.safetensors'), '--json'], {
+      env: { SCORE_LOG: log },
+    });
     assert.equal(parallel.code, 0, parallel.stderr);
     assert.equal(JSON.parse(parallel.stdout).jobs, 3);
     assert.deepEqual(await readFile(path.join(dir, 'parallel.safetensors')), await readFile(path.join(dir, 'serial.safetensors')));
@@ -128,12 +155,33 @@ describe('soup evolve', () => {
     assert.match(await readFile(path.join(dir, 'serial.mergekit.yml'), 'utf8'), /^merge_method: ties\nbase_model: .*base\.safetensors\n/);
   });
 
-  it('resumes after a kill mid-search: the journal\'s evaluations are not run again, and the merge is the uninterrupted run\'s', async () => {
+  it("resumes after a kill mid-search: the journal's evaluations are not run again, and the merge is the uninterrupted run's", async () => {
     const log = path.join(dir, 'killed-calls.log');
     const journal = path.join(dir, 'killed-scores.jsonl');
-    const args = (out: string): string[] => ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1', '--score-cache', journal, '-o', out, '--json'];
-    const count = async (file: string): Promise<number> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => line.startsWith('x') || line.endsWith('}')).length;
-    const child = spawn(process.execPath, [SOUP_BIN, ...args(path.join(dir, 'killed.safetensors'))], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log }, stdio: 'ignore' });
+    const args = (out: string): string[] => [
+      'evolve',
+      tiesRecipe,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--evaluations',
+      '21',
+      '--seed',
+      '1',
+      '--score-cache',
+      journal,
+      '-o',
+      out,
+      '--json',
+    ];
+    const count = async (file: string): Promise<number> =>
+      (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => line.startsWith('x') || line.endsWith('}')).length;
+    const child = spawn(process.execPath, [SOUP_BIN, ...args(path.join(dir, 'killed.safetensors'))], {
+      env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log },
+      stdio: 'ignore',
+    });
     while ((await count(log)) < 8) await new Promise((resolve) => setTimeout(resolve, 20));
     child.kill('SIGKILL');
     await new Promise((resolve) => child.on('close', resolve));
@@ -143,7 +191,21 @@ describe('soup evolve', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((await count(log)) - before, 21 - journaled);
     assert.equal(JSON.parse(resumed.stdout).evaluationsFromCache, journaled);
-    const fresh = await runSoup(['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1', '-o', path.join(dir, 'no-kill.safetensors')]);
+    const fresh = await runSoup([
+      'evolve',
+      tiesRecipe,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--evaluations',
+      '21',
+      '--seed',
+      '1',
+      '-o',
+      path.join(dir, 'no-kill.safetensors'),
+    ]);
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.deepEqual(await readFile(path.join(dir, 'after-kill.safetensors')), await readFile(path.join(dir, 'no-kill.safetensors')));
   });
@@ -176,8 +238,14 @@ describe('soup evolve', () => {
       [linearRecipe([model], '{min: 1, max: 0.5}'), 'models[0].parameters.weight: min 1 is not below max 0.5 (give a fixed value as a plain number)'],
       [linearRecipe([model], '{min: 0, max: 1, step: 0.1}'), 'models[0].parameters.weight.step: not supported (a range is {min, max})'],
       [linearRecipe([model], '{min: zero, max: 1}'), 'models[0].parameters.weight.min: must be a number'],
-      [`merge_method: ties\nbase_model: ${model}\nmodels:\n  - model: ${path.join(onnxRuns, `${names[1]}.onnx`)}\n    parameters:\n      weight: 1\n      density: {min: 0, max: 1}\n`, 'models[0].parameters.density.min: must be in (0, 1]'],
-      [linearRecipe([model], '1').replace('normalize: true', 'shrink: {min: 0, max: 1}'), 'parameters.shrink: not a parameter of this method (it takes weight, normalize)'],
+      [
+        `merge_method: ties\nbase_model: ${model}\nmodels:\n  - model: ${path.join(onnxRuns, `${names[1]}.onnx`)}\n    parameters:\n      weight: 1\n      density: {min: 0, max: 1}\n`,
+        'models[0].parameters.density.min: must be in (0, 1]',
+      ],
+      [
+        linearRecipe([model], '1').replace('normalize: true', 'shrink: {min: 0, max: 1}'),
+        'parameters.shrink: not a parameter of this method (it takes weight, normalize)',
+      ],
     ];
     for (const [k, [text, message]] of cases.entries()) {
       const file = await recipe(`bad-${k}.yml`, text);
@@ -187,7 +255,10 @@ describe('soup evolve', () => {
       assert.ok(result.stderr.includes(message), `${result.stderr} should say ${message}`);
     }
     const notYaml = await runSoup(['evolve', model, '--val', val, '-o', path.join(dir, 'never.onnx')]);
-    assert.equal(notYaml.stderr, `soup: error: soup evolve reads a mergekit YAML recipe with ranges to search; ${model} is not a .yml file (e.g. soup evolve ties-search.yml --val DATA -o OUT)\n`);
+    assert.equal(
+      notYaml.stderr,
+      `soup: error: soup evolve reads a mergekit YAML recipe with ranges to search; ${model} is not a .yml file (e.g. soup evolve ties-search.yml --val DATA -o OUT)\n`,
+    );
     const file = await recipe('ok.yml', linearRecipe(names.slice(0, 2).map((name) => path.join(onnxRuns, `${name}.onnx`))));
     const noScorer = await runSoup(['evolve', file, '-o', path.join(dir, 'never.onnx')]);
     assert.equal(noScorer.stderr, 'soup: error: say how to score candidates: --val DATA (TF.js and ONNX models) or --eval-cmd CMD (any framework)\n');

@@ -40,7 +40,10 @@ async function assertLoadsLikeIngredient(soup: string, ingredient: string): Prom
   assert.deepEqual(reads, Object.keys(LOADING_FILES).sort());
   for (const file of reads) assert.equal(await readFile(path.join(soup, file), 'utf8'), await readFile(path.join(ingredient, file), 'utf8'), file);
   const [a, b] = [await SafetensorsFile.open(path.join(soup, 'model.safetensors')), await SafetensorsFile.open(path.join(ingredient, 'model.safetensors'))];
-  assert.deepEqual(a.tensors().map(({ name, shape, dtype }) => [name, shape, dtype]), b.tensors().map(({ name, shape, dtype }) => [name, shape, dtype]));
+  assert.deepEqual(
+    a.tensors().map(({ name, shape, dtype }) => [name, shape, dtype]),
+    b.tensors().map(({ name, shape, dtype }) => [name, shape, dtype]),
+  );
   assert.equal(a.metadata.format, 'pt', 'the "format": "pt" that transformers checks for is kept');
   await Promise.all([a.close(), b.close()]);
 }
@@ -54,13 +57,35 @@ describe('Hugging Face model folders', () => {
     assert.equal(result.stderr, '');
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(doc.chosen, ['checkpoint-500', 'checkpoint-1000', 'checkpoint-1500'], 'natural order, not text order');
-    assert.deepEqual(doc.ingredients.map((i: { name: string }) => i.name), doc.chosen);
-    assert.deepEqual(await readdir(out), ['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt'].sort());
+    assert.deepEqual(
+      doc.ingredients.map((i: { name: string }) => i.name),
+      doc.chosen,
+    );
+    assert.deepEqual(
+      await readdir(out),
+      [
+        'README.md',
+        'config.json',
+        'generation_config.json',
+        'model.safetensors',
+        'special_tokens_map.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+        'vocab.txt',
+      ].sort(),
+    );
     await assertLoadsLikeIngredient(out, path.join(run, 'checkpoint-500'));
-    assert.deepEqual((await readdir(dir)).filter((name) => name.includes('.tmp-')), [], 'no temporary folder is left');
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.includes('.tmp-')),
+      [],
+      'no temporary folder is left',
+    );
 
     const card = await readFile(path.join(out, 'README.md'), 'utf8');
-    assert.match(card, /^---\ntags:\n- model-soup\n- merge\n- uniform-soup\nlibrary_name: transformers\nbase_model: google-bert\/bert-base-uncased\n---\n\n# soup\n/);
+    assert.match(
+      card,
+      /^---\ntags:\n- model-soup\n- merge\n- uniform-soup\nlibrary_name: transformers\nbase_model: google-bert\/bert-base-uncased\n---\n\n# soup\n/,
+    );
     assert.match(card, /^\| checkpoint-500 \| yes \|\n\| checkpoint-1000 \| yes \|\n\| checkpoint-1500 \| yes \|$/m);
     assert.match(card, /^- Config and tokenizer files from: checkpoint-500$/m);
     assert.ok(card.includes(`\`\`\`sh\nsoup uniform ${run} -o ${out}\n\`\`\``), card);
@@ -75,7 +100,10 @@ describe('Hugging Face model folders', () => {
     const out = path.join(dir, 'retokenized-soup');
     const result = await runSoup(['uniform', run, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stderr, 'soup: warning: tokenizer.json differs between ingredients; the soup takes it from checkpoint-500 (--copy-from NAME picks another ingredient)\n');
+    assert.equal(
+      result.stderr,
+      'soup: warning: tokenizer.json differs between ingredients; the soup takes it from checkpoint-500 (--copy-from NAME picks another ingredient)\n',
+    );
     assert.equal(await readFile(path.join(out, 'tokenizer.json'), 'utf8'), LOADING_FILES['tokenizer.json']);
     assert.match(result.stdout, /^ {2}ingredients {2}checkpoint-500, checkpoint-1000, checkpoint-1500$/m);
     assert.match(
@@ -91,7 +119,10 @@ describe('Hugging Face model folders', () => {
 
     const wrong = await runSoup(['uniform', run, '-o', path.join(dir, 'never'), '--copy-from', 'checkpoint-2000']);
     assert.equal(wrong.code, 2);
-    assert.equal(wrong.stderr, 'soup: error: --copy-from: no ingredient is named "checkpoint-2000" (ingredients: checkpoint-500, checkpoint-1000, checkpoint-1500)\n');
+    assert.equal(
+      wrong.stderr,
+      'soup: error: --copy-from: no ingredient is named "checkpoint-2000" (ingredients: checkpoint-500, checkpoint-1000, checkpoint-1500)\n',
+    );
     assert.ok(!(await readdir(dir)).includes('never'), 'nothing is written');
   });
 
@@ -106,11 +137,14 @@ describe('Hugging Face model folders', () => {
     assert.equal((await runSoup(['uniform', run, '-o', file])).code, 0);
     const printed = await runSoup(['card', file]);
     assert.equal(printed.code, 0, printed.stderr);
-    assert.match(printed.stdout, /^---\ntags:\n- model-soup\n- merge\n- uniform-soup\nlibrary_name: transformers\nbase_model: google-bert\/bert-base-uncased\n---\n\n# single\n/);
+    assert.match(
+      printed.stdout,
+      /^---\ntags:\n- model-soup\n- merge\n- uniform-soup\nlibrary_name: transformers\nbase_model: google-bert\/bert-base-uncased\n---\n\n# single\n/,
+    );
     assert.doesNotMatch(printed.stdout, /Config and tokenizer files from/, 'a single file carries no config files');
     const json = JSON.parse((await runSoup(['card', file, '--json'])).stdout);
     assert.equal(json.card, printed.stdout);
-    assert.deepEqual(json.recipe.command, ['uniform', run, '-o', '{output}'], 'the soup\'s bytes do not depend on where it was written');
+    assert.deepEqual(json.recipe.command, ['uniform', run, '-o', '{output}'], "the soup's bytes do not depend on where it was written");
     assert.ok(json.card.includes(`soup uniform ${run} -o ${file}\n`));
   });
 

@@ -34,7 +34,9 @@ describe('soup on hostile input', () => {
     p.global('__builtin__', 'set').put(1).get(0).tupleN(1).reduce();
     for (let i = 1; i < 15_000; i++) p.get(1).get(0).tupleN(1).reduce();
     p.raw(0x65).setItem();
-    pushTensor(p.unicode('weight'), { name: 'weight', key: '0', numel: 2, shape: [2] }).setItem().stop();
+    pushTensor(p.unicode('weight'), { name: 'weight', key: '0', numel: 2, shape: [2] })
+      .setItem()
+      .stop();
     const file = path.join(dir, 'amplified.pt');
     await writeFile(file, torchArchive([], { '0': f32Bytes([1, 2]) }, { pickle: p.bytes() }));
     const result = await runSoupCapped(['inspect', file], { capMiB: CAP_MIB, timeoutMs: 60_000 });
@@ -48,7 +50,10 @@ describe('soup on hostile input', () => {
     const file = path.join(dir, 'broadcast.pt');
     await writeFile(file, torchArchive(tensors, { '0': f32Bytes([1]) }));
     await writeFile(path.join(dir, 'broadcast-copy.pt'), torchArchive(tensors, { '0': f32Bytes([1]) }));
-    const result = await runSoupCapped(['uniform', file, path.join(dir, 'broadcast-copy.pt'), '-o', path.join(dir, 'broadcast-soup.safetensors')], { capMiB: CAP_MIB, timeoutMs: 60_000 });
+    const result = await runSoupCapped(['uniform', file, path.join(dir, 'broadcast-copy.pt'), '-o', path.join(dir, 'broadcast-soup.safetensors')], {
+      capMiB: CAP_MIB,
+      timeoutMs: 60_000,
+    });
     assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
     assert.equal(result.code, 2, result.stderr);
     assert.match(
@@ -77,7 +82,10 @@ describe('soup on hostile input', () => {
     const result = await runSoupCapped(['data', folder], { capMiB: CAP_MIB, timeoutMs: 60_000 });
     assert.equal(result.killed, undefined, `killed for ${result.killed} at ${result.peakMiB} MiB`);
     assert.equal(result.code, 2, result.stderr);
-    assert.equal(result.stderr, `soup: error: ${path.join(folder, 'images-idx3-ubyte.gz')}: inflates to more than the 268435456 bytes soup reads from an IDX file\n`);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${path.join(folder, 'images-idx3-ubyte.gz')}: inflates to more than the 268435456 bytes soup reads from an IDX file\n`,
+    );
   });
 
   it('refuses an ONNX model padded with 10 million unknown fields, within the memory cap', async () => {
@@ -111,9 +119,15 @@ describe('soup on hostile input', () => {
     execFileSync('mkfifo', [path.join(withJson, 'dataset.json'), path.join(dir, 'fifo.npz'), path.join(dir, 'fifo.yml')]);
     const cases: [string[], string][] = [
       [['data', folder], `${path.join(folder, 'a', 'x.png')}: is not a regular file (a FIFO, device or folder named like an image)`],
-      [['data', path.join(withJson, 'val.npz')], `${path.join(withJson, 'dataset.json')}: is not a regular file (a FIFO, socket or device named like a data file)`],
+      [
+        ['data', path.join(withJson, 'val.npz')],
+        `${path.join(withJson, 'dataset.json')}: is not a regular file (a FIFO, socket or device named like a data file)`,
+      ],
       [['data', path.join(dir, 'fifo.npz')], `${path.join(dir, 'fifo.npz')}: is not a regular file (a FIFO, socket or device named like a data file)`],
-      [['merge', path.join(dir, 'fifo.yml'), '-o', path.join(dir, 'fifo-merge.safetensors')], `${path.join(dir, 'fifo.yml')}: is not a regular file (a FIFO, socket, device or folder named like a recipe)`],
+      [
+        ['merge', path.join(dir, 'fifo.yml'), '-o', path.join(dir, 'fifo-merge.safetensors')],
+        `${path.join(dir, 'fifo.yml')}: is not a regular file (a FIFO, socket, device or folder named like a recipe)`,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await runSoupCapped(args, { capMiB: CAP_MIB, timeoutMs: 20_000 });
@@ -143,7 +157,10 @@ describe('soup on hostile input', () => {
     assert.equal(result.code, 2, result.stderr.slice(0, 500));
     assert.equal(result.stderr.split('\n').length, 2, 'one line and its newline');
     assert.ok(result.stderr.length < 2100, String(result.stderr.length));
-    assert.match(result.stderr, /^soup: error: .*model\.json: tensor "[^"]+": dtype "x\\nyyy+\.\.\. \(\d+ characters cut\) \.\.\.y+" is not supported \(float32, int32 and bool are\)\n$/);
+    assert.match(
+      result.stderr,
+      /^soup: error: .*model\.json: tensor "[^"]+": dtype "x\\nyyy+\.\.\. \(\d+ characters cut\) \.\.\.y+" is not supported \(float32, int32 and bool are\)\n$/,
+    );
   });
 
   it('summarizes 20 images cropped to 2048 x 2048 in bounded batches, not one batch of 1 GB of floats', async () => {
@@ -160,10 +177,13 @@ describe('soup on hostile input', () => {
 
   it('inspects a legacy torch.save file holding a list of a million numbers beside its tensors', async () => {
     const file = path.join(dir, 'big-list.pt');
-    execFileSync('/usr/bin/python3', ['-c', "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)", file]);
+    execFileSync('/usr/bin/python3', [
+      '-c',
+      "import sys, torch\ntorch.save({'w': torch.ones(2), 'junk': list(range(1_000_000))}, sys.argv[1], _use_new_zipfile_serialization=False)",
+      file,
+    ]);
     const result = await runSoupCapped(['inspect', file, '--json'], { capMiB: CAP_MIB, timeoutMs: 60_000 });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /"w"/);
   });
 });
-

@@ -30,7 +30,10 @@ describe('soup inspect', () => {
   it('says exactly why checkpoints cannot be souped together, and exits 2', async () => {
     const result = await runSoup(['inspect', a, c]);
     assert.equal(result.code, 2);
-    assert.match(result.stdout, /These 2 checkpoints cannot be souped together:\n {2}- size mismatch for fc2\.bias: \[2\] in .*a\.safetensors vs \[3\] in .*c\.safetensors/);
+    assert.match(
+      result.stdout,
+      /These 2 checkpoints cannot be souped together:\n {2}- size mismatch for fc2\.bias: \[2\] in .*a\.safetensors vs \[3\] in .*c\.safetensors/,
+    );
     assert.match(result.stderr, /^soup: error: size mismatch for fc2\.bias/);
   });
 

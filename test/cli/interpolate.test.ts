@@ -31,7 +31,10 @@ describe('soup interpolate', () => {
     assert.equal(doc.metric, 'accuracy');
     assert.equal(doc.backend, 'wasm');
     assert.equal(doc.plot, plot);
-    assert.deepEqual(doc.points.map((p: { t: number }) => p.t), [0, 0.5, 1]);
+    assert.deepEqual(
+      doc.points.map((p: { t: number }) => p.t),
+      [0, 0.5, 1],
+    );
     assert.equal(doc.points[0].score, (await evalJson(a)).metrics.accuracy);
     assert.equal(doc.points[2].score, (await evalJson(b)).metrics.accuracy);
     assert.equal(doc.barrier, true, 'the too aggressive run lies in another basin');
@@ -45,7 +48,10 @@ describe('soup interpolate', () => {
     const result = await runSoup(['interpolate', a, path.join(fixtures, 'ingredients', 'lr3e-4-s2'), '--val', val, '--steps', '3']);
     assert.equal(result.code, 0, result.stderr);
     const lines = result.stdout.split('\n');
-    assert.match(lines[0]!, /^Interpolation from lr1e-4-s1 \(t = 0\) to lr3e-4-s2 \(t = 1\), accuracy \(higher is better\) on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/);
+    assert.match(
+      lines[0]!,
+      /^Interpolation from lr1e-4-s1 \(t = 0\) to lr3e-4-s2 \(t = 1\), accuracy \(higher is better\) on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/,
+    );
     assert.deepEqual(lines.slice(2, 6), ['     t  accuracy', '  0.00    0.8420  lr1e-4-s1', '  0.50    0.8425', '  1.00    0.8395  lr3e-4-s2']);
     assert.match(result.stdout, /^Largest fall below the straight line between the end points: 0\.0000\.$/m);
     assert.match(result.stdout, /^No barrier: the runs look like one basin, and should soup well\.$/m);
@@ -66,14 +72,20 @@ console.log(JSON.stringify({ accuracy: bytes.readFloatLE(8 + Number(bytes.readBi
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.equal(doc.backend, 'command');
-    assert.deepEqual(doc.points, [0.25, 0.375, 0.5, 0.625, 0.75].map((score, i) => ({ t: i / 4, score })));
+    assert.deepEqual(
+      doc.points,
+      [0.25, 0.375, 0.5, 0.625, 0.75].map((score, i) => ({ t: i / 4, score })),
+    );
     assert.equal(doc.barrier, false);
   });
 
   it('refuses a folder of several checkpoints, and checkpoints that do not match', async () => {
     const several = await runSoup(['interpolate', path.join(fixtures, 'ingredients'), a, '--val', val]);
     assert.equal(several.code, 2);
-    assert.equal(several.stderr, `soup: error: ${path.join(fixtures, 'ingredients')} holds 8 checkpoints; soup interpolate goes from one checkpoint to another\n`);
+    assert.equal(
+      several.stderr,
+      `soup: error: ${path.join(fixtures, 'ingredients')} holds 8 checkpoints; soup interpolate goes from one checkpoint to another\n`,
+    );
     const other = await writeSafetensorsFile(path.join(dir, 'other.safetensors'), { w: { dtype: 'F32', shape: [2], values: [1, 2] } });
     const mismatch = await runSoup(['interpolate', path.join(dir, 'x.safetensors'), other, '--eval-cmd', 'echo 1 {ckpt}']);
     assert.equal(mismatch.code, 2);
@@ -89,10 +101,16 @@ console.log(JSON.stringify({ accuracy: bytes.readFloatLE(8 + Number(bytes.readBi
     const second = await writeModel(path.join(dir, 'fused', 'b.onnx'), spec(2));
     const result = await runSoup(['interpolate', first, second, '--eval-cmd', 'echo 0.5 # {ckpt}', '--steps', '2']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /^soup: error: .*a\.onnx: has Conv weights with BatchNorm folded in \(onnx::Conv_12, and no BatchNormalization node\).*or pass --allow-fused to soup them anyway\)\n$/);
+    assert.match(
+      result.stderr,
+      /^soup: error: .*a\.onnx: has Conv weights with BatchNorm folded in \(onnx::Conv_12, and no BatchNormalization node\).*or pass --allow-fused to soup them anyway\)\n$/,
+    );
     const allowed = await runSoup(['interpolate', first, second, '--eval-cmd', 'echo 0.5 # {ckpt}', '--steps', '2', '--allow-fused', '--json']);
     assert.equal(allowed.code, 0, allowed.stderr);
-    assert.deepEqual(JSON.parse(allowed.stdout).points, [{ t: 0, score: 0.5 }, { t: 1, score: 0.5 }]);
+    assert.deepEqual(JSON.parse(allowed.stdout).points, [
+      { t: 0, score: 0.5 },
+      { t: 1, score: 0.5 },
+    ]);
   });
 
   it('shows which way the metric points, and minimises a loss', async () => {

@@ -17,7 +17,8 @@ const val = path.join(fixtures, 'data', 'val');
 const RUNS = { a: [1, 0, 0], b: [0, 1, 0], c: [0, 0, 1] } as const;
 const runs = path.join(dir, 'cmd-runs');
 await mkdir(runs, { recursive: true });
-for (const [name, values] of Object.entries(RUNS)) await writeSafetensorsFile(path.join(runs, `${name}.safetensors`), { w: { dtype: 'F32', shape: [3], values: [...values] } });
+for (const [name, values] of Object.entries(RUNS))
+  await writeSafetensorsFile(path.join(runs, `${name}.safetensors`), { w: { dtype: 'F32', shape: [3], values: [...values] } });
 const scorer = path.join(dir, 'score.mjs');
 await writeFile(
   scorer,
@@ -60,7 +61,11 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.equal(doc.searchEvaluations, 30);
     assert.equal(doc.evaluations, 38, '8 ingredients, the uniform soup and 29 candidates');
     assert.equal(doc.hyperparameters.population, 10);
-    assert.deepEqual(doc.generations.map((g: { evaluations: number }) => g.evaluations), [11, 21, 30], 'the last generation is cut at the budget');
+    assert.deepEqual(
+      doc.generations.map((g: { evaluations: number }) => g.evaluations),
+      [11, 21, 30],
+      'the last generation is cut at the budget',
+    );
     assert.deepEqual(doc.steps, []);
     assert.deepEqual(doc.epochs, []);
     assert.equal(doc.beta, 1);
@@ -76,7 +81,10 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.equal(JSON.parse(evaluated.stdout).metrics.accuracy, doc.score, 'the written soup scores what the command reported');
 
     const card = await runSoup(['card', out]);
-    assert.match(card.stdout, /^- Method: learned soup \(mixing weights per ingredient or block of layers, searched by CMA-ES on the validation scores, no gradients; every weight is in the recipe\)$/m);
+    assert.match(
+      card.stdout,
+      /^- Method: learned soup \(mixing weights per ingredient or block of layers, searched by CMA-ES on the validation scores, no gradients; every weight is in the recipe\)$/m,
+    );
 
     const again = path.join(dir, 'onnx-soup-again.onnx');
     const rerun = await runSoup(['learned', onnxRuns, '--val', val, '--evaluations', '30', '--seed', '3', '-o', again, '--json']);
@@ -88,8 +96,13 @@ describe('soup learned without gradients (CMA-ES)', () => {
   });
 
   it('shows the generation, the best so far and evaluations per second on a terminal', () => {
-    const quoted = [process.execPath, SOUP_BIN, 'learned', onnxRuns, '--val', val, '--evaluations', '15', '-o', path.join(dir, 'progress.onnx')].map((a) => `'${a}'`).join(' ');
-    const shown = spawnSync('script', ['-qec', quoted, '/dev/null'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, COLUMNS: '160' } });
+    const quoted = [process.execPath, SOUP_BIN, 'learned', onnxRuns, '--val', val, '--evaluations', '15', '-o', path.join(dir, 'progress.onnx')]
+      .map((a) => `'${a}'`)
+      .join(' ');
+    const shown = spawnSync('script', ['-qec', quoted, '/dev/null'], {
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, COLUMNS: '160' },
+    });
     assert.equal(shown.status, 0, shown.stdout);
     assert.match(shown.stdout, /scoring .*\| \d+ \/ 15 .*generation [12]: best loss 0\.\d{4}, [\d.]+ evaluations\/s/);
     assert.match(shown.stdout, /Learned soup of 8 ingredients \(CMA-ES, no gradients\)/);
@@ -106,7 +119,21 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.deepEqual(doc.weights['dense_1/kernel'], doc.blocks.dense_1);
     assert.deepEqual(doc.weights['dense_1/bias'], doc.blocks.dense_1);
     assert.deepEqual(doc.weights['dense_2/bias'], doc.blocks.dense_2);
-    const one = await runSoup(['learned', onnxRuns, '--val', val, '--by', 'block', '--blocks', '1', '--evaluations', '5', '-o', path.join(dir, 'one-block.onnx'), '--json']);
+    const one = await runSoup([
+      'learned',
+      onnxRuns,
+      '--val',
+      val,
+      '--by',
+      'block',
+      '--blocks',
+      '1',
+      '--evaluations',
+      '5',
+      '-o',
+      path.join(dir, 'one-block.onnx'),
+      '--json',
+    ]);
     assert.deepEqual(Object.keys(JSON.parse(one.stdout).blocks), ['dense_1 .. dense_2']);
   });
 
@@ -147,30 +174,78 @@ describe('soup learned without gradients (CMA-ES)', () => {
       assert.equal(made.code, 0, made.stderr);
     }
     const out = path.join(dir, 'st-soup.safetensors');
-    const result = await runSoup(['learned', converted, '--model', path.join(onnxRuns, 'lr1e-4-s1.onnx'), '--val', val, '--evaluations', '5', '-o', out, '--json']);
+    const result = await runSoup([
+      'learned',
+      converted,
+      '--model',
+      path.join(onnxRuns, 'lr1e-4-s1.onnx'),
+      '--val',
+      val,
+      '--evaluations',
+      '5',
+      '-o',
+      out,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.match(doc.backend, /^onnxruntime/);
     assert.deepEqual(doc.chosen, ['lr1e-4-s1', 'lr3e-4-s2']);
     assert.equal(doc.searchEvaluations, 5);
     const soup = await SafetensorsFile.open(out);
-    assert.deepEqual(soup.tensors().map((tensor) => tensor.name), ['dense_1/kernel', 'dense_1/bias', 'dense_2/kernel', 'dense_2/bias']);
+    assert.deepEqual(
+      soup.tensors().map((tensor) => tensor.name),
+      ['dense_1/kernel', 'dense_1/bias', 'dense_2/kernel', 'dense_2/bias'],
+    );
     await soup.close();
   });
 
   it('searches with --eval-cmd, ranking by the loss the command reports, close to the best mix', async () => {
     const out = path.join(dir, 'cmd-soup.safetensors');
-    const result = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '60', '--seed', '1', '-o', out, '--json']);
+    const result = await runSoup([
+      'learned',
+      runs,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--evaluations',
+      '60',
+      '--seed',
+      '1',
+      '-o',
+      out,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.equal(doc.backend, 'command');
-    assert.equal(doc.objective, 'closeness', 'a command\'s metrics are known only from its output: the search ranks by --metric');
+    assert.equal(doc.objective, 'closeness', "a command's metrics are known only from its output: the search ranks by --metric");
     assert.ok(doc.score > 0.99, `closeness ${doc.score}`);
     const soup = await SafetensorsFile.open(out);
     const w = [...(await soup.readFloats('w'))];
     await soup.close();
-    assert.deepEqual(w.map((v) => Number(v.toFixed(1))), [0.2, 0.5, 0.3]);
-    const byLoss = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--objective', 'loss', '--evaluations', '20', '-o', path.join(dir, 'cmd-loss.safetensors'), '--json']);
+    assert.deepEqual(
+      w.map((v) => Number(v.toFixed(1))),
+      [0.2, 0.5, 0.3],
+    );
+    const byLoss = await runSoup([
+      'learned',
+      runs,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--objective',
+      'loss',
+      '--evaluations',
+      '20',
+      '-o',
+      path.join(dir, 'cmd-loss.safetensors'),
+      '--json',
+    ]);
     assert.equal(JSON.parse(byLoss.stdout).objective, 'loss');
   });
 
@@ -178,7 +253,22 @@ describe('soup learned without gradients (CMA-ES)', () => {
     const serial = path.join(dir, 'serial.safetensors');
     const parallel = path.join(dir, 'parallel.safetensors');
     const one = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '16', '-o', serial, '--json']);
-    const four = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '16', '--jobs', '4', '-o', parallel, '--json']);
+    const four = await runSoup([
+      'learned',
+      runs,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--evaluations',
+      '16',
+      '--jobs',
+      '4',
+      '-o',
+      parallel,
+      '--json',
+    ]);
     assert.equal(one.code, 0, one.stderr);
     assert.equal(four.code, 0, four.stderr);
     assert.equal(JSON.parse(one.stdout).jobs, 1);
@@ -189,14 +279,33 @@ describe('soup learned without gradients (CMA-ES)', () => {
   it('resumes after a kill from --score-cache: no candidate scored twice, the same bytes as an uninterrupted run', async () => {
     const journal = path.join(dir, 'scores.jsonl');
     const log = path.join(dir, 'calls.log');
-    const args = (out: string): string[] => ['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '30', '--score-cache', journal, '-o', out, '--json'];
+    const args = (out: string): string[] => [
+      'learned',
+      runs,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--evaluations',
+      '30',
+      '--score-cache',
+      journal,
+      '-o',
+      out,
+      '--json',
+    ];
     const env = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log };
     const killed = path.join(dir, 'killed.safetensors');
     const child = spawn(process.execPath, [SOUP_BIN, ...args(killed)], { env, stdio: 'ignore' });
     while ((await lines(log)) < 12) await new Promise((resolve) => setTimeout(resolve, 20));
     child.kill('SIGKILL');
     await new Promise((resolve) => child.on('close', resolve));
-    assert.deepEqual((await readdir(dir)).filter((name) => name.startsWith('killed')), [], 'nothing half-written');
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.startsWith('killed')),
+      [],
+      'nothing half-written',
+    );
     const before = await lines(log);
     const journaled = await lines(journal);
 
@@ -235,9 +344,26 @@ describe('soup learned without gradients (CMA-ES)', () => {
       `soup: error: --by belongs to the gradient-free search (ONNX models, --eval-cmd); ${path.join(fixtures, 'ingredients', 'lr1e-3-ls-s5')} is a TF.js model, trained by gradient descent ` +
         '(leave it out, or score an ONNX export (--model model.onnx) to search without gradients)\n',
     );
-    const missing = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--objective', 'wer', '--evaluations', '3', '-o', path.join(dir, 'x.safetensors')]);
+    const missing = await runSoup([
+      'learned',
+      runs,
+      '--eval-cmd',
+      evalCmd,
+      '--metric',
+      'closeness',
+      '--maximize',
+      '--objective',
+      'wer',
+      '--evaluations',
+      '3',
+      '-o',
+      path.join(dir, 'x.safetensors'),
+    ]);
     assert.equal(missing.code, 2);
-    assert.equal(missing.stderr, 'soup: error: --objective wer: the scores have no "wer" (they have: loss, closeness) (rank by one of those with --objective, or make the evaluation report it)\n');
+    assert.equal(
+      missing.stderr,
+      'soup: error: --objective wer: the scores have no "wer" (they have: loss, closeness) (rank by one of those with --objective, or make the evaluation report it)\n',
+    );
     const population = await runSoup(['learned', onnxRuns, '--val', val, '--population', '1', '-o', path.join(dir, 'x.onnx')]);
     assert.equal(population.stderr, 'soup: error: --population: Number must be greater than or equal to 2\n');
     assert.ok(!(await readdir(dir)).includes('x.onnx'));

@@ -33,11 +33,17 @@ describe('soup learned', () => {
     assert.equal(doc.output, out);
     assert.equal(doc.ingredients.length, 8);
     assert.deepEqual(Object.keys(doc.ingredients[0]), ['name', 'path', 'score']);
-    assert.deepEqual(doc.chosen, doc.ingredients.map((i: { name: string }) => i.name));
-    assert.deepEqual(doc.steps, [], 'greedy\'s fields are there for scripts that read both shapes');
+    assert.deepEqual(
+      doc.chosen,
+      doc.ingredients.map((i: { name: string }) => i.name),
+    );
+    assert.deepEqual(doc.steps, [], "greedy's fields are there for scripts that read both shapes");
     assert.equal(doc.evaluations, 10, '8 ingredients, the soup before training and after');
     assert.equal(typeof doc.jobs, 'number');
-    assert.deepEqual(doc.epochs.map((e: { epoch: number }) => e.epoch), [1, 2]);
+    assert.deepEqual(
+      doc.epochs.map((e: { epoch: number }) => e.epoch),
+      [1, 2],
+    );
     assert.ok(doc.epochs[1].loss < doc.epochs[0].loss, 'the loss goes down');
     assert.equal(doc.hyperparameters.lr, 0.05);
     assert.equal(doc.hyperparameters.batchSize, 256);
@@ -54,7 +60,10 @@ describe('soup learned', () => {
 
     const [soup, ...parts] = await openAll([...(await discoverIngredients([out])), ...(await discoverIngredients([ingredients]))]);
     try {
-      assert.deepEqual(Object.keys(doc.weights), soup!.tensors().map((tensor) => tensor.name));
+      assert.deepEqual(
+        Object.keys(doc.weights),
+        soup!.tensors().map((tensor) => tensor.name),
+      );
       for (const [tensor, alphas] of Object.entries(doc.weights as Record<string, Record<string, number>>)) {
         const values = Object.values(alphas);
         assert.ok(Math.abs(values.reduce((a, b) => a + b, 0) - 1) < 1e-12, 'alphas sum to 1');
@@ -75,10 +84,26 @@ describe('soup learned', () => {
 
   it('prints the epochs, the weights and the score for a person, and with --by-model one weight per ingredient', async () => {
     const out = path.join(dir, 'by-model');
-    const result = await runSoup(['learned', path.join(ingredients, 'lr1e-4-s1'), path.join(ingredients, 'lr3e-2-s8'), '--val', val, '-o', out, '--epochs', '1', '--by-model', '--batch-size', '500']);
+    const result = await runSoup([
+      'learned',
+      path.join(ingredients, 'lr1e-4-s1'),
+      path.join(ingredients, 'lr3e-2-s8'),
+      '--val',
+      val,
+      '-o',
+      out,
+      '--epochs',
+      '1',
+      '--by-model',
+      '--batch-size',
+      '500',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^Learned soup of 2 ingredients, accuracy \(higher is better\) on val \(2000 samples\), tfjs \((wasm|node|cpu)\)$/m);
-    assert.match(result.stdout, /^AdamW lr 0\.05, weight decay 0, 1 epoch of batches of 500, seed 0; one weight per ingredient; 1\.02 MB of weights in memory$/m);
+    assert.match(
+      result.stdout,
+      /^AdamW lr 0\.05, weight decay 0, 1 epoch of batches of 500, seed 0; one weight per ingredient; 1\.02 MB of weights in memory$/m,
+    );
     assert.match(result.stdout, /^ {6}1 {2}\d\.\d{4} {2}\d\.\d{3}$/m);
     assert.match(result.stdout, /^Weights over 4 tensors, largest first:$/m);
     assert.match(result.stdout, /^Score: {2}0\.\d{4} accuracy \(uniform soup 0\.\d{4}, [+-]0\.\d{4}; best ingredient 0\.8420, [+-]0\.\d{4}\)$/m);

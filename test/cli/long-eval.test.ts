@@ -49,14 +49,27 @@ async function calls(cwd: string): Promise<number> {
   return text.split('\n').filter((line) => line !== '').length;
 }
 
-const greedyArgs = (extra: string[] = []) => ['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '-o', 'soup.safetensors', '--force', '--json', ...extra];
+const greedyArgs = (extra: string[] = []) => [
+  'greedy',
+  'runs',
+  '--eval-cmd',
+  `node '${scorer}' {ckpt}`,
+  '-o',
+  'soup.safetensors',
+  '--force',
+  '--json',
+  ...extra,
+];
 
 describe('long evaluations', () => {
   it('runs --eval-cmd evaluations of the ingredients at the same time with --jobs, with the decisions of a serial run', async () => {
     const cwd = await workspace('parallel', ['a', 'b', 'c', 'd']);
     const barrier = path.join(cwd, 'barrier');
     await mkdir(barrier);
-    const parallel = await runSoup(['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt} '${barrier}'`, '-o', 'parallel.safetensors', '--json', '--jobs', '2'], { cwd });
+    const parallel = await runSoup(
+      ['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt} '${barrier}'`, '-o', 'parallel.safetensors', '--json', '--jobs', '2'],
+      { cwd },
+    );
     assert.equal(parallel.code, 0, parallel.stderr);
     const serial = await runSoup(['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '-o', 'serial.safetensors', '--json'], { cwd });
     assert.equal(serial.code, 0, serial.stderr);
@@ -64,14 +77,17 @@ describe('long evaluations', () => {
     assert.equal(p.jobs, 2);
     assert.equal(s.jobs, 1);
     assert.ok((await readdir(barrier)).length >= 2, 'two evaluations met at the barrier');
-    assert.deepEqual(p.ingredients.map((i: { name: string; score: number }) => [i.name, i.score]), s.ingredients.map((i: { name: string; score: number }) => [i.name, i.score]));
+    assert.deepEqual(
+      p.ingredients.map((i: { name: string; score: number }) => [i.name, i.score]),
+      s.ingredients.map((i: { name: string; score: number }) => [i.name, i.score]),
+    );
     assert.deepEqual(p.steps, s.steps);
     assert.deepEqual(p.chosen, ['b', 'c']);
     assert.deepEqual(p.chosen, s.chosen);
     assert.equal((await runSoup(['diff', path.join(cwd, 'parallel.safetensors'), path.join(cwd, 'serial.safetensors')])).code, 0, 'the same soup');
   });
 
-  it('runs soup compare\'s --eval-cmd evaluations of the ingredients at the same time with --jobs, with the scores of a serial run', async () => {
+  it("runs soup compare's --eval-cmd evaluations of the ingredients at the same time with --jobs, with the scores of a serial run", async () => {
     const cwd = await workspace('compare-parallel', ['a', 'b', 'c', 'd']);
     const barrier = path.join(cwd, 'barrier');
     await mkdir(barrier);
@@ -82,7 +98,12 @@ describe('long evaluations', () => {
     assert.equal(serial.code, 0, serial.stderr);
     const rows = (doc: string) => (JSON.parse(doc) as { rows: { name: string; scores: Record<string, number> }[] }).rows.map((row) => [row.name, row.scores]);
     assert.deepEqual(rows(parallel.stdout), rows(serial.stdout));
-    assert.deepEqual(rows(serial.stdout).slice(0, 4).map(([name]) => name), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(
+      rows(serial.stdout)
+        .slice(0, 4)
+        .map(([name]) => name),
+      ['a', 'b', 'c', 'd'],
+    );
   });
 
   it('writes candidates into --work-dir and removes them, and refuses a --work-dir that does not exist', async () => {
@@ -98,7 +119,10 @@ describe('long evaluations', () => {
     assert.deepEqual(await readdir(work), []);
     const missing = await runSoup(['greedy', 'runs', '--eval-cmd', 'echo 1 {ckpt}', '-o', 'x.safetensors', '--work-dir', 'nowhere'], { cwd });
     assert.equal(missing.code, 2);
-    assert.equal(missing.stderr, 'soup: error: --work-dir nowhere does not exist (create it, on storage that the evaluation command (and the cluster nodes it runs on) can read)\n');
+    assert.equal(
+      missing.stderr,
+      'soup: error: --work-dir nowhere does not exist (create it, on storage that the evaluation command (and the cluster nodes it runs on) can read)\n',
+    );
   });
 
   it('scores nothing again from --score-cache: a re-run calls the command zero times and writes the same bytes', async () => {
@@ -119,7 +143,10 @@ describe('long evaluations', () => {
     assert.deepEqual(doc.steps, JSON.parse(first.stdout).steps);
     assert.deepEqual(await readFile(path.join(cwd, 'soup.safetensors')), soup, 'byte-identical soup');
 
-    const human = await runSoup(greedyArgs(['--score-cache', 'scores.jsonl']).filter((arg) => arg !== '--json'), { cwd });
+    const human = await runSoup(
+      greedyArgs(['--score-cache', 'scores.jsonl']).filter((arg) => arg !== '--json'),
+      { cwd },
+    );
     assert.match(human.stdout, /^Score cache: 5 of 5 evaluations came from scores\.jsonl; 0 were run and added to it\.$/m);
   });
 
@@ -133,7 +160,10 @@ describe('long evaluations', () => {
     assert.equal(await calls(cwd), 5 + 2, 'd on its own, and the soup b + c + d');
     assert.equal(doc.evaluations, 7);
     assert.equal(doc.evaluationsFromCache, 5);
-    assert.deepEqual(doc.steps.map((step: { candidate: string }) => step.candidate), ['c', 'a', 'd']);
+    assert.deepEqual(
+      doc.steps.map((step: { candidate: string }) => step.candidate),
+      ['c', 'a', 'd'],
+    );
   });
 
   it('resumes an interrupted greedy soup where it stopped, with the soup an uninterrupted run writes', async () => {
@@ -156,7 +186,22 @@ describe('long evaluations', () => {
     const fixtures = new URL('../../../fixtures/', import.meta.url).pathname;
     const cwd = path.join(dir, 'tfjs-journal');
     await mkdir(cwd);
-    const args = (val: string) => ['greedy', path.join(fixtures, 'ingredients'), '--val', path.join(fixtures, 'data', val), '-o', 'soup', '--force', '--json', '--backend', 'wasm', '--jobs', '1', '--score-cache', 'scores.jsonl'];
+    const args = (val: string) => [
+      'greedy',
+      path.join(fixtures, 'ingredients'),
+      '--val',
+      path.join(fixtures, 'data', val),
+      '-o',
+      'soup',
+      '--force',
+      '--json',
+      '--backend',
+      'wasm',
+      '--jobs',
+      '1',
+      '--score-cache',
+      'scores.jsonl',
+    ];
     const first = JSON.parse((await runSoup(args('val'), { cwd })).stdout);
     const again = JSON.parse((await runSoup(args('val'), { cwd })).stdout);
     assert.equal(first.evaluationsFromCache, 0);
@@ -175,7 +220,10 @@ describe('long evaluations', () => {
     await writeFile(journal, `${lines.slice(0, -1).join('\n')}\n${lines.at(-1)!.slice(0, 40)}`);
     const result = await runSoup(greedyArgs(['--score-cache', 'scores.jsonl']), { cwd });
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stderr, 'soup: warning: scores.jsonl: the last line is incomplete (a run stopped while writing it); it is ignored and that candidate is scored again\n');
+    assert.equal(
+      result.stderr,
+      'soup: warning: scores.jsonl: the last line is incomplete (a run stopped while writing it); it is ignored and that candidate is scored again\n',
+    );
     assert.equal(await calls(cwd), 6);
     assert.equal(JSON.parse(result.stdout).evaluationsFromCache, 4);
     assert.deepEqual((await readFile(journal, 'utf8')).split('\n').filter(Boolean).length, 5, 'the torn line is replaced by a whole one');
@@ -190,11 +238,15 @@ describe('long evaluations', () => {
     // Each evaluation records its own pid and starts a child that would outlive it if left alone.
     const hang = path.join(cwd, 'hang.sh');
     await writeFile(hang, `echo $$ > '${pids}'/$$\nsleep 60 &\necho $! > '${pids}'/$!\nwait\n`);
-    const child = spawn(process.execPath, [SOUP_BIN, 'greedy', 'runs', '--eval-cmd', `sh '${hang}' {ckpt}`, '-o', 'soup.safetensors', '--jobs', '3', '--work-dir', work], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME },
-    });
+    const child = spawn(
+      process.execPath,
+      [SOUP_BIN, 'greedy', 'runs', '--eval-cmd', `sh '${hang}' {ckpt}`, '-o', 'soup.safetensors', '--jobs', '3', '--work-dir', work],
+      {
+        cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME },
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exit = new Promise<number | null>((resolve) => child.on('close', resolve));

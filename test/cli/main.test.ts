@@ -18,7 +18,8 @@ describe('soup', () => {
     assert.match(result.stdout, /^Usage: soup \[options\] \[command\]/);
     assert.match(result.stdout, /Examples:\n {2}\$ soup uniform \.\/ckpts -o soup\.safetensors/);
     assert.match(result.stdout, /Exit codes: 0 success, 1 internal error, 2 bad usage or input/);
-    for (const format of ['.safetensors', 'PyTorch files (.pt, .pth, .bin, .ckpt', 'model.json', '.onnx']) assert.ok(result.stdout.includes(format), `--help names ${format} inputs`);
+    for (const format of ['.safetensors', 'PyTorch files (.pt, .pth, .bin, .ckpt', 'model.json', '.onnx'])
+      assert.ok(result.stdout.includes(format), `--help names ${format} inputs`);
     for (const command of ['uniform', 'greedy', 'learned', 'evolve', 'interpolate', 'merge', 'eval', 'compare', 'diff', 'inspect', 'card', 'data']) {
       assert.match(result.stdout, new RegExp(`^  ${command} `, 'm'), `--help lists ${command}`);
     }
@@ -36,7 +37,7 @@ describe('soup', () => {
       assert.doesNotMatch(stdout, /\(default: "|\(default [^:]/, `${command}: every default reads (default: X)`);
       const block = stdout.split('\nOptions:\n')[1]!.split('\n\n')[0]!;
       // Commander wraps a long description onto lines indented under it: join them back.
-      for (const entry of block.split(/\n(?=  -)/)) {
+      for (const entry of block.split(/\n(?= {2}-)/)) {
         const match = /^ {2}(?:-\w, )?(--[\w-]+)\S*(?: <[^>]+>)?\s+([\s\S]*)$/.exec(entry);
         if (match === null) continue;
         const flag = match[1]!;
@@ -53,7 +54,11 @@ describe('soup', () => {
       assert.equal(distinct.size, 1, `${flag} reads differently across ${[...byCommand.keys()].join(', ')}:\n${[...distinct].join('\n')}`);
     }
     assert.ok(texts.get('--json')!.size === commands.length && texts.get('--allow-fused')!.size >= 5, 'the help of every command was read');
-    assert.deepEqual([...texts.get('--jobs')!.keys()], ['greedy', 'learned', 'evolve', 'interpolate', 'compare'], 'only commands that score several candidates take --jobs');
+    assert.deepEqual(
+      [...texts.get('--jobs')!.keys()],
+      ['greedy', 'learned', 'evolve', 'interpolate', 'compare'],
+      'only commands that score several candidates take --jobs',
+    );
     assert.ok(!texts.get('--key')!.has('data') && !texts.get('--checkpoints')!.has('data'), 'data reads no checkpoints');
     assert.match(texts.get('--output')!.get('uniform')!, /\.safetensors; \.pt, \.pth, \.bin, \.ckpt; \.onnx/);
   });

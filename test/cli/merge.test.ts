@@ -63,7 +63,10 @@ describe('soup merge', () => {
     assert.deepEqual(written.resolvedParameters, { lambda: 1, normalize: true, rescale: false, int8_mask: false, ties_scope: 'tensor' });
     assert.equal(written.randomSeed, 0);
     assert.match(written.mergekit as string, /^merge_method: ties\n/);
-    assert.deepEqual(written.ingredients.map((ingredient) => ingredient.name), ['base', 'a', 'b']);
+    assert.deepEqual(
+      written.ingredients.map((ingredient) => ingredient.name),
+      ['base', 'a', 'b'],
+    );
   });
 
   it('gives the same tensors from the flag form', async () => {
@@ -87,9 +90,19 @@ describe('soup merge', () => {
   it('refuses linear weights summing to zero, and merges per-tensor weights through the method', async () => {
     const zero = await runSoup(['merge', a, b, '--method', 'linear', '--weight', 'a=1', '--weight', 'b=-1', '-o', path.join(dir, 'zero.safetensors')]);
     assert.equal(zero.code, 2);
-    assert.equal(zero.stderr, 'soup: error: linear: the weights for tensor "w" sum to 0, and normalize divides by their sum (give weights with a non-zero sum, or set normalize: false)\n');
+    assert.equal(
+      zero.stderr,
+      'soup: error: linear: the weights for tensor "w" sum to 0, and normalize divides by their sum (give weights with a non-zero sum, or set normalize: false)\n',
+    );
     const out = path.join(dir, 'filtered.safetensors');
-    const file = await recipe('filtered.yml', ['merge_method: linear', 'models:', `  - model: ${a}`, '    parameters: {weight: [{filter: w, value: 3}]}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const file = await recipe('filtered.yml', [
+      'merge_method: linear',
+      'models:',
+      `  - model: ${a}`,
+      '    parameters: {weight: [{filter: w, value: 3}]}',
+      `  - model: ${b}`,
+      '    parameters: {weight: 1}',
+    ]);
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(await readW(out), [1.75, -1.75, 1.75, 0.625]);
@@ -124,7 +137,20 @@ describe('soup merge', () => {
     await writeSafetensorsFile(path.join(dir, 'dare', 'runs', 'y.safetensors'), tensor(big.map((v) => -v / 2)));
     const run = async (seed: string, name: string) => {
       const out = path.join(dir, 'dare', name);
-      const result = await runSoup(['merge', path.join(dir, 'dare', 'runs'), '--method', 'dare_ties', '--base', bigBase, '--density', '0.5', '--random-seed', seed, '-o', out]);
+      const result = await runSoup([
+        'merge',
+        path.join(dir, 'dare', 'runs'),
+        '--method',
+        'dare_ties',
+        '--base',
+        bigBase,
+        '--density',
+        '0.5',
+        '--random-seed',
+        seed,
+        '-o',
+        out,
+      ]);
       assert.equal(result.code, 0, result.stderr);
       return readFile(out);
     };
@@ -134,7 +160,10 @@ describe('soup merge', () => {
   });
 
   it('reports a bad recipe value in one line naming the file and key, and writes nothing', async () => {
-    const file = await recipe('bad.yml', tiesLines.map((line) => line.replace('density: 0.5}', 'density: 1.5}')));
+    const file = await recipe(
+      'bad.yml',
+      tiesLines.map((line) => line.replace('density: 0.5}', 'density: 1.5}')),
+    );
     const out = path.join(dir, 'bad.safetensors');
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 2);
@@ -143,7 +172,14 @@ describe('soup merge', () => {
   });
 
   it('stops before writing when a filter list gives a required parameter no value for a tensor, as mergekit does', async () => {
-    const file = await recipe('filters.yml', ['merge_method: linear', 'models:', `  - model: ${a}`, '    parameters: {weight: [{filter: mlp, value: 1}]}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const file = await recipe('filters.yml', [
+      'merge_method: linear',
+      'models:',
+      `  - model: ${a}`,
+      '    parameters: {weight: [{filter: mlp, value: 1}]}',
+      `  - model: ${b}`,
+      '    parameters: {weight: 1}',
+    ]);
     const out = path.join(dir, 'filters.safetensors');
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 2);
@@ -156,7 +192,15 @@ describe('soup merge', () => {
   });
 
   it('averages the base into a linear merge that lists it, with its weight', async () => {
-    const file = await recipe('linear-base.yml', ['merge_method: linear', `base_model: ${b}`, 'models:', `  - model: ${a}`, '    parameters: {weight: 3}', `  - model: ${b}`, '    parameters: {weight: 1}']);
+    const file = await recipe('linear-base.yml', [
+      'merge_method: linear',
+      `base_model: ${b}`,
+      'models:',
+      `  - model: ${a}`,
+      '    parameters: {weight: 3}',
+      `  - model: ${b}`,
+      '    parameters: {weight: 1}',
+    ]);
     const out = path.join(dir, 'linear-base.safetensors');
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
@@ -176,10 +220,16 @@ describe('soup merge', () => {
       [['--method', 'ties', '--base', base, '--density', '0'], '--density: must be in (0, 1]'],
       [['--method', 'ties'], '--base: is required: ties adds to it'],
       [['--method', 'ties', '--base', path.join(dir, 'ckpts')], `--base: ${path.join(dir, 'ckpts')} holds 2 checkpoints; name one`],
-      [['--method', 'nope'], '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)'],
+      [
+        ['--method', 'nope'],
+        '--method: "nope" is not a merge method (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough)',
+      ],
       [['--method', 'linear', '--weight', 'zz=1'], '--weight: no ingredient named "zz" (ingredients: a, b)'],
       [['--method', 'slerp', '--base', base, '--t', '0.5'], '--inputs: slerp takes exactly 1 model besides base_model; got 2'.replace('--inputs', 'inputs')],
-      [[], 'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough), or give a mergekit YAML recipe'],
+      [
+        [],
+        'say how to merge: --method NAME (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, model_stock, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, nuslerp, multislerp, nearswap, arcee_fusion, passthrough), or give a mergekit YAML recipe',
+      ],
     ];
     for (const [flags, message] of cases) {
       const result = await runSoup(['merge', path.join(dir, 'ckpts'), ...flags, '-o', out]);
@@ -238,7 +288,10 @@ describe('soup greedy --method', () => {
 
   it('refuses a method greedy cannot grow, and merge flags without --method', async () => {
     const slerp = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--method', 'slerp', '-o', path.join(dir, 'g.safetensors')]);
-    assert.equal(slerp.stderr, 'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, multislerp)\n');
+    assert.equal(
+      slerp.stderr,
+      'soup: error: --method: greedy grows a soup one ingredient at a time, which slerp cannot do (use linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, karcher, multislerp)\n',
+    );
     const stray = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--density', '0.5', '-o', path.join(dir, 'g.safetensors')]);
     assert.equal(stray.stderr, 'soup: error: --density: only used with --method (greedy over a merge method)\n');
   });
@@ -258,7 +311,21 @@ describe('soup compare --merge', () => {
     ]);
     const markdown = path.join(dir, 'compare.md');
     const plot = path.join(dir, 'compare.svg');
-    const result = await runSoup(['compare', FIXTURES, '--val', path.join(data, 'val'), '--test', `test=${path.join(data, 'test.npz')}`, '--merge', file, '--markdown', markdown, '--plot', plot, '--json']);
+    const result = await runSoup([
+      'compare',
+      FIXTURES,
+      '--val',
+      path.join(data, 'val'),
+      '--test',
+      `test=${path.join(data, 'test.npz')}`,
+      '--merge',
+      file,
+      '--markdown',
+      markdown,
+      '--plot',
+      plot,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const document = JSON.parse(result.stdout) as { rows: { name: string; kind: string; scores: Record<string, number>; chosen?: string[] }[] };
     const row = document.rows.find((candidate) => candidate.kind === 'merge')!;

@@ -45,8 +45,14 @@ describe('scoring ONNX ingredients with ONNX Runtime', () => {
     assert.match(onnx.backend, BACKEND);
     assert.deepEqual(onnx.chosen, tfjs.chosen);
     assert.ok(Math.abs(onnx.score - tfjs.score) < 1e-9);
-    assert.deepEqual(onnx.ingredients.map((i) => i.score), tfjs.ingredients.map((i) => i.score));
-    assert.ok(onnx.steps.some((step) => step.pruned === true), 'exact early stopping skips a hopeless candidate');
+    assert.deepEqual(
+      onnx.ingredients.map((i) => i.score),
+      tfjs.ingredients.map((i) => i.score),
+    );
+    assert.ok(
+      onnx.steps.some((step) => step.pruned === true),
+      'exact early stopping skips a hopeless candidate',
+    );
     checkWithOnnx(out);
   });
 
@@ -67,7 +73,10 @@ describe('scoring ONNX ingredients with ONNX Runtime', () => {
     assert.deepEqual(await readdir(saved), ['greedy-soup.onnx', 'uniform-soup.onnx']);
     checkWithOnnx(path.join(saved, 'greedy-soup.onnx'));
     const tfjs = await json<Compare>(['compare', ...inputs.map((name) => path.join(TFJS, name)), '--val', VAL]);
-    assert.deepEqual(onnx.rows.map((row) => row.kind), tfjs.rows.map((row) => row.kind));
+    assert.deepEqual(
+      onnx.rows.map((row) => row.kind),
+      tfjs.rows.map((row) => row.kind),
+    );
     assert.ok(onnx.rows.some((row) => row.kind === 'ensemble'));
     onnx.rows.forEach((row, i) => assertClose(row.scores, tfjs.rows[i]!.scores, 1e-9, row.name));
   });
@@ -107,7 +116,8 @@ describe('--model model.onnx for ingredients of any format', () => {
 
     const checkpoint = await TfjsCheckpoint.open(path.join(TFJS, 'lr3e-4-s2'));
     const tensors: Record<string, RawTensor> = {};
-    for (const tensor of checkpoint.tensors()) tensors[tensor.name] = { dtype: 'F32', shape: tensor.shape, values: Array.from(await checkpoint.readFloats(tensor.name)) };
+    for (const tensor of checkpoint.tensors())
+      tensors[tensor.name] = { dtype: 'F32', shape: tensor.shape, values: Array.from(await checkpoint.readFloats(tensor.name)) };
     await checkpoint.close();
     tensors['bn.num_batches_tracked'] = { dtype: 'I64', shape: [], bytes: new Uint8Array(8) };
     const file = await writeSafetensorsFile(path.join(dir, 'st', 'run.safetensors'), tensors);
@@ -126,7 +136,7 @@ describe('--model model.onnx for ingredients of any format', () => {
     const other = path.join(TFJS, 'lr3e-2-s8');
     const expected = await json<EvalDocument>(['eval', other, '--val', TEST]);
     const scored = await json<EvalDocument>(['eval', other, '--val', TEST, '--model', model]);
-    assertClose(scored.metrics, expected.metrics, 1e-5, 'the candidate\'s weights, not the stored ones');
+    assertClose(scored.metrics, expected.metrics, 1e-5, "the candidate's weights, not the stored ones");
   });
 
   it('says to re-export without constant folding when an initializer has a made-up name, and names shape mismatches', async () => {
@@ -144,12 +154,21 @@ describe('--model model.onnx for ingredients of any format', () => {
       `soup: error: ${folded}: initializer "onnx::MatMul_123" has a name the exporter made up (constant folding), so no tensor of ${weights} can be matched to it ` +
         '(re-export with torch.onnx.export(..., do_constant_folding=False), or with the dynamo exporter (dynamo=True), which keeps parameter names)\n',
     );
-    const wrong = await writeModel(path.join(dir, 'wrong.onnx'), encodeModel({ ...linearSpec(1), initializers: [{ name: 'fc.weight', dtype: 'F32', dims: [2, 3], data: new Uint8Array(24) }, linearSpec(1).initializers[1]!] }));
+    const wrong = await writeModel(
+      path.join(dir, 'wrong.onnx'),
+      encodeModel({
+        ...linearSpec(1),
+        initializers: [{ name: 'fc.weight', dtype: 'F32', dims: [2, 3], data: new Uint8Array(24) }, linearSpec(1).initializers[1]!],
+      }),
+    );
     const mismatch = await runSoup(['eval', weights, '--val', data, '--model', wrong]);
     assert.equal(mismatch.code, 2);
     assert.equal(mismatch.stderr, `soup: error: ${wrong}: size mismatch for fc.weight: [2, 3] in the model vs [3, 2] in ${weights}\n`);
     const onnxOut = await runSoup(['greedy', weights, '--val', data, '--model', folded, '-o', path.join(dir, 'from-safetensors.onnx')]);
-    assert.equal(onnxOut.stderr, `soup: error: ${path.join(dir, 'from-safetensors.onnx')}: an ONNX soup needs ONNX ingredients, and ${weights} is safetensors (write a .safetensors file, or a folder in the ingredients' format)\n`);
+    assert.equal(
+      onnxOut.stderr,
+      `soup: error: ${path.join(dir, 'from-safetensors.onnx')}: an ONNX soup needs ONNX ingredients, and ${weights} is safetensors (write a .safetensors file, or a folder in the ingredients' format)\n`,
+    );
   });
 });
 
@@ -159,7 +178,7 @@ describe('models with several inputs', () => {
     const data = path.join(FIXTURES, 'onnx-multi', 'data.npz');
     const result = await json<EvalDocument & { n: number }>(['eval', model, '--val', data]);
     assert.equal(result.n, 64);
-    assert.equal(result.metrics.accuracy, 1, 'the labels are the model\'s own predictions, computed by hand');
+    assert.equal(result.metrics.accuracy, 1, "the labels are the model's own predictions, computed by hand");
     const named = await json<EvalDocument>(['eval', model, '--val', data, '--output-name', 'logits']);
     assert.equal(named.metrics.accuracy, 1);
     const missing = path.join(dir, 'missing.npz');
@@ -176,19 +195,28 @@ describe('without ONNX Runtime installed', () => {
   it('says how to install it when ONNX scoring needs it, and everything else still works', async () => {
     // A module hook makes onnxruntime-node unresolvable, as on a machine where it was never installed.
     const hooks = path.join(dir, 'hooks.mjs');
-    await writeFile(hooks, "export async function resolve(s, c, next) { if (s === 'onnxruntime-node') throw new Error(\"Cannot find package 'onnxruntime-node'\"); return next(s, c); }\n");
+    await writeFile(
+      hooks,
+      "export async function resolve(s, c, next) { if (s === 'onnxruntime-node') throw new Error(\"Cannot find package 'onnxruntime-node'\"); return next(s, c); }\n",
+    );
     const block = path.join(dir, 'block.mjs');
     await writeFile(block, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
     const run = (args: string[]) =>
       new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, ['--import', block, SOUP_BIN, ...args], { env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME }, stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', block, SOUP_BIN, ...args], {
+          env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
         let stderr = '';
         child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
         child.on('close', (code) => resolve({ code, stderr }));
       });
     const scored = await run(['eval', path.join(ONNX, 'lr1e-4-s1.onnx'), '--val', TEST]);
     assert.equal(scored.code, 2);
-    assert.match(scored.stderr, /^soup: error: scoring ONNX models needs onnxruntime-node, which cannot be loaded \(Cannot find package 'onnxruntime-node'\) \(install it: ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node \(the CPU build needs no download\); or score with --eval-cmd\)\n$/);
+    assert.match(
+      scored.stderr,
+      /^soup: error: scoring ONNX models needs onnxruntime-node, which cannot be loaded \(Cannot find package 'onnxruntime-node'\) \(install it: ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node \(the CPU build needs no download\); or score with --eval-cmd\)\n$/,
+    );
     const souped = await run(['uniform', ONNX, '-o', path.join(dir, 'no-ort.onnx')]);
     assert.equal(souped.code, 0, souped.stderr);
   });

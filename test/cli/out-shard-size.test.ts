@@ -11,16 +11,17 @@ const dir = await tempDir();
 for (const seed of [1, 2]) await writeSafetensorsFile(path.join(dir, 'runs', `run-${seed}`, 'model.safetensors'), mlpTensors(seed), { format: 'pt' });
 
 describe('soup uniform --out-shard-size', () => {
-  it('splits a model folder at the size, with an index naming every tensor\'s shard and the total size', async () => {
+  it("splits a model folder at the size, with an index naming every tensor's shard and the total size", async () => {
     const whole = path.join(dir, 'whole');
     const sharded = path.join(dir, 'sharded');
     assert.equal((await runSoup(['uniform', path.join(dir, 'runs'), '-o', whole, '--quiet'])).code, 0);
     const result = await runSoup(['uniform', path.join(dir, 'runs'), '-o', sharded, '--out-shard-size', '64', '--quiet']);
     assert.equal(result.code, 0, result.stderr);
     // fc1.weight 48 bytes + fc1.bias 16 fill 64; fc2.weight 32 + fc2.bias 8.
-    assert.deepEqual((await listFiles(sharded)).filter((file) => file.includes('safetensors')), [
-      'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json',
-    ]);
+    assert.deepEqual(
+      (await listFiles(sharded)).filter((file) => file.includes('safetensors')),
+      ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json'],
+    );
     const index = JSON.parse(await readFile(path.join(sharded, 'model.safetensors.index.json'), 'utf8'));
     assert.deepEqual(index, {
       metadata: { total_size: 104 },

@@ -24,7 +24,9 @@ describe('progress on a terminal', () => {
 
   it('shows a byte progress bar while averaging, and none with --quiet or --json', async () => {
     for (const k of [1, 2, 3]) {
-      await writeSafetensorsFile(path.join(runs, `run-${k}.safetensors`), { w: { dtype: 'F32', shape: [2_000_000], bytes: new Uint8Array(8_000_000).fill(k) } });
+      await writeSafetensorsFile(path.join(runs, `run-${k}.safetensors`), {
+        w: { dtype: 'F32', shape: [2_000_000], bytes: new Uint8Array(8_000_000).fill(k) },
+      });
     }
     const shown = onTerminal(['uniform', runs, '-o', path.join(dir, 'a.safetensors')]);
     assert.match(shown, /reading .*\d+% \| [\d.]+ (kB|MB) \/ 24\.0 MB/);

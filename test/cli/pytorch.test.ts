@@ -34,7 +34,10 @@ describe('soup on PyTorch checkpoints', () => {
   it('inspects a training checkpoint: the entry used, the entries ignored, tied weights', async () => {
     const result = await runSoup(['inspect', path.join(fixtures, 'training.ckpt'), path.join(fixtures, 'plain.pt')]);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^training {2}.*training\.ckpt\n {2}pytorch, 4 tensors, 26 parameters, 104 B\n {2}weights from entry "model_state_dict"; ignored: epoch, optimizer_state_dict, loss$/m);
+    assert.match(
+      result.stdout,
+      /^training {2}.*training\.ckpt\n {2}pytorch, 4 tensors, 26 parameters, 104 B\n {2}weights from entry "model_state_dict"; ignored: epoch, optimizer_state_dict, loss$/m,
+    );
     assert.match(result.stdout, /These 2 checkpoints can be souped together\./);
     const tied = await runSoup(['inspect', path.join(fixtures, 'tied.pt'), '--json']);
     const doc = JSON.parse(tied.stdout);
@@ -55,7 +58,10 @@ describe('soup on PyTorch checkpoints', () => {
     const p = new Pickle().proto(2).emptyDict().mark().unicode('ema').emptyDict();
     pushTensor(p.unicode('w'), { name: 'w', key: '0', numel: 2, shape: [2] }).setItem();
     p.unicode('model').emptyDict();
-    pushTensor(p.unicode('w'), { name: 'w', key: '1', numel: 1, shape: [1] }).setItem().setItems().stop();
+    pushTensor(p.unicode('w'), { name: 'w', key: '1', numel: 1, shape: [1] })
+      .setItem()
+      .setItems()
+      .stop();
     await writeFile(file, torchArchive([], { '0': f32Bytes([1, 2]), '1': f32Bytes([3]) }, { pickle: p.bytes() }));
     const plain = await runSoup(['inspect', file, '--json']);
     assert.deepEqual(JSON.parse(plain.stdout).checkpoints[0].notes, ['weights from entry "model"; ignored: ema']);
@@ -71,7 +77,10 @@ describe('soup on PyTorch checkpoints', () => {
     const p = new Pickle().proto(2).emptyDict().mark();
     pushTensor(p.unicode('module.weight'), { name: '', key: '0', numel: 6, shape: [2, 3] });
     pushTensor(p.unicode('module.bias'), { name: '', key: '1', numel: 2, shape: [2] });
-    await writeFile(path.join(runs, 'b.pt'), torchArchive([], { '0': f32Bytes([0, 0, 0, 0, 0, 0]), '1': f32Bytes([0, 0]) }, { pickle: p.setItems().stop().bytes() }));
+    await writeFile(
+      path.join(runs, 'b.pt'),
+      torchArchive([], { '0': f32Bytes([0, 0, 0, 0, 0, 0]), '1': f32Bytes([0, 0]) }, { pickle: p.setItems().stop().bytes() }),
+    );
     const result = await runSoup(['uniform', runs, '-o', path.join(dir, 'prefixed.safetensors')]);
     assert.equal(result.code, 2);
     assert.equal(
@@ -84,7 +93,11 @@ describe('soup on PyTorch checkpoints', () => {
   it('runs a greedy soup of .pt ingredients with --eval-cmd, handing the command .pt candidates', async () => {
     const runs = path.join(dir, 'greedy-runs');
     await mkdir(runs, { recursive: true });
-    for (const [name, value] of [['a', 0.25], ['b', 0.75], ['c', 3]] as const) {
+    for (const [name, value] of [
+      ['a', 0.25],
+      ['b', 0.75],
+      ['c', 3],
+    ] as const) {
       await writeFile(path.join(runs, `${name}.pt`), torchArchive([{ name: 'w', key: '0', numel: 1, shape: [1] }], { '0': f32Bytes([value]) }));
     }
     const scorer = path.join(dir, 'score.mjs');
@@ -104,7 +117,10 @@ console.log(1 - Math.abs(bytes.readFloatLE(name + bytes.readUInt16LE(name - 4) +
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout).chosen, ['a', 'b']);
     const candidates = (await readFile(seen, 'utf8')).trim().split('\n');
-    assert.ok(candidates.every((candidate) => candidate.endsWith('.pt')), candidates.join(', '));
+    assert.ok(
+      candidates.every((candidate) => candidate.endsWith('.pt')),
+      candidates.join(', '),
+    );
   });
 });
 
@@ -114,20 +130,64 @@ describe('hostile PyTorch files', () => {
   const deep = new Pickle().proto(2);
   for (let i = 0; i < 200_000; i++) deep.emptyList();
   const cases: [string, Uint8Array, RegExp][] = [
-    ['os.system (protocol 2)', simpleArchive({ pickle: callingPickle(2, 'os', 'system', command) }), /data\.pkl: refused global os\.system: it would run code when unpickled/],
-    ['os.system (protocol 4)', simpleArchive({ pickle: callingPickle(4, 'os', 'system', command) }), /data\.pkl: refused global os\.system: it would run code when unpickled/],
+    [
+      'os.system (protocol 2)',
+      simpleArchive({ pickle: callingPickle(2, 'os', 'system', command) }),
+      /data\.pkl: refused global os\.system: it would run code when unpickled/,
+    ],
+    [
+      'os.system (protocol 4)',
+      simpleArchive({ pickle: callingPickle(4, 'os', 'system', command) }),
+      /data\.pkl: refused global os\.system: it would run code when unpickled/,
+    ],
     ['posix.system', simpleArchive({ pickle: callingPickle(2, 'posix', 'system', command) }), /data\.pkl: refused global posix\.system/],
-    ['eval (protocol 2)', simpleArchive({ pickle: callingPickle(2, '__builtin__', 'eval', `__import__('os').system("${command}")`) }), /data\.pkl: refused global builtins\.eval/],
-    ['exec (protocol 4)', simpleArchive({ pickle: callingPickle(4, 'builtins', 'exec', `import os; os.system("${command}")`) }), /data\.pkl: refused global builtins\.exec/],
-    ['subprocess.Popen (protocol 2)', simpleArchive({ pickle: callingPickle(2, 'subprocess', 'Popen', command) }), /data\.pkl: refused global subprocess\.Popen/],
-    ['subprocess.Popen (protocol 4)', simpleArchive({ pickle: callingPickle(4, 'subprocess', 'Popen', command) }), /data\.pkl: refused global subprocess\.Popen/],
-    ['a storage shorter than it claims', torchArchive([{ name: 'w', key: '0', numel: 100, shape: [100] }], { '0': f32Bytes([1]) }), /tensor "w": its storage archive\/data\/0 holds 4 bytes but the pickle says 100 elements/],
-    ['an offset outside the storage', torchArchive([{ name: 'w', key: '0', numel: 1, offset: 1, shape: [1] }], { '0': f32Bytes([1]) }), /tensor "w": view \(offset 1, size \[1\], stride \[1\]\) reaches element 1 of a storage of 1 elements/],
-    ['a stride outside the storage', torchArchive([{ name: 'w', key: '0', numel: 2, shape: [2, 2], stride: [1, 1] }], { '0': f32Bytes([1, 2]) }), /tensor "w": view \(offset 0, size \[2, 2\], stride \[1, 1\]\) reaches element 2 of a storage of 2 elements/],
-    ['a huge shape', torchArchive([{ name: 'w', key: '0', numel: 1, shape: [2 ** 31, 2 ** 31, 2 ** 31], stride: [0, 0, 0] }], { '0': f32Bytes([1]) }), /tensor "w": shape \[2147483648, 2147483648, 2147483648\] is too large/],
+    [
+      'eval (protocol 2)',
+      simpleArchive({ pickle: callingPickle(2, '__builtin__', 'eval', `__import__('os').system("${command}")`) }),
+      /data\.pkl: refused global builtins\.eval/,
+    ],
+    [
+      'exec (protocol 4)',
+      simpleArchive({ pickle: callingPickle(4, 'builtins', 'exec', `import os; os.system("${command}")`) }),
+      /data\.pkl: refused global builtins\.exec/,
+    ],
+    [
+      'subprocess.Popen (protocol 2)',
+      simpleArchive({ pickle: callingPickle(2, 'subprocess', 'Popen', command) }),
+      /data\.pkl: refused global subprocess\.Popen/,
+    ],
+    [
+      'subprocess.Popen (protocol 4)',
+      simpleArchive({ pickle: callingPickle(4, 'subprocess', 'Popen', command) }),
+      /data\.pkl: refused global subprocess\.Popen/,
+    ],
+    [
+      'a storage shorter than it claims',
+      torchArchive([{ name: 'w', key: '0', numel: 100, shape: [100] }], { '0': f32Bytes([1]) }),
+      /tensor "w": its storage archive\/data\/0 holds 4 bytes but the pickle says 100 elements/,
+    ],
+    [
+      'an offset outside the storage',
+      torchArchive([{ name: 'w', key: '0', numel: 1, offset: 1, shape: [1] }], { '0': f32Bytes([1]) }),
+      /tensor "w": view \(offset 1, size \[1\], stride \[1\]\) reaches element 1 of a storage of 1 elements/,
+    ],
+    [
+      'a stride outside the storage',
+      torchArchive([{ name: 'w', key: '0', numel: 2, shape: [2, 2], stride: [1, 1] }], { '0': f32Bytes([1, 2]) }),
+      /tensor "w": view \(offset 0, size \[2, 2\], stride \[1, 1\]\) reaches element 2 of a storage of 2 elements/,
+    ],
+    [
+      'a huge shape',
+      torchArchive([{ name: 'w', key: '0', numel: 1, shape: [2 ** 31, 2 ** 31, 2 ** 31], stride: [0, 0, 0] }], { '0': f32Bytes([1]) }),
+      /tensor "w": shape \[2147483648, 2147483648, 2147483648\] is too large/,
+    ],
     ['a missing data.pkl', storedZip([{ name: 'archive/data/0', data: f32Bytes([1]) }]), /has no archive\/data\.pkl record: not a torch\.save archive/],
     ['a truncated zip', simpleArchive().subarray(0, 200), /not a PyTorch checkpoint: no zip end-of-directory record \(truncated, or not a torch\.save file\)/],
-    ['random bytes', Uint8Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 251), /not a PyTorch checkpoint \(neither a torch\.save zip archive nor a legacy torch\.save file\)/],
+    [
+      'random bytes',
+      Uint8Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 251),
+      /not a PyTorch checkpoint \(neither a torch\.save zip archive nor a legacy torch\.save file\)/,
+    ],
     ['200,000-deep nesting', simpleArchive({ pickle: deep.stop().bytes() }), /data\.pkl: stack deeper than 100000 entries/],
   ];
 
@@ -144,11 +204,14 @@ describe('hostile PyTorch files', () => {
       const souped = await runSoup(['uniform', file, path.join(fixtures, 'plain.pt'), '-o', out]);
       assert.equal(souped.code, 2, souped.stderr);
       assert.equal(existsSync(out), false);
-      assert.deepEqual((await readdir(dir)).filter((name) => name.startsWith('.out') || name === 'MARKER'), []);
+      assert.deepEqual(
+        (await readdir(dir)).filter((name) => name.startsWith('.out') || name === 'MARKER'),
+        [],
+      );
     });
   }
 
-  it('would have run the command under Python\'s pickle, so the files above really are hostile', () => {
+  it("would have run the command under Python's pickle, so the files above really are hostile", () => {
     const sandbox = path.join(dir, 'python-marker');
     const pickle = callingPickle(2, 'os', 'system', `touch '${sandbox}'`);
     execFileSync('/usr/bin/python3', ['-c', 'import pickle, sys; pickle.loads(sys.stdin.buffer.read())'], { input: pickle });

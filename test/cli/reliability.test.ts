@@ -20,7 +20,10 @@ async function bigSweep(name: string, count: number, floats: number): Promise<st
 }
 
 function start(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [SOUP_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, ...env } });
+  const child = spawn(process.execPath, [SOUP_BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, ...env },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -57,7 +60,10 @@ function inSmallFilesystem(mountPoint: string, mountOptions: string, setup: stri
     `ls -A ${quoted(mountPoint)}`,
     `cat ${quoted(path.join(mountPoint, 'out.safetensors'))} 2>/dev/null || true`,
   ].join('; ');
-  const result = spawnSync('unshare', ['-rm', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME } });
+  const result = spawnSync('unshare', ['-rm', 'sh', '-c', script], {
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME },
+  });
   assert.equal(result.status, 0, `unshare failed: ${result.stderr}`);
   return result;
 }
@@ -116,7 +122,9 @@ describe('interrupting commands that only read', () => {
     // Reads are synchronous: the signal is seen only because the reader lets the event loop run.
     const folder = path.join(dir, 'diff');
     const tensors = (fill: number) =>
-      Object.fromEntries(Array.from({ length: 16 }, (_, k) => [`t${k}`, { dtype: 'F32' as const, shape: [2_000_000], bytes: new Uint8Array(8_000_000).fill(fill) }]));
+      Object.fromEntries(
+        Array.from({ length: 16 }, (_, k) => [`t${k}`, { dtype: 'F32' as const, shape: [2_000_000], bytes: new Uint8Array(8_000_000).fill(fill) }]),
+      );
     const a = await writeSafetensorsFile(path.join(folder, 'a.safetensors'), tensors(1));
     const b = await writeSafetensorsFile(path.join(folder, 'b.safetensors'), tensors(2));
     const run = start(['diff', a, b]);

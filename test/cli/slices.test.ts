@@ -35,13 +35,17 @@ async function recipe(name: string, lines: string[]): Promise<string> {
 async function read(folder: string): Promise<Map<string, number[]>> {
   const checkpoint = await SafetensorsFile.open(path.join(folder, 'model.safetensors'));
   const values = new Map<string, number[]>();
-  for (const tensor of checkpoint.tensors()) values.set(tensor.name, [...(await checkpoint.readFloats(tensor.name))].map((v) => Number(v.toFixed(4))));
+  for (const tensor of checkpoint.tensors())
+    values.set(
+      tensor.name,
+      [...(await checkpoint.readFloats(tensor.name))].map((v) => Number(v.toFixed(4))),
+    );
   await checkpoint.close();
   return values;
 }
 
 describe('soup merge with slices', () => {
-  it('stacks layer ranges with passthrough, renumbering the layers and updating config.json\'s layer count', async () => {
+  it("stacks layer ranges with passthrough, renumbering the layers and updating config.json's layer count", async () => {
     const file = await recipe('stack.yml', [
       'merge_method: passthrough',
       'slices:',
@@ -52,15 +56,28 @@ describe('soup merge with slices', () => {
     const result = await runSoup(['merge', file, '-o', out, '--quiet']);
     assert.equal(result.code, 0, result.stderr);
     const values = await read(out);
-    assert.deepEqual([...values.keys()], [
-      'model.embed_tokens.weight',
-      'model.layers.0.mlp.weight', 'model.layers.0.norm.weight', 'model.layers.1.mlp.weight', 'model.layers.1.norm.weight',
-      'model.layers.2.mlp.weight', 'model.layers.2.norm.weight', 'model.layers.3.mlp.weight', 'model.layers.3.norm.weight',
-      'lm_head.weight', 'model.norm.weight',
-    ]);
+    assert.deepEqual(
+      [...values.keys()],
+      [
+        'model.embed_tokens.weight',
+        'model.layers.0.mlp.weight',
+        'model.layers.0.norm.weight',
+        'model.layers.1.mlp.weight',
+        'model.layers.1.norm.weight',
+        'model.layers.2.mlp.weight',
+        'model.layers.2.norm.weight',
+        'model.layers.3.mlp.weight',
+        'model.layers.3.norm.weight',
+        'lm_head.weight',
+        'model.norm.weight',
+      ],
+    );
     // Embeddings from the first slice's model, layers a0 a1 b1 b2, final norm and head from the last slice's.
     assert.equal(values.get('model.embed_tokens.weight')![0], 80);
-    assert.deepEqual(['0', '1', '2', '3'].map((layer) => values.get(`model.layers.${layer}.mlp.weight`)![0]), [1, 11, 111, 121]);
+    assert.deepEqual(
+      ['0', '1', '2', '3'].map((layer) => values.get(`model.layers.${layer}.mlp.weight`)![0]),
+      [1, 11, 111, 121],
+    );
     assert.equal(values.get('lm_head.weight')![0], 190);
     assert.equal(values.get('model.norm.weight')![0], 170);
     const config = JSON.parse(await readFile(path.join(out, 'config.json'), 'utf8'));
@@ -104,12 +121,16 @@ describe('soup merge with slices', () => {
     assert.deepEqual(values.get('model.layers.2.mlp.weight'), [121, 121.1, 121.2, 121.3]);
   });
 
-  it('refuses a layer range past the model\'s layers and slices of unequal lengths, naming the slice', async () => {
+  it("refuses a layer range past the model's layers and slices of unequal lengths, naming the slice", async () => {
     const past = await recipe('past.yml', ['merge_method: passthrough', 'slices:', `  - sources: [{model: ${a}, layer_range: [2, 5]}]`]);
     let result = await runSoup(['merge', past, '-o', path.join(dir, 'past')]);
     assert.equal(result.code, 2);
     assert.equal(result.stderr, `soup: error: ${past}: slices[0].sources[0].layer_range: [2, 5] is not within the 3 layers of ${a}\n`);
-    const unequal = await recipe('unequal.yml', ['merge_method: linear', 'slices:', `  - sources: [{model: ${a}, layer_range: [0, 2], parameters: {weight: 1}}, {model: ${b}, layer_range: [0, 3], parameters: {weight: 1}}]`]);
+    const unequal = await recipe('unequal.yml', [
+      'merge_method: linear',
+      'slices:',
+      `  - sources: [{model: ${a}, layer_range: [0, 2], parameters: {weight: 1}}, {model: ${b}, layer_range: [0, 3], parameters: {weight: 1}}]`,
+    ]);
     result = await runSoup(['merge', unequal, '-o', path.join(dir, 'unequal')]);
     assert.equal(result.stderr, `soup: error: ${unequal}: slices[0]: all sources must span the same number of layers (got 2, 3)\n`);
   });

@@ -28,14 +28,22 @@ function ingredient(seed: 1 | 2): Record<string, RawTensor> {
     'buffers.i8': { dtype: 'I8', shape: [2], bytes: bytes(new Int8Array([-128, 127])) },
     'buffers.u8': { dtype: 'U8', shape: [2, 1], bytes: new Uint8Array([0, 255]) },
     'buffers.mask': { dtype: 'BOOL', shape: [3], bytes: new Uint8Array([1, 0, 1]) },
-    'scale': { dtype: 'F32', shape: [], values: [one ? 1 : 3] },
-    'empty': { dtype: 'F32', shape: [0, 3], values: [] },
+    scale: { dtype: 'F32', shape: [], values: [one ? 1 : 3] },
+    empty: { dtype: 'F32', shape: [0, 3], values: [] },
   };
 }
 
 /** What torch must load: names in order, torch dtypes, shapes, values. */
 const expected: [string, string, number[], unknown][] = [
-  ['layer.weight', 'torch.float32', [2, 3], [[2, 3, 4], [5, 6, 7]]],
+  [
+    'layer.weight',
+    'torch.float32',
+    [2, 3],
+    [
+      [2, 3, 4],
+      [5, 6, 7],
+    ],
+  ],
   ['layer.f64', 'torch.float64', [3], [0.5, 0.5, 2e10]],
   ['layer.f16', 'torch.float16', [2], [2, 3]],
   ['layer.bf16', 'torch.bfloat16', [2], [2, 3]],
@@ -74,7 +82,11 @@ describe('soup uniform -o soup.pt', () => {
     assert.deepEqual(loaded.tensors, expected);
     assert.equal(loaded.plainLoadAgrees, true, 'plain torch.load ignores the recipe record too');
     assert.equal(loaded.badCrc, null, 'zipfile finds every CRC-32 right');
-    assert.deepEqual(loaded.misalignment, loaded.records.map(() => 0), 'every record starts on a 64-byte boundary');
+    assert.deepEqual(
+      loaded.misalignment,
+      loaded.records.map(() => 0),
+      'every record starts on a 64-byte boundary',
+    );
     assert.deepEqual(loaded.records.slice(0, 2), ['archive/data.pkl', 'archive/byteorder']);
     assert.deepEqual(loaded.records.slice(-2), ['archive/version', 'archive/soup.recipe']);
     const recipe = loaded.recipe as { strategy: string; chosen: string[]; ingredients: { name: string; sha256: Record<string, string> }[] };
@@ -92,7 +104,10 @@ describe('soup uniform -o soup.pt', () => {
       assert.equal(result.code, 0, result.stderr);
       assert.equal(JSON.parse(result.stdout).format, 'pytorch');
     }
-    assert.deepEqual((await loadWithTorch(...outs)).map((loaded) => loaded.tensors), outs.map(() => expected));
+    assert.deepEqual(
+      (await loadWithTorch(...outs)).map((loaded) => loaded.tensors),
+      outs.map(() => expected),
+    );
   });
 
   it('converts floats with --dtype before writing them', async () => {
@@ -103,41 +118,54 @@ describe('soup uniform -o soup.pt', () => {
     const loaded = (await loadWithTorch(out))[0]!;
     assert.deepEqual(
       loaded.tensors.filter(([, dtype]) => dtype.startsWith('torch.float') || dtype === 'torch.bfloat16').map(([name, dtype]) => [name, dtype]),
-      [['layer.weight', 'torch.bfloat16'], ['layer.f64', 'torch.bfloat16'], ['layer.f16', 'torch.bfloat16'], ['layer.bf16', 'torch.bfloat16'], ['scale', 'torch.bfloat16'], ['empty', 'torch.bfloat16']],
+      [
+        ['layer.weight', 'torch.bfloat16'],
+        ['layer.f64', 'torch.bfloat16'],
+        ['layer.f16', 'torch.bfloat16'],
+        ['layer.bf16', 'torch.bfloat16'],
+        ['scale', 'torch.bfloat16'],
+        ['empty', 'torch.bfloat16'],
+      ],
     );
   });
 
   it('refuses unsigned tensors wider than a byte, which torch.save files cannot hold, before writing anything', async () => {
     const inputs = await pair('unsigned', (tensors) => {
-      tensors['counts'] = { dtype: 'U32', shape: [1], bytes: new Uint8Array(4) };
+      tensors.counts = { dtype: 'U32', shape: [1], bytes: new Uint8Array(4) };
     });
     const out = path.join(dir, 'unsigned.pt');
     const result = await runSoup(['uniform', ...inputs, '-o', out]);
     assert.equal(result.code, 2);
-    assert.equal(
-      result.stderr,
-      `soup: error: ${out}: a torch.save file cannot store U32 tensors (tensor "counts") (write a .safetensors file instead)\n`,
+    assert.equal(result.stderr, `soup: error: ${out}: a torch.save file cannot store U32 tensors (tensor "counts") (write a .safetensors file instead)\n`);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.startsWith('unsigned')),
+      ['unsigned'],
     );
-    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('unsigned')), ['unsigned']);
   });
 
   it('leaves neither the output nor a temporary file when the soup fails halfway through writing', async () => {
     const inputs = await pair('nan', (tensors, seed) => {
-      if (seed === 2) tensors['empty'] = { dtype: 'F32', shape: [1, 3], values: [0, NaN, 0] };
-      else tensors['empty'] = { dtype: 'F32', shape: [1, 3], values: [0, 0, 0] };
+      if (seed === 2) tensors.empty = { dtype: 'F32', shape: [1, 3], values: [0, NaN, 0] };
+      else tensors.empty = { dtype: 'F32', shape: [1, 3], values: [0, 0, 0] };
     });
     const out = path.join(dir, 'nan.pt');
     const result = await runSoup(['uniform', ...inputs, '-o', out]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^soup: error: .*run-2\.safetensors: tensor "empty": holds NaN at element 1/);
-    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('nan') || f.startsWith('.nan')), ['nan']);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.startsWith('nan') || f.startsWith('.nan')),
+      ['nan'],
+    );
     assert.deepEqual(await leftovers(dir), []);
   });
 });
 
 describe('PyTorch ingredients to PyTorch soups', () => {
   const fixtures = new URL('../../../fixtures/torch/', import.meta.url).pathname;
-  const runValues = JSON.parse(readFileSync(path.join(fixtures, 'expected.json'), 'utf8')).fixtures as Record<string, { tensors: Record<string, { values: number[] }> }>;
+  const runValues = JSON.parse(readFileSync(path.join(fixtures, 'expected.json'), 'utf8')).fixtures as Record<
+    string,
+    { tensors: Record<string, { values: number[] }> }
+  >;
 
   /** Two copies of a fixture under different names, as two ingredients. */
   async function twoCopies(fixture: string, name: string): Promise<string> {
@@ -165,7 +193,10 @@ describe('PyTorch ingredients to PyTorch soups', () => {
     assert.equal(result.code, 0, result.stderr);
     const loaded = (await loadWithTorch(out))[0]!;
     assert.deepEqual(loaded.storageOwner, { 'embed.weight': 'embed.weight', 'hidden.bias': 'hidden.bias', 'head.weight': 'embed.weight' });
-    assert.deepEqual(loaded.records.filter((record) => record.startsWith('archive/data/')), ['archive/data/0', 'archive/data/1']);
+    assert.deepEqual(
+      loaded.records.filter((record) => record.startsWith('archive/data/')),
+      ['archive/data/0', 'archive/data/1'],
+    );
     const inspected = JSON.parse((await runSoup(['inspect', out, '--json'])).stdout);
     assert.equal(inspected.checkpoints[0].tensors[2].tiedTo, 'embed.weight');
   });
@@ -180,7 +211,12 @@ describe('PyTorch ingredients to PyTorch soups', () => {
     const shardedRun = await runSoup(['uniform', await twoCopies('hf-sharded', 'hf-sharded'), '-o', sharded, '--json']);
     assert.equal(shardedRun.code, 0, shardedRun.stderr);
     assert.equal(JSON.parse(shardedRun.stdout).format, 'pytorch-sharded');
-    assert.deepEqual(await readdir(sharded), ['README.md', 'pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json']);
+    assert.deepEqual(await readdir(sharded), [
+      'README.md',
+      'pytorch_model-00001-of-00002.bin',
+      'pytorch_model-00002-of-00002.bin',
+      'pytorch_model.bin.index.json',
+    ]);
     const index = JSON.parse(readFileSync(path.join(sharded, 'pytorch_model.bin.index.json'), 'utf8'));
     assert.deepEqual(index, JSON.parse(readFileSync(path.join(fixtures, 'hf-sharded', 'pytorch_model.bin.index.json'), 'utf8')));
     const [whole, first, second] = await loadWithTorch(
@@ -188,8 +224,14 @@ describe('PyTorch ingredients to PyTorch soups', () => {
       path.join(sharded, 'pytorch_model-00001-of-00002.bin'),
       path.join(sharded, 'pytorch_model-00002-of-00002.bin'),
     );
-    assert.deepEqual(whole!.tensors.map(([name]) => name), ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
-    assert.deepEqual([...first!.tensors, ...second!.tensors].map(([name]) => name), ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
+    assert.deepEqual(
+      whole!.tensors.map(([name]) => name),
+      ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'],
+    );
+    assert.deepEqual(
+      [...first!.tensors, ...second!.tensors].map(([name]) => name),
+      ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'],
+    );
     const original = runValues['hf-sharded']!.tensors['fc2.bias']!.values;
     (second!.tensors[1]![3] as number[]).forEach((value, j) => assert.ok(Math.abs(value - original[j]!) < 1e-6));
   });

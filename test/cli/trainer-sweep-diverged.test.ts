@@ -36,7 +36,8 @@ interface Ingredient {
   score: number | null;
   diverged?: typeof divergence;
 }
-const scores = (doc: { ingredients: Ingredient[] }) => doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score, ingredient.diverged?.tensor ?? null]);
+const scores = (doc: { ingredients: Ingredient[] }) =>
+  doc.ingredients.map((ingredient) => [ingredient.name, ingredient.score, ingredient.diverged?.tensor ?? null]);
 
 describe('greedy over a Trainer sweep with a diverged run', () => {
   it('scores the NaN run on the ONNX export, marks it diverged, ranks it last and leaves it out without a candidate that holds it', async () => {
@@ -123,8 +124,19 @@ describe('greedy over a Trainer sweep with a diverged run', () => {
     assert.equal(printed.stdout.replace(/^# .*$/m, ''), card.replace(/^# .*$/m, ''));
   });
 
-  it('maximises eval_accuracy from the same script, and reports the diverged run\'s score as null in JSON', async () => {
-    const result = await runSoup(['greedy', ...runs, '--checkpoints', 'last', ...script, '--metric', 'eval_accuracy', '-o', path.join(dir, 'greedy-accuracy'), '--json']);
+  it("maximises eval_accuracy from the same script, and reports the diverged run's score as null in JSON", async () => {
+    const result = await runSoup([
+      'greedy',
+      ...runs,
+      '--checkpoints',
+      'last',
+      ...script,
+      '--metric',
+      'eval_accuracy',
+      '-o',
+      path.join(dir, 'greedy-accuracy'),
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.equal(doc.direction, 'maximize');
@@ -140,7 +152,19 @@ describe('greedy over a Trainer sweep with a diverged run', () => {
   });
 
   it('with --allow-nonfinite, tries the diverged run last and turns it down on its NaN score', async () => {
-    const result = await runSoup(['greedy', ...runs, '--checkpoints', 'last', ...script, '--metric', 'eval_loss', '--allow-nonfinite', '-o', path.join(dir, 'greedy-allow.safetensors'), '--json']);
+    const result = await runSoup([
+      'greedy',
+      ...runs,
+      '--checkpoints',
+      'last',
+      ...script,
+      '--metric',
+      'eval_loss',
+      '--allow-nonfinite',
+      '-o',
+      path.join(dir, 'greedy-allow.safetensors'),
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, '');
     const doc = JSON.parse(result.stdout);
@@ -151,7 +175,7 @@ describe('greedy over a Trainer sweep with a diverged run', () => {
 });
 
 describe('--checkpoints over a sweep with a diverged run', () => {
-  it('best takes the checkpoint trainer_state.json names, the diverged run\'s too, and greedy still leaves that one out', async () => {
+  it("best takes the checkpoint trainer_state.json names, the diverged run's too, and greedy still leaves that one out", async () => {
     const result = await runSoup(['greedy', sweep, '--checkpoints', 'best', ...onnx, '-o', path.join(dir, 'best.safetensors'), '--json']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, divergedWarning(`${NAN_RUN}/checkpoint-10`));
@@ -193,7 +217,10 @@ describe('compare over a Trainer sweep with a diverged run', () => {
     const result = await runSoup(['compare', ...runs, '--checkpoints', 'last', ...onnx, '--markdown', markdown]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, divergedWarning(`${NAN_RUN}/checkpoint-20`, 'the soups and the ensemble'));
-    const table = result.stdout.split('\n').filter((line) => /^ {2}\S/.test(line)).map((line) => line.trim().split(/ {2,}/));
+    const table = result.stdout
+      .split('\n')
+      .filter((line) => /^ {2}\S/.test(line))
+      .map((line) => line.trim().split(/ {2,}/));
     assert.deepEqual(table, [
       ['model', 'kind', 'val'],
       ['ft-lr3e-2-s3/checkpoint-20', 'ingredient, in greedy soup', '0.7800'],
@@ -226,7 +253,10 @@ describe('compare over a Trainer sweep with a diverged run', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, divergedWarning(`${NAN_RUN}/checkpoint-20`, 'the soups'));
     assert.match(result.stdout, /^Comparison of 4 ingredients, eval_loss \(lower is better\), command: /);
-    const table = result.stdout.split('\n').filter((line) => /^ {2}\S/.test(line)).map((line) => line.trim().split(/ {2,}/));
+    const table = result.stdout
+      .split('\n')
+      .filter((line) => /^ {2}\S/.test(line))
+      .map((line) => line.trim().split(/ {2,}/));
     assert.deepEqual(table, [
       ['model', 'kind', 'val'],
       ['ft-lr3e-2-s3/checkpoint-20', 'ingredient, in greedy soup', '*0.5283'],
@@ -263,7 +293,7 @@ describe('eval of a diverged checkpoint', () => {
     assert.deepEqual(doc.diverged, divergence);
   });
 
-  it('takes the script\'s bare NaN as eval_loss, says lower is better and that a soup leaves it out', async () => {
+  it("takes the script's bare NaN as eval_loss, says lower is better and that a soup leaves it out", async () => {
     const result = await runSoup(['eval', run(NAN_RUN, 'checkpoint-20'), ...script, '--metric', 'eval_loss']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^ {2}eval_loss {2}NaN {2}lower is better$/m);
@@ -275,29 +305,61 @@ describe('eval of a diverged checkpoint', () => {
 });
 
 describe('interpolate on a Trainer sweep', () => {
-  it('names two runs\' checkpoint-20 by their runs, scores t = 0 as the finite end and gives no verdict over NaN weights', async () => {
+  it("names two runs' checkpoint-20 by their runs, scores t = 0 as the finite end and gives no verdict over NaN weights", async () => {
     const result = await runSoup(['interpolate', run('ft-lr3e-2-s3', 'checkpoint-20'), run(NAN_RUN, 'checkpoint-20'), ...onnx, '--steps', '3']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(
       result.stderr,
       `soup: warning: ${NAN_RUN}/checkpoint-20 diverged: NaN in fc1.weight (element 0); every point it weighs in holds non-finite weights, so no basin verdict is given\n`,
     );
-    assert.match(result.stdout, /^Interpolation from ft-lr3e-2-s3\/checkpoint-20 \(t = 0\) to ft-lr5e0-s4\/checkpoint-20 \(t = 1\), accuracy \(higher is better\)/);
+    assert.match(
+      result.stdout,
+      /^Interpolation from ft-lr3e-2-s3\/checkpoint-20 \(t = 0\) to ft-lr5e0-s4\/checkpoint-20 \(t = 1\), accuracy \(higher is better\)/,
+    );
     assert.match(result.stdout, /^ {2}0\.00 {4}0\.7800 {2}ft-lr3e-2-s3\/checkpoint-20$/m);
     assert.match(result.stdout, /^ {2}1\.00 {4}0\.0000 {2}ft-lr5e0-s4\/checkpoint-20 {2}non-finite weights$/m);
     assert.match(result.stdout, /^No verdict about basins: some points hold non-finite weights or scores\.$/m);
     assert.doesNotMatch(result.stdout, /barrier|one basin/i);
-    const json = await runSoup(['interpolate', run('ft-lr3e-2-s3', 'checkpoint-20'), run(NAN_RUN, 'checkpoint-20'), ...script, '--metric', 'eval_loss', '--steps', '3', '--json']);
+    const json = await runSoup([
+      'interpolate',
+      run('ft-lr3e-2-s3', 'checkpoint-20'),
+      run(NAN_RUN, 'checkpoint-20'),
+      ...script,
+      '--metric',
+      'eval_loss',
+      '--steps',
+      '3',
+      '--json',
+    ]);
     assert.equal(json.code, 0, json.stderr);
     const doc = JSON.parse(json.stdout);
-    assert.deepEqual(doc.points.map((point: { t: number; score: number | null }) => [point.t, point.score]), [[0, 0.528315], [0.5, null], [1, null]]);
+    assert.deepEqual(
+      doc.points.map((point: { t: number; score: number | null }) => [point.t, point.score]),
+      [
+        [0, 0.528315],
+        [0.5, null],
+        [1, null],
+      ],
+    );
     assert.deepEqual([doc.direction, doc.dip, doc.barrier], ['minimize', null, null]);
     assert.deepEqual(doc.names, ['ft-lr3e-2-s3/checkpoint-20', `${NAN_RUN}/checkpoint-20`]);
-    assert.deepEqual(doc.diverged.map((end: { name: string }) => end.name), [`${NAN_RUN}/checkpoint-20`]);
+    assert.deepEqual(
+      doc.diverged.map((end: { name: string }) => end.name),
+      [`${NAN_RUN}/checkpoint-20`],
+    );
   });
 
-  it('measures a lower-is-better metric\'s barrier as a rise above the straight line', async () => {
-    const result = await runSoup(['interpolate', run('ft-lr3e-2-s3', 'checkpoint-20'), run('ft-lr1e-2-s2', 'checkpoint-20'), ...script, '--metric', 'eval_loss', '--steps', '3']);
+  it("measures a lower-is-better metric's barrier as a rise above the straight line", async () => {
+    const result = await runSoup([
+      'interpolate',
+      run('ft-lr3e-2-s3', 'checkpoint-20'),
+      run('ft-lr1e-2-s2', 'checkpoint-20'),
+      ...script,
+      '--metric',
+      'eval_loss',
+      '--steps',
+      '3',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /eval_loss \(lower is better\) on /);
     assert.match(result.stdout, /^Largest rise above the straight line between the end points: 0\.0000\.$/m);
@@ -307,9 +369,23 @@ describe('interpolate on a Trainer sweep', () => {
 
 describe('learned and uniform on a Trainer sweep with a diverged run', () => {
   it('soup learned --model model.onnx searches the mixing weights, scores the diverged run and gives it no weight', async () => {
-    const result = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...onnx, '--evaluations', '8', '-o', path.join(dir, 'learned.safetensors'), '--json']);
+    const result = await runSoup([
+      'learned',
+      ...runs,
+      '--checkpoints',
+      'last',
+      ...onnx,
+      '--evaluations',
+      '8',
+      '-o',
+      path.join(dir, 'learned.safetensors'),
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stderr, `soup: warning: ${NAN_RUN}/checkpoint-20 diverged (NaN in fc1.weight at element 0): left out of the learned soup, it takes no weight\n`);
+    assert.equal(
+      result.stderr,
+      `soup: warning: ${NAN_RUN}/checkpoint-20 diverged (NaN in fc1.weight at element 0): left out of the learned soup, it takes no weight\n`,
+    );
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(scores(doc), [
       ['ft-lr1e-2-s2/checkpoint-20', 0.76, null],
@@ -325,9 +401,24 @@ describe('learned and uniform on a Trainer sweep with a diverged run', () => {
   });
 
   it('soup learned --eval-cmd says which way eval_loss points and what data it is scored on', async () => {
-    const result = await runSoup(['learned', ...runs, '--checkpoints', 'last', ...script, '--metric', 'eval_loss', '--evaluations', '4', '-o', path.join(dir, 'learned-cmd.safetensors')]);
+    const result = await runSoup([
+      'learned',
+      ...runs,
+      '--checkpoints',
+      'last',
+      ...script,
+      '--metric',
+      'eval_loss',
+      '--evaluations',
+      '4',
+      '-o',
+      path.join(dir, 'learned-cmd.safetensors'),
+    ]);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, new RegExp(`^Learned soup of 3 ingredients \\(CMA-ES, no gradients\\), eval_loss \\(lower is better\\) on ${path.join(sweep, 'val.npz')}, command: `));
+    assert.match(
+      result.stdout,
+      new RegExp(`^Learned soup of 3 ingredients \\(CMA-ES, no gradients\\), eval_loss \\(lower is better\\) on ${path.join(sweep, 'val.npz')}, command: `),
+    );
     assert.match(result.stdout, /^ {2}ft-lr5e0-s4\/checkpoint-20 +0\.000 +0\.000 +0\.000 +NaN$/m);
     // The best ingredient is the lowest finite loss, never the diverged run.
     assert.match(result.stdout, /best ingredient 0\.5283, /);

@@ -36,7 +36,10 @@ describe('soup on a Trainer sweep', () => {
     assert.deepEqual(doc.chosen, ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20']);
     assert.deepEqual(names(doc), doc.chosen);
     const soup = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
-    assert.deepEqual(readRecipe(soup)!.ingredients.map((ingredient) => ingredient.name), doc.chosen);
+    assert.deepEqual(
+      readRecipe(soup)!.ingredients.map((ingredient) => ingredient.name),
+      doc.chosen,
+    );
     await soup.close();
     const card = await readFile(path.join(out, 'README.md'), 'utf8');
     assert.match(card, /^\| ft-lr1e-2-s2\/checkpoint-20 \| yes \|\n\| ft-lr3e-2-s3\/checkpoint-20 \| yes \|$/m);
@@ -50,7 +53,13 @@ describe('soup on a Trainer sweep', () => {
     const result = await runSoup(['greedy', sweep, '--model', model, '--val', val, '--allow-nonfinite', '-o', out, '--json']);
     assert.equal(result.code, 0, result.stderr);
     assert.ok(result.stderr.startsWith(finalWarning), result.stderr);
-    assert.match(result.stderr, new RegExp(`^soup: warning: ${sweep}: every checkpoint of runs ft-lr1e-2-s2, ft-lr3e-2-s3, ft-lr5e0-s4 is an ingredient \\(6 in all; --checkpoints last or best takes one per run\\)$`, 'm'));
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^soup: warning: ${sweep}: every checkpoint of runs ft-lr1e-2-s2, ft-lr3e-2-s3, ft-lr5e0-s4 is an ingredient \\(6 in all; --checkpoints last or best takes one per run\\)$`,
+        'm',
+      ),
+    );
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(names(doc), [
       'ft-lr1e-2-s2/checkpoint-10',
@@ -65,17 +74,32 @@ describe('soup on a Trainer sweep', () => {
     assert.equal(doc.score, 0.79);
   });
 
-  it('compare --checkpoints best soups each run\'s best checkpoint by trainer_state.json', async () => {
-    const result = await runSoup(['compare', run('ft-lr5e-2-s1'), run('ft-lr1e-2-s2'), run('ft-lr3e-2-s3'), '--checkpoints', 'best', '--model', model, '--val', val, '--json']);
+  it("compare --checkpoints best soups each run's best checkpoint by trainer_state.json", async () => {
+    const result = await runSoup([
+      'compare',
+      run('ft-lr5e-2-s1'),
+      run('ft-lr1e-2-s2'),
+      run('ft-lr3e-2-s3'),
+      '--checkpoints',
+      'best',
+      '--model',
+      model,
+      '--val',
+      val,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, '');
     const rows = JSON.parse(result.stdout).rows as { name: string; kind: string; scores: { val: number }; chosen?: string[] }[];
-    assert.deepEqual(rows.filter((row) => row.kind === 'ingredient').map((row) => [row.name, row.scores.val]), [
-      ['ft-lr1e-2-s2/checkpoint-20', 0.76],
-      ['ft-lr3e-2-s3/checkpoint-20', 0.78],
-      // The run's best (lowest eval_loss) checkpoint, not its last (checkpoint-30) or its final weights.
-      ['ft-lr5e-2-s1/checkpoint-10', 0.7366666666666667],
-    ]);
+    assert.deepEqual(
+      rows.filter((row) => row.kind === 'ingredient').map((row) => [row.name, row.scores.val]),
+      [
+        ['ft-lr1e-2-s2/checkpoint-20', 0.76],
+        ['ft-lr3e-2-s3/checkpoint-20', 0.78],
+        // The run's best (lowest eval_loss) checkpoint, not its last (checkpoint-30) or its final weights.
+        ['ft-lr5e-2-s1/checkpoint-10', 0.7366666666666667],
+      ],
+    );
     assert.deepEqual(rows.find((row) => row.kind === 'greedy')!.chosen, ['ft-lr3e-2-s3/checkpoint-20', 'ft-lr1e-2-s2/checkpoint-20']);
   });
 
@@ -84,17 +108,35 @@ describe('soup on a Trainer sweep', () => {
     await mkdir(work);
     const out = path.join(dir, 'greedy-cmd');
     const result = await runSoup([
-      'greedy', run('ft-lr5e-2-s1'), run('ft-lr1e-2-s2'), run('ft-lr3e-2-s3'), '--checkpoints', 'last',
-      '--eval-cmd', `${evalScript} {ckpt} {data}`, '--val', val, '--metric', 'eval_accuracy', '--work-dir', work, '-o', out, '--json',
+      'greedy',
+      run('ft-lr5e-2-s1'),
+      run('ft-lr1e-2-s2'),
+      run('ft-lr3e-2-s3'),
+      '--checkpoints',
+      'last',
+      '--eval-cmd',
+      `${evalScript} {ckpt} {data}`,
+      '--val',
+      val,
+      '--metric',
+      'eval_accuracy',
+      '--work-dir',
+      work,
+      '-o',
+      out,
+      '--json',
     ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     // What eval.py prints for each checkpoint folder on its own.
-    assert.deepEqual(doc.ingredients.map((ingredient: { name: string; score: number }) => [ingredient.name, ingredient.score]), [
-      ['ft-lr1e-2-s2/checkpoint-20', 0.76],
-      ['ft-lr3e-2-s3/checkpoint-20', 0.78],
-      ['ft-lr5e-2-s1/checkpoint-30', 0.73],
-    ]);
+    assert.deepEqual(
+      doc.ingredients.map((ingredient: { name: string; score: number }) => [ingredient.name, ingredient.score]),
+      [
+        ['ft-lr1e-2-s2/checkpoint-20', 0.76],
+        ['ft-lr3e-2-s3/checkpoint-20', 0.78],
+        ['ft-lr5e-2-s1/checkpoint-30', 0.73],
+      ],
+    );
     assert.deepEqual(doc.steps, [
       { candidate: 'ft-lr1e-2-s2/checkpoint-20', score: 0.783333, accepted: true },
       { candidate: 'ft-lr5e-2-s1/checkpoint-30', score: 0.76, accepted: false },
@@ -113,7 +155,10 @@ describe('soup on a Trainer sweep', () => {
   });
 
   it('refuses training state given as a checkpoint, with the way out', async () => {
-    for (const [command, file] of [['eval', 'optimizer.pt'], ['inspect', 'training_args.bin']] as const) {
+    for (const [command, file] of [
+      ['eval', 'optimizer.pt'],
+      ['inspect', 'training_args.bin'],
+    ] as const) {
       const target = run('ft-lr1e-2-s2', 'checkpoint-10', file);
       const result = await runSoup([command, target, ...(command === 'eval' ? ['--model', model, '--val', val] : [])]);
       assert.equal(result.code, 2);
@@ -127,7 +172,10 @@ describe('soup on a Trainer sweep', () => {
   it('says what --checkpoints final cannot find, and exits 2', async () => {
     const result = await runSoup(['inspect', run('ft-lr1e-2-s2'), '--checkpoints', 'final']);
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, `soup: error: ${run('ft-lr1e-2-s2')} has no final weights (model.safetensors or pytorch_model.bin), only checkpoint-10, checkpoint-20 (pick checkpoints with --checkpoints last, best or all)\n`);
+    assert.equal(
+      result.stderr,
+      `soup: error: ${run('ft-lr1e-2-s2')} has no final weights (model.safetensors or pytorch_model.bin), only checkpoint-10, checkpoint-20 (pick checkpoints with --checkpoints last, best or all)\n`,
+    );
     const wrong = await runSoup(['inspect', run('ft-lr1e-2-s2'), '--checkpoints', 'first']);
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /^soup: error: option '--checkpoints <which>' argument 'first' is invalid\. Allowed choices are final, last, best, all\.$/m);
@@ -140,7 +188,22 @@ describe('merges of model folders (flag form)', () => {
     const a = run('ft-lr1e-2-s2', 'checkpoint-20');
     const b = run('ft-lr3e-2-s3', 'checkpoint-20');
     const base = run('ft-lr5e-2-s1', 'checkpoint-10');
-    const result = await runSoup(['merge', a, b, '--method', 'dare_linear', '--base', base, '--density', '0.5', '--weight', 'ft-lr1e-2-s2/checkpoint-20=0.7', '-o', out, '--json']);
+    const result = await runSoup([
+      'merge',
+      a,
+      b,
+      '--method',
+      'dare_linear',
+      '--base',
+      base,
+      '--density',
+      '0.5',
+      '--weight',
+      'ft-lr1e-2-s2/checkpoint-20=0.7',
+      '-o',
+      out,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(names(doc), ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20']);
@@ -152,7 +215,10 @@ describe('merges of model folders (flag form)', () => {
     );
     // An entry stays at the base only where every ingredient's mask dropped it: 1/4 of them with a
     // mask per ingredient at density 0.5, 1/2 with one mask shared by all.
-    const [merged, origin] = [await SafetensorsFile.open(path.join(out, 'model.safetensors')), await SafetensorsFile.open(path.join(base, 'model.safetensors'))];
+    const [merged, origin] = [
+      await SafetensorsFile.open(path.join(out, 'model.safetensors')),
+      await SafetensorsFile.open(path.join(base, 'model.safetensors')),
+    ];
     let same = 0;
     let total = 0;
     for (const tensor of merged.tensors()) {
@@ -164,7 +230,7 @@ describe('merges of model folders (flag form)', () => {
     assert.ok(same / total > 0.15 && same / total < 0.35, `${same} of ${total} entries kept the base's value`);
   });
 
-  it('names a mergekit YAML recipe\'s checkpoint-N models by their runs too', async () => {
+  it("names a mergekit YAML recipe's checkpoint-N models by their runs too", async () => {
     const recipe = path.join(dir, 'ties.yml');
     await writeFile(
       recipe,
@@ -179,7 +245,22 @@ describe('merges of model folders (flag form)', () => {
   });
 
   it('greedy --method names the folder ingredients as greedy does', async () => {
-    const result = await runSoup(['greedy', run('ft-lr1e-2-s2'), run('ft-lr3e-2-s3'), '--checkpoints', 'last', '--method', 'linear', '--model', model, '--val', val, '-o', path.join(dir, 'linear.safetensors'), '--json']);
+    const result = await runSoup([
+      'greedy',
+      run('ft-lr1e-2-s2'),
+      run('ft-lr3e-2-s3'),
+      '--checkpoints',
+      'last',
+      '--method',
+      'linear',
+      '--model',
+      model,
+      '--val',
+      val,
+      '-o',
+      path.join(dir, 'linear.safetensors'),
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(names(doc), ['ft-lr1e-2-s2/checkpoint-20', 'ft-lr3e-2-s3/checkpoint-20']);

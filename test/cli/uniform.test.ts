@@ -56,7 +56,10 @@ describe('soup uniform at the scale of large models', () => {
         state = (state * 1103515245 + 12345) >>> 0;
         bits[i] = 0x3c00 + (state >>> 22);
       }
-      await writeSafetensorsFile(path.join(folder, `run-${seed}.safetensors`), { w: { dtype: 'BF16', shape: [elements], bytes: new Uint8Array(bits.buffer) }, b: { dtype: 'F32', shape: [3], values: [seed, 1, 2] } });
+      await writeSafetensorsFile(path.join(folder, `run-${seed}.safetensors`), {
+        w: { dtype: 'BF16', shape: [elements], bytes: new Uint8Array(bits.buffer) },
+        b: { dtype: 'F32', shape: [3], values: [seed, 1, 2] },
+      });
     }
     const checkpoints = await Promise.all(seeds.map((seed) => SafetensorsFile.open(path.join(folder, `run-${seed}.safetensors`))));
     const expected = Buffer.from(await collect(new Mixer(checkpoints).producer([1, 1, 1])({ name: 'w', shape: [elements], dtype: 'BF16' }, 0)));
@@ -83,9 +86,12 @@ describe('soup uniform', () => {
     assert.match(result.stdout, /^ {2}ingredients {2}run-1, run-2, run-3$/m);
     assert.match(result.stdout, /^ {2}tensors {6}4 \(26 parameters\)$/m);
     const soup = await SafetensorsFile.open(out);
-    assert.deepEqual(soup.tensors().map((t) => [t.name, t.dtype, t.shape]), Object.entries(mlpTensors(1)).map(([n, t]) => [n, t.dtype, t.shape]));
+    assert.deepEqual(
+      soup.tensors().map((t) => [t.name, t.dtype, t.shape]),
+      Object.entries(mlpTensors(1)).map(([n, t]) => [n, t.dtype, t.shape]),
+    );
     for (const name of ['fc1.weight', 'fc2.bias']) assert.deepEqual([...(await soup.readFloats(name))], expectedMean(name, [1, 2, 3]));
-    assert.equal(soup.metadata.format, 'pt', 'the ingredients\' metadata is kept');
+    assert.equal(soup.metadata.format, 'pt', "the ingredients' metadata is kept");
     await soup.close();
   });
 
@@ -95,7 +101,9 @@ describe('soup uniform', () => {
     assert.equal((await runSoup(['uniform', folder, '-o', out])).code, 0);
     const soup = await SafetensorsFile.open(out);
     const recipe = readRecipe(soup)!;
-    const sha = createHash('sha256').update(await readFile(path.join(folder, 'run-4.safetensors'))).digest('hex');
+    const sha = createHash('sha256')
+      .update(await readFile(path.join(folder, 'run-4.safetensors')))
+      .digest('hex');
     assert.equal(recipe.strategy, 'uniform');
     assert.equal(recipe.tool, 'model-soup');
     assert.deepEqual(recipe.chosen, ['run-4', 'run-5']);
@@ -110,7 +118,9 @@ describe('soup uniform', () => {
     const cacheFile = path.join(TEST_CACHE_HOME, 'model-soup', 'sha256-v1.json');
     const cache = JSON.parse(await readFile(cacheFile, 'utf8'));
     const file = path.join(folder, 'run-1.safetensors');
-    const real = createHash('sha256').update(await readFile(file)).digest('hex');
+    const real = createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex');
     assert.equal(cache[file].sha256, real);
     // A planted hash is used as long as the file is unchanged: proof that the cache is read.
     cache[file].sha256 = 'f'.repeat(64);
@@ -187,7 +197,10 @@ describe('soup uniform', () => {
     const out = path.join(dir, 'malformed.safetensors');
     const result = await runSoup(['uniform', folder, '-o', out]);
     assert.equal(result.code, 2);
-    assertOneLineError(result.stderr, new RegExp(`${broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: tensor data ends at byte 104 but the file holds 94 data bytes: the file is truncated`));
+    assertOneLineError(
+      result.stderr,
+      new RegExp(`${broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: tensor data ends at byte 104 but the file holds 94 data bytes: the file is truncated`),
+    );
     const debug = await runSoup(['uniform', folder, '-o', out, '--debug']);
     assert.equal(debug.code, 2);
     assert.match(debug.stderr, /\n\s+at /);
@@ -240,7 +253,10 @@ describe('soup uniform', () => {
 
   it('writes --dtype bf16 and f16 as asked', async () => {
     const folder = await sweep('dtype', [1, 2]);
-    for (const [flag, dtype] of [['bf16', 'BF16'], ['f16', 'F16']] as const) {
+    for (const [flag, dtype] of [
+      ['bf16', 'BF16'],
+      ['f16', 'F16'],
+    ] as const) {
       const out = path.join(dir, `dtype-${flag}.safetensors`);
       const result = await runSoup(['uniform', folder, '-o', out, '--dtype', flag]);
       assert.equal(result.code, 0, result.stderr);
@@ -256,15 +272,12 @@ describe('soup uniform', () => {
 
   it('copies integer tensors and warns on stderr when they differ; --quiet silences the warning', async () => {
     const folder = await sweep('ints', [1, 2], (seed, tensors) => {
-      tensors['num_batches_tracked'] = { dtype: 'I64', shape: [], bytes: new Uint8Array(new BigInt64Array([BigInt(seed * 100)]).buffer) };
+      tensors.num_batches_tracked = { dtype: 'I64', shape: [], bytes: new Uint8Array(new BigInt64Array([BigInt(seed * 100)]).buffer) };
     });
     const out = path.join(dir, 'ints.safetensors');
     const result = await runSoup(['uniform', folder, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(
-      result.stderr,
-      `soup: warning: I64 tensor "num_batches_tracked" differs between ingredients (run-2 differ from run-1); kept run-1's values\n`,
-    );
+    assert.equal(result.stderr, `soup: warning: I64 tensor "num_batches_tracked" differs between ingredients (run-2 differ from run-1); kept run-1's values\n`);
     const soup = await SafetensorsFile.open(out);
     assert.deepEqual([...new BigInt64Array((await soup.readBytes('num_batches_tracked')).buffer)], [100n]);
     await soup.close();
@@ -284,7 +297,10 @@ describe('soup uniform', () => {
     assert.deepEqual(soup.modelJson.modelTopology, (await TfjsCheckpoint.open(a.folder)).modelJson.modelTopology, 'opened without reading: no file stays open');
     const kernel = await soup.readFloats('hidden/kernel');
     const [ka, kb] = [a.weights.get('hidden/kernel')!, b.weights.get('hidden/kernel')!];
-    assert.deepEqual([...kernel], [...ka].map((v, i) => Math.fround((v + kb[i]!) / 2)));
+    assert.deepEqual(
+      [...kernel],
+      [...ka].map((v, i) => Math.fround((v + kb[i]!) / 2)),
+    );
     assert.equal(readRecipe(soup)?.strategy, 'uniform');
     await soup.close();
 
@@ -296,7 +312,10 @@ describe('soup uniform', () => {
 
     const bf16 = await runSoup(['uniform', folder, '-o', path.join(dir, 'tfjs-bf16'), '--dtype', 'bf16']);
     assert.equal(bf16.code, 2);
-    assertOneLineError(bf16.stderr, /a TF\.js model cannot store BF16 tensors \(tensor "hidden\/kernel"\) \(use --dtype f32 or f16, or write a \.safetensors file\)/);
+    assertOneLineError(
+      bf16.stderr,
+      /a TF\.js model cannot store BF16 tensors \(tensor "hidden\/kernel"\) \(use --dtype f32 or f16, or write a \.safetensors file\)/,
+    );
   });
 
   it('soups sharded checkpoints into the same shard layout', async () => {
@@ -306,13 +325,23 @@ describe('soup uniform', () => {
       const t = mlpTensors(seed);
       await writeSafetensorsFile(path.join(folder, shardFileName(0, 2)), { 'fc1.weight': t['fc1.weight']!, 'fc1.bias': t['fc1.bias']! });
       await writeSafetensorsFile(path.join(folder, shardFileName(1, 2)), { 'fc2.weight': t['fc2.weight']!, 'fc2.bias': t['fc2.bias']! });
-      const weightMap = { 'fc1.weight': shardFileName(0, 2), 'fc1.bias': shardFileName(0, 2), 'fc2.weight': shardFileName(1, 2), 'fc2.bias': shardFileName(1, 2) };
+      const weightMap = {
+        'fc1.weight': shardFileName(0, 2),
+        'fc1.bias': shardFileName(0, 2),
+        'fc2.weight': shardFileName(1, 2),
+        'fc2.bias': shardFileName(1, 2),
+      };
       await writeFile(path.join(folder, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
     }
     const out = path.join(dir, 'sharded-soup');
     const result = await runSoup(['uniform', runs, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
+    assert.deepEqual((await readdir(out)).sort(), [
+      'README.md',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+      'model.safetensors.index.json',
+    ]);
     const index = JSON.parse(await readFile(path.join(out, 'model.safetensors.index.json'), 'utf8'));
     assert.equal(index.metadata.total_size, 104);
     const soup = await ShardedSafetensors.open(out);
@@ -332,7 +361,10 @@ describe('soup uniform', () => {
     const outDir = path.join(dir, 'sigint');
     await mkdir(outDir);
     const out = path.join(outDir, 'big.safetensors');
-    const child = spawn(process.execPath, [SOUP_BIN, 'uniform', folder, '-o', out], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_CACHE_HOME: TEST_CACHE_HOME } });
+    const child = spawn(process.execPath, [SOUP_BIN, 'uniform', folder, '-o', out], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, XDG_CACHE_HOME: TEST_CACHE_HOME },
+    });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));

@@ -104,7 +104,10 @@ describe('loadDataset', () => {
     const folder = path.join(dir, 'images');
     await mkdir(path.join(folder, 'cat'), { recursive: true });
     await mkdir(path.join(folder, 'ant'), { recursive: true });
-    await writeFile(path.join(folder, 'cat', '1.png'), png(2, 2, (x) => [x * 200, x * 200, x * 200]));
+    await writeFile(
+      path.join(folder, 'cat', '1.png'),
+      png(2, 2, (x) => [x * 200, x * 200, x * 200]),
+    );
     const grey = jpeg.encode({ data: Buffer.alloc(2 * 2 * 4, 128), width: 2, height: 2 }, 100).data;
     await writeFile(path.join(folder, 'ant', '1.jpg'), grey);
     const images = await loadDataset(folder);
@@ -112,7 +115,10 @@ describe('loadDataset', () => {
     assert.deepEqual(images.sampleShape, [2, 2, 1], 'grey images give one channel');
     assert.deepEqual([...images.y], [0, 1], 'ant is class 0, cat is class 1');
     assert.deepEqual([...(await images.read(1, 1))], [0, 200, 0, 200]);
-    await writeFile(path.join(folder, 'cat', '2.png'), png(2, 2, () => [255, 0, 0]));
+    await writeFile(
+      path.join(folder, 'cat', '2.png'),
+      png(2, 2, () => [255, 0, 0]),
+    );
     assert.deepEqual((await loadDataset(folder)).sampleShape, [2, 2, 3], 'one colour image makes them all RGB');
   });
 
@@ -127,8 +133,14 @@ describe('loadDataset', () => {
   it('refuses images of different sizes, naming the odd one', async () => {
     const folder = path.join(dir, 'sizes');
     await mkdir(path.join(folder, 'a'), { recursive: true });
-    await writeFile(path.join(folder, 'a', '1.png'), png(2, 2, () => [0, 0, 0]));
-    await writeFile(path.join(folder, 'a', '2.png'), png(3, 2, () => [0, 0, 0]));
+    await writeFile(
+      path.join(folder, 'a', '1.png'),
+      png(2, 2, () => [0, 0, 0]),
+    );
+    await writeFile(
+      path.join(folder, 'a', '2.png'),
+      png(3, 2, () => [0, 0, 0]),
+    );
     await rejectsWith(folder, /a\/2\.png: image is 3x2, but .*a\/1\.png is 2x2; all images must have one size/);
   });
 
@@ -181,4 +193,3 @@ describe('hostile data', () => {
     await rejectsWith(file, /^.*huge-label\.npz: label 33554432 of sample 2 is beyond the 1000000 classes soup handles$/);
   });
 });
-

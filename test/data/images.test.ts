@@ -13,7 +13,14 @@ const dir = await tempDir();
 const cacheDir = path.join(dir, 'cache');
 
 /** An image file from raw bytes (height x width x channels), as PNG or JPEG. */
-async function writeImage(file: string, width: number, height: number, channels: 1 | 3 | 4, pixel: (x: number, y: number) => number[], format: 'png' | 'jpeg' = 'png'): Promise<string> {
+async function writeImage(
+  file: string,
+  width: number,
+  height: number,
+  channels: 1 | 3 | 4,
+  pixel: (x: number, y: number) => number[],
+  format: 'png' | 'jpeg' = 'png',
+): Promise<string> {
   const raw = Buffer.alloc(width * height * channels);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set(pixel(x, y), (y * width + x) * channels);
   await mkdir(path.dirname(file), { recursive: true });
@@ -26,9 +33,13 @@ const load = (folder: string, flags = {}, onProgress?: (event: ProgressEvent) =>
 const all = (dataset: Dataset) => dataset.read(0, dataset.n);
 
 describe('image folders', () => {
-  it('gives exactly numpy\'s ((x * scale) - mean) / std where no resampling happens', async () => {
+  it("gives exactly numpy's ((x * scale) - mean) / std where no resampling happens", async () => {
     const folder = path.join(dir, 'exact');
-    const file = await writeImage(path.join(folder, 'a', '1.png'), 5, 4, 3, (x, y) => [(x * 53 + y * 31) % 256, (x * 17 + y * 101) % 256, (x * 7 + y * 13 + 200) % 256]);
+    const file = await writeImage(path.join(folder, 'a', '1.png'), 5, 4, 3, (x, y) => [
+      (x * 53 + y * 31) % 256,
+      (x * 17 + y * 101) % 256,
+      (x * 7 + y * 13 + 200) % 256,
+    ]);
     const steps = { scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
     const dataset = await load(folder, steps);
     assert.deepEqual(dataset.sampleShape, [4, 5, 3]);
@@ -68,7 +79,13 @@ describe('image folders', () => {
     const raw = Buffer.alloc(8 * 4 * 3);
     for (let p = 0; p < 32; p++) raw.set(p % 8 < 4 ? [255, 0, 0] : [0, 0, 255], p * 3);
     await mkdir(path.join(folder, 'a'), { recursive: true });
-    await writeFile(path.join(folder, 'a', 'rotated.jpg'), await sharp(raw, { raw: { width: 8, height: 4, channels: 3 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer());
+    await writeFile(
+      path.join(folder, 'a', 'rotated.jpg'),
+      await sharp(raw, { raw: { width: 8, height: 4, channels: 3 } })
+        .jpeg({ quality: 100 })
+        .withMetadata({ orientation: 6 })
+        .toBuffer(),
+    );
     const dataset = await load(folder);
     assert.deepEqual(dataset.sampleShape, [8, 4, 3], 'upright, the image is 4 wide and 8 high');
     const x = await all(dataset);
@@ -91,7 +108,10 @@ describe('image folders', () => {
     const dataset = await load(folder, { resize: 16, crop: 12, interpolation: 'bicubic' });
     assert.deepEqual(dataset.sampleShape, [12, 12, 3]);
     const x = await all(dataset);
-    assert.ok(x.every((v, i) => Math.abs(v - [90, 60, 30][i % 3]!) <= 1), 'a flat colour stays that colour through resizing');
+    assert.ok(
+      x.every((v, i) => Math.abs(v - [90, 60, 30][i % 3]!) <= 1),
+      'a flat colour stays that colour through resizing',
+    );
     const cropped = await load(folder, { crop: 8 });
     assert.deepEqual(cropped.sampleShape, [8, 8, 3], 'a crop alone also takes any size');
   });
@@ -134,7 +154,8 @@ describe('the fixture image folder', () => {
       for (let s = 0; s < batch.count; s++) {
         for (let c = 0; c < 3; c++) {
           for (let p = 0; p < 784; p++) {
-            if (batch.x[(s * 3 + c) * 784 + p] !== nhwc[((batch.start + s) * 784 + p) * 3 + c]) assert.fail(`sample ${batch.start + s}, channel ${c}, pixel ${p} differs`);
+            if (batch.x[(s * 3 + c) * 784 + p] !== nhwc[((batch.start + s) * 784 + p) * 3 + c])
+              assert.fail(`sample ${batch.start + s}, channel ${c}, pixel ${p} differs`);
           }
         }
       }
@@ -183,9 +204,27 @@ describe('hostile image folders', () => {
 
   it('refuses GIF, WebP, TIFF and SVG files named .png or .jpg, by their bytes', async () => {
     const cases: [string, Buffer, string][] = [
-      ['x.png', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).gif().toBuffer(), 'a GIF image'],
-      ['x.jpg', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).webp().toBuffer(), 'a WebP image'],
-      ['x.png', await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } }).tiff().toBuffer(), 'a TIFF image'],
+      [
+        'x.png',
+        await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } })
+          .gif()
+          .toBuffer(),
+        'a GIF image',
+      ],
+      [
+        'x.jpg',
+        await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } })
+          .webp()
+          .toBuffer(),
+        'a WebP image',
+      ],
+      [
+        'x.png',
+        await sharp({ create: { width: 2, height: 2, channels: 3, background: 'red' } })
+          .tiff()
+          .toBuffer(),
+        'a TIFF image',
+      ],
       ['x.png', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="2" height="2"><image href="/etc/passwd"/></svg>'), 'an SVG or XML file'],
     ];
     for (const [k, [name, bytes, kind]] of cases.entries()) {
@@ -212,7 +251,9 @@ describe('hostile image folders', () => {
     await writeImage(path.join(folder, 'a', '1.png'), 2, 2, 1, () => [9]);
     for (const key of ['resize', 'crop']) {
       await writeFile(path.join(folder, 'dataset.json'), JSON.stringify({ [key]: 16384 }));
-      await assert.rejects(load(folder), { message: new RegExp(`^${folder}/dataset\\.json: ${key}: Number must be less than or equal to 4096 \\(allowed keys: `) });
+      await assert.rejects(load(folder), {
+        message: new RegExp(`^${folder}/dataset\\.json: ${key}: Number must be less than or equal to 4096 \\(allowed keys: `),
+      });
     }
   });
 
@@ -225,4 +266,3 @@ describe('hostile image folders', () => {
     });
   });
 });
-

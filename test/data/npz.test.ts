@@ -27,7 +27,9 @@ describe('.npz integrity', () => {
   it('refuses an array whose bytes do not match the zip CRC-32, read in memory', async () => {
     const file = path.join(dir, 'flipped.npz');
     await writeFile(file, flipStoredValue(npz(0)));
-    await assert.rejects(loadDataset(file), { message: /^.*flipped\.npz:x\.npy: CRC-32 check failed \(the data sums to [0-9a-f]{8}, the zip says [0-9a-f]{8}\): the file is corrupt$/ });
+    await assert.rejects(loadDataset(file), {
+      message: /^.*flipped\.npz:x\.npy: CRC-32 check failed \(the data sums to [0-9a-f]{8}, the zip says [0-9a-f]{8}\): the file is corrupt$/,
+    });
   });
 
   it('refuses the same file when it is read from disk by rows, once the last row is read', async () => {
@@ -54,7 +56,7 @@ describe('.npz integrity', () => {
     const x = Buffer.from(encodeNpy(new Float32Array(4), [1, 4]));
     const header = x.toString('latin1', 10, 128);
     const twice = header.replace("'shape': (1, 4), }", "'shape': (1, 4), 'shape': (2, 2),}");
-    x.write(twice.padEnd(header.length - 1, ' ') + '\n', 10, 'latin1');
+    x.write(`${twice.padEnd(header.length - 1, ' ')}\n`, 10, 'latin1');
     const file = path.join(dir, 'twice.npz');
     await writeFile(file, zipSync({ 'x.npy': x, 'y.npy': encodeNpy(Int32Array.from([0]), [1]) }));
     await assert.rejects(loadDataset(file), { message: `${file}:x.npy: malformed .npy header: the key 'shape' is given twice` });

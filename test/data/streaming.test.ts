@@ -18,7 +18,9 @@ async function makeFolder(name: string, count: number): Promise<string> {
     Array.from({ length: 8 }, (_, v) => {
       const raw = Buffer.alloc(32 * 32 * 3);
       for (let i = 0; i < raw.length; i++) raw[i] = (i * (v + 3) + v * 37) % 256;
-      return sharp(raw, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+      return sharp(raw, { raw: { width: 32, height: 32, channels: 3 } })
+        .png()
+        .toBuffer();
     }),
   );
   for (let c = 0; c < 4; c++) await mkdir(path.join(folder, `class-${c}`), { recursive: true });
@@ -51,7 +53,10 @@ async function streamInChild(folder: string): Promise<Run> {
     const growthMB = (process.resourceUsage().maxRSS * 1024 - before) / 2 ** 20;
     console.log(JSON.stringify({ n: dataset.n, state: dataset.cache.state, sum, growthMB, seconds: (performance.now() - started) / 1000 }));
   `;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: path.dirname(new URL(import.meta.url).pathname), maxBuffer: 1 << 20 });
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: path.dirname(new URL(import.meta.url).pathname),
+    maxBuffer: 1 << 20,
+  });
   return JSON.parse(stdout) as Run;
 }
 
@@ -63,7 +68,10 @@ describe('data larger than memory', () => {
     assert.equal(large.state, 'built');
     // Held in memory as float32, the large folder would take 20,000 * 32 * 32 * 3 * 4 bytes = 234 MB.
     console.log(`# 2,000 images: ${JSON.stringify(small)}; 20,000: ${JSON.stringify(large)}`);
-    assert.ok(large.growthMB - small.growthMB < 60, `peak memory grew by ${large.growthMB.toFixed(0)} MB for 20,000 images, ${small.growthMB.toFixed(0)} MB for 2,000`);
+    assert.ok(
+      large.growthMB - small.growthMB < 60,
+      `peak memory grew by ${large.growthMB.toFixed(0)} MB for 20,000 images, ${small.growthMB.toFixed(0)} MB for 2,000`,
+    );
     const again = await streamInChild(path.join(dir, 'large'));
     assert.equal(again.state, 'hit');
     assert.equal(again.sum, large.sum, 'the cache gives the values the first pass gave');

@@ -23,7 +23,7 @@ async function workDir(name: string): Promise<string> {
 }
 
 describe('CandidateWriter', () => {
-  it('writes a model-folder ingredient\'s candidate as a folder with its config, weights in its format, and removes it', async () => {
+  it("writes a model-folder ingredient's candidate as a folder with its config, weights in its format, and removes it", async () => {
     const checkpoint = await open(path.join(fixtures, 'trainer-sweep', 'ft-lr3e-2-s3', 'checkpoint-20'));
     const work = await workDir('safetensors');
     const written = await new CandidateWriter(checkpoint, work).write(ingredientWeights(checkpoint));
@@ -32,7 +32,10 @@ describe('CandidateWriter', () => {
     assert.equal(written.ckptFile, path.join(written.ckpt, 'model.safetensors'));
     // Only what from_pretrained reads: never optimizer.pt, trainer_state.json or the other training state.
     assert.deepEqual(await readdir(written.ckpt), ['config.json', 'model.safetensors']);
-    assert.equal(await readFile(path.join(written.ckpt, 'config.json'), 'utf8'), await readFile(path.join(path.dirname(checkpoint.path), 'config.json'), 'utf8'));
+    assert.equal(
+      await readFile(path.join(written.ckpt, 'config.json'), 'utf8'),
+      await readFile(path.join(path.dirname(checkpoint.path), 'config.json'), 'utf8'),
+    );
     const copy = await SafetensorsFile.open(written.ckptFile);
     for (const tensor of checkpoint.tensors()) assert.deepEqual(await copy.readFloats(tensor.name), await checkpoint.readFloats(tensor.name));
     await copy.close();
@@ -48,14 +51,17 @@ describe('CandidateWriter', () => {
     assert.deepEqual(await readdir(written.ckpt), ['config.json', 'pytorch_model.bin']);
     assert.equal(written.ckptFile, path.join(written.ckpt, 'pytorch_model.bin'));
     const copy = await PytorchFile.open(written.ckptFile);
-    assert.deepEqual(copy.tensors().map((tensor) => tensor.name), checkpoint.tensors().map((tensor) => tensor.name));
+    assert.deepEqual(
+      copy.tensors().map((tensor) => tensor.name),
+      checkpoint.tensors().map((tensor) => tensor.name),
+    );
     await copy.close();
     await written.remove();
     assert.deepEqual(await readdir(work), []);
     await closeAll([checkpoint]);
   });
 
-  it('writes a loose file\'s candidate as one file of its format, which {ckpt} and {ckpt_file} both name', async () => {
+  it("writes a loose file's candidate as one file of its format, which {ckpt} and {ckpt_file} both name", async () => {
     const checkpoint = await open(path.join(fixtures, 'torch', 'runs', 'run-1.pt'));
     const work = await workDir('loose');
     const written = await new CandidateWriter(checkpoint, work).write(ingredientWeights(checkpoint));

@@ -13,9 +13,7 @@ import { SYSTEM_PYTHON } from '../helpers/torch-python.js';
 const dir = await tempDir();
 const tools = path.join(dir, 'eval tools');
 await mkdir(tools);
-const checkpoint = await SafetensorsFile.open(
-  await writeSafetensorsFile(path.join(dir, 'w.safetensors'), { w: { dtype: 'F32', shape: [1], values: [0.25] } }),
-);
+const checkpoint = await SafetensorsFile.open(await writeSafetensorsFile(path.join(dir, 'w.safetensors'), { w: { dtype: 'F32', shape: [1], values: [0.25] } }));
 after(() => checkpoint.close());
 
 /** An evaluation script as a user would write one: reads the candidate, prints its metrics. */
@@ -48,7 +46,7 @@ describe('parseCommandOutput', () => {
     assert.throws(() => parseCommandOutput('{"accuracy": NaNs}', 'accuracy'), /its last line is neither JSON nor a number: "\{\\"accuracy\\": NaNs\}"/);
   });
 
-  it('takes NaN, Infinity and -Infinity as Python\'s json.dumps writes them, bare or in an object', () => {
+  it("takes NaN, Infinity and -Infinity as Python's json.dumps writes them, bare or in an object", () => {
     const nan = parseCommandOutput('NaN\n', 'eval_loss');
     assert.ok(Number.isNaN(nan.eval_loss));
     const metrics = parseCommandOutput('{"eval_loss": NaN, "eval_accuracy": 0.5, "note": "NaN, Infinity", "low": -Infinity, "high":Infinity}', 'eval_loss');
@@ -82,7 +80,10 @@ describe('CommandEvaluator', () => {
   });
 
   it('refuses, before writing anything, a template with {ckpt} inside backquotes', () => {
-    assert.throws(() => evaluator('python eval.py `realpath {ckpt}`'), /^UsageError: --eval-cmd: \{ckpt\} stands inside `...`, where a path cannot be quoted safely$/);
+    assert.throws(
+      () => evaluator('python eval.py `realpath {ckpt}`'),
+      /^UsageError: --eval-cmd: \{ckpt\} stands inside `...`, where a path cannot be quoted safely$/,
+    );
   });
 
   it('writes the candidate as a temporary checkpoint, runs the command on it, and removes it', async () => {
@@ -104,7 +105,8 @@ describe('CommandEvaluator', () => {
   it('hands the command a .pt file that torch.load(weights_only=True) reads when the ingredients are PyTorch checkpoints', async () => {
     // The reader of .pt files is another module: a checkpoint that says it is one is enough here.
     const torchLike = Object.assign(Object.create(checkpoint) as Checkpoint, { format: 'pytorch' as const });
-    const script = "import sys, torch; p = sys.argv[1]; w = torch.load(p, weights_only=True)['w'].item(); print(json.dumps({'accuracy': 1 - abs(w - 0.5), 'pt': int(p.endswith('.pt'))}))";
+    const script =
+      "import sys, torch; p = sys.argv[1]; w = torch.load(p, weights_only=True)['w'].item(); print(json.dumps({'accuracy': 1 - abs(w - 0.5), 'pt': int(p.endswith('.pt'))}))";
     const command = `${SYSTEM_PYTHON} -c ${shellQuote(`import json; ${script}`)} {ckpt}`;
     const result = await new CommandEvaluator({ command, metric: 'accuracy', reference: torchLike }).evaluate(ingredientWeights(checkpoint));
     assert.deepEqual(result.metrics, { accuracy: 0.75, pt: 1 });
@@ -117,14 +119,21 @@ describe('CommandEvaluator', () => {
   });
 
   it('reports output it cannot parse, naming the command', async () => {
-    await assert.rejects(evaluator('echo all good {ckpt}').evaluate(ingredientWeights(checkpoint)), /evaluation command `echo all good \{ckpt\}`: its last line is neither JSON nor a number: "all good '?\/.*soup-candidate-/);
+    await assert.rejects(
+      evaluator('echo all good {ckpt}').evaluate(ingredientWeights(checkpoint)),
+      /evaluation command `echo all good \{ckpt\}`: its last line is neither JSON nor a number: "all good '?\/.*soup-candidate-/,
+    );
   });
 
   it('stops a command that floods stdout, and refuses binary output', async () => {
     await assert.rejects(evaluator('head -c 40000000 /dev/zero; echo 0.5 # {ckpt}').evaluate(ingredientWeights(checkpoint)), {
-      message: 'evaluation command `head -c 40000000 /dev/zero; echo 0.5 # {ckpt}` printed more than 16 MB on stdout; it should print its metrics as the last line',
+      message:
+        'evaluation command `head -c 40000000 /dev/zero; echo 0.5 # {ckpt}` printed more than 16 MB on stdout; it should print its metrics as the last line',
     });
-    await assert.rejects(evaluator("printf '\\000\\001\\377\\n' # {ckpt}").evaluate(ingredientWeights(checkpoint)), /its last line is neither JSON nor a number: "\\u0000\\u0001/);
+    await assert.rejects(
+      evaluator("printf '\\000\\001\\377\\n' # {ckpt}").evaluate(ingredientWeights(checkpoint)),
+      /its last line is neither JSON nor a number: "\\u0000\\u0001/,
+    );
   });
 
   it('refuses a NaN score, whether bare or in JSON', async () => {

@@ -47,13 +47,48 @@ describe('improves', () => {
 
 describe('knownDirection', () => {
   it('minimises the losses and errors that scripts print, with or without eval_, val_ or test_', () => {
-    for (const name of ['loss', 'eval_loss', 'val_loss', 'test_loss', 'train_loss', 'perplexity', 'eval_perplexity', 'wer', 'eval_wer', 'cer', 'mse', 'mae', 'rmse', 'error', 'val_error', 'eval_ce_loss']) {
+    for (const name of [
+      'loss',
+      'eval_loss',
+      'val_loss',
+      'test_loss',
+      'train_loss',
+      'perplexity',
+      'eval_perplexity',
+      'wer',
+      'eval_wer',
+      'cer',
+      'mse',
+      'mae',
+      'rmse',
+      'error',
+      'val_error',
+      'eval_ce_loss',
+    ]) {
       assert.equal(knownDirection(name), 'minimize', name);
     }
   });
 
   it('maximises accuracies and overlap scores', () => {
-    for (const name of ['accuracy', 'eval_accuracy', 'top5', 'margin', 'f1', 'eval_f1', 'f1_macro', 'bleu', 'eval_bleu', 'rouge1', 'rougeL', 'eval_rougeLsum', 'exact_match', 'eval_exact_match', 'auc', 'roc_auc', 'matthews_correlation']) {
+    for (const name of [
+      'accuracy',
+      'eval_accuracy',
+      'top5',
+      'margin',
+      'f1',
+      'eval_f1',
+      'f1_macro',
+      'bleu',
+      'eval_bleu',
+      'rouge1',
+      'rougeL',
+      'eval_rougeLsum',
+      'exact_match',
+      'eval_exact_match',
+      'auc',
+      'roc_auc',
+      'matthews_correlation',
+    ]) {
       assert.equal(knownDirection(name), 'maximize', name);
     }
   });
@@ -69,7 +104,9 @@ describe('metricDirection', () => {
     assert.equal(metricDirection('eval_loss', { maximize: true }), 'maximize');
     assert.equal(metricDirection('reward', { maximize: true }), 'maximize');
     assert.equal(metricDirection('eval_runtime', { minimize: true }), 'minimize');
-    assert.throws(() => metricDirection('loss', { maximize: true, minimize: true }), { message: '--maximize and --minimize contradict each other; pass one of them' });
+    assert.throws(() => metricDirection('loss', { maximize: true, minimize: true }), {
+      message: '--maximize and --minimize contradict each other; pass one of them',
+    });
   });
 
   it('asks for a flag when the name does not say', () => {

@@ -15,7 +15,12 @@ describe('OnnxEvaluator', () => {
     const dataset = await loadDataset(path.join(fixtures, 'data', 'val'));
     const reads: number[] = [];
     const counted: Dataset = Object.create(dataset, {
-      read: { value: (start: number, count: number, fit?: InputFit) => (reads.push(count), dataset.read(start, count, fit)) },
+      read: {
+        value: (start: number, count: number, fit?: InputFit) => {
+          reads.push(count);
+          return dataset.read(start, count, fit);
+        },
+      },
     });
     const kept = await OnnxEvaluator.create({ model, data: { kind: 'single', dataset }, batchSize: 300 });
     const streamed = await OnnxEvaluator.create({ model, data: { kind: 'single', dataset: counted }, batchSize: 300, preloadBytes: 0 });

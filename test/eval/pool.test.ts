@@ -38,7 +38,10 @@ describe('runConcurrently', () => {
 
 describe('evaluation progress', () => {
   it('says how many evaluations are done, running and left, and the time of one', () => {
-    assert.equal(evaluationStatus({ kind: 'score', done: 3, total: 15, candidate: 'x', running: 2, secondsEach: 42 }), '3 / 15 done, 2 running, 10 left, 42.0 s each');
+    assert.equal(
+      evaluationStatus({ kind: 'score', done: 3, total: 15, candidate: 'x', running: 2, secondsEach: 42 }),
+      '3 / 15 done, 2 running, 10 left, 42.0 s each',
+    );
     assert.equal(evaluationStatus({ kind: 'score', done: 0, total: 4, candidate: 'x', running: 4 }), '0 / 4 done, 4 running, 0 left');
     assert.equal(evaluationStatus({ kind: 'score', done: 1, total: 4, candidate: 'x' }), '1 / 4');
   });

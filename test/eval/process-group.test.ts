@@ -51,7 +51,10 @@ describe('evaluation commands', () => {
     assert.equal(left.length, 1, 'a killed run cannot remove its candidate');
     const next = await runSoup(['greedy', runs, '--eval-cmd', 'echo 1 # {ckpt}', '-o', path.join(dir, 'next.safetensors')], { env: { TMPDIR: tmp } });
     assert.equal(next.code, 0, next.stderr);
-    assert.match(next.stderr, new RegExp(`^soup: warning: removed ${path.join(tmp, left[0]!).replace(/[.]/g, '\\.')}, left by an earlier soup that was killed$`, 'm'));
+    assert.match(
+      next.stderr,
+      new RegExp(`^soup: warning: removed ${path.join(tmp, left[0]!).replace(/[.]/g, '\\.')}, left by an earlier soup that was killed$`, 'm'),
+    );
     assert.deepEqual(await readdir(tmp), []);
   });
 });

@@ -20,7 +20,12 @@ describe('TF.js from its split packages', () => {
     await useBackend('cpu');
     await loadGradients();
     // Sum and Conv2D have no gradient in tfjs-core's or tfjs-layers' own bundles.
-    const a = core.variable(core.tensor([[1, 2], [3, 4]]));
+    const a = core.variable(
+      core.tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    );
     const { value, grads } = core.variableGrads(() => core.sum(core.relu(core.matMul(a, a))));
     assert.equal(value.dataSync()[0], 54);
     assert.deepEqual(Array.from(grads[a.name]!.dataSync()), [7, 11, 9, 13]);

@@ -39,7 +39,14 @@ describe('TfjsEvaluator', () => {
     const preloaded = await create('wasm');
     const expected = await preloaded.evaluate(ingredientWeights(ingredient));
     await preloaded.dispose();
-    const streaming = await TfjsEvaluator.create({ modelTopology: ingredient.modelJson.modelTopology, modelSource: 'model.json', dataset: val, backend: 'wasm', batchSize: 300, preloadBytes: 0 });
+    const streaming = await TfjsEvaluator.create({
+      modelTopology: ingredient.modelJson.modelTopology,
+      modelSource: 'model.json',
+      dataset: val,
+      backend: 'wasm',
+      batchSize: 300,
+      preloadBytes: 0,
+    });
     const before = streaming.liveTensors();
     const streamed = await streaming.evaluate(ingredientWeights(ingredient));
     assert.deepEqual(streamed, expected);
@@ -62,9 +69,19 @@ describe('TfjsEvaluator', () => {
   it('stops early only when a candidate cannot beat the bound, and says how far it got', async () => {
     const evaluator = await create('wasm');
     const full = await evaluator.evaluate(ingredientWeights(other));
-    const beatable = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', direction: 'maximize', best: full.metrics.accuracy - 0.01, acceptTies: false });
+    const beatable = await evaluator.evaluate(ingredientWeights(other), undefined, {
+      metric: 'accuracy',
+      direction: 'maximize',
+      best: full.metrics.accuracy - 0.01,
+      acceptTies: false,
+    });
     assert.deepEqual(beatable, { ...full, scored: 2000, pruned: false }, 'a candidate that wins is scored in full');
-    const hopeless = await evaluator.evaluate(ingredientWeights(other), undefined, { metric: 'accuracy', direction: 'maximize', best: 0.99, acceptTies: false });
+    const hopeless = await evaluator.evaluate(ingredientWeights(other), undefined, {
+      metric: 'accuracy',
+      direction: 'maximize',
+      best: 0.99,
+      acceptTies: false,
+    });
     assert.equal(hopeless.pruned, true);
     assert.ok(hopeless.scored! < 2000, `stopped after ${hopeless.scored} samples`);
     assert.ok(hopeless.metrics.accuracy <= 0.99 && hopeless.metrics.accuracy >= full.metrics.accuracy, 'the reported score bounds the true one');
@@ -76,8 +93,13 @@ describe('TfjsEvaluator', () => {
     await evaluator.dispose();
   });
 
-  it('refuses labels outside the model\'s classes', async () => {
-    const bad = datasetFromArrays({ name: 'val', x: await val.read(0, val.n), y: Int32Array.from(val.y, (label, i) => (i === 7 ? 10 : label)), sampleShape: [28, 28] });
+  it("refuses labels outside the model's classes", async () => {
+    const bad = datasetFromArrays({
+      name: 'val',
+      x: await val.read(0, val.n),
+      y: Int32Array.from(val.y, (label, i) => (i === 7 ? 10 : label)),
+      sampleShape: [28, 28],
+    });
     await assert.rejects(create('cpu', bad), (error: unknown) => {
       assert.ok(error instanceof InputError);
       assert.match(error.message, /val: label 10 of sample 7 is outside the model's 10 classes \(0 to 9\)/);
@@ -85,7 +107,7 @@ describe('TfjsEvaluator', () => {
     });
   });
 
-  it('refuses samples whose size does not fit the model\'s input', async () => {
+  it("refuses samples whose size does not fit the model's input", async () => {
     const bad = datasetFromArrays({ name: 'val', x: (await val.read(0, val.n)).subarray(0, 2000 * 27 * 28), y: val.y, sampleShape: [27, 28] });
     await assert.rejects(create('cpu', bad), /val: samples have shape \[27, 28\], the model expects \[N, 784\]: 756 values per sample vs 784/);
   });

@@ -43,7 +43,10 @@ export interface CappedResult extends RunResult {
  * killed as soon as its peak resident memory passes `capMiB` or it runs longer than `timeoutMs`, so a
  * regression fails the test instead of exhausting the machine or hanging the suite.
  */
-export function runSoupCapped(args: string[], options: { capMiB: number; timeoutMs: number; env?: NodeJS.ProcessEnv; signalAfterMs?: { signal: NodeJS.Signals; ms: number } }): Promise<CappedResult> {
+export function runSoupCapped(
+  args: string[],
+  options: { capMiB: number; timeoutMs: number; env?: NodeJS.ProcessEnv; signalAfterMs?: { signal: NodeJS.Signals; ms: number } },
+): Promise<CappedResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [SOUP_BIN, ...args], {
       env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined, XDG_CACHE_HOME: TEST_CACHE_HOME, ...options.env },

@@ -9,7 +9,10 @@ export const FIXTURES = fileURLToPath(new URL('../../../fixtures/', import.meta.
 export const f32Bytes = (values: number[]): Uint8Array => new Uint8Array(new Float32Array(values).buffer);
 
 /** y = Gemm(x, fc.weight, fc.bias): x [batch, 3] -> y [batch, 2], weights derived from `seed`. */
-export function linearSpec(seed: number, options: { form?: TensorForm; weightName?: string; op?: 'Gemm' | 'MatMul'; extra?: InitializerSpec[] } = {}): ModelSpec {
+export function linearSpec(
+  seed: number,
+  options: { form?: TensorForm; weightName?: string; op?: 'Gemm' | 'MatMul'; extra?: InitializerSpec[] } = {},
+): ModelSpec {
   const weight = Array.from({ length: 6 }, (_, i) => seed + i / 8);
   const bias = [seed / 2, -seed / 2];
   const weightName = options.weightName ?? 'fc.weight';
@@ -43,7 +46,9 @@ export async function writeModel(file: string, spec: ModelSpec | Uint8Array): Pr
  * it refuses. The model is loaded first: given a path, the full check writes inferred shapes back into the file.
  */
 export function checkWithOnnx(file: string): void {
-  execFileSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 /** Reads initializer values and metadata with Debian's onnx, independently of our reader. */

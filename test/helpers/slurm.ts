@@ -25,7 +25,10 @@ export async function stopSlurm(): Promise<void> {
 /** Ids of the jobs Slurm still has queued, running or ending (squeue's default view also lists NODE_FAIL jobs for a while). */
 export async function squeue(): Promise<string[]> {
   const { stdout } = await exec('squeue', ['-h', '--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED,REQUEUED', '-o', '%i']);
-  return stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+  return stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
 }
 
 export async function slurm(command: string, ...args: string[]): Promise<string> {

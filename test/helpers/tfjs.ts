@@ -22,7 +22,12 @@ export async function saveTinyModel(folder: string, seed: number, shards = 1): P
   const model = tf.sequential({
     layers: [
       tf.layers.dense({ name: 'hidden', inputShape: [3], units: 4, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed }) }),
-      tf.layers.dense({ name: 'logits', units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }), biasInitializer: tf.initializers.constant({ value: seed / 10 }) }),
+      tf.layers.dense({
+        name: 'logits',
+        units: 2,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }),
+        biasInitializer: tf.initializers.constant({ value: seed / 10 }),
+      }),
     ],
   });
   let artifacts: core.io.ModelArtifacts | undefined;

@@ -164,8 +164,18 @@ function contiguousStrides(shape: readonly number[]): number[] {
 /** Appends one tensor as torch.save writes it: _rebuild_tensor_v2(storage pid, offset, size, stride, False, OrderedDict()). */
 export function pushTensor(p: Pickle, tensor: TensorSpec): Pickle {
   p.global('torch._utils', '_rebuild_tensor_v2').mark();
-  p.mark().unicode('storage').global('torch', tensor.storage ?? 'FloatStorage').unicode(tensor.key).unicode('cpu').int(tensor.numel).tuple().binPersId();
-  p.int(tensor.offset ?? 0).ints(tensor.shape).ints(tensor.stride ?? contiguousStrides(tensor.shape)).bool(false);
+  p.mark()
+    .unicode('storage')
+    .global('torch', tensor.storage ?? 'FloatStorage')
+    .unicode(tensor.key)
+    .unicode('cpu')
+    .int(tensor.numel)
+    .tuple()
+    .binPersId();
+  p.int(tensor.offset ?? 0)
+    .ints(tensor.shape)
+    .ints(tensor.stride ?? contiguousStrides(tensor.shape))
+    .bool(false);
   p.global('collections', 'OrderedDict').emptyTuple().reduce();
   return p.tuple().reduce();
 }
@@ -225,14 +235,43 @@ export function zipParts(entries: readonly ZipEntry[], options: { zip64?: boolea
     const name = Buffer.from(entry.name, 'utf8');
     const crc = crc32(entry.data);
     const method = entry.method ?? 0;
-    const local = Uint8Array.from([...u32(0x04034b50), ...u16(45), ...u16(8), ...u16(method), ...u16(0), ...u16(0), ...u32(0), ...u32(0), ...u32(0), ...u16(name.length), ...u16(0), ...name]);
+    const local = Uint8Array.from([
+      ...u32(0x04034b50),
+      ...u16(45),
+      ...u16(8),
+      ...u16(method),
+      ...u16(0),
+      ...u16(0),
+      ...u32(0),
+      ...u32(0),
+      ...u32(0),
+      ...u16(name.length),
+      ...u16(0),
+      ...name,
+    ]);
     const descriptor = Uint8Array.from([...u32(0x08074b50), ...u32(crc), ...u32(entry.data.length), ...u32(entry.data.length)]);
     const extra = options.zip64 ? [...u16(1), ...u16(24), ...u64(entry.data.length), ...u64(entry.data.length), ...u64(offset)] : [];
     const big = options.zip64 ? 0xffffffff : undefined;
     central.push(
-      ...u32(0x02014b50), ...u16(45), ...u16(45), ...u16(8), ...u16(method), ...u16(0), ...u16(0), ...u32(crc),
-      ...u32(big ?? entry.data.length), ...u32(big ?? entry.data.length), ...u16(name.length), ...u16(extra.length), ...u16(0), ...u16(0), ...u16(0), ...u32(0),
-      ...u32(big ?? offset), ...name, ...extra,
+      ...u32(0x02014b50),
+      ...u16(45),
+      ...u16(45),
+      ...u16(8),
+      ...u16(method),
+      ...u16(0),
+      ...u16(0),
+      ...u32(crc),
+      ...u32(big ?? entry.data.length),
+      ...u32(big ?? entry.data.length),
+      ...u16(name.length),
+      ...u16(extra.length),
+      ...u16(0),
+      ...u16(0),
+      ...u16(0),
+      ...u32(0),
+      ...u32(big ?? offset),
+      ...name,
+      ...extra,
     );
     place(local, entry.data, descriptor);
     offset += local.length + entry.data.length + descriptor.length;
@@ -241,12 +280,34 @@ export function zipParts(entries: readonly ZipEntry[], options: { zip64?: boolea
   const directoryOffset = offset;
   place(directory);
   if (options.zip64) {
-    const record = [...u32(0x06064b50), ...u64(44), ...u16(45), ...u16(45), ...u32(0), ...u32(0), ...u64(entries.length), ...u64(entries.length), ...u64(directory.length), ...u64(directoryOffset)];
+    const record = [
+      ...u32(0x06064b50),
+      ...u64(44),
+      ...u16(45),
+      ...u16(45),
+      ...u32(0),
+      ...u32(0),
+      ...u64(entries.length),
+      ...u64(entries.length),
+      ...u64(directory.length),
+      ...u64(directoryOffset),
+    ];
     const recordOffset = directoryOffset + directory.length;
     place(Uint8Array.from(record), Uint8Array.from([...u32(0x07064b50), ...u32(0), ...u64(recordOffset), ...u32(1)]));
     place(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(0xffff), ...u16(0xffff), ...u32(0xffffffff), ...u32(0xffffffff), ...u16(0)]));
   } else {
-    place(Uint8Array.from([...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(entries.length), ...u16(entries.length), ...u32(directory.length), ...u32(directoryOffset), ...u16(0)]));
+    place(
+      Uint8Array.from([
+        ...u32(0x06054b50),
+        ...u16(0),
+        ...u16(0),
+        ...u16(entries.length),
+        ...u16(entries.length),
+        ...u32(directory.length),
+        ...u32(directoryOffset),
+        ...u16(0),
+      ]),
+    );
   }
   return parts;
 }

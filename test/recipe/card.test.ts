@@ -81,7 +81,16 @@ Made with model-soup 1.2.3. The recipe, with the SHA-256 of every ingredient fil
 
   it('leaves out what the recipe does not know, and shows weights of weighted methods', () => {
     const card = renderCard(
-      { tool: 'model-soup', version: '1.0.0', strategy: 'linear', ingredients: [{ name: 'a|b', sha256: {}, weight: 0.25 }, { name: 'c', sha256: {}, weight: 0.75 }], chosen: ['a|b', 'c'] },
+      {
+        tool: 'model-soup',
+        version: '1.0.0',
+        strategy: 'linear',
+        ingredients: [
+          { name: 'a|b', sha256: {}, weight: 0.25 },
+          { name: 'c', sha256: {}, weight: 0.75 },
+        ],
+        chosen: ['a|b', 'c'],
+      },
       'merged',
     );
     assert.match(card, /^---\ntags:\n- model-soup\n- merge\n- linear-soup\n---\n\n# merged\n/);
@@ -96,6 +105,9 @@ Made with model-soup 1.2.3. The recipe, with the SHA-256 of every ingredient fil
   });
 
   it('quotes arguments of the reproducing command that a shell would split or expand', () => {
-    assert.equal(commandLine(['greedy', 'runs', '--eval-cmd', 'python eval.py {ckpt}', '-o', "it's"]), `soup greedy runs --eval-cmd 'python eval.py {ckpt}' -o 'it'\\''s'`);
+    assert.equal(
+      commandLine(['greedy', 'runs', '--eval-cmd', 'python eval.py {ckpt}', '-o', "it's"]),
+      `soup greedy runs --eval-cmd 'python eval.py {ckpt}' -o 'it'\\''s'`,
+    );
   });
 });

@@ -69,7 +69,10 @@ describe('compareTable', () => {
       ['ft-c/checkpoint-20', 'ft-a/checkpoint-20', 'ft-d', 'ft-b/checkpoint-20', 'uniform soup', 'greedy soup'],
     );
     assert.deepEqual(
-      compareMarkdown(losses).split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| model') && !line.startsWith('| ---')).map((line) => line.split(' | ')[0]),
+      compareMarkdown(losses)
+        .split('\n')
+        .filter((line) => line.startsWith('| ') && !line.startsWith('| model') && !line.startsWith('| ---'))
+        .map((line) => line.split(' | ')[0]),
       ['| ft-c/checkpoint-20', '| ft-a/checkpoint-20', '| ft-d', '| ft-b/checkpoint-20', '| uniform soup', '| greedy soup'],
     );
   });
@@ -187,7 +190,10 @@ describe('comparePlot with a diverged run', () => {
     for (const axis of ['x', 'y'] as const) {
       const values = ticks(axis);
       assert.ok(values.length >= 4 && values.length <= 9, `${values.length} ticks on ${axis}: ${values.join(', ')}`);
-      assert.ok(values.every((value) => value > 0.8), `the ${axis} axis is not stretched to the diverged run's 0: ${values.join(', ')}`);
+      assert.ok(
+        values.every((value) => value > 0.8),
+        `the ${axis} axis is not stretched to the diverged run's 0: ${values.join(', ')}`,
+      );
     }
     const outlier = /<circle class="outlier" cx="([\d.]+)" cy="([\d.]+)"/.exec(svg);
     assert.ok(outlier !== null, 'the diverged run is drawn');

@@ -8,7 +8,11 @@ describe('the line plot', () => {
     title: 'From a <run> to b & c',
     xTitle: 't',
     yTitle: 'accuracy on val',
-    points: [{ x: 0, y: 0.84 }, { x: 0.5, y: 0.6 }, { x: 1, y: 0.82 }],
+    points: [
+      { x: 0, y: 0.84 },
+      { x: 0.5, y: 0.6 },
+      { x: 1, y: 0.82 },
+    ],
     ends: ['a <run>', 'b & c'],
   });
   const parsed = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(svg);

@@ -20,12 +20,15 @@ parameters:
 describe('evolve recipes', () => {
   it('finds every range, global, per model, in gradients and in filter entries, with its path', () => {
     const recipe = parseEvolveYaml(TEXT, 'search.yml');
-    assert.deepEqual(recipe.ranges.map(({ path, parameter, min, max }) => ({ path, parameter, min, max })), [
-      { path: 'parameters.lambda', parameter: 'lambda', min: 0.5, max: 1.5 },
-      { path: 'models[0].parameters.weight', parameter: 'weight', min: 0, max: 2 },
-      { path: 'models[0].parameters.density[0]', parameter: 'density', min: 0.2, max: 1 },
-      { path: 'models[1].parameters.weight[0].value', parameter: 'weight', min: 0.5, max: 1 },
-    ]);
+    assert.deepEqual(
+      recipe.ranges.map(({ path, parameter, min, max }) => ({ path, parameter, min, max })),
+      [
+        { path: 'parameters.lambda', parameter: 'lambda', min: 0.5, max: 1.5 },
+        { path: 'models[0].parameters.weight', parameter: 'weight', min: 0, max: 2 },
+        { path: 'models[0].parameters.density[0]', parameter: 'density', min: 0.2, max: 1 },
+        { path: 'models[1].parameters.weight[0].value', parameter: 'weight', min: 0.5, max: 1 },
+      ],
+    );
     assert.equal(recipe.middle.method.name, 'ties');
     assert.deepEqual(recipe.middle.models[0]!.parameters, { weight: 1, density: [0.6, 0.5] });
   });

@@ -23,7 +23,7 @@ describe('checkGates', () => {
     assert.deepEqual(checkGates(doc('accuracy', 0.85, 0.84), { failUnder: 0.85 }), [
       { gate: '--fail-under 0.85', passed: true, detail: 'greedy soup scores 0.8500 accuracy on val' },
     ]);
-    assert.deepEqual(checkGates(doc('accuracy', 0.8460, 0.84), { failUnder: 0.85 }), [
+    assert.deepEqual(checkGates(doc('accuracy', 0.846, 0.84), { failUnder: 0.85 }), [
       { gate: '--fail-under 0.85', passed: false, detail: 'greedy soup scores 0.8460 accuracy on val, 0.0040 worse than 0.85' },
     ]);
   });
@@ -50,7 +50,7 @@ describe('checkGates', () => {
   });
 
   it('--baseline ignores ingredient rows and improvements', () => {
-    const before = doc('accuracy', 0.80, 0.9);
+    const before = doc('accuracy', 0.8, 0.9);
     const after = doc('accuracy', 0.86, 0.5);
     assert.equal(checkGates(after, { baseline: before })[0]!.passed, true);
   });
@@ -88,7 +88,7 @@ describe('checkGates with a recorded direction and non-finite scores', () => {
     assert.deepEqual(read.rows[0]!.diverged, { tensor: 'w', element: 0, value: 'NaN' });
   });
 
-  it('fails a baseline when a soup\'s score has become NaN', () => {
+  it("fails a baseline when a soup's score has become NaN", () => {
     const nan: CompareDocument = { ...sweep, rows: sweep.rows.map((row) => (row.kind === 'greedy' ? { ...row, scores: { val: NaN } } : row)) };
     const [gate] = checkGates(nan, { baseline: sweep });
     assert.equal(gate!.passed, false);

@@ -14,7 +14,9 @@ async function ingredients(values: number[]): Promise<SafetensorsFile[]> {
   const folder = path.join(dir, `set-${opened.length}`);
   const list = [];
   for (const [i, value] of values.entries()) {
-    const file = await writeSafetensorsFile(path.join(folder, `${String.fromCharCode(97 + i)}.safetensors`), { w: { dtype: 'F32', shape: [1], values: [value] } });
+    const file = await writeSafetensorsFile(path.join(folder, `${String.fromCharCode(97 + i)}.safetensors`), {
+      w: { dtype: 'F32', shape: [1], values: [value] },
+    });
     list.push(await SafetensorsFile.open(file));
   }
   opened.push(...list);
@@ -64,7 +66,10 @@ describe('greedy look-ahead', () => {
     const three = await greedySoup(list, ahead.fn, { metric: 'accuracy', direction: 'maximize', scores: ingredientScores, lookahead: 3 });
     const threeSeconds = performance.now() - started;
     assert.deepEqual(three.steps, one.steps);
-    assert.deepEqual(three.soup.chosen.map((c) => c.name), one.soup.chosen.map((c) => c.name));
+    assert.deepEqual(
+      three.soup.chosen.map((c) => c.name),
+      one.soup.chosen.map((c) => c.name),
+    );
     assert.deepEqual(await three.soup.weights().floats('w'), await one.soup.weights().floats('w'));
     assert.ok(one.steps.some((step) => step.accepted) && one.steps.some((step) => !step.accepted), 'both outcomes occur');
     assert.equal(sequential.most(), 1);

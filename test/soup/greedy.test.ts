@@ -51,7 +51,10 @@ describe('greedySoup', () => {
         ['d', Math.fround(1 - Math.abs(Math.fround((0.4375 + 0.625 + 0.75) / 3) - 0.5)), false],
       ],
     );
-    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['b', 'c']);
+    assert.deepEqual(
+      result.soup.chosen.map((c) => c.name),
+      ['b', 'c'],
+    );
     assert.equal(result.score, 0.96875);
     assert.equal(calls.length, 4 + 3, 'one evaluation per ingredient and exactly one per step');
     assert.equal(result.evaluations, 7);
@@ -63,16 +66,29 @@ describe('greedySoup', () => {
     // Scores: a 0.5, b 0.9, c 0.5. The soup b + a has mean 2, and b + a + c mean 3: both tie with b alone.
     const score = (w: number) => (w === 3 || w === 2 ? 0.9 : 0.5);
     const strict = await greedySoup(list, fakeScore(score).fn, { metric: 'accuracy', direction: 'maximize' });
-    assert.deepEqual(strict.soup.chosen.map((c) => c.name), ['b']);
-    assert.deepEqual(strict.steps.map((s) => s.accepted), [false, false]);
+    assert.deepEqual(
+      strict.soup.chosen.map((c) => c.name),
+      ['b'],
+    );
+    assert.deepEqual(
+      strict.steps.map((s) => s.accepted),
+      [false, false],
+    );
     const ties = await greedySoup(list, fakeScore(score).fn, { metric: 'accuracy', direction: 'maximize', acceptTies: true });
-    assert.deepEqual(ties.soup.chosen.map((c) => c.name), ['b', 'a', 'c']);
+    assert.deepEqual(
+      ties.soup.chosen.map((c) => c.name),
+      ['b', 'a', 'c'],
+    );
   });
 
   it('minimises loss', async () => {
     const list = await ingredients([0.2, 0.6]);
     const result = await greedySoup(list, fakeScore((w) => Math.abs(w - 0.4)).fn, { metric: 'loss', direction: 'minimize' });
-    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a', 'b'], 'a has the lower loss and starts; their mean hits 0.4');
+    assert.deepEqual(
+      result.soup.chosen.map((c) => c.name),
+      ['a', 'b'],
+      'a has the lower loss and starts; their mean hits 0.4',
+    );
     assert.ok(result.score < 1e-6);
   });
 
@@ -84,7 +100,10 @@ describe('greedySoup', () => {
 
   it('refuses an ingredient with a NaN weight, naming file and tensor', async () => {
     const list = await ingredients([1, NaN]);
-    await assert.rejects(greedySoup(list, fakeScore(() => 1).fn, { metric: 'accuracy', direction: 'maximize' }), /b\.safetensors: tensor "w": holds NaN at element 0/);
+    await assert.rejects(
+      greedySoup(list, fakeScore(() => 1).fn, { metric: 'accuracy', direction: 'maximize' }),
+      /b\.safetensors: tensor "w": holds NaN at element 0/,
+    );
   });
 });
 
@@ -95,11 +114,24 @@ describe('greedySoup with diverged ingredients', () => {
     const { fn, calls } = fakeScore((w) => (Number.isNaN(w) ? 0.99 : 1 - Math.abs(w - 0.5)));
     const result = await greedySoup(list, fn, { metric: 'accuracy', direction: 'maximize', exclude: new Set([list[1]!]), acceptTies: true });
     assert.equal(result.scores[1], 0.99, 'scored as it is');
-    assert.deepEqual(result.leftOut.map((c) => c.name), ['b']);
-    assert.deepEqual(result.steps.map((s) => s.candidate), ['c'], 'one step: a starts, c is tried, b never');
+    assert.deepEqual(
+      result.leftOut.map((c) => c.name),
+      ['b'],
+    );
+    assert.deepEqual(
+      result.steps.map((s) => s.candidate),
+      ['c'],
+      'one step: a starts, c is tried, b never',
+    );
     assert.equal(calls.length, 3 + 1);
-    assert.ok(calls.slice(3).every((w) => Number.isFinite(w)), 'no candidate holds NaN');
-    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a', 'c']);
+    assert.ok(
+      calls.slice(3).every((w) => Number.isFinite(w)),
+      'no candidate holds NaN',
+    );
+    assert.deepEqual(
+      result.soup.chosen.map((c) => c.name),
+      ['a', 'c'],
+    );
   });
 
   it('ranks a NaN score last whichever way the metric points, and never keeps a step that scores NaN', async () => {
@@ -107,8 +139,18 @@ describe('greedySoup with diverged ingredients', () => {
     // The loss is w, except that b (0.7) and the soup a + b (0.4) make the script print NaN.
     const score = (w: number) => (w > 0.35 ? NaN : w);
     const result = await greedySoup(list, fakeScore(score).fn, { metric: 'eval_loss', direction: 'minimize' });
-    assert.deepEqual(result.steps.map((s) => [s.candidate, s.accepted]), [['c', false], ['b', false]], 'a starts, c is tried before the NaN-scored b');
-    assert.deepEqual(result.soup.chosen.map((c) => c.name), ['a']);
+    assert.deepEqual(
+      result.steps.map((s) => [s.candidate, s.accepted]),
+      [
+        ['c', false],
+        ['b', false],
+      ],
+      'a starts, c is tried before the NaN-scored b',
+    );
+    assert.deepEqual(
+      result.soup.chosen.map((c) => c.name),
+      ['a'],
+    );
   });
 
   it('refuses when every ingredient diverged', async () => {
@@ -153,8 +195,14 @@ describe('greedySoup with early stopping', () => {
         const list = await ingredients(values.map(Math.fround));
         const full = await greedySoup(list, batchScorer(false), { metric: 'accuracy', direction: 'maximize', acceptTies });
         const pruned = await greedySoup(list, batchScorer(true), { metric: 'accuracy', direction: 'maximize', acceptTies });
-        assert.deepEqual(pruned.soup.chosen.map((c) => c.name), full.soup.chosen.map((c) => c.name));
-        assert.deepEqual(pruned.steps.map((s) => s.accepted), full.steps.map((s) => s.accepted));
+        assert.deepEqual(
+          pruned.soup.chosen.map((c) => c.name),
+          full.soup.chosen.map((c) => c.name),
+        );
+        assert.deepEqual(
+          pruned.steps.map((s) => s.accepted),
+          full.steps.map((s) => s.accepted),
+        );
         assert.equal(pruned.score, full.score);
         assert.equal(pruned.samplesScored + pruned.samplesSaved, full.samplesScored);
         for (const [i, step] of pruned.steps.entries()) if (step.pruned) assert.ok(step.score >= full.steps[i]!.score, 'a pruned score bounds the full one');

@@ -32,18 +32,30 @@ describe('interpolation', () => {
     assert.deepEqual(await interpolatedWeights(a, b, 1).floats('w'), await b.readFloats('w'));
     const quarter = await interpolatedWeights(a, b, 0.25).floats('w');
     const [x, y] = [await a.readFloats('w'), await b.readFloats('w')];
-    assert.deepEqual(quarter, Float32Array.from(x, (value, i) => 0.75 * value + 0.25 * y[i]!));
+    assert.deepEqual(
+      quarter,
+      Float32Array.from(x, (value, i) => 0.75 * value + 0.25 * y[i]!),
+    );
     assert.deepEqual(new Int32Array((await interpolatedWeights(a, b, 0.25).bytes('step')).slice().buffer), Int32Array.of(100));
     assert.deepEqual(new Int32Array((await interpolatedWeights(a, b, 0.75).bytes('step')).slice().buffer), Int32Array.of(200));
   });
 
-  it('keeps a diverged end point out of the other end\'s own weights (0 * NaN is NaN), and marks the points it poisons', async () => {
-    const nan = await SafetensorsFile.open(await writeSafetensorsFile(path.join(dir, 'nan.safetensors'), { w: { dtype: 'F32', shape: [3], values: [NaN, 1, Infinity] }, step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(4) } }));
+  it("keeps a diverged end point out of the other end's own weights (0 * NaN is NaN), and marks the points it poisons", async () => {
+    const nan = await SafetensorsFile.open(
+      await writeSafetensorsFile(path.join(dir, 'nan.safetensors'), {
+        w: { dtype: 'F32', shape: [3], values: [NaN, 1, Infinity] },
+        step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(4) },
+      }),
+    );
     try {
       assert.deepEqual(await interpolatedWeights(a, nan, 0).floats('w'), await a.readFloats('w'));
       assert.deepEqual(await interpolatedWeights(nan, a, 1).floats('w'), await a.readFloats('w'));
       const points = await scoreInterpolation(a, nan, 3, async (candidate) => (await candidate.floats('w'))[1]!, { diverged: { a: false, b: true } });
-      assert.deepEqual(points, [{ t: 0, score: -2 }, { t: 0.5, score: -0.5, diverged: true }, { t: 1, score: 1, diverged: true }]);
+      assert.deepEqual(points, [
+        { t: 0, score: -2 },
+        { t: 0.5, score: -0.5, diverged: true },
+        { t: 1, score: 1, diverged: true },
+      ]);
       assert.equal(verdictPossible(points), false);
       assert.equal(verdictPossible(points.slice(0, 1)), true);
       assert.equal(verdictPossible([{ t: 0, score: NaN }]), false, 'a NaN score from a script gives no verdict either');
@@ -54,19 +66,33 @@ describe('interpolation', () => {
 
   it('scores each point in order of t', async () => {
     const points = await scoreInterpolation(a, b, 3, async (candidate) => (await candidate.floats('w'))[0]!);
-    assert.deepEqual(points.map((p) => p.t), [0, 0.5, 1]);
-    assert.deepEqual(points.map((p) => Number(p.score.toFixed(6))), [0.1, 0.4, 0.7]);
+    assert.deepEqual(
+      points.map((p) => p.t),
+      [0, 0.5, 1],
+    );
+    assert.deepEqual(
+      points.map((p) => Number(p.score.toFixed(6))),
+      [0.1, 0.4, 0.7],
+    );
   });
 
   it('measures the largest fall below the line between the ends, and calls it a barrier only above noise', () => {
-    const points = [{ t: 0, score: 0.8 }, { t: 0.5, score: 0.6 }, { t: 1, score: 0.9 }];
+    const points = [
+      { t: 0, score: 0.8 },
+      { t: 0.5, score: 0.6 },
+      { t: 1, score: 0.9 },
+    ];
     const dip = largestDip(points, true);
     assert.equal(dip.t, 0.5);
     assert.ok(Math.abs(dip.dip - 0.25) < 1e-12);
     assert.equal(isBarrier(dip.dip, 'accuracy', points, 2000), true);
     assert.equal(isBarrier(0.004, 'accuracy', points, 2000), false, 'under half a point');
     assert.equal(isBarrier(0.006, 'accuracy', points, 100), false, 'under two samples of 100');
-    const losses = [{ t: 0, score: 0.5 }, { t: 0.5, score: 0.45 }, { t: 1, score: 0.4 }];
+    const losses = [
+      { t: 0, score: 0.5 },
+      { t: 0.5, score: 0.45 },
+      { t: 1, score: 0.4 },
+    ];
     assert.ok(largestDip(losses, false).dip <= 0, 'a loss below the line is no dip');
     assert.equal(isBarrier(0.1, 'loss', losses), true);
   });

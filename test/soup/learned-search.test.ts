@@ -13,7 +13,10 @@ describe('tensorBlocks', () => {
     const names = ['embed.weight', 'model.layers.0.attn.weight', 'model.layers.0.mlp.weight', 'model.layers.1.attn.weight', 'lm_head.weight'];
     const blocks = tensorBlocks(names.map(info));
     assert.deepEqual(blocks.labels, ['embed', 'layer 0', 'layer 1', 'lm_head']);
-    assert.deepEqual(names.map((name) => blocks.of.get(name)), [0, 1, 1, 2, 3]);
+    assert.deepEqual(
+      names.map((name) => blocks.of.get(name)),
+      [0, 1, 1, 2, 3],
+    );
   });
 
   it('groups by module where names hold no layer index, and joins neighbours into --blocks groups', () => {
@@ -21,7 +24,10 @@ describe('tensorBlocks', () => {
     assert.deepEqual(tensorBlocks(names.map(info)).labels, ['dense_1', 'dense_2', 'dense_3']);
     const two = tensorBlocks(names.map(info), 2);
     assert.deepEqual(two.labels, ['dense_1 .. dense_2', 'dense_3']);
-    assert.deepEqual(names.map((name) => two.of.get(name)), [0, 0, 0, 0, 1]);
+    assert.deepEqual(
+      names.map((name) => two.of.get(name)),
+      [0, 0, 0, 0, 1],
+    );
     assert.deepEqual(tensorBlocks(names.map(info), 10).labels.length, 3, 'never more groups than blocks');
   });
 });
@@ -29,13 +35,25 @@ describe('tensorBlocks', () => {
 describe('MixingSpace', () => {
   it('mixes sum(alpha * theta) in float64 with softmax alphas, leaving out diverged ingredients', async () => {
     const dir = await tempDir();
-    await writeSafetensorsFile(path.join(dir, 'a.safetensors'), { w: { dtype: 'F32', shape: [2], values: [1, 2] }, step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) } });
-    await writeSafetensorsFile(path.join(dir, 'b.safetensors'), { w: { dtype: 'F32', shape: [2], values: [3, 6] }, step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) } });
-    await writeSafetensorsFile(path.join(dir, 'c.safetensors'), { w: { dtype: 'F32', shape: [2], values: [Number.NaN, 0] }, step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) } });
+    await writeSafetensorsFile(path.join(dir, 'a.safetensors'), {
+      w: { dtype: 'F32', shape: [2], values: [1, 2] },
+      step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) },
+    });
+    await writeSafetensorsFile(path.join(dir, 'b.safetensors'), {
+      w: { dtype: 'F32', shape: [2], values: [3, 6] },
+      step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) },
+    });
+    await writeSafetensorsFile(path.join(dir, 'c.safetensors'), {
+      w: { dtype: 'F32', shape: [2], values: [Number.NaN, 0] },
+      step: { dtype: 'I32', shape: [1], bytes: new Uint8Array(Int32Array.of(7).buffer) },
+    });
     const checkpoints = await openAll(await discoverIngredients([dir]));
     try {
       const { thetas, kept, diverged } = await loadIngredients(checkpoints);
-      assert.deepEqual(kept.map((checkpoint) => checkpoint.name), ['a', 'b']);
+      assert.deepEqual(
+        kept.map((checkpoint) => checkpoint.name),
+        ['a', 'b'],
+      );
       assert.deepEqual(diverged, [{ name: 'c', path: path.join(dir, 'c.safetensors'), tensor: 'w', index: 0, value: Number.NaN }]);
       const space = new MixingSpace(kept, thetas, 'ingredient', undefined, ['h-a', 'h-b'], 1);
       assert.equal(space.dimension, 2);

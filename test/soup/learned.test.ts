@@ -26,7 +26,14 @@ const createEvaluator = () =>
   TfjsEvaluator.create({ modelTopology: checkpoints[0]!.modelJson.modelTopology, modelSource: 'model.json', dataset: tinyDataset(), backend: 'cpu' });
 
 /** Central differences of the loss on `samples` as one parameter moves by +-h. */
-async function numericGradient(soup: LearnedSoup, evaluator: TfjsEvaluator, samples: number[], parameter: Float64Array, index: number, h = 1e-2): Promise<number> {
+async function numericGradient(
+  soup: LearnedSoup,
+  evaluator: TfjsEvaluator,
+  samples: number[],
+  parameter: Float64Array,
+  index: number,
+  h = 1e-2,
+): Promise<number> {
   const start = parameter[index]!;
   const lossAt = async (value: number): Promise<number> => {
     parameter[index] = value;
@@ -77,7 +84,10 @@ describe('the learned soup', () => {
     soup.logits[1]!.set([0, Math.log(2), Math.log(5)]);
     soup.invalidate();
     const alphas = soup.alphas(1);
-    assert.deepEqual(alphas.map((a) => Number(a.toFixed(12))), [0.125, 0.25, 0.625]);
+    assert.deepEqual(
+      alphas.map((a) => Number(a.toFixed(12))),
+      [0.125, 0.25, 0.625],
+    );
     const name = soup.tensors[1]!.name;
     const thetas = await Promise.all(checkpoints.map((checkpoint) => checkpoint.readFloats(name)));
     const expected = Float32Array.from(thetas[0]!, (_, i) => alphas[0]! * thetas[0]![i]! + alphas[1]! * thetas[1]![i]! + alphas[2]! * thetas[2]![i]!);
@@ -103,23 +113,48 @@ describe('the learned soup', () => {
 
   it('steps its parameters as torch.optim.AdamW does', () => {
     for (const [weightDecay, expected] of [
-      [0, [[0.900000002, -2.099999996], [0.9366103542405654, -2.1932179551639353], [0.9473774736526891, -2.1345101503860135]]],
-      [0.5, [[0.8500000019999999, -1.9999999960000001], [0.8441103541405653, -1.993217955363935], [0.8126719558456608, -1.8348492528178166]]],
+      [
+        0,
+        [
+          [0.900000002, -2.099999996],
+          [0.9366103542405654, -2.1932179551639353],
+          [0.9473774736526891, -2.1345101503860135],
+        ],
+      ],
+      [
+        0.5,
+        [
+          [0.8500000019999999, -1.9999999960000001],
+          [0.8441103541405653, -1.993217955363935],
+          [0.8126719558456608, -1.8348492528178166],
+        ],
+      ],
     ] as const) {
       const p = Float64Array.of(1, -2);
       const optimiser = new AdamW([p], { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay });
-      for (const [k, g] of [[0.5, 0.25], [-1, 0.125], [0.3, -4]].entries()) {
+      for (const [k, g] of [
+        [0.5, 0.25],
+        [-1, 0.125],
+        [0.3, -4],
+      ].entries()) {
         optimiser.update([Float64Array.from(g)]);
         // Values printed by torch 1.13's AdamW on float64 parameters.
-        for (let i = 0; i < 2; i++) assert.ok(Math.abs(p[i]! - expected[k]![i]!) < 1e-12, `step ${k + 1}, weight decay ${weightDecay}: ${p[i]} vs ${expected[k]![i]}`);
+        for (let i = 0; i < 2; i++)
+          assert.ok(Math.abs(p[i]! - expected[k]![i]!) < 1e-12, `step ${k + 1}, weight decay ${weightDecay}: ${p[i]} vs ${expected[k]![i]}`);
       }
     }
   });
 
   it('shuffles every sample exactly once per epoch, the same way for the same seed', () => {
     const order = shuffledIndices(100, seededRandom(5));
-    assert.deepEqual([...order].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
-    assert.notDeepEqual([...order], Array.from({ length: 100 }, (_, i) => i));
+    assert.deepEqual(
+      [...order].sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    assert.notDeepEqual(
+      [...order],
+      Array.from({ length: 100 }, (_, i) => i),
+    );
     assert.deepEqual(shuffledIndices(100, seededRandom(5)), order);
   });
 
@@ -131,6 +166,11 @@ describe('the learned soup', () => {
 
   it('has a softmax that sums to 1 and survives large logits', () => {
     assert.deepEqual(softmax([1000, 1000]), [0.5, 0.5]);
-    assert.equal(softmax([0.3, -2, 5]).reduce((a, b) => a + b, 0).toFixed(12), '1.000000000000');
+    assert.equal(
+      softmax([0.3, -2, 5])
+        .reduce((a, b) => a + b, 0)
+        .toFixed(12),
+      '1.000000000000',
+    );
   });
 });

@@ -16,7 +16,9 @@ const opened: SafetensorsFile[] = [];
 after(() => Promise.all(opened.map((c) => c.close())));
 
 async function checkpoint(name: string, tensors: Record<string, number[]>, extra: Record<string, RawTensor> = {}): Promise<SafetensorsFile> {
-  const raw: Record<string, RawTensor> = Object.fromEntries(Object.entries(tensors).map(([key, values]) => [key, { dtype: 'F32', shape: [values.length], values }]));
+  const raw: Record<string, RawTensor> = Object.fromEntries(
+    Object.entries(tensors).map(([key, values]) => [key, { dtype: 'F32', shape: [values.length], values }]),
+  );
   const file = await writeSafetensorsFile(path.join(dir, `${name}-${opened.length}.safetensors`), { ...raw, ...extra });
   const result = await SafetensorsFile.open(file);
   opened.push(result);
@@ -43,7 +45,15 @@ describe('Merge', () => {
   it('copies integer tensors from the base', async () => {
     const base = await checkpoint('base', { w: [0] }, { step: { dtype: 'I64', shape: [1], bytes: steps } });
     const model = await checkpoint('m', { w: [1] }, { step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) } });
-    const merge = new Merge({ method: taskArithmetic, base, models: [model], modelParameters: [{ weight: 1 }], parameters: {}, seed: 0, layers: new LayerIndex([]) });
+    const merge = new Merge({
+      method: taskArithmetic,
+      base,
+      models: [model],
+      modelParameters: [{ weight: 1 }],
+      parameters: {},
+      seed: 0,
+      layers: new LayerIndex([]),
+    });
     assert.deepEqual(await merge.weights().bytes('step'), steps);
     assert.deepEqual([...(await merge.weights().floats('w'))], [1]);
   });
@@ -56,13 +66,21 @@ describe('Merge', () => {
     await assert.rejects(merge.mergeTensor('w'), { message: `${base.path}: tensor "w": the model_stock merge gives NaN at element 0` });
   });
 
-  it('warns when the models\' integer tensors differ', async () => {
+  it("warns when the models' integer tensors differ", async () => {
     const base = await checkpoint('base', { w: [0] }, { step: { dtype: 'I64', shape: [1], bytes: steps } });
     const model = await checkpoint('m', { w: [1] }, { step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) } });
     const warnings: string[] = [];
     const merge = new Merge({
-      method: taskArithmetic, base, models: [model], modelParameters: [{ weight: 1 }], parameters: {}, seed: 0, layers: new LayerIndex([]),
-      onProgress: (event) => { if (event.kind === 'warning') warnings.push(event.message); },
+      method: taskArithmetic,
+      base,
+      models: [model],
+      modelParameters: [{ weight: 1 }],
+      parameters: {},
+      seed: 0,
+      layers: new LayerIndex([]),
+      onProgress: (event) => {
+        if (event.kind === 'warning') warnings.push(event.message);
+      },
     });
     await merge.copy('step');
     assert.deepEqual(warnings, [`I64 tensor "step" differs between ingredients (${model.name} differ from ${base.name}); kept ${base.name}'s values`]);
@@ -71,7 +89,15 @@ describe('Merge', () => {
   it('refuses an ingredient holding NaN, naming the file and the tensor', async () => {
     const base = await checkpoint('base', { w: [0] });
     const model = await checkpoint('nan', { w: [NaN] });
-    const merge = new Merge({ method: taskArithmetic, base, models: [model], modelParameters: [{ weight: 1 }], parameters: {}, seed: 0, layers: new LayerIndex([]) });
+    const merge = new Merge({
+      method: taskArithmetic,
+      base,
+      models: [model],
+      modelParameters: [{ weight: 1 }],
+      parameters: {},
+      seed: 0,
+      layers: new LayerIndex([]),
+    });
     await assert.rejects(merge.mergeTensor('w'), { message: `${model.path}: tensor "w": holds NaN at element 0` });
   });
 });
@@ -95,8 +121,14 @@ describe('greedy selection over a merge method', () => {
     const result = await greedySoup(list, fn, { metric: 'accuracy', direction: 'maximize', soup, single: (c) => soup.weights(c) });
     // Task arithmetic sums the deltas: a + b = 0.75 hits the optimum that a uniform soup (0.375) misses.
     assert.deepEqual(seen, [[0.5], [0.25], [-0.5], [0.75], [0.25]]);
-    assert.deepEqual(result.soup.chosen.map((c) => c.name.replace(/-\d+$/, '')), ['a', 'b']);
-    assert.deepEqual(result.steps.map((step) => step.accepted), [true, false]);
+    assert.deepEqual(
+      result.soup.chosen.map((c) => c.name.replace(/-\d+$/, '')),
+      ['a', 'b'],
+    );
+    assert.deepEqual(
+      result.steps.map((step) => step.accepted),
+      [true, false],
+    );
     assert.equal(result.score, 1);
   });
 

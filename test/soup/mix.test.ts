@@ -41,7 +41,10 @@ describe('Mixer', () => {
   });
 
   it('mixes with coefficients per tensor and, unnormalised, writes the weighted sum itself', async () => {
-    const two = (a: number[], b: number[]): Record<string, RawTensor> => ({ a: { dtype: 'F32', shape: [2], values: a }, b: { dtype: 'F32', shape: [2], values: b } });
+    const two = (a: number[], b: number[]): Record<string, RawTensor> => ({
+      a: { dtype: 'F32', shape: [2], values: a },
+      b: { dtype: 'F32', shape: [2], values: b },
+    });
     const checkpoints = [await open(two([1, 2], [10, 20])), await open(two([3, 4], [30, 40]))];
     const mixer = new Mixer(checkpoints);
     const produce = mixer.producer((name) => (name === 'a' ? [0.25, 0.25] : [0.5, 1.5]), { normalize: false });
@@ -81,7 +84,9 @@ describe('Mixer', () => {
   });
 
   it('copies integer tensors from the first ingredient and warns when the others differ', async () => {
-    const step = (n: number): Record<string, RawTensor> => ({ step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(new BigInt64Array([BigInt(n)]).buffer) } });
+    const step = (n: number): Record<string, RawTensor> => ({
+      step: { dtype: 'I64', shape: [1], bytes: new Uint8Array(new BigInt64Array([BigInt(n)]).buffer) },
+    });
     const checkpoints = [await open(step(5)), await open(step(5)), await open(step(9))];
     const warnings: string[] = [];
     const mixer = new Mixer(checkpoints, { onProgress: (e) => e.kind === 'warning' && warnings.push(e.message) });
@@ -131,7 +136,10 @@ describe('Mixer with half and double precision ingredients', () => {
     const checkpoints = [await open(tensors(1, 2, 0.1)), await open(tensors(2, 4, 0.2))];
     const produce = new Mixer(checkpoints).producer([1, 1]);
     const out = planOutput(checkpoints[0]!);
-    assert.deepEqual(out.map((t) => t.dtype), ['F16', 'BF16', 'F64']);
+    assert.deepEqual(
+      out.map((t) => t.dtype),
+      ['F16', 'BF16', 'F64'],
+    );
     assert.deepEqual([...decodeFloats(await collect(produce(out[0]!, 0)), 'F16')], [1.5]);
     assert.deepEqual([...decodeFloats(await collect(produce(out[1]!, 1)), 'BF16')], [3]);
     assert.deepEqual([...decodeFloats(await collect(produce(out[2]!, 2)), 'F64')], [(0.1 + 0.2) / 2], 'F64 keeps double precision');
@@ -175,9 +183,15 @@ describe('Mixer in chunks', () => {
   it('finds a NaN in a later chunk and names its element', async () => {
     const withNaN = values(4);
     withNaN[big - 5] = NaN;
-    const checkpoints = [await open({ w: { dtype: 'F32', shape: [big], values: values(5) } }), await open({ w: { dtype: 'F32', shape: [big], values: withNaN } })];
+    const checkpoints = [
+      await open({ w: { dtype: 'F32', shape: [big], values: values(5) } }),
+      await open({ w: { dtype: 'F32', shape: [big], values: withNaN } }),
+    ];
     const mixer = new Mixer(checkpoints, { chunkElements: 100_000 });
-    await assert.rejects(collect(mixer.producer([1, 1])({ name: 'w', shape: [big], dtype: 'F32' }, 0)), new RegExp(`tensor "w": holds NaN at element ${big - 5}`));
+    await assert.rejects(
+      collect(mixer.producer([1, 1])({ name: 'w', shape: [big], dtype: 'F32' }, 0)),
+      new RegExp(`tensor "w": holds NaN at element ${big - 5}`),
+    );
   });
 });
 
@@ -186,29 +200,27 @@ describe('the WebAssembly SIMD kernel', () => {
     const fc = (await import('fast-check')).default;
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 9 }),
-        fc.integer({ min: 1, max: 9000 }),
-        fc.integer({ min: 0, max: 2 ** 31 }),
-        async (count, length, seed) => {
-          const checkpoints = [];
-          for (let k = 0; k < count; k++) {
-            const values = Array.from({ length }, (_, i) => Math.fround(Math.sin(seed + k * 7919 + i) * 10 ** ((i % 7) - 3)));
-            checkpoints.push(await open({ w: { dtype: 'F32', shape: [length], values } }));
-          }
-          const output = { name: 'w', shape: [length], dtype: 'F32' as const };
-          const ones = checkpoints.map(() => 1);
-          const simd = await collect(new Mixer(checkpoints, { chunkElements: 5000 }).producer(ones)(output, run));
-          const js = await collect(new Mixer(checkpoints, { chunkElements: 5000, simd: false }).producer(ones)(output, run++));
-          assert.deepEqual(simd, js);
-        },
-      ),
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9000 }), fc.integer({ min: 0, max: 2 ** 31 }), async (count, length, seed) => {
+        const checkpoints = [];
+        for (let k = 0; k < count; k++) {
+          const values = Array.from({ length }, (_, i) => Math.fround(Math.sin(seed + k * 7919 + i) * 10 ** ((i % 7) - 3)));
+          checkpoints.push(await open({ w: { dtype: 'F32', shape: [length], values } }));
+        }
+        const output = { name: 'w', shape: [length], dtype: 'F32' as const };
+        const ones = checkpoints.map(() => 1);
+        const simd = await collect(new Mixer(checkpoints, { chunkElements: 5000 }).producer(ones)(output, run));
+        const js = await collect(new Mixer(checkpoints, { chunkElements: 5000, simd: false }).producer(ones)(output, run++));
+        assert.deepEqual(simd, js);
+      }),
       { numRuns: 30 },
     );
   });
 
   it('reports a NaN it meets', async () => {
-    const checkpoints = [await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, 3, 4] } }), await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, NaN, 4] } })];
+    const checkpoints = [
+      await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, 3, 4] } }),
+      await open({ w: { dtype: 'F32', shape: [4], values: [1, 2, NaN, 4] } }),
+    ];
     await assert.rejects(collect(new Mixer(checkpoints).producer([1, 1])({ name: 'w', shape: [4], dtype: 'F32' }, 0)), /holds NaN at element 2/);
   });
 });

@@ -26,7 +26,10 @@ describe('what --force may replace', () => {
     const runs = await sweep('runs');
     const before = await listFiles(runs);
     for (const force of [['--force'], []]) {
-      await refused(['uniform', runs, '-o', runs, ...force], `${runs} holds ${path.join(runs, 'a.safetensors')}, an input of this soup; soup never writes over its inputs (choose another -o)`);
+      await refused(
+        ['uniform', runs, '-o', runs, ...force],
+        `${runs} holds ${path.join(runs, 'a.safetensors')}, an input of this soup; soup never writes over its inputs (choose another -o)`,
+      );
       const a = path.join(runs, 'a.safetensors');
       await refused(['uniform', runs, '-o', a, ...force], `${a} is an input of this soup; soup never writes over its inputs (choose another -o)`);
     }
@@ -34,17 +37,26 @@ describe('what --force may replace', () => {
     await writeSafetensorsFile(path.join(folder, 'checkpoint-1', 'model.safetensors'), mlpTensors(1));
     await writeSafetensorsFile(path.join(folder, 'checkpoint-2', 'model.safetensors'), mlpTensors(2));
     const inside = path.join(folder, 'checkpoint-1', 'soup.safetensors');
-    await refused(['uniform', folder, '-o', inside, '--force'], `${inside} is inside ${path.join(folder, 'checkpoint-1')}, an input of this soup; soup never writes over its inputs (choose another -o)`);
+    await refused(
+      ['uniform', folder, '-o', inside, '--force'],
+      `${inside} is inside ${path.join(folder, 'checkpoint-1')}, an input of this soup; soup never writes over its inputs (choose another -o)`,
+    );
     assert.deepEqual(await listFiles(runs), before);
   });
 
   it('refuses an output that is the --base of a merge or the --val of a greedy soup', async () => {
     const runs = await sweep('merge-runs');
     const base = await writeSafetensorsFile(path.join(dir, 'base.safetensors'), mlpTensors(0));
-    await refused(['merge', runs, '--method', 'task_arithmetic', '--base', base, '-o', base, '--force'], `${base} is an input of this soup; soup never writes over its inputs (choose another -o)`);
+    await refused(
+      ['merge', runs, '--method', 'task_arithmetic', '--base', base, '-o', base, '--force'],
+      `${base} is an input of this soup; soup never writes over its inputs (choose another -o)`,
+    );
     const val = path.join(dir, 'val.jsonl');
     await writeFile(val, '{"text": "kept"}\n');
-    await refused(['greedy', runs, '--eval-cmd', 'echo 1 # {ckpt} {data}', '--val', val, '-o', val, '--force'], `${val} is an input of this soup; soup never writes over its inputs (choose another -o)`);
+    await refused(
+      ['greedy', runs, '--eval-cmd', 'echo 1 # {ckpt} {data}', '--val', val, '-o', val, '--force'],
+      `${val} is an input of this soup; soup never writes over its inputs (choose another -o)`,
+    );
     assert.equal(await readFile(val, 'utf8'), '{"text": "kept"}\n');
   });
 
@@ -53,14 +65,23 @@ describe('what --force may replace', () => {
     const home = path.join(dir, 'home');
     await mkdir(home);
     await writeFile(path.join(home, 'thesis.tex'), 'years of work');
-    await refused(['uniform', runs, '-o', home, '--force'], `${home} is a folder that soup did not write (it holds "thesis.tex"); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`);
+    await refused(
+      ['uniform', runs, '-o', home, '--force'],
+      `${home} is a folder that soup did not write (it holds "thesis.tex"); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`,
+    );
     const model = path.join(dir, 'checkpoint-900');
     await writeSafetensorsFile(path.join(model, 'model.safetensors'), mlpTensors(9));
     await writeFile(path.join(model, 'config.json'), '{}');
-    await refused(['uniform', runs, '-o', model, '--force'], `${model} is a folder that soup did not write (its weights carry no soup recipe); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`);
+    await refused(
+      ['uniform', runs, '-o', model, '--force'],
+      `${model} is a folder that soup did not write (its weights carry no soup recipe); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`,
+    );
     const named = path.join(dir, 'x.safetensors');
     await mkdir(path.join(named, 'data'), { recursive: true });
-    await refused(['uniform', runs, '-o', named, '--force'], `${named} is a folder that soup did not write (it holds "data"); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`);
+    await refused(
+      ['uniform', runs, '-o', named, '--force'],
+      `${named} is a folder that soup did not write (it holds "data"); --force replaces only a soup's own output (remove or rename it yourself, or choose another -o)`,
+    );
     assert.equal(await readFile(path.join(home, 'thesis.tex'), 'utf8'), 'years of work');
     assert.deepEqual(await readdir(model), ['config.json', 'model.safetensors']);
   });

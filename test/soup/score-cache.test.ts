@@ -40,7 +40,10 @@ describe('score cache journal', () => {
     assert.equal(journal.size, 1);
     await journal.append(entry('z', 0.25));
     await journal.close();
-    assert.deepEqual((await readFile(file, 'utf8')).split('\n').map((line) => (line === '' ? '' : JSON.parse(line).candidate)), ['x', 'z', '']);
+    assert.deepEqual(
+      (await readFile(file, 'utf8')).split('\n').map((line) => (line === '' ? '' : JSON.parse(line).candidate)),
+      ['x', 'z', ''],
+    );
   });
 
   it('ends a complete last line that lost only its newline, and refuses a broken line in the middle', async () => {

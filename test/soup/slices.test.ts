@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { withLayerCount } from '../../src/soup/slices.js';
 
-describe('a sliced merge\'s config.json', () => {
-  it('gets the output\'s layer count under every key the model uses, other fields kept', () => {
+describe("a sliced merge's config.json", () => {
+  it("gets the output's layer count under every key the model uses, other fields kept", () => {
     assert.deepEqual(JSON.parse(withLayerCount('{"model_type": "llama", "num_hidden_layers": 32}', 48)!), { model_type: 'llama', num_hidden_layers: 48 });
     assert.deepEqual(JSON.parse(withLayerCount('{"n_layer": 12, "num_layers": 12}', 6)!), { n_layer: 6, num_layers: 6 });
   });

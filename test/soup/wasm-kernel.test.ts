@@ -27,7 +27,10 @@ function bitsFrom(seed: number): () => number {
 /** Bit patterns worth meeting often: zeros, infinities, NaNs (quiet, signalling, negative), subnormals, extremes. */
 const SPECIAL: Record<FloatDType, number[]> = {
   F64: [],
-  F32: [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x00000001, 0x807fffff, 0x7f7fffff, 0x33800000, 0x38800000, 0x477fefff, 0x477ff000],
+  F32: [
+    0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x00000001, 0x807fffff, 0x7f7fffff, 0x33800000, 0x38800000, 0x477fefff,
+    0x477ff000,
+  ],
   F16: [0, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7c01, 0x0001, 0x83ff, 0x7bff, 0x0400],
   BF16: [0, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x807f, 0x7f7f],
 };
@@ -95,7 +98,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
     );
   });
 
-  it('sums half inputs in float32 where that is exact and gets the JS kernel\'s bits: exponents at and past the limits of that rule, 1 to 9 ingredients, every divisor', async () => {
+  it("sums half inputs in float32 where that is exact and gets the JS kernel's bits: exponents at and past the limits of that rule, 1 to 9 ingredients, every divisor", async () => {
     const fc = (await import('fast-check')).default;
     await fc.assert(
       fc.asyncProperty(
@@ -126,7 +129,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
               const largestMantissa = dtype === 'BF16' ? 0x7f : 0x3ff;
               const mantissa = (bits >>> 16) % 2 ? largestMantissa - ((bits >>> 8) & 3) : (bits >>> 8) & largestMantissa;
               // Mostly one sign: sums that cancel never reach the next power of two.
-              const value = ((bits >>> 28) === 0 ? 0x8000 : 0) | (dtype === 'BF16' ? (exponent << 7) | mantissa : (exponent << 10) | mantissa);
+              const value = (bits >>> 28 === 0 ? 0x8000 : 0) | (dtype === 'BF16' ? (exponent << 7) | mantissa : (exponent << 10) | mantissa);
               halves[i] = (bits >>> 20) % 64 === 0 ? value & 0x8000 : value;
             }
             checkpoints.push(await open(dtype, new Uint8Array(halves.buffer), length));
@@ -152,7 +155,12 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
     });
     const out = kernel.allocate(count * 4);
     const divisor = 3.3;
-    kernel.combine(inputs.map(({ array }) => array), divisor, { address: out.byteOffset, dtype: 'F32' }, count);
+    kernel.combine(
+      inputs.map(({ array }) => array),
+      divisor,
+      { address: out.byteOffset, dtype: 'F32' },
+      count,
+    );
     const values = inputs.map(({ bytes }) => decodeFloats(bytes, 'BF16'));
     const expected = Float32Array.from({ length: count }, (_, i) => (values[0]![i]! + values[1]![i]! + values[2]![i]!) / divisor);
     assert.deepEqual(new Float32Array(out.buffer, out.byteOffset, count), expected);
@@ -173,7 +181,10 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
           const checkpoints = await openRandom(count, length, same ? dtypes.fill(dtypes[0]!) : dtypes, seed);
           const output = { name: 'w', shape: [length], dtype: outDtype };
           const options = { chunkElements: 1 << 17, allowNonFinite: true };
-          assert.deepEqual(await meanOf(checkpoints, output, { ...options, threads: 'always' }), await meanOf(checkpoints, output, { ...options, simd: false }));
+          assert.deepEqual(
+            await meanOf(checkpoints, output, { ...options, threads: 'always' }),
+            await meanOf(checkpoints, output, { ...options, simd: false }),
+          );
         },
       ),
       { numRuns: 12 },
@@ -196,7 +207,8 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
       const held: { view: Uint8Array; copy: Uint8Array }[] = [];
       for await (const chunk of threaded.producer([1, 1, 1, 1])(output, 0)) {
         await sleep(10);
-        for (const { view, copy } of held.slice(-1)) assert.deepEqual(Buffer.from(view), Buffer.from(copy), 'a chunk changed before the one after next was requested');
+        for (const { view, copy } of held.slice(-1))
+          assert.deepEqual(Buffer.from(view), Buffer.from(copy), 'a chunk changed before the one after next was requested');
         held.push({ view: chunk, copy: chunk.slice() });
       }
       assert.ok(held.length >= 9);
@@ -291,7 +303,7 @@ describe('the WebAssembly SIMD kernel on every float dtype', () => {
 });
 
 describe('NaN means', () => {
-  it('are stored as the output dtype\'s positive quiet NaN, whichever NaN the ingredients held', async () => {
+  it("are stored as the output dtype's positive quiet NaN, whichever NaN the ingredients held", async () => {
     const negativeNaN = new Uint8Array(new Uint32Array([0xffc00001, 0x7f800001, 0xff800000]).buffer);
     const positiveInfinity = new Uint8Array(new Uint32Array([0x3f800000, 0x7f800000, 0x7f800000]).buffer);
     const checkpoints = [await open('F32', negativeNaN, 3), await open('F32', positiveInfinity, 3)];

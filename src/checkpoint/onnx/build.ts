@@ -69,7 +69,12 @@ export function encodeTensor(spec: InitializerSpec): Uint8Array {
     else parts.push(lenField(typed.field, concatBytes(littleEndianIntegers(spec.data, spec.dtype).map((value) => encodeVarint(value)))));
   } else {
     const entry = (key: string, value: string): Uint8Array => lenField(TENSOR.externalData, concatBytes([lenField(1, key), lenField(2, value)]));
-    parts.push(entry('location', form.location), entry('offset', String(form.offset)), entry('length', String(spec.data.byteLength)), varintField(TENSOR.dataLocation, 1));
+    parts.push(
+      entry('location', form.location),
+      entry('offset', String(form.offset)),
+      entry('length', String(spec.data.byteLength)),
+      varintField(TENSOR.dataLocation, 1),
+    );
   }
   return concatBytes(parts);
 }

@@ -60,7 +60,8 @@ function describeDifference(a: OnnxCheckpoint, b: OnnxCheckpoint): string | unde
     const ops = x.opType === y.opType ? `${x.opType} in both, with different inputs or attributes` : `${x.opType} vs ${y.opType}`;
     return `the graphs of ${a.path} and ${b.path} differ at node ${i} (${ops}): ${advice}`;
   }
-  if (nodesA.length !== nodesB.length) return `the graphs of ${a.path} and ${b.path} differ: ${nodesA.length} nodes in one, ${nodesB.length} in the other: ${advice}`;
+  if (nodesA.length !== nodesB.length)
+    return `the graphs of ${a.path} and ${b.path} differ: ${nodesA.length} nodes in one, ${nodesB.length} in the other: ${advice}`;
   if (a.scan.interfaceHash !== b.scan.interfaceHash) return `the graphs of ${a.path} and ${b.path} differ in their inputs, outputs or opsets: ${advice}`;
   return undefined;
 }

@@ -48,7 +48,8 @@ export class ProtoCursor {
 
   /** Bytes [start, end) of the file: a view of the cache when they lie inside one block. */
   async bytes(start: number, end: number): Promise<Uint8Array> {
-    if (start < 0 || end > this.reader.size || start > end) throw new InputError(this.file, `is truncated: bytes ${start}..${end} lie beyond its ${this.reader.size} bytes`);
+    if (start < 0 || end > this.reader.size || start > end)
+      throw new InputError(this.file, `is truncated: bytes ${start}..${end} lie beyond its ${this.reader.size} bytes`);
     if (start >= this.blockStart && end <= this.blockStart + this.block.byteLength) {
       return this.block.subarray(start - this.blockStart, end - this.blockStart);
     }
@@ -99,7 +100,10 @@ export class ProtoCursor {
           throw this.malformed(what, tagStart, `wire type ${wire}`);
       }
       if (dataEnd > end) {
-        throw new InputError(this.file, `is truncated or not an ONNX model: a field of the ${what} at byte ${tagStart} runs past the end (${dataEnd} > ${end})`);
+        throw new InputError(
+          this.file,
+          `is truncated or not an ONNX model: a field of the ${what} at byte ${tagStart} runs past the end (${dataEnd} > ${end})`,
+        );
       }
       out.push({ field, wire, start: tagStart, dataStart, end: dataEnd, value });
       at = dataEnd;

@@ -92,7 +92,12 @@ export class OnnxCheckpoint implements Checkpoint {
     if (data.kind === 'empty' || count === 0) return new Uint8Array(0);
     if (data.kind === 'inline' && data.encoding === 'varint') {
       const stored = await this.reader.read(data.span.dataStart, data.span.end - data.span.dataStart);
-      return decodeVarintValues(stored, dtype, count, () => new InputError(this.path, `holds fewer values than its shape [${initializer.dims.join(', ')}] needs`, { tensor: name }));
+      return decodeVarintValues(
+        stored,
+        dtype,
+        count,
+        () => new InputError(this.path, `holds fewer values than its shape [${initializer.dims.join(', ')}] needs`, { tensor: name }),
+      );
     }
     const out = new Uint8Array(count * dtypeSize(dtype));
     await this.readStored(initializer, 0, out);

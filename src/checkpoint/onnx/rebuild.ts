@@ -33,9 +33,19 @@ export interface RebuildOptions {
   appendMetadata?: Record<string, string>;
 }
 
-const DATA_FIELDS: ReadonlySet<number> = new Set([TENSOR.rawData, TENSOR.floatData, TENSOR.int32Data, TENSOR.int64Data, TENSOR.doubleData, TENSOR.uint64Data, TENSOR.externalData, TENSOR.dataLocation]);
+const DATA_FIELDS: ReadonlySet<number> = new Set([
+  TENSOR.rawData,
+  TENSOR.floatData,
+  TENSOR.int32Data,
+  TENSOR.int64Data,
+  TENSOR.doubleData,
+  TENSOR.uint64Data,
+  TENSOR.externalData,
+  TENSOR.dataLocation,
+]);
 
-const pieceLength = (piece: Piece): number => (piece.kind === 'copy' ? piece.end - piece.start : piece.kind === 'bytes' ? piece.bytes.byteLength : piece.length);
+const pieceLength = (piece: Piece): number =>
+  piece.kind === 'copy' ? piece.end - piece.start : piece.kind === 'bytes' ? piece.bytes.byteLength : piece.length;
 const copyOf = (span: { start: number; end: number }): Piece => ({ kind: 'copy', start: span.start, end: span.end });
 
 export function dataLength(initializer: OnnxInitializer): number {
@@ -43,7 +53,11 @@ export function dataLength(initializer: OnnxInitializer): number {
 }
 
 /** The model as pieces, and its size; `plan` decides each initializer's fate. */
-export function rebuildModel(scan: OnnxScan, plan: (initializer: OnnxInitializer, index: number) => TensorPlan, options: RebuildOptions = {}): { pieces: Piece[]; size: number } {
+export function rebuildModel(
+  scan: OnnxScan,
+  plan: (initializer: OnnxInitializer, index: number) => TensorPlan,
+  options: RebuildOptions = {},
+): { pieces: Piece[]; size: number } {
   const graphPieces: Piece[] = [];
   let index = 0;
   const inputNames = new Map(scan.inputs.map((input) => [input.span.start, input.name]));
@@ -80,7 +94,8 @@ const GRAPH_FIELD = MODEL.graph;
 /** A length-delimited field around `inner`: the original header when the length is unchanged. */
 function wrap(span: FieldSpan, field: number, inner: Piece[]): Piece[] {
   const length = inner.reduce((sum, piece) => sum + pieceLength(piece), 0);
-  const header: Piece = length === span.end - span.dataStart ? { kind: 'copy', start: span.start, end: span.dataStart } : { kind: 'bytes', bytes: lenHeader(field, length) };
+  const header: Piece =
+    length === span.end - span.dataStart ? { kind: 'copy', start: span.start, end: span.dataStart } : { kind: 'bytes', bytes: lenHeader(field, length) };
   return [header, ...inner];
 }
 
@@ -108,7 +123,12 @@ function tensorPieces(initializer: OnnxInitializer, index: number, plan: TensorP
         const entry = (key: string, value: string): Uint8Array => lenField(TENSOR.externalData, concatBytes([lenField(1, key), lenField(2, value)]));
         kept.push({
           kind: 'bytes',
-          bytes: concatBytes([entry('location', plan.location), entry('offset', String(plan.offset)), entry('length', String(length)), varintField(TENSOR.dataLocation, 1)]),
+          bytes: concatBytes([
+            entry('location', plan.location),
+            entry('offset', String(plan.offset)),
+            entry('length', String(length)),
+            varintField(TENSOR.dataLocation, 1),
+          ]),
         });
       }
       return wrap(span, GRAPH.initializer, kept);
@@ -128,7 +148,12 @@ function merge(pieces: Piece[]): Piece[] {
 }
 
 /** Copies pieces that come from the original file in chunks of at most `chunk` bytes. */
-export async function* readPieces(reader: RangeReader, pieces: readonly Piece[], produce: (piece: Extract<Piece, { kind: 'data' }>) => AsyncIterable<Uint8Array>, chunk = 4 << 20): AsyncGenerator<Uint8Array> {
+export async function* readPieces(
+  reader: RangeReader,
+  pieces: readonly Piece[],
+  produce: (piece: Extract<Piece, { kind: 'data' }>) => AsyncIterable<Uint8Array>,
+  chunk = 4 << 20,
+): AsyncGenerator<Uint8Array> {
   for (const piece of pieces) {
     if (piece.kind === 'bytes') yield piece.bytes;
     else if (piece.kind === 'data') yield* produce(piece);

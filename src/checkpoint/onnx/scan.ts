@@ -8,7 +8,7 @@ import path from 'node:path';
 import { InputError } from '../../errors.js';
 import { dtypeSize, numel, type DType } from '../dtype.js';
 import { fileSize, resolveInside } from '../files.js';
-import { ProtoCursor, WIRE_LEN, WIRE_VARINT, decodeVarint, type FieldSpan } from './protobuf.js';
+import { type ProtoCursor, WIRE_LEN, WIRE_VARINT, decodeVarint, type FieldSpan } from './protobuf.js';
 
 /** ModelProto, GraphProto, NodeProto, TensorProto and AttributeProto field numbers (onnx.proto3). */
 export const MODEL = { irVersion: 1, opsetImport: 8, graph: 7, metadataProps: 14 } as const;
@@ -33,11 +33,31 @@ export const TENSOR = {
 
 /** ONNX TensorProto.DataType numbers of the types we read, as our dtype names. */
 export const ONNX_DTYPES: Record<number, DType> = {
-  1: 'F32', 2: 'U8', 3: 'I8', 4: 'U16', 5: 'I16', 6: 'I32', 7: 'I64', 9: 'BOOL', 10: 'F16', 11: 'F64', 12: 'U32', 13: 'U64', 16: 'BF16',
+  1: 'F32',
+  2: 'U8',
+  3: 'I8',
+  4: 'U16',
+  5: 'I16',
+  6: 'I32',
+  7: 'I64',
+  9: 'BOOL',
+  10: 'F16',
+  11: 'F64',
+  12: 'U32',
+  13: 'U64',
+  16: 'BF16',
 };
 export const ONNX_TYPE_OF: Record<string, number> = Object.fromEntries(Object.entries(ONNX_DTYPES).map(([code, dtype]) => [dtype, Number(code)]));
 /** Float8, int4 and float4 types: only quantized models hold them. */
-const QUANTIZED_TYPES: Record<number, string> = { 17: 'FLOAT8E4M3FN', 18: 'FLOAT8E4M3FNUZ', 19: 'FLOAT8E5M2', 20: 'FLOAT8E5M2FNUZ', 21: 'UINT4', 22: 'INT4', 23: 'FLOAT4E2M1' };
+const QUANTIZED_TYPES: Record<number, string> = {
+  17: 'FLOAT8E4M3FN',
+  18: 'FLOAT8E4M3FNUZ',
+  19: 'FLOAT8E5M2',
+  20: 'FLOAT8E5M2FNUZ',
+  21: 'UINT4',
+  22: 'INT4',
+  23: 'FLOAT4E2M1',
+};
 const OTHER_TYPES: Record<number, string> = { 8: 'STRING', 14: 'COMPLEX64', 15: 'COMPLEX128' };
 
 /** Which typed field holds a dtype's values when raw_data is not used, and how they are encoded. */
@@ -170,7 +190,18 @@ export async function scanOnnx(cursor: ProtoCursor): Promise<OnnxScan> {
     seen.add(initializer.name);
   }
   return {
-    file, size: cursor.size, fields, graph, graphFields, metadata, initializers, sparseInitializers, nodes, inputs, outputs, opsets,
+    file,
+    size: cursor.size,
+    fields,
+    graph,
+    graphFields,
+    metadata,
+    initializers,
+    sparseInitializers,
+    nodes,
+    inputs,
+    outputs,
+    opsets,
     interfaceHash: interfaceHash.digest('hex'),
   };
 }
@@ -212,7 +243,11 @@ async function scanTensor(cursor: ProtoCursor, span: FieldSpan, folder: string):
   const name = nameField === undefined ? '' : await cursor.string(nameField, 'initializer');
   if (name === '') throw new InputError(file, 'an initializer has no name');
   const fail = (problem: string, hint?: string): InputError => new InputError(file, problem, { tensor: name, hint });
-  const dims = await readVarints(cursor, fields.filter((inner) => inner.field === TENSOR.dims), 'dims');
+  const dims = await readVarints(
+    cursor,
+    fields.filter((inner) => inner.field === TENSOR.dims),
+    'dims',
+  );
   for (const dim of dims) if (!Number.isSafeInteger(dim)) throw fail('has a negative or huge dimension');
   const onnxType = fields.find((inner) => inner.field === TENSOR.dataType && inner.wire === WIRE_VARINT)?.value ?? 0;
   const dtype = ONNX_DTYPES[onnxType];
@@ -293,7 +328,9 @@ async function scanNode(cursor: ProtoCursor, span: FieldSpan): Promise<OnnxNode>
     name: '',
     inputs: [],
     outputs: [],
-    hash: createHash('sha256').update(await cursor.bytes(span.dataStart, span.end)).digest('hex'),
+    hash: createHash('sha256')
+      .update(await cursor.bytes(span.dataStart, span.end))
+      .digest('hex'),
     subgraphInitializers: 0,
     constantFloats: 0,
   };
@@ -314,7 +351,14 @@ async function scanNode(cursor: ProtoCursor, span: FieldSpan): Promise<OnnxNode>
       } else if (value.field === ATTRIBUTE.t && node.opType === 'Constant') {
         const tensor = await cursor.fields(value.dataStart, value.end, 'Constant value');
         const type = tensor.find((field) => field.field === TENSOR.dataType)?.value ?? 0;
-        if ([1, 10, 11, 16].includes(type)) node.constantFloats += numel(await readVarints(cursor, tensor.filter((field) => field.field === TENSOR.dims), 'dims'));
+        if ([1, 10, 11, 16].includes(type))
+          node.constantFloats += numel(
+            await readVarints(
+              cursor,
+              tensor.filter((field) => field.field === TENSOR.dims),
+              'dims',
+            ),
+          );
       }
     }
   }

@@ -18,9 +18,12 @@ export const EXTERNAL_DATA_SUFFIX = '.data';
 export function checkOnnxDtypes(reference: OnnxCheckpoint, tensors: readonly OutputTensor[]): void {
   const changed = tensors.find((tensor) => reference.initializer(tensor.name).dtype !== tensor.dtype);
   if (changed !== undefined) {
-    throw new UsageError(`an ONNX soup keeps its initializers' dtypes (the graph's types depend on them): "${changed.name}" is ${reference.initializer(changed.name).dtype}, not ${changed.dtype}`, {
-      hint: 'leave out --dtype, or write a .safetensors file',
-    });
+    throw new UsageError(
+      `an ONNX soup keeps its initializers' dtypes (the graph's types depend on them): "${changed.name}" is ${reference.initializer(changed.name).dtype}, not ${changed.dtype}`,
+      {
+        hint: 'leave out --dtype, or write a .safetensors file',
+      },
+    );
   }
 }
 
@@ -51,7 +54,8 @@ export async function writeOnnx(
   const appendMetadata: Record<string, string> = recipe === undefined ? {} : { [RECIPE_KEY]: recipe };
   const integerBytes = new Map<string, Uint8Array>();
   for (const initializer of reference.scan.initializers) {
-    if (!isFloatDType(initializer.dtype) && initializer.data.kind === 'external') integerBytes.set(initializer.name, await reference.readBytes(initializer.name));
+    if (!isFloatDType(initializer.dtype) && initializer.data.kind === 'external')
+      integerBytes.set(initializer.name, await reference.readBytes(initializer.name));
   }
   const inline = (initializer: OnnxInitializer): TensorPlan => {
     const { data } = initializer;

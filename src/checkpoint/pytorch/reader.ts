@@ -168,7 +168,16 @@ export class PytorchFile implements Checkpoint {
     const [rows, cols] = tensor.shape as [number, number];
     const unit = size % 4 === 0 ? 4 : size % 2 === 0 ? 2 : 1;
     const per = size / unit;
-    copyTiles(wordView(source, unit), wordView(out, unit), rows, cols, tensor.ref.stride[0]! * per, tensor.ref.stride[1]! * per, (tensor.ref.offset - tensor.first) * per, per);
+    copyTiles(
+      wordView(source, unit),
+      wordView(out, unit),
+      rows,
+      cols,
+      tensor.ref.stride[0]! * per,
+      tensor.ref.stride[1]! * per,
+      (tensor.ref.offset - tensor.first) * per,
+      per,
+    );
     this.cached = { name: tensor.name, bytes: out, rowMajor: true };
     return out;
   }
@@ -188,7 +197,11 @@ export class PytorchFile implements Checkpoint {
       // A transposed block touches the whole storage: read the view's extent once for all its chunks.
       if (this.cached?.name !== tensor.name || this.cached.rowMajor) {
         this.cached = undefined;
-        this.cached = { name: tensor.name, bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size), rowMajor: false };
+        this.cached = {
+          name: tensor.name,
+          bytes: await this.reader.read(tensor.start + tensor.first * size, (tensor.last - tensor.first + 1) * size),
+          rowMajor: false,
+        };
       }
       source = this.cached.bytes;
       origin = tensor.first;
@@ -211,7 +224,16 @@ function wordView(bytes: Uint8Array, unit: number): Uint8Array | Uint16Array | U
 }
 
 /** to[r][c] = from[origin + r * rowStride + c * colStride], in square tiles; each element is `per` words. */
-function copyTiles(from: ArrayLike<number>, to: { [index: number]: number }, rows: number, cols: number, rowStride: number, colStride: number, origin: number, per: number): void {
+function copyTiles(
+  from: ArrayLike<number>,
+  to: { [index: number]: number },
+  rows: number,
+  cols: number,
+  rowStride: number,
+  colStride: number,
+  origin: number,
+  per: number,
+): void {
   for (let r0 = 0; r0 < rows; r0 += TILE) {
     const r1 = Math.min(rows, r0 + TILE);
     for (let c0 = 0; c0 < cols; c0 += TILE) {
@@ -235,7 +257,14 @@ function isMatrixView(tensor: PytorchTensor): boolean {
 }
 
 /** The storage index of each element [start, start + count) of a strided view, and their range. */
-function storageIndices(shape: readonly number[], stride: readonly number[], offset: number, start: number, count: number, into: Float64Array): { lowest: number; highest: number } {
+function storageIndices(
+  shape: readonly number[],
+  stride: readonly number[],
+  offset: number,
+  start: number,
+  count: number,
+  into: Float64Array,
+): { lowest: number; highest: number } {
   const rank = shape.length;
   const coords = new Array<number>(rank).fill(0);
   let rest = start;
@@ -505,7 +534,14 @@ async function describeTensors(file: string, container: Container, dict: PyDict)
   return { tensors, ignored };
 }
 
-async function describeTensor(file: string, container: Container, name: string, ref: TensorRef, tied: Map<string, string>, broadcast: { bytes: number }): Promise<PytorchTensor> {
+async function describeTensor(
+  file: string,
+  container: Container,
+  name: string,
+  ref: TensorRef,
+  tied: Map<string, string>,
+  broadcast: { bytes: number },
+): Promise<PytorchTensor> {
   const fail = (problem: string): InputError => new InputError(file, problem, { tensor: name });
   const storage: StorageRef = ref.storage;
   for (const type of [ref.type, storage.type]) {
@@ -520,7 +556,9 @@ async function describeTensor(file: string, container: Container, name: string, 
   if (data === undefined) throw fail(`its storage ${label} is missing from the archive`);
   const storageBytes = storage.type.untyped ? storage.numel : storage.numel * size;
   if (!Number.isSafeInteger(storageBytes) || data.size !== storageBytes) {
-    throw fail(`its storage ${label} holds ${data.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`);
+    throw fail(
+      `its storage ${label} holds ${data.size} bytes but the pickle says ${storage.numel} elements of ${storage.type.fullName} (${storageBytes} bytes)`,
+    );
   }
   if (storageBytes % size !== 0) throw fail(`its untyped storage of ${storageBytes} bytes is not a whole number of ${dtype} elements`);
   const elements = storageBytes / size;
@@ -532,7 +570,7 @@ async function describeTensor(file: string, container: Container, name: string, 
   if (count > elements && broadcast.bytes > MAX_BROADCAST_BYTES) {
     throw fail(
       `view of shape [${shape.join(', ')}] repeats a storage of ${elements} elements into ${count * size} bytes; the file's broadcast views expand to more than the ${MAX_BROADCAST_BYTES} bytes allowed`,
-      );
+    );
   }
   let first = offset;
   let last = offset;

@@ -122,15 +122,40 @@ const STORAGE_TYPES: Record<string, [DType | undefined, string?]> = {
 };
 
 const DTYPE_NAMES: Record<string, [DType | undefined, string?]> = {
-  float32: ['F32'], float: ['F32'], float64: ['F64'], double: ['F64'], float16: ['F16'], half: ['F16'], bfloat16: ['BF16'],
-  int64: ['I64'], long: ['I64'], int32: ['I32'], int: ['I32'], int16: ['I16'], short: ['I16'], int8: ['I8'],
-  uint8: ['U8'], uint16: ['U16'], uint32: ['U32'], uint64: ['U64'], bool: ['BOOL'],
-  complex32: [undefined, 'complex32'], chalf: [undefined, 'complex32'], complex64: [undefined, 'complex64'], cfloat: [undefined, 'complex64'],
-  complex128: [undefined, 'complex128'], cdouble: [undefined, 'complex128'],
-  qint8: [undefined, 'quantized (qint8)'], quint8: [undefined, 'quantized (quint8)'], qint32: [undefined, 'quantized (qint32)'],
-  quint4x2: [undefined, 'quantized (quint4x2)'], quint2x4: [undefined, 'quantized (quint2x4)'],
-  float8_e4m3fn: [undefined, 'float8_e4m3fn'], float8_e5m2: [undefined, 'float8_e5m2'],
-  float8_e4m3fnuz: [undefined, 'float8_e4m3fnuz'], float8_e5m2fnuz: [undefined, 'float8_e5m2fnuz'],
+  float32: ['F32'],
+  float: ['F32'],
+  float64: ['F64'],
+  double: ['F64'],
+  float16: ['F16'],
+  half: ['F16'],
+  bfloat16: ['BF16'],
+  int64: ['I64'],
+  long: ['I64'],
+  int32: ['I32'],
+  int: ['I32'],
+  int16: ['I16'],
+  short: ['I16'],
+  int8: ['I8'],
+  uint8: ['U8'],
+  uint16: ['U16'],
+  uint32: ['U32'],
+  uint64: ['U64'],
+  bool: ['BOOL'],
+  complex32: [undefined, 'complex32'],
+  chalf: [undefined, 'complex32'],
+  complex64: [undefined, 'complex64'],
+  cfloat: [undefined, 'complex64'],
+  complex128: [undefined, 'complex128'],
+  cdouble: [undefined, 'complex128'],
+  qint8: [undefined, 'quantized (qint8)'],
+  quint8: [undefined, 'quantized (quint8)'],
+  qint32: [undefined, 'quantized (qint32)'],
+  quint4x2: [undefined, 'quantized (quint4x2)'],
+  quint2x4: [undefined, 'quantized (quint2x4)'],
+  float8_e4m3fn: [undefined, 'float8_e4m3fn'],
+  float8_e5m2: [undefined, 'float8_e5m2'],
+  float8_e4m3fnuz: [undefined, 'float8_e4m3fnuz'],
+  float8_e5m2fnuz: [undefined, 'float8_e5m2fnuz'],
 };
 
 /** torch functions we know and refuse with a reason, rather than as unknown code. */
@@ -180,7 +205,8 @@ export function resolveGlobal(module: string, name: string): PyValue {
   throw new PickleError(refusal(module === '__builtin__' ? 'builtins' : module, full));
 }
 
-const CODE_RUNNING = /^(os|posix|nt|sys|subprocess|builtins|shutil|socket|importlib|runpy|pty|commands|webbrowser|code|codeop|ctypes|pickle|_pickle|marshal|types|operator|functools|pdb|timeit|asyncio|multiprocessing|urllib|requests|http|ftplib|tempfile|pathlib|io|_io|glob|zipimport|platform|signal|threading)(\.|$)/;
+const CODE_RUNNING =
+  /^(os|posix|nt|sys|subprocess|builtins|shutil|socket|importlib|runpy|pty|commands|webbrowser|code|codeop|ctypes|pickle|_pickle|marshal|types|operator|functools|pdb|timeit|asyncio|multiprocessing|urllib|requests|http|ftplib|tempfile|pathlib|io|_io|glob|zipimport|platform|signal|threading)(\.|$)/;
 
 function refusal(module: string, full: string): string {
   if (module === '__main__' || module.startsWith('torch.nn.') || module.startsWith('torch.jit') || module.startsWith('transformers.')) {
@@ -193,17 +219,57 @@ function refusal(module: string, full: string): string {
 }
 
 const OP = {
-  PROTO: 0x80, FRAME: 0x95, STOP: 0x2e, MARK: 0x28, POP: 0x30, POP_MARK: 0x31, DUP: 0x32,
-  NONE: 0x4e, NEWTRUE: 0x88, NEWFALSE: 0x89,
-  BININT: 0x4a, BININT1: 0x4b, BININT2: 0x4d, LONG1: 0x8a, LONG4: 0x8b, BINFLOAT: 0x47,
-  BINUNICODE: 0x58, SHORT_BINUNICODE: 0x8c, BINUNICODE8: 0x8d, SHORT_BINSTRING: 0x55, BINSTRING: 0x54,
-  BINBYTES: 0x42, SHORT_BINBYTES: 0x43, BINBYTES8: 0x8e,
-  EMPTY_LIST: 0x5d, APPEND: 0x61, APPENDS: 0x65, LIST: 0x6c,
-  EMPTY_TUPLE: 0x29, TUPLE: 0x74, TUPLE1: 0x85, TUPLE2: 0x86, TUPLE3: 0x87,
-  EMPTY_DICT: 0x7d, DICT: 0x64, SETITEM: 0x73, SETITEMS: 0x75,
-  EMPTY_SET: 0x8f, ADDITEMS: 0x90, FROZENSET: 0x91,
-  GLOBAL: 0x63, STACK_GLOBAL: 0x93, REDUCE: 0x52, NEWOBJ: 0x81, BUILD: 0x62, BINPERSID: 0x51,
-  BINGET: 0x68, LONG_BINGET: 0x6a, BINPUT: 0x71, LONG_BINPUT: 0x72, MEMOIZE: 0x94,
+  PROTO: 0x80,
+  FRAME: 0x95,
+  STOP: 0x2e,
+  MARK: 0x28,
+  POP: 0x30,
+  POP_MARK: 0x31,
+  DUP: 0x32,
+  NONE: 0x4e,
+  NEWTRUE: 0x88,
+  NEWFALSE: 0x89,
+  BININT: 0x4a,
+  BININT1: 0x4b,
+  BININT2: 0x4d,
+  LONG1: 0x8a,
+  LONG4: 0x8b,
+  BINFLOAT: 0x47,
+  BINUNICODE: 0x58,
+  SHORT_BINUNICODE: 0x8c,
+  BINUNICODE8: 0x8d,
+  SHORT_BINSTRING: 0x55,
+  BINSTRING: 0x54,
+  BINBYTES: 0x42,
+  SHORT_BINBYTES: 0x43,
+  BINBYTES8: 0x8e,
+  EMPTY_LIST: 0x5d,
+  APPEND: 0x61,
+  APPENDS: 0x65,
+  LIST: 0x6c,
+  EMPTY_TUPLE: 0x29,
+  TUPLE: 0x74,
+  TUPLE1: 0x85,
+  TUPLE2: 0x86,
+  TUPLE3: 0x87,
+  EMPTY_DICT: 0x7d,
+  DICT: 0x64,
+  SETITEM: 0x73,
+  SETITEMS: 0x75,
+  EMPTY_SET: 0x8f,
+  ADDITEMS: 0x90,
+  FROZENSET: 0x91,
+  GLOBAL: 0x63,
+  STACK_GLOBAL: 0x93,
+  REDUCE: 0x52,
+  NEWOBJ: 0x81,
+  BUILD: 0x62,
+  BINPERSID: 0x51,
+  BINGET: 0x68,
+  LONG_BINGET: 0x6a,
+  BINPUT: 0x71,
+  LONG_BINPUT: 0x72,
+  MEMOIZE: 0x94,
 } as const;
 
 export interface UnpickleOptions {
@@ -478,7 +544,8 @@ class Unpickler {
         return args.map((arg) => String(arg)).join(':');
       case '_codecs.encode': {
         const [text, encoding] = args;
-        if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) throw new PickleError('_codecs.encode with other arguments than (str, "latin1")');
+        if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1'))
+          throw new PickleError('_codecs.encode with other arguments than (str, "latin1")');
         this.spendBytes(text.length);
         return latin1(text);
       }
@@ -509,7 +576,8 @@ class Unpickler {
     if (!(pid instanceof PyTuple) || pid.items[0] !== 'storage' || pid.items.length < 5) throw new PickleError(`unknown persistent id ${describe(pid)}`);
     const [, type, key, location, numel] = pid.items;
     // The legacy format's sixth field describes a view into another storage (PyTorch < 1.0).
-    if (pid.items.length > 5 && pid.items[5] !== null) throw new PickleError('a storage view of the pre-1.0 format, which soup does not read; re-save it with a current torch.save');
+    if (pid.items.length > 5 && pid.items[5] !== null)
+      throw new PickleError('a storage view of the pre-1.0 format, which soup does not read; re-save it with a current torch.save');
     if (!(type instanceof TorchType)) throw new PickleError(`storage of ${describe(type)}, not a torch storage type`);
     if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(key)) throw new PickleError(`storage key ${describe(key)} is not a plain name`);
     if (!isCount(numel)) throw new PickleError(`storage ${key} has a size that is not a non-negative integer`);
@@ -654,7 +722,13 @@ class Unpickler {
   }
 }
 
-function rebuildTensor(storage: PyValue | undefined, type: PyValue | undefined, offset: PyValue | undefined, size: PyValue | undefined, stride: PyValue | undefined): TensorRef {
+function rebuildTensor(
+  storage: PyValue | undefined,
+  type: PyValue | undefined,
+  offset: PyValue | undefined,
+  size: PyValue | undefined,
+  stride: PyValue | undefined,
+): TensorRef {
   if (!(storage instanceof StorageRef)) throw new PickleError(`a tensor whose storage is ${describe(storage)}`);
   if (!(type instanceof TorchType)) throw new PickleError(`a tensor whose dtype is ${describe(type)}`);
   if (!isCount(offset)) throw new PickleError('a tensor whose storage offset is not a non-negative integer');

@@ -151,7 +151,16 @@ export class ZipWriter {
     const extraLength = zip64Length + 4 + padding;
     const header = new Fields(LOCAL_HEADER_BYTES + entry.name.length + extraLength);
     const size32 = zip64 ? ZIP32_LIMIT : entry.size;
-    header.u32(LOCAL_SIGNATURE).u16(zip64 ? 45 : 20).u16(UTF8_NAMES).u16(0).u16(0).u16(DOS_DATE).u32(0).u32(size32).u32(size32);
+    header
+      .u32(LOCAL_SIGNATURE)
+      .u16(zip64 ? 45 : 20)
+      .u16(UTF8_NAMES)
+      .u16(0)
+      .u16(0)
+      .u16(DOS_DATE)
+      .u32(0)
+      .u32(size32)
+      .u32(size32);
     header.u16(entry.name.length).u16(extraLength).raw(entry.name);
     if (zip64) header.u16(ZIP64_EXTRA_ID).u16(16).u64(entry.size).u64(entry.size);
     header.u16(PADDING_ID).u16(padding).raw(new Uint8Array(padding).fill(0x5a));

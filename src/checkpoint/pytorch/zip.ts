@@ -78,7 +78,8 @@ export class ZipArchive {
       directoryOffset = readU64(record, 48, file, 'directory offset');
     }
     if (count > MAX_RECORDS) throw malformed(file, `claims ${count} records, more than the ${MAX_RECORDS} allowed`);
-    if (directorySize > MAX_DIRECTORY_BYTES) throw malformed(file, `central directory of ${directorySize} bytes is larger than the ${MAX_DIRECTORY_BYTES}-byte limit`);
+    if (directorySize > MAX_DIRECTORY_BYTES)
+      throw malformed(file, `central directory of ${directorySize} bytes is larger than the ${MAX_DIRECTORY_BYTES}-byte limit`);
     if (directoryOffset + directorySize > size) throw malformed(file, 'central directory runs past the end of the file (truncated?)');
     const directory = directorySize === 0 ? new Uint8Array(0) : await reader.read(directoryOffset, directorySize);
     const records = parseDirectory(file, directory, count, directoryOffset);
@@ -117,7 +118,8 @@ export function checkStored(file: string, record: ZipRecord): void {
       hint: 'load it in Python and save it again with torch.save, or unzip and re-zip it with -0 (no compression)',
     });
   }
-  if (record.compressedSize !== record.size) throw malformed(file, `record ${record.name} is stored with ${record.compressedSize} bytes but claims ${record.size}`);
+  if (record.compressedSize !== record.size)
+    throw malformed(file, `record ${record.name} is stored with ${record.compressedSize} bytes but claims ${record.size}`);
 }
 
 function parseDirectory(file: string, bytes: Uint8Array, count: number, directoryOffset: number): Map<string, ZipRecord> {
@@ -126,7 +128,8 @@ function parseDirectory(file: string, bytes: Uint8Array, count: number, director
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let at = 0;
   for (let i = 0; i < count; i++) {
-    if (at + CENTRAL_HEADER_BYTES > bytes.length || view.getUint32(at, true) !== CENTRAL_SIGNATURE) throw malformed(file, `central directory entry ${i} is malformed`);
+    if (at + CENTRAL_HEADER_BYTES > bytes.length || view.getUint32(at, true) !== CENTRAL_SIGNATURE)
+      throw malformed(file, `central directory entry ${i} is malformed`);
     const flags = view.getUint16(at + 8, true);
     const method = view.getUint16(at + 10, true);
     let compressedSize = view.getUint32(at + 20, true);

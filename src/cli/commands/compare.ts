@@ -87,7 +87,9 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   if (options.maxDrop !== undefined && options.baseline === undefined) throw new UsageError('--max-drop needs --baseline previous.json');
   const baseline = options.baseline === undefined ? undefined : await readBaseline(options.baseline);
   if (baseline !== undefined && baseline.metric !== options.metric) {
-    throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, { hint: `pass --metric ${baseline.metric}` });
+    throw new UsageError(`the baseline ${options.baseline} compares ${baseline.metric}, this run ${options.metric}`, {
+      hint: `pass --metric ${baseline.metric}`,
+    });
   }
   // Recipes are checked before any scoring, so a typo in one does not cost a whole comparison.
   const merges = await Promise.all(options.merge.map(async (file) => ({ file, config: await readMergeRecipe(file) })));
@@ -96,7 +98,10 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
   const slurmJobs: SlurmJobRecord[][] = [];
   try {
     const reference = checkpoints[0]!;
-    const saveTargets = options.saveDir === undefined ? undefined : await prepareSaves(options.saveDir, options.force, checkpoints, [options.model, options.val, ...tests.map((test) => test.data)]);
+    const saveTargets =
+      options.saveDir === undefined
+        ? undefined
+        : await prepareSaves(options.saveDir, options.force, checkpoints, [options.model, options.val, ...tests.map((test) => test.data)]);
     const warnings = new Set<string>();
     for (const output of Object.values(saveTargets ?? {})) for (const warning of await prepareModelFiles(checkpoints, output)) warnings.add(warning);
     for (const warning of warnings) terminal.warn(warning);
@@ -118,11 +123,18 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       direction = setup.direction;
     }
     if (baseline?.direction !== undefined && baseline.direction !== direction) {
-      throw new UsageError(`the baseline ${options.baseline} ranks ${baseline.metric} with ${baseline.direction}, this run with ${direction}`, { hint: `pass --${baseline.direction}` });
+      throw new UsageError(`the baseline ${options.baseline} ranks ${baseline.metric} with ${baseline.direction}, this run with ${direction}`, {
+        hint: `pass --${baseline.direction}`,
+      });
     }
     // --eval-cmd gives no outputs to average, so there is no ensemble to leave a run out of.
     const ensemble = datasets.every(({ evaluator }) => evaluator.predict !== undefined && evaluator.scoreOutputs !== undefined);
-    const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: ensemble ? 'the soups and the ensemble' : 'the soups' }, terminal, signal);
+    const diverged = await scanDiverged(
+      checkpoints,
+      { allowNonfinite: options.allowNonfinite, leftOutOf: ensemble ? 'the soups and the ensemble' : 'the soups' },
+      terminal,
+      signal,
+    );
     const result = await compareSoups(checkpoints, datasets, {
       metric: options.metric,
       direction,
@@ -135,7 +147,14 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
         (await scoreIngredients(ingredients, evaluator, undefined, { metric: options.metric, jobs: options.jobs, allowNonFinite: true, signal })).scores,
     });
     for (const { file, config } of merges) {
-      result.rows.push(await scoreMerge(file, config, reference, datasets, { metric: options.metric, allowNonFinite: options.allowNonfinite, signal, onProgress: terminal.progress() }));
+      result.rows.push(
+        await scoreMerge(file, config, reference, datasets, {
+          metric: options.metric,
+          allowNonFinite: options.allowNonfinite,
+          signal,
+          onProgress: terminal.progress(),
+        }),
+      );
     }
     terminal.endProgress();
 
@@ -147,18 +166,24 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
         { kind: 'greedy', output: saveTargets.greedy, weights: result.greedy.soup.weights(), chosen: result.greedy.soup.chosen.map((c) => c.name) },
       ];
       for (const soup of soups) {
-        const written = await writeSoup(checkpoints, soup.output, candidateProducer(soup.weights), {
-          strategy: soup.kind,
-          chosen: soup.chosen,
-          scores: result.greedy.scores,
-          extra: {
-            metric: options.metric,
-            direction,
-            scores: result.rows.find((row) => row.kind === soup.kind)?.scores,
-            ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
+        const written = await writeSoup(
+          checkpoints,
+          soup.output,
+          candidateProducer(soup.weights),
+          {
+            strategy: soup.kind,
+            chosen: soup.chosen,
+            scores: result.greedy.scores,
+            extra: {
+              metric: options.metric,
+              direction,
+              scores: result.rows.find((row) => row.kind === soup.kind)?.scores,
+              ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
+            },
+            command: commandArguments(),
           },
-          command: commandArguments(),
-        }, signal);
+          signal,
+        );
         saved[soup.kind] = written.path;
       }
     }
@@ -180,11 +205,15 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       terminal.printJson(document);
     } else {
       const { paint } = terminal;
-      terminal.print(`${paint.bold('Comparison')} of ${checkpoints.length} ingredients, ${options.metric} (${describeDirection(direction)}), ${datasets[0]!.evaluator.description}`);
+      terminal.print(
+        `${paint.bold('Comparison')} of ${checkpoints.length} ingredients, ${options.metric} (${describeDirection(direction)}), ${datasets[0]!.evaluator.description}`,
+      );
       terminal.print();
       for (const line of compareTable(document, paint)) terminal.print(`  ${line}`);
       terminal.print();
-      terminal.print(`* best of its column (${describeDirection(direction)}). The greedy soup was chosen on ${VALIDATION} only: ${result.greedy.soup.chosen.map((c) => c.name).join(', ')}.`);
+      terminal.print(
+        `* best of its column (${describeDirection(direction)}). The greedy soup was chosen on ${VALIDATION} only: ${result.greedy.soup.chosen.map((c) => c.name).join(', ')}.`,
+      );
       for (const note of result.notes) terminal.print(`Note: ${note}.`);
       for (const [kind, file] of Object.entries(saved)) terminal.print(`Saved the ${kind} soup to ${paint.cyan(file)}.`);
       if (options.markdown !== undefined) terminal.print(`Markdown report: ${options.markdown}`);
@@ -192,7 +221,8 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
       for (const gate of gates) terminal.print(`${gate.passed ? paint.green('PASS') : paint.red('FAIL')} ${gate.gate}: ${gate.detail}`);
     }
     const failed = gates.filter((gate) => !gate.passed);
-    if (failed.length > 0) throw new GateError(`${failed.length} gate${failed.length > 1 ? 's' : ''} failed: ${failed.map((g) => `${g.gate} (${g.detail})`).join('; ')}`);
+    if (failed.length > 0)
+      throw new GateError(`${failed.length} gate${failed.length > 1 ? 's' : ''} failed: ${failed.map((g) => `${g.gate} (${g.detail})`).join('; ')}`);
   } finally {
     terminal.endProgress();
     await Promise.allSettled(evaluators.map((evaluator) => evaluator.dispose()));
@@ -201,7 +231,12 @@ export async function runCompare(inputs: string[], rawOptions: unknown, signal: 
 }
 
 /** Where --save-dir puts the soups: uniform-soup and greedy-soup, in the ingredients' format. */
-async function prepareSaves(dir: string, force: boolean, checkpoints: readonly Checkpoint[], protect: readonly (string | undefined)[]): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
+async function prepareSaves(
+  dir: string,
+  force: boolean,
+  checkpoints: readonly Checkpoint[],
+  protect: readonly (string | undefined)[],
+): Promise<Record<'uniform' | 'greedy', PreparedOutput>> {
   const suffix = fileSuffixOf(checkpoints[0]!);
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
     throw new UsageError(`--save-dir ${dir}: cannot create it: ${describeFsError(error)}`);
@@ -238,7 +273,13 @@ async function scoreMerge(
       signal: options.signal,
     });
     const name = `${config.method.name} (${path.basename(file)})`;
-    return await scoreMergeRow(name, merge.weights(), opened.models.map((model) => model.name), datasets, options);
+    return await scoreMergeRow(
+      name,
+      merge.weights(),
+      opened.models.map((model) => model.name),
+      datasets,
+      options,
+    );
   } finally {
     await closeAll(opened.all);
   }

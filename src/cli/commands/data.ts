@@ -66,14 +66,22 @@ export async function runData(target: string, rawOptions: unknown, signal: Abort
   const rows: string[][] = [
     ['samples', String(dataset.n)],
     ['classes', `${classes.length} (${shown})`],
-    ['sample shape', `${formatShape(dataset.sampleShape)}${dataset.sampleLayout === 'none' || dataset.sampleShape.length !== 3 ? '' : ` ${dataset.sampleLayout.toUpperCase()}`}`],
+    [
+      'sample shape',
+      `${formatShape(dataset.sampleShape)}${dataset.sampleLayout === 'none' || dataset.sampleShape.length !== 3 ? '' : ` ${dataset.sampleLayout.toUpperCase()}`}`,
+    ],
     ['model input', modelInput],
     ['preprocessing', describePreprocessing(dataset.preprocessing)],
     ...summary.channels.map(({ min, max, mean }, c) => [
       summary.channels.length === 1 ? 'values' : `channel ${c}`,
       `${round(min)} to ${round(max)}, mean ${round(mean)}`,
     ]),
-    ['cache', dataset.cache === undefined ? 'none (read into memory)' : `${formatBytes(dataset.cache.bytes)}, ${dataset.cache.state === 'hit' ? 'up to date' : 'built now'} (${dataset.cache.file})`],
+    [
+      'cache',
+      dataset.cache === undefined
+        ? 'none (read into memory)'
+        : `${formatBytes(dataset.cache.bytes)}, ${dataset.cache.state === 'hit' ? 'up to date' : 'built now'} (${dataset.cache.file})`,
+    ],
   ];
   for (const line of table(rows)) terminal.print(`  ${line}`);
 }

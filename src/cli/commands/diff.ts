@@ -17,10 +17,20 @@ export async function runDiff(first: string, second: string, rawOptions: unknown
     const diff = await diffCheckpoints(a!, b!, signal);
     const verdict = diff.maxAbsDiff === 0 ? 'identical' : diff.maxAbsDiff <= options.tolerance ? 'within-tolerance' : 'different';
     if (terminal.json) {
-      terminal.printJson({ a: a!.path, b: b!.path, tolerance: options.tolerance, verdict, maxAbsDiff: diff.maxAbsDiff, worst: diff.worst ?? null, minCosine: diff.minCosine, tensors: diff.tensors });
+      terminal.printJson({
+        a: a!.path,
+        b: b!.path,
+        tolerance: options.tolerance,
+        verdict,
+        maxAbsDiff: diff.maxAbsDiff,
+        worst: diff.worst ?? null,
+        minCosine: diff.minCosine,
+        tensors: diff.tensors,
+      });
     } else {
       const rows = diff.tensors.map((t) => [t.name, t.maxAbsDiff.toExponential(3), t.cosine.toFixed(8)]);
-      for (const line of table([['tensor', 'max |a-b|', 'cosine'].map((h) => terminal.paint.dim(h)), ...rows], [false, true, true])) terminal.print(`  ${line}`);
+      for (const line of table([['tensor', 'max |a-b|', 'cosine'].map((h) => terminal.paint.dim(h)), ...rows], [false, true, true]))
+        terminal.print(`  ${line}`);
       terminal.print();
     }
     const summary =

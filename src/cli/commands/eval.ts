@@ -4,7 +4,7 @@ import { UsageError } from '../../errors.js';
 import { describeDirection, knownDirection } from '../../eval/metrics.js';
 import { ingredientWeights } from '../../weights/candidate.js';
 import { describeDivergence } from '../../soup/diverged.js';
-import { formatScore, } from '../../recipe/scores.js';
+import { formatScore } from '../../recipe/scores.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { scanDiverged } from '../diverged.js';
@@ -37,7 +37,16 @@ export async function runEval(input: string, rawOptions: unknown, signal: AbortS
     }
     const n = evaluation.n ?? null;
     if (terminal.json) {
-      terminal.printJson({ checkpoint: checkpoint!.path, n, backend, metrics: evaluation.metrics, metric: options.metric, direction, ...(divergence === undefined ? {} : { diverged: divergence }), ...(slurm === undefined ? {} : { slurmJobs: slurm.records }) });
+      terminal.printJson({
+        checkpoint: checkpoint!.path,
+        n,
+        backend,
+        metrics: evaluation.metrics,
+        metric: options.metric,
+        direction,
+        ...(divergence === undefined ? {} : { diverged: divergence }),
+        ...(slurm === undefined ? {} : { slurmJobs: slurm.records }),
+      });
       return;
     }
     const on = dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;

@@ -18,16 +18,30 @@ import { openGreedyMethod, type GreedyMethod } from '../greedy-method.js';
 import { mergeOptions } from '../merge-options.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
-const schema = commonOptions.extend(evaluationOptions.shape).extend(soupOutputOptions.shape).extend(mergeOptions.shape).extend({
-  acceptTies: z.boolean().default(false),
-  /** commander's --no-prune sets prune: false. */
-  prune: z.boolean().default(true),
-  scoreCache: z.string().min(1).optional(),
-});
+const schema = commonOptions
+  .extend(evaluationOptions.shape)
+  .extend(soupOutputOptions.shape)
+  .extend(mergeOptions.shape)
+  .extend({
+    acceptTies: z.boolean().default(false),
+    /** commander's --no-prune sets prune: false. */
+    prune: z.boolean().default(true),
+    scoreCache: z.string().min(1).optional(),
+  });
 
 /** Wraps the evaluator in the --score-cache journal, keyed by each ingredient's SHA-256 (from the hash cache when unchanged). */
-async function journaled(evaluator: Evaluator, identity: Record<string, unknown>, file: string, checkpoints: readonly Checkpoint[], terminal: Terminal, signal: AbortSignal): Promise<JournaledEvaluator> {
-  const hashes = await hashFiles(checkpoints.flatMap((checkpoint) => checkpoint.files), signal);
+async function journaled(
+  evaluator: Evaluator,
+  identity: Record<string, unknown>,
+  file: string,
+  checkpoints: readonly Checkpoint[],
+  terminal: Terminal,
+  signal: AbortSignal,
+): Promise<JournaledEvaluator> {
+  const hashes = await hashFiles(
+    checkpoints.flatMap((checkpoint) => checkpoint.files),
+    signal,
+  );
   const { journal, warnings } = await ScoreJournal.open(file);
   for (const warning of warnings) terminal.warn(warning);
   const keys = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, hashes)]));
@@ -77,14 +91,17 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
       // One score per ingredient, one per step; no step tries a diverged ingredient.
       const total = checkpoints.length * 2 - 1 - diverged.size;
       // Under a method, an ingredient alone is scored as the method ships it (ties: the base plus its trimmed delta).
-      const ingredientScores = method !== undefined ? undefined : await scoreIngredients(checkpoints, evaluator, tfjs, {
-        metric: options.metric,
-        jobs: options.jobs,
-        // Diverged ingredients were found above: they are scored as they are.
-        allowNonFinite: true,
-        signal,
-        onProgress: (done, _total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
-      });
+      const ingredientScores =
+        method !== undefined
+          ? undefined
+          : await scoreIngredients(checkpoints, evaluator, tfjs, {
+              metric: options.metric,
+              jobs: options.jobs,
+              // Diverged ingredients were found above: they are scored as they are.
+              allowNonFinite: true,
+              signal,
+              onProgress: (done, _total, candidate, status) => progress({ kind: 'score', done, total, candidate, ...status }),
+            });
       jobs = ingredientScores?.jobs ?? 1;
       const soup = method === undefined ? undefined : new MethodSoup(method.plan, method.parametersOf);
       result = await greedySoup(
@@ -92,10 +109,21 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
         async (candidate, label, bound, stop) => {
           // The journal answers synchronously, before evaluate's first await: a hit shows at once.
           const hits = evaluator instanceof JournaledEvaluator ? evaluator.hits : 0;
-          const pending = evaluator.evaluate(candidate, stop ?? signal, bound === undefined || !prune ? undefined : { metric: options.metric, direction, ...bound }, { label });
+          const pending = evaluator.evaluate(
+            candidate,
+            stop ?? signal,
+            bound === undefined || !prune ? undefined : { metric: options.metric, direction, ...bound },
+            { label },
+          );
           const cached = evaluator instanceof JournaledEvaluator && evaluator.hits > hits;
           const evaluation = await pending;
-          return { score: evaluation.metrics[options.metric]!, pruned: evaluation.pruned ?? false, scored: evaluation.scored ?? 0, total: evaluation.n ?? 0, cached };
+          return {
+            score: evaluation.metrics[options.metric]!,
+            pruned: evaluation.pruned ?? false,
+            scored: evaluation.scored ?? 0,
+            total: evaluation.n ?? 0,
+            cached,
+          };
         },
         {
           metric: options.metric,
@@ -122,23 +150,29 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const chosen = result.soup.chosen.map((checkpoint) => checkpoint.name);
     const steps = result.steps;
     const produce = result.soup instanceof MethodSoup ? result.soup.merge().producer() : candidateProducer(result.soup.weights());
-    const written = await writeSoup(all, output, produce, {
-      strategy: 'greedy',
-      chosen,
-      scores: result.scores,
-      extra: {
-        metric: options.metric,
-        direction,
-        score: result.score,
-        ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
-        validation: dataset?.path ?? options.evalCmd,
-        acceptTies: options.acceptTies,
-        steps,
-        ...(method === undefined ? {} : methodRecord(method)),
-        ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+    const written = await writeSoup(
+      all,
+      output,
+      produce,
+      {
+        strategy: 'greedy',
+        chosen,
+        scores: result.scores,
+        extra: {
+          metric: options.metric,
+          direction,
+          score: result.score,
+          ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
+          validation: dataset?.path ?? options.evalCmd,
+          acceptTies: options.acceptTies,
+          steps,
+          ...(method === undefined ? {} : methodRecord(method)),
+          ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+        },
+        command: commandArguments(),
       },
-      command: commandArguments(),
-    }, signal);
+      signal,
+    );
     const seconds = (performance.now() - started) / 1000;
     const document: GreedyDocument = {
       strategy: 'greedy',
@@ -170,7 +204,13 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     if (terminal.json) terminal.printJson(document);
     else {
       const source = dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
-      printGreedy(terminal, document, { source, evaluator: evaluator.description, format: output.target.kind, scoreCache: options.scoreCache, modelFiles: describeModelFiles(output) });
+      printGreedy(terminal, document, {
+        source,
+        evaluator: evaluator.description,
+        format: output.target.kind,
+        scoreCache: options.scoreCache,
+        modelFiles: describeModelFiles(output),
+      });
     }
   } finally {
     terminal.endProgress();

@@ -13,7 +13,9 @@ function describe(checkpoint: Checkpoint): Record<string, unknown> {
     name: checkpoint.name,
     path: checkpoint.path,
     format: checkpoint.format,
-    tensors: checkpoint.tensors().map(({ name, dtype, shape, storage, tiedTo }) => ({ name, dtype, shape, ...(storage ? { storage } : {}), ...(tiedTo ? { tiedTo } : {}) })),
+    tensors: checkpoint
+      .tensors()
+      .map(({ name, dtype, shape, storage, tiedTo }) => ({ name, dtype, shape, ...(storage ? { storage } : {}), ...(tiedTo ? { tiedTo } : {}) })),
     parameters: countParameters(checkpoint),
     bytes: countBytes(checkpoint),
     metadata: checkpoint.metadata,
@@ -47,12 +49,14 @@ function printHuman(terminal: Terminal, checkpoints: readonly Checkpoint[], prob
       `  ${checkpoint.format}, ${checkpoint.tensors().length} tensors, ${formatCount(countParameters(checkpoint))} parameters, ${formatBytes(countBytes(checkpoint))}`,
     );
     for (const note of checkpoint.notes ?? []) terminal.print(`  ${note}`);
-    const rows = checkpoint.tensors().map((tensor) => [
-      tensor.name,
-      tensor.dtype,
-      formatShape(tensor.shape),
-      tensor.storage ?? (tensor.tiedTo === undefined ? '' : `tied to ${tensor.tiedTo}`),
-    ]);
+    const rows = checkpoint
+      .tensors()
+      .map((tensor) => [
+        tensor.name,
+        tensor.dtype,
+        formatShape(tensor.shape),
+        tensor.storage ?? (tensor.tiedTo === undefined ? '' : `tied to ${tensor.tiedTo}`),
+      ]);
     for (const line of table([['tensor', 'dtype', 'shape', ''].map((h) => paint.dim(h)), ...rows])) terminal.print(`  ${line.trimEnd()}`);
     const metadata = Object.entries(checkpoint.metadata).filter(([key]) => key !== RECIPE_KEY);
     if (metadata.length > 0) terminal.print(`  metadata: ${metadata.map(([key, value]) => `${key}=${value}`).join(', ')}`);

@@ -33,7 +33,7 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
   // Two runs' checkpoint-20 are told apart by their runs, as in every other command.
   nameTogether(ingredients);
   const checkpoints = await openAll(ingredients);
-  const [a, b] = checkpoints as [typeof checkpoints[number], typeof checkpoints[number]];
+  const [a, b] = checkpoints as [(typeof checkpoints)[number], (typeof checkpoints)[number]];
   try {
     await checkOnnxIngredients([a, b], { allowFused: options.allowFused });
     const problems = findIncompatibilities([a, b]);
@@ -49,15 +49,23 @@ export async function runInterpolate(first: string, second: string, rawOptions: 
         const divergence = await findNonFinite(checkpoint, signal);
         if (divergence === undefined) continue;
         diverged.push({ name: checkpoint.name, path: checkpoint.path, ...divergence });
-        terminal.warn(`${checkpoint.name} diverged: ${describeDivergence(divergence)}; every point it weighs in holds non-finite weights, so no basin verdict is given`);
+        terminal.warn(
+          `${checkpoint.name} diverged: ${describeDivergence(divergence)}; every point it weighs in holds non-finite weights, so no basin verdict is given`,
+        );
       }
-      points = await scoreInterpolation(a, b, options.steps, async (candidate, stop) => (await evaluator.evaluate(candidate, stop ?? signal)).metrics[options.metric]!, {
-        signal,
-        onProgress: progress,
-        // Commands (a cluster's jobs above all) score the points at once, as --jobs allows.
-        jobs: evaluator.concurrent === true ? (options.jobs ?? evaluator.parallelism ?? 1) : 1,
-        diverged: { a: diverged.some((d) => d.path === a.path), b: diverged.some((d) => d.path === b.path) },
-      });
+      points = await scoreInterpolation(
+        a,
+        b,
+        options.steps,
+        async (candidate, stop) => (await evaluator.evaluate(candidate, stop ?? signal)).metrics[options.metric]!,
+        {
+          signal,
+          onProgress: progress,
+          // Commands (a cluster's jobs above all) score the points at once, as --jobs allows.
+          jobs: evaluator.concurrent === true ? (options.jobs ?? evaluator.parallelism ?? 1) : 1,
+          diverged: { a: diverged.some((d) => d.path === a.path), b: diverged.some((d) => d.path === b.path) },
+        },
+      );
     } finally {
       terminal.endProgress();
       await evaluator.dispose();

@@ -54,11 +54,20 @@ function hyperparameters(options: LearnedSearchOptions, by: SearchBy, objective:
   };
 }
 
-export async function runLearnedSearch(inputs: string[], options: LearnedSearchOptions, checkpoints: Checkpoint[], terminal: Terminal, signal: AbortSignal, started: number): Promise<void> {
+export async function runLearnedSearch(
+  inputs: string[],
+  options: LearnedSearchOptions,
+  checkpoints: Checkpoint[],
+  terminal: Terminal,
+  signal: AbortSignal,
+  started: number,
+): Promise<void> {
   const reference = checkpoints[0]!;
-  if (options.byModel && options.by === 'block') throw new UsageError('--by-model and --by block disagree: --by-model is one weight per ingredient (--by ingredient)');
+  if (options.byModel && options.by === 'block')
+    throw new UsageError('--by-model and --by block disagree: --by-model is one weight per ingredient (--by ingredient)');
   const by: SearchBy = options.by ?? 'ingredient';
-  if (options.blocks !== undefined && by !== 'block') throw new UsageError('--blocks groups layers into blocks, which only --by block searches', { hint: 'add --by block' });
+  if (options.blocks !== undefined && by !== 'block')
+    throw new UsageError('--blocks groups layers into blocks, which only --by block searches', { hint: 'add --by block' });
   if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
   const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
   const memory = learnedMemoryBytes(checkpoints);
@@ -68,7 +77,13 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
       { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
     );
   }
-  const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize, protect: [options.model, options.val] });
+  const output = await prepareOutput(checkpoints, {
+    out: options.output,
+    force: options.force,
+    dtype: options.dtype,
+    shardSize: options.outShardSize,
+    protect: [options.model, options.val],
+  });
   for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
   const progress = terminal.progress();
   const setup = await createEvaluator(options, reference, undefined, progress);
@@ -87,7 +102,9 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
       terminal.warn(`${bad.name} diverged (${bad.value} in ${bad.tensor} at element ${bad.index}): left out of the learned soup, it takes no weight`);
     }
     if (kept.length < 2) {
-      throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${kept.length} of ${checkpoints.length} hold finite weights`, { hint: 'retrain or remove the diverged runs' });
+      throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${kept.length} of ${checkpoints.length} hold finite weights`, {
+        hint: 'retrain or remove the diverged runs',
+      });
     }
     const jobs = searchJobs(evaluator, options.jobs, terminal);
     // Diverged runs are scored too, as every scoring command scores them (NaN outputs count as wrong).
@@ -100,8 +117,22 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
     });
     // A new bar for the search: its total is the budget, not the ingredients.
     terminal.endProgress();
-    const layers = options.layerPattern === undefined ? undefined : new LayerIndex(reference.tensors().map((tensor) => tensor.name), new RegExp(options.layerPattern));
-    const space = new MixingSpace(kept, thetas, by, options.blocks, kept.map((checkpoint) => journal?.hashes.get(checkpoint) ?? ''), options.sigma, layers);
+    const layers =
+      options.layerPattern === undefined
+        ? undefined
+        : new LayerIndex(
+            reference.tensors().map((tensor) => tensor.name),
+            new RegExp(options.layerPattern),
+          );
+    const space = new MixingSpace(
+      kept,
+      thetas,
+      by,
+      options.blocks,
+      kept.map((checkpoint) => journal?.hashes.get(checkpoint) ?? ''),
+      options.sigma,
+      layers,
+    );
     const population = options.population ?? 4 + Math.floor(3 * Math.log(space.dimension));
     const outcome = await runSearch(space, (mix, evaluationSignal) => evaluator.evaluate(space.weights(mix), evaluationSignal), {
       evaluations: options.evaluations,
@@ -126,23 +157,29 @@ export async function runLearnedSearch(inputs: string[], options: LearnedSearchO
   const score = outcome.metrics[options.metric]!;
   const params = hyperparameters(options, by, objective, population);
   const chosen = kept.map((checkpoint) => checkpoint.name);
-  const written = await writeSoup(checkpoints, output, candidateProducer(space.weights(outcome.best)), {
-    strategy: 'learned',
-    chosen,
-    scores,
-    extra: {
-      metric: options.metric,
-      score,
-      objective,
-      validation: setup.dataset?.path ?? options.evalCmd,
-      hyperparameters: params,
-      weights,
-      ...(by === 'block' ? { blockWeights: blocks } : {}),
-      ...(diverged.length === 0 ? {} : { diverged }),
-      ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+  const written = await writeSoup(
+    checkpoints,
+    output,
+    candidateProducer(space.weights(outcome.best)),
+    {
+      strategy: 'learned',
+      chosen,
+      scores,
+      extra: {
+        metric: options.metric,
+        score,
+        objective,
+        validation: setup.dataset?.path ?? options.evalCmd,
+        hyperparameters: params,
+        weights,
+        ...(by === 'block' ? { blockWeights: blocks } : {}),
+        ...(diverged.length === 0 ? {} : { diverged }),
+        ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+      },
+      command: searchCommandArguments(),
     },
-    command: searchCommandArguments(),
-  }, signal);
+    signal,
+  );
   terminal.endProgress();
   const seconds = (performance.now() - started) / 1000;
   const document: LearnedSearchDocument = {

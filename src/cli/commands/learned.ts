@@ -60,9 +60,12 @@ const SEARCH_ONLY = ['by', 'blocks', 'population', 'objective', 'scoreCache'] as
 /** The gradient path trains through the model's gradients, which only TF.js models give soup. */
 function checkTrainable(options: { model?: string | undefined }, reference: Checkpoint): void {
   if (options.model !== undefined && !/\.json$/i.test(options.model)) {
-    throw new UsageError(`--model ${options.model}: soup learned trains TF.js models (model.json) by gradients and searches ONNX models (.onnx) without them; this model is neither`, {
-      hint: 'pass --model model.json or --model model.onnx whose weight names match the tensors, or score with --eval-cmd CMD',
-    });
+    throw new UsageError(
+      `--model ${options.model}: soup learned trains TF.js models (model.json) by gradients and searches ONNX models (.onnx) without them; this model is neither`,
+      {
+        hint: 'pass --model model.json or --model model.onnx whose weight names match the tensors, or score with --eval-cmd CMD',
+      },
+    );
   }
   if (reference.format !== 'tfjs' && options.model === undefined) {
     throw new UsageError(`${reference.path}: soup learned needs a model to run, and a ${reference.format} checkpoint has none`, {
@@ -73,7 +76,9 @@ function checkTrainable(options: { model?: string | undefined }, reference: Chec
 
 function gradientSource(evaluator: Evaluator): Evaluator & GradientSource {
   if (!('lossGradients' in evaluator)) {
-    throw new UsageError(`soup learned needs gradients of the loss, and ${evaluator.description} gives only scores`, { hint: 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT' });
+    throw new UsageError(`soup learned needs gradients of the loss, and ${evaluator.description} gives only scores`, {
+      hint: 'make a greedy soup instead, which needs only scores: soup greedy INPUTS --val DATA (or --eval-cmd CMD) -o OUT',
+    });
   }
   return evaluator as Evaluator & GradientSource;
 }
@@ -94,18 +99,24 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
     checkTrainable(options, reference);
     const searchOnly = SEARCH_ONLY.find((key) => options[key] !== undefined);
     if (searchOnly !== undefined) {
-      throw new UsageError(`--${searchOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to the gradient-free search (ONNX models, --eval-cmd); ${reference.path} is a TF.js model, trained by gradient descent`, {
-        hint: 'leave it out, or score an ONNX export (--model model.onnx) to search without gradients',
-      });
+      throw new UsageError(
+        `--${searchOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to the gradient-free search (ONNX models, --eval-cmd); ${reference.path} is a TF.js model, trained by gradient descent`,
+        {
+          hint: 'leave it out, or score an ONNX export (--model model.onnx) to search without gradients',
+        },
+      );
     }
     if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
     const diverged = await scanDiverged(checkpoints, { allowNonfinite: options.allowNonfinite, leftOutOf: 'the soup' }, terminal, signal);
     // Diverged runs are scored but never mixed: a learned soup cannot train through NaN weights.
     const mixed = checkpoints.filter((checkpoint) => !diverged.has(checkpoint));
     if (mixed.length < 2) {
-      throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${mixed.length} of the ${checkpoints.length} did not diverge (${[...diverged.keys()].map((c) => c.name).join(', ')} hold non-finite weights)`, {
-        hint: 'add finite runs, or score them with soup compare, which ranks diverged runs last',
-      });
+      throw new UsageError(
+        `a learned soup mixes at least 2 ingredients; only ${mixed.length} of the ${checkpoints.length} did not diverge (${[...diverged.keys()].map((c) => c.name).join(', ')} hold non-finite weights)`,
+        {
+          hint: 'add finite runs, or score them with soup compare, which ranks diverged runs last',
+        },
+      );
     }
     const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
     const memory = learnedMemoryBytes(mixed);
@@ -115,7 +126,13 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
         { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
       );
     }
-    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize, protect: [options.model, options.val] });
+    const output = await prepareOutput(checkpoints, {
+      out: options.output,
+      force: options.force,
+      dtype: options.dtype,
+      shardSize: options.outShardSize,
+      protect: [options.model, options.val],
+    });
     for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
     const params: LearnedParams = {
       lr: options.lr,
@@ -155,24 +172,30 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
     const chosen = mixed.map((checkpoint) => checkpoint.name);
     const weights = soup.weightsByTensor();
     const mixer = new Mixer(mixed, { signal, onProgress: progress });
-    const written = await writeSoup(checkpoints, output, mixer.producer(soup.coefficients(), { normalize: false, plan: output.tensors }), {
-      strategy: 'learned',
-      chosen,
-      scores,
-      extra: {
-        metric: options.metric,
-        direction,
-        score: trained.score,
-        ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
-        validation: dataset?.path,
-        hyperparameters: { optimizer: 'AdamW', ...params },
-        beta: soup.beta,
-        weights,
-        epochs,
-        ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+    const written = await writeSoup(
+      checkpoints,
+      output,
+      mixer.producer(soup.coefficients(), { normalize: false, plan: output.tensors }),
+      {
+        strategy: 'learned',
+        chosen,
+        scores,
+        extra: {
+          metric: options.metric,
+          direction,
+          score: trained.score,
+          ...(diverged.size === 0 ? {} : { diverged: Object.fromEntries([...diverged].map(([checkpoint, divergence]) => [checkpoint.name, divergence])) }),
+          validation: dataset?.path,
+          hyperparameters: { optimizer: 'AdamW', ...params },
+          beta: soup.beta,
+          weights,
+          epochs,
+          ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
+        },
+        command: commandArguments(),
       },
-      command: commandArguments(),
-    }, signal);
+      signal,
+    );
     terminal.endProgress();
     const document: LearnedDocument = {
       strategy: 'learned',

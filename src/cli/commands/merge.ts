@@ -24,9 +24,18 @@ const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions
 export const MERGEKIT_CONFIG = 'mergekit_config.yml';
 
 /** A linear merge that is a plain weighted mean streams through the chunked mixer, as fast as soup uniform. */
-function fastLinear(config: MergeConfig, models: readonly Checkpoint[], options: { allowNonfinite: boolean }, signal: AbortSignal, terminal: Terminal): TensorProducer | undefined {
+function fastLinear(
+  config: MergeConfig,
+  models: readonly Checkpoint[],
+  options: { allowNonfinite: boolean },
+  signal: AbortSignal,
+  terminal: Terminal,
+): TensorProducer | undefined {
   if (config.method !== linear || config.slices !== undefined) return undefined;
-  const weights = plainMeanWeights(config.parameters, config.models.map((entry) => entry.parameters));
+  const weights = plainMeanWeights(
+    config.parameters,
+    config.models.map((entry) => entry.parameters),
+  );
   if (weights === undefined) return undefined;
   const firstFloat = models[0]!.tensors().find((tensor) => isFloatDType(tensor.dtype));
   if (weights.reduce((a, b) => a + b, 0) === 0 && firstFloat !== undefined) refuseZeroSum(firstFloat.name);
@@ -49,7 +58,9 @@ function hubModelsOf(checkpoints: readonly Checkpoint[]): { hubModels?: string[]
 
 function globalDefaults(method: MergeMethod): Record<string, unknown> {
   return Object.fromEntries(
-    Object.entries(method.parameters).filter(([, def]) => def.scope === 'global' && def.default !== undefined).map(([name, def]) => [name, def.default]),
+    Object.entries(method.parameters)
+      .filter(([, def]) => def.scope === 'global' && def.default !== undefined)
+      .map(([name, def]) => [name, def.default]),
   );
 }
 
@@ -72,7 +83,13 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
   try {
     const reference = opened.base ?? opened.models[0]!;
     const dtype = options.dtype ?? config.outDtype ?? config.dtype;
-    const output = await prepareOutput([reference], { out: options.output, force: options.force, dtype, shardSize: options.outShardSize, protect: opened.all.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]) });
+    const output = await prepareOutput([reference], {
+      out: options.output,
+      force: options.force,
+      dtype,
+      shardSize: options.outShardSize,
+      protect: opened.all.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]),
+    });
     // The base's (else the first model's) config and tokenizer travel with a folder output, with a model card.
     const described = opened.slices !== undefined ? opened.all : opened.base === undefined ? opened.models : [opened.base, ...opened.models];
     for (const warning of await prepareModelFiles(described, output, options)) terminal.warn(warning);
@@ -88,7 +105,10 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
     if (folder && renumbered !== undefined) extraFiles.set('config.json', new TextEncoder().encode(renumbered));
     const merge = mergeFromConfig(config, opened, {
       seed: options.randomSeed,
-      layers: layerIndex(options, reference.tensors().map((tensor) => tensor.name)),
+      layers: layerIndex(
+        options,
+        reference.tensors().map((tensor) => tensor.name),
+      ),
       allowNonFinite: options.allowNonfinite,
       signal,
       onProgress: terminal.progress(),
@@ -107,7 +127,14 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       ...(dtype === undefined ? {} : { dtype }),
       mergekit: yaml,
     };
-    const written = await writeSoup(opened.all, output, fastLinear(config, opened.models, options, signal, terminal) ?? merge.producer(), { strategy: 'merge', chosen, extra: recipe, command: commandArguments() }, signal, extraFiles);
+    const written = await writeSoup(
+      opened.all,
+      output,
+      fastLinear(config, opened.models, options, signal, terminal) ?? merge.producer(),
+      { strategy: 'merge', chosen, extra: recipe, command: commandArguments() },
+      signal,
+      extraFiles,
+    );
     terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
     if (terminal.json) {
@@ -130,7 +157,9 @@ export async function runMerge(inputs: string[], rawOptions: unknown, signal: Ab
       return;
     }
     const paint = terminal.paint;
-    terminal.print(`${paint.bold(`Merge (${config.method.name})`)} of ${chosen.length} ingredient${chosen.length === 1 ? '' : 's'} -> ${paint.cyan(written.path)}`);
+    terminal.print(
+      `${paint.bold(`Merge (${config.method.name})`)} of ${chosen.length} ingredient${chosen.length === 1 ? '' : 's'} -> ${paint.cyan(written.path)}`,
+    );
     if (opened.base !== undefined) terminal.print(`  base         ${opened.base.name}`);
     terminal.print(`  ingredients  ${chosen.join(', ')}`);
     const shown = Object.entries(config.parameters).map(([name, value]) => `${name}=${JSON.stringify(value)}`);

@@ -29,7 +29,7 @@ function quantileIndex(q: number, n: number): number {
 
 export const arceeFusion: MergeMethod = {
   name: 'arcee_fusion',
-  description: 'keep the other model\'s changes whose importance (|change| x row KL divergence) is an outlier',
+  description: "keep the other model's changes whose importance (|change| x row KL divergence) is an outlier",
   base: 'required',
   minModels: 1,
   maxModels: 1,

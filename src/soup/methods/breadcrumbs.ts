@@ -34,7 +34,7 @@ export const breadcrumbs: MergeMethod = taskVectorMethod({
 /** Breadcrumbs' masks with TIES's sign election (mergekit's breadcrumbs_ties). */
 export const breadcrumbsTies: MergeMethod = taskVectorMethod({
   name: 'breadcrumbs_ties',
-  description: 'breadcrumbs\' masks, then TIES\'s sign election over the kept entries',
+  description: "breadcrumbs' masks, then TIES's sign election over the kept entries",
   consensus: true,
   parameters,
   sparsify: (delta, k, inputs) =>

@@ -46,7 +46,14 @@ export class CounterRandom {
 }
 
 /** Bernoulli(density) keep-mask of one ingredient's delta, rescaled as `mode` says. */
-export function dropAndRescale(delta: Float64Array, density: number, inputs: Pick<TensorInputs, 'seed' | 'tensor'>, ingredient: string, rescale: boolean, mode: string): Float64Array {
+export function dropAndRescale(
+  delta: Float64Array,
+  density: number,
+  inputs: Pick<TensorInputs, 'seed' | 'tensor'>,
+  ingredient: string,
+  rescale: boolean,
+  mode: string,
+): Float64Array {
   if (density >= 1) return delta;
   const random = new CounterRandom(inputs.seed, inputs.tensor.name, ingredient);
   const keep = new Uint8Array(delta.length);
@@ -62,12 +69,19 @@ const parameters = {
     scope: 'global',
     schema: z.enum(['l1', 'inverse_density'], { errorMap: () => ({ message: 'must be l1 or inverse_density' }) }),
     default: 'l1',
-    description: 'l1: match the unmasked delta\'s L1 norm (mergekit today); inverse_density: divide by density (the DARE paper)',
+    description: "l1: match the unmasked delta's L1 norm (mergekit today); inverse_density: divide by density (the DARE paper)",
   },
 } satisfies ParameterDefs;
 
 function sparsify(delta: Float64Array, k: number, inputs: TensorInputs): Float64Array {
-  return dropAndRescale(delta, inputs.params[k]!.density as number, inputs, inputs.names[k]!, inputs.global.rescale as boolean, inputs.global.rescale_mode as string);
+  return dropAndRescale(
+    delta,
+    inputs.params[k]!.density as number,
+    inputs,
+    inputs.names[k]!,
+    inputs.global.rescale as boolean,
+    inputs.global.rescale_mode as string,
+  );
 }
 
 export const dareLinear: MergeMethod = taskVectorMethod({

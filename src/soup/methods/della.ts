@@ -15,7 +15,12 @@ import type { MergeMethod, TensorInputs } from './method.js';
 import { number, type ParameterDefs } from './parameters.js';
 import { applyMask, taskVectorMethod, taskVectorParameters } from './task-vectors.js';
 
-const epsilon = { scope: 'model', schema: number(), default: 0.15, description: 'spread of the keep probabilities around density (density +/- epsilon)' } as const;
+const epsilon = {
+  scope: 'model',
+  schema: number(),
+  default: 0.15,
+  description: 'spread of the keep probabilities around density (density +/- epsilon)',
+} as const;
 
 /** Ranks (0-based, smallest |delta| first, equal magnitudes by index) of each fiber along dimension 1. */
 function ranksAlongDim1(delta: Float64Array, shape: readonly number[]): { rank: Float64Array; width: number } {
@@ -34,7 +39,14 @@ function ranksAlongDim1(delta: Float64Array, shape: readonly number[]): { rank: 
 }
 
 /** mergekit's della_magprune with seeded draws. */
-export function magnitudePrune(delta: Float64Array, density: number, epsilon: number, rescale: boolean, inputs: Pick<TensorInputs, 'seed' | 'tensor'>, ingredient: string): Float64Array {
+export function magnitudePrune(
+  delta: Float64Array,
+  density: number,
+  epsilon: number,
+  rescale: boolean,
+  inputs: Pick<TensorInputs, 'seed' | 'tensor'>,
+  ingredient: string,
+): Float64Array {
   if (density >= 1) return delta;
   if (density + epsilon >= 1 || density - epsilon <= 0) {
     throw new UsageError(`della: density ${density} +/- epsilon ${epsilon} for ${ingredient}, tensor "${inputs.tensor.name}", leaves (0, 1)`, {

@@ -68,7 +68,7 @@ export function karcherMean(tensors: readonly Float64Array[], maxIter: number, t
 
 export const karcher: MergeMethod = {
   name: 'karcher',
-  description: 'Riemannian (Karcher) mean of the models\' directions, scaled by their mean norm',
+  description: "Riemannian (Karcher) mean of the models' directions, scaled by their mean norm",
   base: 'none',
   baseAsModel: 'always',
   minModels: 1,

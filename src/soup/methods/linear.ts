@@ -3,7 +3,7 @@ import type { MergeMethod } from './method.js';
 import { boolean, number, type ParameterDefs, type ParameterValue } from './parameters.js';
 
 const parameters = {
-  weight: { scope: 'model', schema: number(), required: true, description: 'this ingredient\'s weight' },
+  weight: { scope: 'model', schema: number(), required: true, description: "this ingredient's weight" },
   normalize: { scope: 'global', schema: boolean(), default: true, description: 'divide by the sum of the weights' },
 } satisfies ParameterDefs;
 
@@ -39,7 +39,10 @@ export const linear: MergeMethod = {
  * The weights of a linear merge that is a plain weighted mean (normalize on, every weight one number
  * for every tensor), which the chunked mixer streams as fast as a uniform soup; undefined otherwise.
  */
-export function plainMeanWeights(global: Readonly<Record<string, ParameterValue>>, perModel: readonly Readonly<Record<string, ParameterValue>>[]): number[] | undefined {
+export function plainMeanWeights(
+  global: Readonly<Record<string, ParameterValue>>,
+  perModel: readonly Readonly<Record<string, ParameterValue>>[],
+): number[] | undefined {
   if ((global.normalize ?? true) !== true) return undefined;
   const weights = perModel.map((own) => own.weight ?? global.weight);
   return weights.every((weight): weight is number => typeof weight === 'number') ? weights : undefined;

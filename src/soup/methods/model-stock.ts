@@ -39,7 +39,7 @@ function stockGroup(base: Float64Array, models: readonly Float64Array[], offset:
 
 export const modelStock: MergeMethod = {
   name: 'model_stock',
-  description: 'move from the base toward the ingredients\' mean by a ratio set by the angle between their deltas',
+  description: "move from the base toward the ingredients' mean by a ratio set by the angle between their deltas",
   base: 'required',
   minModels: 2,
   parameters,

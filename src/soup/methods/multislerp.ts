@@ -9,7 +9,7 @@ import type { MergeMethod } from './method.js';
 import { boolean, number, type ParameterDefs } from './parameters.js';
 
 const parameters = {
-  weight: { scope: 'model', schema: number(), required: true, description: 'this ingredient\'s weight' },
+  weight: { scope: 'model', schema: number(), required: true, description: "this ingredient's weight" },
   normalize_weights: { scope: 'global', schema: boolean(), default: true, description: 'divide the weights by their sum' },
   eps: { scope: 'global', schema: number(), default: 1e-8, description: 'added to norms to keep divisions finite' },
 } satisfies ParameterDefs;

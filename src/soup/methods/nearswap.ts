@@ -2,7 +2,7 @@ import type { MergeMethod } from './method.js';
 import { number, type ParameterDefs } from './parameters.js';
 
 const parameters = {
-  t: { scope: 'global', schema: number(), required: true, description: 'distance below which the other model\'s value replaces the base\'s' },
+  t: { scope: 'global', schema: number(), required: true, description: "distance below which the other model's value replaces the base's" },
 } satisfies ParameterDefs;
 
 /**
@@ -11,7 +11,7 @@ const parameters = {
  */
 export const nearswap: MergeMethod = {
   name: 'nearswap',
-  description: 'take the other model\'s values where they lie within t of the base\'s, interpolate beyond',
+  description: "take the other model's values where they lie within t of the base's, interpolate beyond",
   base: 'required',
   minModels: 1,
   maxModels: 1,

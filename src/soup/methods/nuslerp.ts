@@ -8,13 +8,21 @@ import type { MergeMethod } from './method.js';
 import { boolean, number, type ParameterDefs } from './parameters.js';
 
 const parameters = {
-  weight: { scope: 'model', schema: number(), required: true, description: 'this ingredient\'s weight (t = w_1 / (w_0 + w_1))' },
+  weight: { scope: 'model', schema: number(), required: true, description: "this ingredient's weight (t = w_1 / (w_0 + w_1))" },
   nuslerp_row_wise: { scope: 'global', schema: boolean(), default: false, description: 'interpolate vectors along the first dimension instead of the last' },
   nuslerp_flatten: { scope: 'global', schema: boolean(), default: true, description: 'interpolate the whole tensor as one vector' },
 } satisfies ParameterDefs;
 
 /** Interpolates the vectors of `count` elements found at `at(j, k)` for k < count, vector j of `vectors`. */
-function slerpVectors(t: number, v0: Float64Array, v1: Float64Array, out: Float64Array, vectors: number, count: number, at: (j: number, k: number) => number): void {
+function slerpVectors(
+  t: number,
+  v0: Float64Array,
+  v1: Float64Array,
+  out: Float64Array,
+  vectors: number,
+  count: number,
+  at: (j: number, k: number) => number,
+): void {
   for (let j = 0; j < vectors; j++) {
     let n0 = 0;
     let n1 = 0;

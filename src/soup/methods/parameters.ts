@@ -32,10 +32,8 @@ export type ParameterDefs = Readonly<Record<string, ParameterDef>>;
 
 /** Messages shared by the methods' schemas, so that errors read the same everywhere. */
 export const number = (): z.ZodNumber => z.number({ invalid_type_error: 'must be a number' });
-export const unitInterval = (): z.ZodType<number> =>
-  number().refine((value) => value > 0 && value <= 1, { message: 'must be in (0, 1]' });
-export const fraction = (): z.ZodType<number> =>
-  number().refine((value) => value >= 0 && value <= 1, { message: 'must be in [0, 1]' });
+export const unitInterval = (): z.ZodType<number> => number().refine((value) => value > 0 && value <= 1, { message: 'must be in (0, 1]' });
+export const fraction = (): z.ZodType<number> => number().refine((value) => value >= 0 && value <= 1, { message: 'must be in [0, 1]' });
 export const boolean = (): z.ZodBoolean => z.boolean({ invalid_type_error: 'must be true or false' });
 
 /**
@@ -221,7 +219,12 @@ function checkValue(def: ParameterDef, value: unknown, path: string): ParameterI
 }
 
 /** Required parameters that no model and no global block sets. */
-export function missingParameters(defs: ParameterDefs, global: Readonly<Record<string, unknown>>, perModel: readonly Readonly<Record<string, unknown>>[], where: (k: number) => string): ParameterIssue[] {
+export function missingParameters(
+  defs: ParameterDefs,
+  global: Readonly<Record<string, unknown>>,
+  perModel: readonly Readonly<Record<string, unknown>>[],
+  where: (k: number) => string,
+): ParameterIssue[] {
   const issues: ParameterIssue[] = [];
   for (const [name, def] of Object.entries(defs)) {
     if (!def.required || global[name] !== undefined) continue;

@@ -8,7 +8,7 @@ const parameters = {
 /** mergekit's passthrough: one model's tensor, times `scale` when given (layer stacking with slices). */
 export const passthrough: MergeMethod = {
   name: 'passthrough',
-  description: 'copy one model\'s tensors, optionally scaled (with slices: layer stacking)',
+  description: "copy one model's tensors, optionally scaled (with slices: layer stacking)",
   base: 'none',
   minModels: 1,
   maxModels: 1,

@@ -17,8 +17,24 @@ import { taskArithmetic } from './task-arithmetic.js';
 import { ties } from './ties.js';
 
 export const METHODS: readonly MergeMethod[] = [
-  linear, taskArithmetic, ties, dareLinear, dareTies, slerp, modelStock, breadcrumbs,
-  breadcrumbsTies, della, dellaLinear, sce, karcher, nuslerp, multislerp, nearswap, arceeFusion, passthrough,
+  linear,
+  taskArithmetic,
+  ties,
+  dareLinear,
+  dareTies,
+  slerp,
+  modelStock,
+  breadcrumbs,
+  breadcrumbsTies,
+  della,
+  dellaLinear,
+  sce,
+  karcher,
+  nuslerp,
+  multislerp,
+  nearswap,
+  arceeFusion,
+  passthrough,
 ];
 
 export const METHOD_NAMES: readonly string[] = METHODS.map((method) => method.name);

@@ -136,7 +136,7 @@ export function combineTaskVectors(
 /** Parameters every task-vector method takes, with the method's defaults for normalize and rescale. */
 export function taskVectorParameters(defaults: { normalize: boolean; rescale?: boolean; density?: boolean }): ParameterDefs {
   return {
-    weight: { scope: 'model', schema: number(), required: true, description: 'how much of this ingredient\'s task vector to add' },
+    weight: { scope: 'model', schema: number(), required: true, description: "how much of this ingredient's task vector to add" },
     ...(defaults.density === false
       ? {}
       : { density: { scope: 'model', schema: unitInterval(), default: 1, description: 'fraction of each task vector to keep' } }),
@@ -166,12 +166,16 @@ export function taskVectorMethod(spec: {
     mergeTensor(inputs) {
       const deltas = taskVectors(inputs);
       const sparse = spec.sparsify === undefined ? deltas : deltas.map((delta, k) => spec.sparsify!(delta, k, inputs));
-      return combineTaskVectors(inputs.base!, sparse, inputs.params.map((p) => p.weight as number), {
-        consensus: spec.consensus,
-        normalize: inputs.global.normalize as boolean,
-        lambda: inputs.global.lambda as number,
-      });
+      return combineTaskVectors(
+        inputs.base!,
+        sparse,
+        inputs.params.map((p) => p.weight as number),
+        {
+          consensus: spec.consensus,
+          normalize: inputs.global.normalize as boolean,
+          lambda: inputs.global.lambda as number,
+        },
+      );
     },
   };
 }
-

@@ -27,15 +27,15 @@ export function keepTopK(delta: Float64Array, density: number, rescale: boolean)
  */
 export const ties: MergeMethod = {
   ...taskVectorMethod({
-  name: 'ties',
-  description: 'trim task vectors to their largest entries, elect signs, average the agreeing ones',
-  consensus: true,
-  parameters,
-  sparsify(delta, k, inputs) {
-    const rescale = inputs.global.rescale as boolean;
-    if (inputs.global.ties_scope === 'global') return (inputs.prepared as GlobalTopK[])[k]!.mask(inputs.tensor.name, delta, rescale);
-    return keepTopK(delta, inputs.params[k]!.density as number, rescale);
-  },
+    name: 'ties',
+    description: 'trim task vectors to their largest entries, elect signs, average the agreeing ones',
+    consensus: true,
+    parameters,
+    sparsify(delta, k, inputs) {
+      const rescale = inputs.global.rescale as boolean;
+      if (inputs.global.ties_scope === 'global') return (inputs.prepared as GlobalTopK[])[k]!.mask(inputs.tensor.name, delta, rescale);
+      return keepTopK(delta, inputs.params[k]!.density as number, rescale);
+    },
   }),
   async prepare(context) {
     const first = context.tensors[0];

@@ -172,7 +172,9 @@ export class Cmaes {
     const n = this.dimension;
     // A NaN ranks last (worst), as a non-finite score is the worst.
     const key = (v: number): number => (Number.isNaN(v) ? Infinity : v);
-    const order = asked.map((_, k) => k).sort((a, b) => key(values[a]!) - key(values[b]!) || (Number.isNaN(values[a]!) ? 1 : 0) - (Number.isNaN(values[b]!) ? 1 : 0) || a - b);
+    const order = asked
+      .map((_, k) => k)
+      .sort((a, b) => key(values[a]!) - key(values[b]!) || (Number.isNaN(values[a]!) ? 1 : 0) - (Number.isNaN(values[b]!) ? 1 : 0) || a - b);
     this.evaluations += asked.length;
     this.generation++;
     const old = this.mean;

@@ -111,7 +111,11 @@ async function scoreOne<T>(
 }
 
 /** Runs CMA-ES over `space` until the evaluation budget is spent; the best candidate seen wins, ties to the earlier one. */
-export async function runSearch<T>(space: SearchSpace<T>, evaluate: (candidate: T, signal: AbortSignal) => Promise<Evaluation>, options: SearchOptions): Promise<SearchOutcome<T>> {
+export async function runSearch<T>(
+  space: SearchSpace<T>,
+  evaluate: (candidate: T, signal: AbortSignal) => Promise<Evaluation>,
+  options: SearchOptions,
+): Promise<SearchOutcome<T>> {
   const onProgress = options.onProgress ?? ignoreProgress;
   const started = performance.now();
   const higher = higherIsBetter(options.direction);
@@ -128,7 +132,12 @@ export async function runSearch<T>(space: SearchSpace<T>, evaluate: (candidate: 
     const seconds = (performance.now() - started) / 1000;
     const rate = seconds > 0 ? evaluations / seconds : 0;
     const shown = Number.isNaN(best) ? 'none' : (higher ? -best : best).toFixed(4);
-    onProgress({ kind: 'score', done: evaluations, total: options.evaluations, candidate: `generation ${generation}: best ${options.objective} ${shown}, ${rate.toFixed(1)} evaluations/s` });
+    onProgress({
+      kind: 'score',
+      done: evaluations,
+      total: options.evaluations,
+      candidate: `generation ${generation}: best ${options.objective} ${shown}, ${rate.toFixed(1)} evaluations/s`,
+    });
   };
 
   const startPoint = Float64Array.from(space.start);
@@ -138,11 +147,23 @@ export async function runSearch<T>(space: SearchSpace<T>, evaluate: (candidate: 
   evaluations++;
   if (!(options.objective in startMetrics)) {
     const has = Object.keys(startMetrics).join(', ') || 'nothing';
-    throw new UsageError(`--objective ${options.objective}: the scores have no "${options.objective}" (they have: ${has})`, { hint: 'rank by one of those with --objective, or make the evaluation report it' });
+    throw new UsageError(`--objective ${options.objective}: the scores have no "${options.objective}" (they have: ${has})`, {
+      hint: 'rank by one of those with --objective, or make the evaluation report it',
+    });
   }
-  let best: { candidate: T; point: Float64Array; metrics: Record<string, number>; cost: number } = { candidate: startCandidate, point: startPoint, metrics: startMetrics, cost: cost(startMetrics) };
+  let best: { candidate: T; point: Float64Array; metrics: Record<string, number>; cost: number } = {
+    candidate: startCandidate,
+    point: startPoint,
+    metrics: startMetrics,
+    cost: cost(startMetrics),
+  };
   const generations: GenerationRecord[] = [];
-  const es = new Cmaes({ mean: space.start, sigma: space.sigma, seed: options.seed, ...(options.population === undefined ? {} : { population: options.population }) });
+  const es = new Cmaes({
+    mean: space.start,
+    sigma: space.sigma,
+    seed: options.seed,
+    ...(options.population === undefined ? {} : { population: options.population }),
+  });
   while (evaluations < options.evaluations) {
     throwIfAborted(options.signal);
     const points = es.ask();
@@ -151,11 +172,16 @@ export async function runSearch<T>(space: SearchSpace<T>, evaluate: (candidate: 
     const candidates = points.slice(0, count).map((point) => space.decode(point));
     const metrics: Record<string, number>[] = new Array(count);
     status(es.generation + 1, best.cost);
-    await runConcurrently(count, options.jobs, async (k, signal) => {
-      metrics[k] = await scoreOne(space, candidates[k]!, evaluate, options, signal, calls);
-      evaluations++;
-      status(es.generation + 1, best.cost);
-    }, options.signal);
+    await runConcurrently(
+      count,
+      options.jobs,
+      async (k, signal) => {
+        metrics[k] = await scoreOne(space, candidates[k]!, evaluate, options, signal, calls);
+        evaluations++;
+        status(es.generation + 1, best.cost);
+      },
+      options.signal,
+    );
     const costs = metrics.map(cost);
     for (let k = 0; k < count; k++) {
       if (better(costs[k]!, best.cost)) best = { candidate: candidates[k]!, point: points[k]!, metrics: metrics[k]!, cost: costs[k]! };

@@ -28,7 +28,10 @@ async function valuesOf(checkpoint: Checkpoint, name: string): Promise<(number |
 }
 
 async function assertMatches(checkpoint: Checkpoint, want: Expected): Promise<void> {
-  assert.deepEqual(checkpoint.tensors().map((t) => t.name), Object.keys(want.tensors));
+  assert.deepEqual(
+    checkpoint.tensors().map((t) => t.name),
+    Object.keys(want.tensors),
+  );
   for (const tensor of checkpoint.tensors()) {
     const spec = want.tensors[tensor.name]!;
     assert.equal(tensor.dtype, spec.dtype, tensor.name);
@@ -40,7 +43,17 @@ async function assertMatches(checkpoint: Checkpoint, want: Expected): Promise<vo
 }
 
 describe('PyTorch reader on files torch.save wrote', () => {
-  for (const fixture of ['legacy.pt', 'plain.pt', 'protocol4.pt', 'tied.pt', 'views.pt', 'dtypes.pt', 'training.ckpt', 'hf-single/pytorch_model.bin', 'runs/run-2.pt']) {
+  for (const fixture of [
+    'legacy.pt',
+    'plain.pt',
+    'protocol4.pt',
+    'tied.pt',
+    'views.pt',
+    'dtypes.pt',
+    'training.ckpt',
+    'hf-single/pytorch_model.bin',
+    'runs/run-2.pt',
+  ]) {
     it(`reads every tensor of ${fixture} with the values torch saved`, async () => {
       const checkpoint = await PytorchFile.open(path.join(fixtures, fixture));
       try {
@@ -71,7 +84,7 @@ describe('PyTorch reader on files torch.save wrote', () => {
     const checkpoint = await PytorchFile.open(path.join(fixtures, 'dtypes.pt'));
     const scratch = { bytes: new Uint8Array(8), floats: new Float32Array(4) };
     const values = [...(await checkpoint.readFloatRange('bf16_t', 2, 3, scratch))];
-    assert.deepEqual(values, expected['dtypes.pt']!.tensors['bf16_t']!.values.slice(2, 5));
+    assert.deepEqual(values, expected['dtypes.pt']!.tensors.bf16_t!.values.slice(2, 5));
     await checkpoint.close();
   });
 
@@ -82,14 +95,12 @@ describe('PyTorch reader on files torch.save wrote', () => {
   });
 
   it('refuses --key naming an entry that holds no tensors, listing the entries there are', async () => {
-    await assert.rejects(
-      PytorchFile.open(path.join(fixtures, 'training.ckpt'), 'training', { key: 'epoch' }),
-      { message: `${path.join(fixtures, 'training.ckpt')}: entry "epoch" is 3 without tensors, not a state dict` },
-    );
-    await assert.rejects(
-      PytorchFile.open(path.join(fixtures, 'training.ckpt'), 'training', { key: 'ema' }),
-      { message: `${path.join(fixtures, 'training.ckpt')}: has no entry "ema" (its entries: epoch, model_state_dict, optimizer_state_dict, loss)` },
-    );
+    await assert.rejects(PytorchFile.open(path.join(fixtures, 'training.ckpt'), 'training', { key: 'epoch' }), {
+      message: `${path.join(fixtures, 'training.ckpt')}: entry "epoch" is 3 without tensors, not a state dict`,
+    });
+    await assert.rejects(PytorchFile.open(path.join(fixtures, 'training.ckpt'), 'training', { key: 'ema' }), {
+      message: `${path.join(fixtures, 'training.ckpt')}: has no entry "ema" (its entries: epoch, model_state_dict, optimizer_state_dict, loss)`,
+    });
   });
 
   it('reads a sharded Hugging Face folder with the shard layout of its index', async () => {
@@ -141,7 +152,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
   }
 
   it('reads an archive under any prefix, with ZIP64 directory fields', async () => {
-    for (const [prefix, zip64] of [['my-run', false], ['archive', true]] as const) {
+    for (const [prefix, zip64] of [
+      ['my-run', false],
+      ['archive', true],
+    ] as const) {
       const checkpoint = await open(`${prefix}.pt`, simpleArchive({ prefix, zip64 }));
       assert.deepEqual([...(await checkpoint.readFloats('weight'))], [0, 1, 2, 3, 4, 5]);
       assert.deepEqual([...(await checkpoint.readFloats('bias'))], [10, 11]);
@@ -150,7 +164,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
   });
 
   it('reads storages past 2 GiB and 4 GiB by offset, in sparse files, without reading the whole file', async () => {
-    for (const [gap, zip64] of [[2 ** 31 + 12345, false], [2 ** 32 + 12345, true]] as const) {
+    for (const [gap, zip64] of [
+      [2 ** 31 + 12345, false],
+      [2 ** 32 + 12345, true],
+    ] as const) {
       const file = path.join(dir, `large-${zip64 ? 'zip64' : 'zip32'}.pt`);
       const handle = await open_(file, 'w');
       const parts = zipParts(
@@ -176,7 +193,11 @@ describe('PyTorch reader on archives built byte by byte', () => {
     const big = Buffer.alloc(8);
     big.writeFloatBE(1.5, 0);
     big.writeFloatBE(-2, 4);
-    const bytes = torchArchive([{ name: 'w', key: '0', numel: 2, shape: [2] }], { '0': big }, { extra: [{ name: 'archive/byteorder', data: Buffer.from('big') }] });
+    const bytes = torchArchive(
+      [{ name: 'w', key: '0', numel: 2, shape: [2] }],
+      { '0': big },
+      { extra: [{ name: 'archive/byteorder', data: Buffer.from('big') }] },
+    );
     const checkpoint = await open('big.pt', bytes);
     assert.deepEqual([...(await checkpoint.readFloats('w'))], [1.5, -2]);
     assert.deepEqual([...(await checkpoint.readFloatRange('w', 1, 1))], [-2]);
@@ -196,11 +217,23 @@ describe('PyTorch reader on archives built byte by byte', () => {
     p.mark().unicode('storage').global('torch', 'UntypedStorage').unicode('0').unicode('cpu').int(8).tuple().binPersId();
     p.int(1).ints([3]).ints([1]).bool(false).global('collections', 'OrderedDict').emptyTuple().reduce().global('torch', 'float16').tuple().reduce();
     p.unicode('param').global('torch._utils', '_rebuild_parameter');
-    pushTensor(p.mark(), { name: 'param', key: '1', numel: 2, shape: [2] }).bool(true).global('collections', 'OrderedDict').emptyTuple().reduce().tuple().reduce();
+    pushTensor(p.mark(), { name: 'param', key: '1', numel: 2, shape: [2] })
+      .bool(true)
+      .global('collections', 'OrderedDict')
+      .emptyTuple()
+      .reduce()
+      .tuple()
+      .reduce();
     p.setItems().stop();
     const halves = new Uint8Array(new Uint16Array([0x3c00, 0x4000, 0xc000, 0x3800]).buffer);
     const checkpoint = await open('v3.pt', torchArchive([], { '0': halves, '1': f32Bytes([7, 8]) }, { pickle: p.bytes() }));
-    assert.deepEqual(checkpoint.tensors().map((t) => [t.name, t.dtype, t.shape]), [['half', 'F16', [3]], ['param', 'F32', [2]]]);
+    assert.deepEqual(
+      checkpoint.tensors().map((t) => [t.name, t.dtype, t.shape]),
+      [
+        ['half', 'F16', [3]],
+        ['param', 'F32', [2]],
+      ],
+    );
     assert.deepEqual([...(await checkpoint.readFloats('half'))], [2, -2, 0.5]);
     assert.deepEqual([...(await checkpoint.readFloats('param'))], [7, 8]);
     await checkpoint.close();
@@ -283,7 +316,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
     pushTensor(p.unicode('module.fc.weight'), { name: '', key: '0', numel: 2, shape: [2] });
     p.unicode('_metadata_version').int(1).setItems().stop();
     const checkpoint = await open('names.pt', torchArchive([], { '0': f32Bytes([1, 2]) }, { pickle: p.bytes() }));
-    assert.deepEqual(checkpoint.tensors().map((t) => t.name), ['module.fc.weight']);
+    assert.deepEqual(
+      checkpoint.tensors().map((t) => t.name),
+      ['module.fc.weight'],
+    );
     assert.deepEqual(checkpoint.notes, ['ignored entries that are not tensors: _metadata_version']);
     await checkpoint.close();
   });
@@ -296,7 +332,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
       { name: 'd', key: '0', numel: 4, offset: 2, shape: [2], stride: [1] },
     ];
     const checkpoint = await open('tied.pt', torchArchive(specs, { '0': f32Bytes([1, 2, 3, 4]) }));
-    assert.deepEqual(checkpoint.tensors().map((t) => t.tiedTo), [undefined, 'a', undefined, undefined]);
+    assert.deepEqual(
+      checkpoint.tensors().map((t) => t.tiedTo),
+      [undefined, 'a', undefined, undefined],
+    );
     assert.deepEqual([...(await checkpoint.readFloats('c'))], [1, 3, 2, 4]);
     assert.deepEqual([...(await checkpoint.readFloats('d'))], [3, 4]);
     await checkpoint.close();
@@ -304,7 +343,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
 
   it('gathers a permuted 3-D view in chunks of any size', async () => {
     const values = Array.from({ length: 24 }, (_, i) => i);
-    const checkpoint = await open('permuted.pt', torchArchive([{ name: 'p', key: '0', numel: 24, shape: [2, 3, 4], stride: [1, 2, 6] }], { '0': f32Bytes(values) }));
+    const checkpoint = await open(
+      'permuted.pt',
+      torchArchive([{ name: 'p', key: '0', numel: 24, shape: [2, 3, 4], stride: [1, 2, 6] }], { '0': f32Bytes(values) }),
+    );
     const want: number[] = [];
     for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) want.push(a + 2 * b + 6 * c);
     for (const chunk of [1, 5, 24]) {
@@ -319,7 +361,10 @@ describe('PyTorch reader on archives built byte by byte', () => {
   it('gathers a large transposed view chunk by chunk from one read of its storage', async () => {
     const [rows, cols] = [300, 200];
     const values = Array.from({ length: rows * cols }, (_, i) => i);
-    const checkpoint = await open('transposed.pt', torchArchive([{ name: 't', key: '0', numel: rows * cols, shape: [cols, rows], stride: [1, cols] }], { '0': f32Bytes(values) }));
+    const checkpoint = await open(
+      'transposed.pt',
+      torchArchive([{ name: 't', key: '0', numel: rows * cols, shape: [cols, rows], stride: [1, cols] }], { '0': f32Bytes(values) }),
+    );
     const chunk = 777;
     const scratch = { bytes: new Uint8Array(chunk * 4) };
     for (let start = 0; start < rows * cols; start += chunk) {
@@ -362,13 +407,19 @@ describe('PyTorch layouts', () => {
     await writeSafetensorsFile(path.join(folder, 'model.safetensors'), mlpTensors(1));
     const warnings: string[] = [];
     const found = await discoverIngredients([folder], { onWarning: (message) => warnings.push(message) });
-    assert.deepEqual(found.map((i) => i.format), ['safetensors']);
+    assert.deepEqual(
+      found.map((i) => i.format),
+      ['safetensors'],
+    );
     assert.deepEqual(warnings, [`${folder} holds both safetensors and PyTorch weights: using model.safetensors, ignoring pytorch_model.bin`]);
   });
 
   it('passes --key to every PyTorch ingredient', async () => {
     const p = new Pickle().proto(2).emptyDict().unicode('ema').emptyDict();
-    pushTensor(p.unicode('w'), { name: 'w', key: '0', numel: 2, shape: [2] }).setItem().setItem().stop();
+    pushTensor(p.unicode('w'), { name: 'w', key: '0', numel: 2, shape: [2] })
+      .setItem()
+      .setItem()
+      .stop();
     const file = path.join(dir, 'ema.pt');
     await writeFile(file, torchArchive([], { '0': f32Bytes([3, 4]) }, { pickle: p.bytes() }));
     const [ingredient] = await discoverIngredients([file], { key: 'ema' });
@@ -378,4 +429,3 @@ describe('PyTorch layouts', () => {
     await checkpoint.close();
   });
 });
-

@@ -8,17 +8,37 @@ describe('restricted unpickler', () => {
     const value = unpickle(new Pickle().proto(2).emptyDict().unicode('__proto__').unicode('polluted').setItem().stop().bytes());
     assert.ok(value instanceof Map);
     assert.equal(value.get('__proto__'), 'polluted');
-    assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
 
   it('keeps integers beyond 2^53 exact as BigInt, and smaller ones as numbers', () => {
-    const p = new Pickle().proto(2).mark().long(2n ** 53n + 1n).long(-(2n ** 70n)).long(-5n).int(-7).int(300).float(0.25).tuple().stop();
+    const p = new Pickle()
+      .proto(2)
+      .mark()
+      .long(2n ** 53n + 1n)
+      .long(-(2n ** 70n))
+      .long(-5n)
+      .int(-7)
+      .int(300)
+      .float(0.25)
+      .tuple()
+      .stop();
     const value = unpickle(p.bytes()) as PyTuple;
     assert.deepEqual(value.items, [2n ** 53n + 1n, -(2n ** 70n), -5, -7, 300, 0.25]);
   });
 
   it('reads protocol 4 framing, memoization and short strings', () => {
-    const p = new Pickle().proto(4).raw(0x95, 20, 0, 0, 0, 0, 0, 0, 0).raw(0x7d, 0x94).shortUnicode('a').raw(0x94).raw(0x5d, 0x94).raw(0x68, 1).raw(0x61).setItem().stop();
+    const p = new Pickle()
+      .proto(4)
+      .raw(0x95, 20, 0, 0, 0, 0, 0, 0, 0)
+      .raw(0x7d, 0x94)
+      .shortUnicode('a')
+      .raw(0x94)
+      .raw(0x5d, 0x94)
+      .raw(0x68, 1)
+      .raw(0x61)
+      .setItem()
+      .stop();
     const value = unpickle(p.bytes()) as Map<unknown, unknown>;
     assert.deepEqual([...value.entries()], [['a', ['a']]]);
   });
@@ -38,7 +58,10 @@ describe('restricted unpickler', () => {
     const p = pushTensor(new Pickle().proto(2), { name: 'w', key: '3', numel: 6, offset: 1, shape: [2, 2], stride: [1, 2] }).stop();
     const tensor = unpickle(p.bytes()) as TensorRef;
     assert.ok(tensor instanceof TensorRef);
-    assert.deepEqual([tensor.storage.key, tensor.storage.numel, tensor.type.dtype, tensor.offset, tensor.shape, tensor.stride], ['3', 6, 'F32', 1, [2, 2], [1, 2]]);
+    assert.deepEqual(
+      [tensor.storage.key, tensor.storage.numel, tensor.type.dtype, tensor.offset, tensor.shape, tensor.stride],
+      ['3', 6, 'F32', 1, [2, 2], [1, 2]],
+    );
   });
 
   const calls: [2 | 4, string, string, string][] = [
@@ -54,11 +77,14 @@ describe('restricted unpickler', () => {
   ];
   for (const [protocol, module, name, message] of calls) {
     it(`refuses ${module}.${name} in protocol ${protocol} by name`, () => {
-      assert.throws(() => unpickle(callingPickle(protocol, module, name, 'touch MARKER')), (error: Error) => {
-        assert.ok(error instanceof PickleError);
-        assert.ok(error.message.startsWith(message), error.message);
-        return true;
-      });
+      assert.throws(
+        () => unpickle(callingPickle(protocol, module, name, 'touch MARKER')),
+        (error: Error) => {
+          assert.ok(error instanceof PickleError);
+          assert.ok(error.message.startsWith(message), error.message);
+          return true;
+        },
+      );
     });
   }
 
@@ -80,7 +106,10 @@ describe('restricted unpickler', () => {
   });
 
   it('refuses strings longer than the pickle, and truncated pickles', () => {
-    assert.throws(() => unpickle(new Pickle().proto(2).raw(0x58, 0xff, 0xff, 0xff, 0x7f).stop().bytes()), /string of 2147483647 bytes \(at most 67108864 allowed\)/);
+    assert.throws(
+      () => unpickle(new Pickle().proto(2).raw(0x58, 0xff, 0xff, 0xff, 0x7f).stop().bytes()),
+      /string of 2147483647 bytes \(at most 67108864 allowed\)/,
+    );
     assert.throws(() => unpickle(new Pickle().proto(2).raw(0x58, 10, 0, 0, 0, 0x41).bytes()), /pickle ends in the middle of an opcode \(truncated\)/);
     assert.throws(() => unpickle(new Pickle().proto(2).emptyDict().bytes()), /pickle ends in the middle of an opcode/);
   });

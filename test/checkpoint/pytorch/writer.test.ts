@@ -45,9 +45,27 @@ describe('writeTorchFile', () => {
     const loaded = (await loadWithTorch(out))[0]!;
     assert.deepEqual(loaded.storageOwner, { 'embed.weight': 'embed.weight', 'head.bias': 'head.bias', 'head.weight': 'embed.weight' });
     assert.deepEqual(loaded.tensors, [
-      ['embed.weight', 'torch.float32', [3, 2], [[100, 101], [102, 103], [104, 105]]],
+      [
+        'embed.weight',
+        'torch.float32',
+        [3, 2],
+        [
+          [100, 101],
+          [102, 103],
+          [104, 105],
+        ],
+      ],
       ['head.bias', 'torch.float32', [2], [200, 201]],
-      ['head.weight', 'torch.float32', [3, 2], [[100, 101], [102, 103], [104, 105]]],
+      [
+        'head.weight',
+        'torch.float32',
+        [3, 2],
+        [
+          [100, 101],
+          [102, 103],
+          [104, 105],
+        ],
+      ],
     ]);
     assert.deepEqual(loaded.records, ['archive/data.pkl', 'archive/byteorder', 'archive/data/0', 'archive/data/1', 'archive/version', 'archive/soup.recipe']);
     assert.deepEqual(loaded.recipe, { strategy: 'test' });
@@ -64,7 +82,14 @@ describe('writeTorchFile', () => {
     assert.equal(loaded.badCrc, null);
     assert.deepEqual(loaded.misalignment, [0, 0, 0, 0, 0, 0]);
     assert.deepEqual(loaded.zip64Records, loaded.records);
-    assert.deepEqual(loaded.tensors.map(([name, , shape]) => [name, shape]), [['embed.weight', [3, 2]], ['head.bias', [2]], ['big', [100]]]);
+    assert.deepEqual(
+      loaded.tensors.map(([name, , shape]) => [name, shape]),
+      [
+        ['embed.weight', [3, 2]],
+        ['head.bias', [2]],
+        ['big', [100]],
+      ],
+    );
     assert.equal((loaded.tensors[2]![3] as number[])[99], 399);
     // miniz (torch's zip reader) rejects a record whose 32-bit offset field says "see ZIP64" while its
     // size is small, unless the file really is over 4 GiB; so the mixed layout is checked by zipfile alone.
@@ -96,7 +121,10 @@ describe('pickleStateDict', () => {
     const huge = { name: 'huge', dtype: 'BF16' as const, storageKey: '7', storageElements: 2 ** 53 - 1, storageOffset: 2 ** 40 };
     await writeFile(file, pickleStateDict([{ ...huge, shape: [3_000_000_000, 2 ** 31, 1, 70_000], stride: [2 ** 31, 1, 0, 65_535] }]));
     // A tensor of 3e9 elements over a 1-element storage (stride 0): real torch rebuilds it without allocating.
-    await writeFile(broadcast, pickleStateDict([{ name: 'b', dtype: 'F32', storageKey: '0', storageElements: 1, storageOffset: 0, shape: [3_000_000_000], stride: [0] }]));
+    await writeFile(
+      broadcast,
+      pickleStateDict([{ name: 'b', dtype: 'F32', storageKey: '0', storageElements: 1, storageOffset: 0, shape: [3_000_000_000], stride: [0] }]),
+    );
     const script = `
 import collections, io, json, pickle, pickletools, sys, torch
 import torch._weights_only_unpickler as w
@@ -151,16 +179,28 @@ describe('torch output targets', () => {
     assert.deepEqual(ties({ kind: 'pytorch', path: 'x.pt' }, [tied, tied]), [undefined, undefined, 'embed.weight']);
     assert.deepEqual(ties({ kind: 'pytorch', path: 'x.pt' }, [tied, untied]), [undefined, undefined, undefined]);
     assert.deepEqual(ties({ kind: 'safetensors', path: 'x.safetensors' }, [tied, tied]), [undefined, undefined, undefined]);
-    const split = new Map([['embed.weight', 'a.bin'], ['head.bias', 'b.bin'], ['head.weight', 'b.bin']]);
+    const split = new Map([
+      ['embed.weight', 'a.bin'],
+      ['head.bias', 'b.bin'],
+      ['head.weight', 'b.bin'],
+    ]);
     assert.deepEqual(ties({ kind: 'pytorch-sharded', path: 'x', layout: split }, [tied]), [undefined, undefined, undefined]);
-    const together = new Map([['embed.weight', 'a.bin'], ['head.bias', 'b.bin'], ['head.weight', 'a.bin']]);
+    const together = new Map([
+      ['embed.weight', 'a.bin'],
+      ['head.bias', 'b.bin'],
+      ['head.weight', 'a.bin'],
+    ]);
     assert.deepEqual(ties({ kind: 'pytorch-sharded', path: 'x', layout: together }, [tied]), [undefined, undefined, 'embed.weight']);
   });
 
   it('writes a pytorch_model.bin folder, and a sharded folder with the same shards and a pytorch_model.bin.index.json', async () => {
     const folder = path.join(dir, 'folder');
     const sharded = path.join(dir, 'sharded');
-    const layout = new Map([['embed.weight', 'pytorch_model-00001-of-00002.bin'], ['head.bias', 'pytorch_model-00002-of-00002.bin'], ['head.weight', 'pytorch_model-00001-of-00002.bin']]);
+    const layout = new Map([
+      ['embed.weight', 'pytorch_model-00001-of-00002.bin'],
+      ['head.bias', 'pytorch_model-00002-of-00002.bin'],
+      ['head.weight', 'pytorch_model-00001-of-00002.bin'],
+    ]);
     const metadata = fixedMetadata({ 'soup.recipe': '{}' });
     const written = await writeCheckpoint({ kind: 'pytorch-folder', path: folder }, tensors, metadata, producer());
     assert.deepEqual(written.files, [path.join(folder, 'pytorch_model.bin')]);
@@ -177,12 +217,35 @@ describe('torch output targets', () => {
       path.join(sharded, 'pytorch_model-00001-of-00002.bin'),
       path.join(sharded, 'pytorch_model-00002-of-00002.bin'),
     );
-    assert.deepEqual(single!.tensors.map(([name]) => name), ['embed.weight', 'head.bias', 'head.weight']);
-    assert.deepEqual(first!.tensors.map(([name, , , values]) => [name, values]), [
-      ['embed.weight', [[100, 101], [102, 103], [104, 105]]],
-      ['head.weight', [[100, 101], [102, 103], [104, 105]]],
-    ]);
+    assert.deepEqual(
+      single!.tensors.map(([name]) => name),
+      ['embed.weight', 'head.bias', 'head.weight'],
+    );
+    assert.deepEqual(
+      first!.tensors.map(([name, , , values]) => [name, values]),
+      [
+        [
+          'embed.weight',
+          [
+            [100, 101],
+            [102, 103],
+            [104, 105],
+          ],
+        ],
+        [
+          'head.weight',
+          [
+            [100, 101],
+            [102, 103],
+            [104, 105],
+          ],
+        ],
+      ],
+    );
     assert.deepEqual(first!.storageOwner['head.weight'], 'embed.weight');
-    assert.deepEqual(second!.tensors.map(([name, , , values]) => [name, values]), [['head.bias', [200, 201]]]);
+    assert.deepEqual(
+      second!.tensors.map(([name, , , values]) => [name, values]),
+      [['head.bias', [200, 201]]],
+    );
   });
 });

@@ -8,7 +8,13 @@ export function mergeValues(
   parameters: { global?: Record<string, ParameterValue>; models?: Record<string, ParameterValue>[]; seed?: number; names?: string[] } = {},
 ): number[] {
   const name = tensor.name ?? 'w';
-  const resolved = resolveParameters(method.parameters, parameters.global ?? {}, parameters.models ?? tensor.models.map(() => ({})), name, new LayerIndex([name]));
+  const resolved = resolveParameters(
+    method.parameters,
+    parameters.global ?? {},
+    parameters.models ?? tensor.models.map(() => ({})),
+    name,
+    new LayerIndex([name]),
+  );
   const inputs: TensorInputs = {
     tensor: { name, shape: tensor.shape ?? [tensor.models[0]!.length], dtype: 'F32', storedBytes: 0 },
     base: tensor.base === undefined ? undefined : Float64Array.from(tensor.base),

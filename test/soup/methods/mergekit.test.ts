@@ -45,7 +45,7 @@ function largestDifference(entry: Case): number {
   return entry.expected.reduce((worst, value, i) => Math.max(worst, Math.abs(merged[i]! - value) / Math.max(1, Math.abs(value))), 0);
 }
 
-describe('merge methods against mergekit\'s code', () => {
+describe("merge methods against mergekit's code", () => {
   const methods = [...new Set(cases.map((entry) => entry.method))];
 
   it('covers every method soup has', () => {

@@ -13,21 +13,61 @@ import { close, mergeValues } from './helpers.js';
 const weights = (...values: number[]) => values.map((weight) => ({ weight }));
 
 describe('the method registry', () => {
-  it('lists every method once, under mergekit\'s names', () => {
+  it("lists every method once, under mergekit's names", () => {
     assert.deepEqual(METHOD_NAMES, [
-      'linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'slerp', 'model_stock', 'breadcrumbs',
-      'breadcrumbs_ties', 'della', 'della_linear', 'sce', 'karcher', 'nuslerp', 'multislerp', 'nearswap', 'arcee_fusion', 'passthrough',
+      'linear',
+      'task_arithmetic',
+      'ties',
+      'dare_linear',
+      'dare_ties',
+      'slerp',
+      'model_stock',
+      'breadcrumbs',
+      'breadcrumbs_ties',
+      'della',
+      'della_linear',
+      'sce',
+      'karcher',
+      'nuslerp',
+      'multislerp',
+      'nearswap',
+      'arcee_fusion',
+      'passthrough',
     ]);
   });
 });
 
 describe('linear', () => {
   it('divides the weighted sum by the sum of the weights', () => {
-    assert.deepEqual(mergeValues(linear, { models: [[1, 2], [3, 4]] }, { models: weights(1, 3) }), [2.5, 3.5]);
+    assert.deepEqual(
+      mergeValues(
+        linear,
+        {
+          models: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+        { models: weights(1, 3) },
+      ),
+      [2.5, 3.5],
+    );
   });
 
   it('is the plain weighted sum without normalize', () => {
-    assert.deepEqual(mergeValues(linear, { models: [[1, 2], [3, 4]] }, { models: weights(1, 3), global: { normalize: false } }), [10, 14]);
+    assert.deepEqual(
+      mergeValues(
+        linear,
+        {
+          models: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+        { models: weights(1, 3), global: { normalize: false } },
+      ),
+      [10, 14],
+    );
   });
 
   it('refuses weights that sum to zero, naming the tensor', () => {
@@ -50,7 +90,17 @@ describe('the plain weighted mean fast path', () => {
 describe('task_arithmetic', () => {
   it('adds lambda times the weighted sum of deltas to the base', () => {
     // deltas [1, 2] and [-1, 0]; 1 * [1, 2] + 0.5 * [-1, 0] = [0.5, 2]; base + 2 * that.
-    const merged = mergeValues(taskArithmetic, { base: [1, 1], models: [[2, 3], [0, 1]] }, { models: weights(1, 0.5), global: { lambda: 2 } });
+    const merged = mergeValues(
+      taskArithmetic,
+      {
+        base: [1, 1],
+        models: [
+          [2, 3],
+          [0, 1],
+        ],
+      },
+      { models: weights(1, 0.5), global: { lambda: 2 } },
+    );
     assert.deepEqual(merged, [2, 5]);
   });
 
@@ -63,7 +113,17 @@ describe('task_arithmetic', () => {
 describe('ties', () => {
   it('trims to the top-k magnitudes, elects signs by the weighted sum and averages the agreeing deltas', () => {
     // a keeps 3 and 2, b keeps -4 and -2. Elected signs from [1, -4, 2, 0]: +, -, +, + (0 counts as +).
-    const merged = mergeValues(ties, { base: [0, 0, 0, 0], models: [[3, -1, 2, 0.5], [-2, -4, 1, 1]] }, { models: weights(1, 1).map((p) => ({ ...p, density: 0.5 })) });
+    const merged = mergeValues(
+      ties,
+      {
+        base: [0, 0, 0, 0],
+        models: [
+          [3, -1, 2, 0.5],
+          [-2, -4, 1, 1],
+        ],
+      },
+      { models: weights(1, 1).map((p) => ({ ...p, density: 0.5 })) },
+    );
     assert.deepEqual(merged, [3, -4, 2, 0]);
   });
 
@@ -79,7 +139,20 @@ describe('ties', () => {
   });
 
   it('leaves the base unchanged where every delta is zero', () => {
-    assert.deepEqual(mergeValues(ties, { base: [1, 2], models: [[1, 2], [1, 2]] }, { models: weights(1, 1) }), [1, 2]);
+    assert.deepEqual(
+      mergeValues(
+        ties,
+        {
+          base: [1, 2],
+          models: [
+            [1, 2],
+            [1, 2],
+          ],
+        },
+        { models: weights(1, 1) },
+      ),
+      [1, 2],
+    );
   });
 
   it('scales the result by lambda', () => {
@@ -91,7 +164,8 @@ describe('dare', () => {
   const delta = Array.from({ length: 100_000 }, (_, i) => ((i % 7) - 3) / 4 + 0.1);
 
   it('draws the same masks for the same seed, tensor and ingredient, and different ones otherwise', () => {
-    const run = (seed: number, name = 'w') => mergeValues(dareLinear, { base: delta.map(() => 0), models: [delta], name }, { models: [{ weight: 1, density: 0.5 }], seed });
+    const run = (seed: number, name = 'w') =>
+      mergeValues(dareLinear, { base: delta.map(() => 0), models: [delta], name }, { models: [{ weight: 1, density: 0.5 }], seed });
     assert.deepEqual(run(3), run(3));
     assert.notDeepEqual(run(3), run(4));
     assert.notDeepEqual(run(3), run(3, 'v'));
@@ -112,19 +186,39 @@ describe('dare', () => {
   });
 
   it('divides kept entries by density with rescale_mode: inverse_density', () => {
-    const merged = mergeValues(dareLinear, { base: delta.map(() => 0), models: [delta] }, { models: [{ weight: 1, density: 0.25 }], global: { rescale_mode: 'inverse_density' } });
+    const merged = mergeValues(
+      dareLinear,
+      { base: delta.map(() => 0), models: [delta] },
+      { models: [{ weight: 1, density: 0.25 }], global: { rescale_mode: 'inverse_density' } },
+    );
     merged.forEach((value, i) => assert.ok(value === 0 || value === delta[i]! / 0.25));
   });
 
   it('leaves the delta whole at density 1, and elects signs in dare_ties', () => {
-    assert.deepEqual(mergeValues(dareTies, { base: [0, 0], models: [[1, -2], [-3, 1]] }, { models: weights(1, 1) }), [-3, -2]);
+    assert.deepEqual(
+      mergeValues(
+        dareTies,
+        {
+          base: [0, 0],
+          models: [
+            [1, -2],
+            [-3, 1],
+          ],
+        },
+        { models: weights(1, 1) },
+      ),
+      [-3, -2],
+    );
   });
 
   it('draws numbers in [0, 1) from a counter that any machine reproduces', () => {
     const random = new CounterRandom(0, 'w', 'a');
     const values = [0, 1, 2, 2 ** 40].map((i) => random.at(i));
     values.forEach((value) => assert.ok(value >= 0 && value < 1));
-    assert.deepEqual(values, [0, 1, 2, 2 ** 40].map((i) => new CounterRandom(0, 'w', 'a').at(i)));
+    assert.deepEqual(
+      values,
+      [0, 1, 2, 2 ** 40].map((i) => new CounterRandom(0, 'w', 'a').at(i)),
+    );
     assert.equal(new Set(values).size, 4);
   });
 });
@@ -149,18 +243,60 @@ describe('slerp', () => {
 
 describe('model_stock', () => {
   it('stays at the base when the deltas are orthogonal and reaches the mean when they agree', () => {
-    assert.deepEqual(mergeValues(modelStock, { base: [0, 0], models: [[1, 0], [0, 1]] }), [0, 0]);
-    assert.ok(close(mergeValues(modelStock, { base: [0, 0], models: [[1, 1], [2, 2]] }), [1.5, 1.5]));
+    assert.deepEqual(
+      mergeValues(modelStock, {
+        base: [0, 0],
+        models: [
+          [1, 0],
+          [0, 1],
+        ],
+      }),
+      [0, 0],
+    );
+    assert.ok(
+      close(
+        mergeValues(modelStock, {
+          base: [0, 0],
+          models: [
+            [1, 1],
+            [2, 2],
+          ],
+        }),
+        [1.5, 1.5],
+      ),
+    );
   });
 
   it('moves by t = N cos / (1 + (N - 1) cos) between', () => {
     const cos = Math.SQRT1_2;
     const t = (2 * cos) / (1 + cos);
-    assert.ok(close(mergeValues(modelStock, { base: [0, 0], models: [[1, 0], [1, 1]] }), [t, t * 0.5]));
+    assert.ok(
+      close(
+        mergeValues(modelStock, {
+          base: [0, 0],
+          models: [
+            [1, 0],
+            [1, 1],
+          ],
+        }),
+        [t, t * 0.5],
+      ),
+    );
   });
 
   it('computes one ratio per row with filter_wise', () => {
-    const merged = mergeValues(modelStock, { base: [0, 0, 0, 0], models: [[1, 0, 1, 1], [0, 1, 2, 2]], shape: [2, 2] }, { global: { filter_wise: true } });
+    const merged = mergeValues(
+      modelStock,
+      {
+        base: [0, 0, 0, 0],
+        models: [
+          [1, 0, 1, 1],
+          [0, 1, 2, 2],
+        ],
+        shape: [2, 2],
+      },
+      { global: { filter_wise: true } },
+    );
     assert.ok(close(merged, [0, 0, 1.5, 1.5]), String(merged));
   });
 });
@@ -182,16 +318,23 @@ describe('breadcrumbs', () => {
 describe('della', () => {
   it('refuses an epsilon that takes density out of (0, 1), naming the ingredient and tensor', async () => {
     const { della } = await import('../../../src/soup/methods/della.js');
-    assert.throws(() => mergeValues(della, { base: [0, 0, 0], models: [[1, 2, 3]], name: 'fc.weight' }, { models: [{ weight: 1, density: 0.9, epsilon: 0.15 }] }), {
-      message: 'della: density 0.9 +/- epsilon 0.15 for a, tensor "fc.weight", leaves (0, 1)',
-    });
+    assert.throws(
+      () => mergeValues(della, { base: [0, 0, 0], models: [[1, 2, 3]], name: 'fc.weight' }, { models: [{ weight: 1, density: 0.9, epsilon: 0.15 }] }),
+      {
+        message: 'della: density 0.9 +/- epsilon 0.15 for a, tensor "fc.weight", leaves (0, 1)',
+      },
+    );
   });
 
   it('keeps the largest entries of a row more often than the smallest', async () => {
     const { della } = await import('../../../src/soup/methods/della.js');
     const width = 1000;
     const delta = Array.from({ length: 20 * width }, (_, i) => (i % width) + 1);
-    const merged = mergeValues(della, { base: delta.map(() => 0), models: [delta], shape: [20, width] }, { models: [{ weight: 1, density: 0.5, epsilon: 0.4 }], global: { rescale: false } });
+    const merged = mergeValues(
+      della,
+      { base: delta.map(() => 0), models: [delta], shape: [20, width] },
+      { models: [{ weight: 1, density: 0.5, epsilon: 0.4 }], global: { rescale: false } },
+    );
     const kept = (from: number, to: number) => merged.filter((value, i) => value !== 0 && i % width >= from && i % width < to).length / (20 * (to - from));
     assert.ok(kept(0, 100) < 0.2 && kept(900, 1000) > 0.8, `${kept(0, 100)} ${kept(900, 1000)}`);
   });

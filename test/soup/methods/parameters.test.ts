@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import { ties } from '../../../src/soup/methods/ties.js';
 import { LayerIndex, interpolateGradient, resolveParameters, resolveValue } from '../../../src/soup/methods/parameters.js';
 
-const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.up_proj.weight', 'model.layers.2.mlp.up_proj.weight', 'lm_head.weight'];
+const names = [
+  'model.embed_tokens.weight',
+  'model.layers.0.self_attn.q_proj.weight',
+  'model.layers.1.mlp.up_proj.weight',
+  'model.layers.2.mlp.up_proj.weight',
+  'lm_head.weight',
+];
 const layers = new LayerIndex(names);
 
 describe('parameter values', () => {
@@ -40,7 +46,7 @@ describe('parameter values', () => {
     assert.equal(stacks.position('decoder.layer.1.w'), 0.5);
   });
 
-  it('gives a gradient\'s last value on a model of one layer, as mergekit\'s planner (t = 1)', () => {
+  it("gives a gradient's last value on a model of one layer, as mergekit's planner (t = 1)", () => {
     const one = new LayerIndex(['model.layers.0.mlp.weight', 'lm_head.weight']);
     assert.equal(resolveValue([0.2, 0.9], 'model.layers.0.mlp.weight', one), 0.9);
     assert.equal(resolveValue([0.2, 0.9], 'lm_head.weight', one), 0.2);
@@ -60,11 +66,14 @@ describe('parameter values', () => {
 
   it('lets per-model values beat global ones, which beat defaults', () => {
     const resolved = resolveParameters(ties.parameters, { density: 0.5, weight: 1 }, [{ density: 0.2 }, {}], 'lm_head.weight', layers);
-    assert.deepEqual(resolved.models, [{ weight: 1, density: 0.2 }, { weight: 1, density: 0.5 }]);
+    assert.deepEqual(resolved.models, [
+      { weight: 1, density: 0.2 },
+      { weight: 1, density: 0.5 },
+    ]);
     assert.deepEqual(resolved.global, { lambda: 1, normalize: true, rescale: false, int8_mask: false, ties_scope: 'tensor' });
   });
 
-  it('falls back to the global value where a model\'s filter list has no entry for the tensor', () => {
+  it("falls back to the global value where a model's filter list has no entry for the tensor", () => {
     const resolved = resolveParameters(ties.parameters, { weight: 1, density: 0.5 }, [{ density: [{ filter: 'mlp', value: 0.1 }] }], 'lm_head.weight', layers);
     assert.equal(resolved.models[0]!.density, 0.5);
   });

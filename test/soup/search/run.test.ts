@@ -9,7 +9,11 @@ import { tempDir } from '../../helpers/files.js';
 const dir = await tempDir();
 
 /** Points of R^2 as they are, scored by a function of them. */
-function plane(score: (x: number[]) => Record<string, number>): { space: SearchSpace<number[]>; evaluate: (x: number[]) => Promise<{ metrics: Record<string, number> }>; calls: () => number } {
+function plane(score: (x: number[]) => Record<string, number>): {
+  space: SearchSpace<number[]>;
+  evaluate: (x: number[]) => Promise<{ metrics: Record<string, number> }>;
+  calls: () => number;
+} {
   let calls = 0;
   return {
     space: { dimension: 2, start: [0, 0], sigma: 1, decode: (point) => [...point], key: (x) => JSON.stringify(x) },
@@ -26,7 +30,10 @@ describe('runSearch', () => {
     const { space, evaluate, calls } = plane((x) => ({ loss: (x[0]! - 1) ** 2 + (x[1]! + 2) ** 2 }));
     const outcome = await runSearch(space, evaluate, { evaluations: 20, population: 6, seed: 1, jobs: 1, objective: 'loss', direction: 'minimize' });
     assert.equal(calls(), 20);
-    assert.deepEqual(outcome.generations.map((g) => g.evaluations), [7, 13, 19, 20]);
+    assert.deepEqual(
+      outcome.generations.map((g) => g.evaluations),
+      [7, 13, 19, 20],
+    );
     assert.deepEqual(outcome.startMetrics, { loss: 5 });
     assert.ok(outcome.metrics.loss! < 5);
     for (const g of outcome.generations) assert.ok(g.bestSoFar <= g.best);
@@ -67,11 +74,27 @@ describe('runSearch', () => {
     await rm(file, { force: true });
     const first = plane((x) => ({ loss: x[0]! ** 2 + x[1]! ** 2 }));
     let { journal } = await ScoreJournal.open(file);
-    const done = await runSearch(first.space, first.evaluate, { evaluations: 15, population: 7, seed: 6, jobs: 1, objective: 'loss', direction: 'minimize', journal: { journal, evaluator: 'e' } });
+    const done = await runSearch(first.space, first.evaluate, {
+      evaluations: 15,
+      population: 7,
+      seed: 6,
+      jobs: 1,
+      objective: 'loss',
+      direction: 'minimize',
+      journal: { journal, evaluator: 'e' },
+    });
     await journal.close();
     ({ journal } = await ScoreJournal.open(file));
     const again = plane((x) => ({ loss: x[0]! ** 2 + x[1]! ** 2 }));
-    const longer = await runSearch(again.space, again.evaluate, { evaluations: 22, population: 7, seed: 6, jobs: 1, objective: 'loss', direction: 'minimize', journal: { journal, evaluator: 'e' } });
+    const longer = await runSearch(again.space, again.evaluate, {
+      evaluations: 22,
+      population: 7,
+      seed: 6,
+      jobs: 1,
+      objective: 'loss',
+      direction: 'minimize',
+      journal: { journal, evaluator: 'e' },
+    });
     await journal.close();
     assert.equal(done.evaluatorCalls, 15);
     assert.equal(again.calls(), 7, 'only the generation the first run never reached');
