@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { SlurmJobRecord } from '../../src/eval/slurm.js';
 import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 import { slurm, squeue, startSlurm, stopSlurm } from '../helpers/slurm.js';
@@ -61,7 +62,11 @@ async function workspace(name: string, names: (keyof typeof VALUES)[]): Promise<
 const started: ChildProcess[] = [];
 
 function startSoup(args: string[], cwd: string): { child: ChildProcess; exit: Promise<number | null>; output: () => { stdout: string; stderr: string } } {
-  const child = spawn(process.execPath, [SOUP_BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME } });
+  const child = spawn(process.execPath, [SOUP_BIN, ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -81,16 +86,8 @@ async function until(what: string, condition: () => Promise<boolean> | boolean, 
 
 const calls = async (cwd: string): Promise<string[]> => (await readFile(path.join(cwd, 'calls.txt'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
-interface Job {
-  id: string;
-  label: string;
-  state: string;
-  queuedSeconds: number | null;
-  runningSeconds: number | null;
-  output: string;
-  attempt: number;
-  reattached?: true;
-}
+/** A job as --json reports it. */
+type Job = SlurmJobRecord;
 
 describe('--executor slurm on a single-node Slurm cluster', () => {
   before(startSlurm);
@@ -115,7 +112,10 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.deepEqual(s.ingredients, l.ingredients);
     assert.deepEqual(s.steps, l.steps);
     assert.deepEqual(s.chosen, l.chosen);
-    assert.deepEqual(s.steps.map((step: { accepted: boolean }) => step.accepted), [true, true, false, false, false, false, false]);
+    assert.deepEqual(
+      s.steps.map((step: { accepted: boolean }) => step.accepted),
+      [true, true, false, false, false, false, false],
+    );
     assert.equal(s.jobs, 8, 'the eight ingredients went out at once');
     const jobs = s.slurmJobs as Job[];
     assert.ok(jobs.length >= 15, 'at least one job per evaluation');
@@ -133,7 +133,7 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.deepEqual(await squeue(), []);
   });
 
-  it('re-submits a job whose node failed, and reports a failed command as an evaluation error naming the ingredient and the job\'s output file', async () => {
+  it("re-submits a job whose node failed, and reports a failed command as an evaluation error naming the ingredient and the job's output file", async () => {
     const cwd = await workspace('node-fail', ['b']);
     await writeFile(path.join(cwd, `hold-${VALUES.b}`), '');
     const run = startSoup(['eval', 'runs/b.safetensors', '--eval-cmd', `node '${scorer}' {ckpt}`, '--executor', 'slurm', '--work-dir', 'work', '--json'], cwd);
@@ -146,27 +146,45 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.equal(await run.exit, 0, run.output().stderr);
     const doc = JSON.parse(run.output().stdout);
     assert.deepEqual(doc.metrics, { accuracy: 1 - Math.abs(VALUES.b - 0.5) });
-    assert.deepEqual(doc.slurmJobs.map((job: Job) => [job.state, job.attempt]), [['NODE_FAIL', 1], ['COMPLETED', 2]]);
+    assert.deepEqual(
+      doc.slurmJobs.map((job: Job) => [job.state, job.attempt]),
+      [
+        ['NODE_FAIL', 1],
+        ['COMPLETED', 2],
+      ],
+    );
     assert.equal((await calls(cwd)).length, 2, 'the command ran again on the re-submitted job');
 
-    const failed = await runSoup(['eval', 'runs/b.safetensors', '--eval-cmd', 'echo the GPU is gone >&2; exit 3 {ckpt}', '--executor', 'slurm', '--work-dir', 'work'], { cwd });
+    const failed = await runSoup(
+      ['eval', 'runs/b.safetensors', '--eval-cmd', 'echo the GPU is gone >&2; exit 3 {ckpt}', '--executor', 'slurm', '--work-dir', 'work'],
+      { cwd },
+    );
     assert.equal(failed.code, 2);
-    const match = /^soup: error: evaluation of b: `echo the GPU is gone >&2; exit 3 \{ckpt\}` exited with code 3 in Slurm job (\d+); its output is in (\S+\.out); stderr ends: the GPU is gone$/m.exec(failed.stderr);
+    const match =
+      /^soup: error: evaluation of b: `echo the GPU is gone >&2; exit 3 \{ckpt\}` exited with code 3 in Slurm job (\d+); its output is in (\S+\.out); stderr ends: the GPU is gone$/m.exec(
+        failed.stderr,
+      );
     assert.ok(match, failed.stderr);
     assert.equal(path.dirname(match[2]!), path.join(cwd, 'work'));
     assert.ok(existsSync(match[2]!), 'the output file is kept for the user to read');
     assert.ok(!(await readdir(path.join(cwd, 'work'))).some((file) => file.endsWith('.safetensors')), 'no candidate is left');
   });
 
-  it('shows queued and done jobs with their ids, warns when --work-dir is this machine\'s temporary folder, and refuses --slurm-args that take soup\'s output files and --executor slurm without --eval-cmd', async () => {
+  it("shows queued and done jobs with their ids, warns when --work-dir is this machine's temporary folder, and refuses --slurm-args that take soup's output files and --executor slurm without --eval-cmd", async () => {
     const cwd = await workspace('warn', ['a']);
     const result = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'test -f {ckpt} && echo 0.5', '--executor', 'slurm'], { cwd });
     assert.equal(result.code, 0, result.stderr);
     const id = /^soup: Slurm jobs: 1 queued \((\d+)\), 0 running, 0 done$/m.exec(result.stderr)?.[1];
     assert.ok(id !== undefined, result.stderr);
     assert.match(result.stderr, /^soup: Slurm jobs: 0 queued, 0 running, 1 done$/m);
-    assert.match(result.stderr, /^soup: warning: --work-dir is \/tmp, this machine's temporary folder: Slurm jobs on other nodes cannot read candidates written there; pass --work-dir on a filesystem every node shares$/m);
-    const output = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'echo 1 {ckpt}', '--executor', 'slurm', '--slurm-args', '--time=5 --output=x.log'], { cwd });
+    assert.match(
+      result.stderr,
+      /^soup: warning: --work-dir is \/tmp, this machine's temporary folder: Slurm jobs on other nodes cannot read candidates written there; pass --work-dir on a filesystem every node shares$/m,
+    );
+    const output = await runSoup(
+      ['eval', 'runs/a.safetensors', '--eval-cmd', 'echo 1 {ckpt}', '--executor', 'slurm', '--slurm-args', '--time=5 --output=x.log'],
+      { cwd },
+    );
     assert.equal(output.code, 2);
     assert.equal(
       output.stderr,
@@ -197,7 +215,11 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.ok((JSON.parse(clusterCompare.stdout).slurmJobs as Job[]).length >= 4, 'compare records its jobs');
     assert.deepEqual(JSON.parse(clusterInterpolate.stdout).points, JSON.parse(localInterpolate.stdout).points);
     const pointJobs = JSON.parse(clusterInterpolate.stdout).slurmJobs as Job[];
-    assert.deepEqual(pointJobs.map((job) => job.state), ['COMPLETED', 'COMPLETED', 'COMPLETED'], 'one job per point');
+    assert.deepEqual(
+      pointJobs.map((job) => job.state),
+      ['COMPLETED', 'COMPLETED', 'COMPLETED'],
+      'one job per point',
+    );
 
     const slow = await runSoup(['eval', 'runs/a.safetensors', '--eval-cmd', 'sleep 30; echo 1 {ckpt}', ...slurmArgs, '--eval-timeout', '1'], { cwd });
     assert.equal(slow.code, 2);
@@ -208,11 +230,16 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
   it('shows running jobs with their ids; Ctrl-C cancels every job soup submitted, exits 130, and leaves squeue empty and no candidate', async () => {
     const cwd = await workspace('interrupt', ['a', 'b', 'c', 'd']);
     for (const value of Object.values(VALUES)) await writeFile(path.join(cwd, `hold-${value}`), '');
-    const run = startSoup(['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '--executor', 'slurm', '--work-dir', 'work', '-o', 'soup.safetensors'], cwd);
+    const run = startSoup(
+      ['greedy', 'runs', '--eval-cmd', `node '${scorer}' {ckpt}`, '--executor', 'slurm', '--work-dir', 'work', '-o', 'soup.safetensors'],
+      cwd,
+    );
     await until('four jobs run', async () => (await calls(cwd)).length === 4);
     const ids = await squeue();
     assert.equal(ids.length, 4);
-    await until('progress shows them running', () => run.output().stderr.includes(`soup: Slurm jobs: 0 queued, 4 running (${[...ids].sort((a, b) => Number(a) - Number(b)).join(', ')}), 0 done\n`));
+    await until('progress shows them running', () =>
+      run.output().stderr.includes(`soup: Slurm jobs: 0 queued, 4 running (${[...ids].sort((a, b) => Number(a) - Number(b)).join(', ')}), 0 done\n`),
+    );
     run.child.kill('SIGINT');
     assert.equal(await run.exit, 130, run.output().stderr);
     assert.match(run.output().stderr, /^soup: error: interrupted by SIGINT; nothing was written$/m);
@@ -235,7 +262,10 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     await until('a and b are scored and c and d run', async () => (await journal()).length === 2 && (await calls(cwd)).length === 4);
     first.child.kill('SIGKILL');
     await first.exit;
-    const submitted = (await readFile(path.join(cwd, 'scores.jsonl.jobs'), 'utf8')).split('\n').filter(Boolean).map((line) => JSON.parse(line) as { id: string; label: string });
+    const submitted = (await readFile(path.join(cwd, 'scores.jsonl.jobs'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { id: string; label: string });
     const idOf = (label: string): string => submitted.find((entry) => entry.label === label)!.id;
     // c finishes while no driver runs; d is still running when the next driver starts.
     await rm(path.join(cwd, `hold-${VALUES.c}`));
@@ -249,11 +279,18 @@ describe('--executor slurm on a single-node Slurm cluster', () => {
     assert.deepEqual(doc.steps, JSON.parse(local.stdout).steps);
     assert.deepEqual(doc.chosen, JSON.parse(local.stdout).chosen);
     const reattached = (doc.slurmJobs as Job[]).filter((job) => job.reattached === true).map((job) => [job.label, job.id]);
-    assert.deepEqual(reattached.sort(), [['c', idOf('c')], ['d', idOf('d')]]);
+    assert.deepEqual(reattached.sort(), [
+      ['c', idOf('c')],
+      ['d', idOf('d')],
+    ]);
     const resubmitted = (doc.slurmJobs as Job[]).filter((job) => job.reattached !== true && !job.label.includes('in soup'));
     assert.deepEqual(resubmitted, [], 'no ingredient was submitted again');
     assert.equal(doc.evaluationsFromCache, 2, 'a and b');
-    assert.equal((await runSoup(['diff', path.join(cwd, 'soup.safetensors'), path.join(whole, 'soup.safetensors')])).code, 0, 'the soup of the uninterrupted local run');
+    assert.equal(
+      (await runSoup(['diff', path.join(cwd, 'soup.safetensors'), path.join(whole, 'soup.safetensors')])).code,
+      0,
+      'the soup of the uninterrupted local run',
+    );
     assert.deepEqual(await readdir(path.join(cwd, 'work')), [], 'the candidates of the first driver are removed too');
     assert.deepEqual(await squeue(), []);
 
