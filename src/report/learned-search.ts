@@ -6,6 +6,7 @@ import type { LearnedDocument } from './learned.js';
 import { summarizeWeights } from './learned.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
+import { describeDivergence } from '../soup/diverged.js';
 
 /**
  * The --json document of the gradient-free learned soup: every field of the gradient path's (beta is
@@ -64,7 +65,7 @@ export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocumen
       `population ${String(h.population)}, sigma ${String(h.sigma)}, seed ${String(h.seed)}; ${doc.searchEvaluations} evaluations ` +
       `(${doc.evaluationsFromCache} from the score cache), ${doc.evaluationsPerSecond} per second`,
   );
-  for (const bad of doc.diverged) terminal.print(`${paint.yellow('left out')} ${bad.name}: diverged (${bad.value} in ${bad.tensor})`);
+  for (const bad of doc.diverged) terminal.print(`${paint.yellow('left out')} ${bad.name}: diverged (${describeDivergence(bad)})`);
   terminal.print();
   printGenerations(terminal, doc.generations, doc.objective);
   terminal.print();

@@ -10,6 +10,7 @@ import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
 import type { CandidateWeights } from '../eval/evaluator.js';
 import { indexOfNonFinite, type FloatArray } from './average.js';
+import type { Divergence } from './diverged.js';
 import { softmax } from './learned.js';
 import { LayerIndex } from './methods/parameters.js';
 import { sha256Text } from './score-cache.js';
@@ -18,12 +19,10 @@ import type { SearchSpace } from './search/run.js';
 export type SearchBy = 'ingredient' | 'block';
 
 /** An ingredient left out of the mix because a weight is NaN or infinite. */
-export interface Diverged {
+/** A run left out for its non-finite weights: named, with its first bad value as every command reports it. */
+export interface Diverged extends Divergence {
   name: string;
   path: string;
-  tensor: string;
-  index: number;
-  value: number;
 }
 
 /**
@@ -78,7 +77,7 @@ export async function loadIngredients(
       const read = await checkpoint.readFloats(tensor.name);
       const at = indexOfNonFinite(read);
       if (at >= 0) {
-        bad = { name: checkpoint.name, path: checkpoint.path, tensor: tensor.name, index: at, value: read[at]! };
+        bad = { name: checkpoint.name, path: checkpoint.path, tensor: tensor.name, element: at, value: String(read[at]) };
         break;
       }
       own.push(read);

@@ -225,7 +225,7 @@ describe('soup evolve', () => {
     const result = await runSoup(['evolve', file, '--val', val, '--evaluations', '5', '-o', path.join(dir, 'nan.onnx'), '--json']);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
-    assert.deepEqual(doc.warnings, [`${names[1]} diverged (Infinity in dense_2/bias at element 0): left out of the search, it takes no weight`]);
+    assert.deepEqual(doc.warnings, [`${names[1]} diverged: Infinity in dense_2/bias (element 0); left out of the search, it takes no weight`]);
     assert.deepEqual(doc.chosen, [names[0], names[2]]);
     assert.equal(doc.ranges.length, 2);
     assert.doesNotMatch(doc.recipe, new RegExp(names[1]!));

@@ -157,8 +157,8 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     const name = names[2]!.replace(/\.onnx$/, '');
-    assert.deepEqual(doc.diverged, [{ name, path: poisoned, tensor: 'dense_2/bias', index: 2, value: null }]);
-    assert.deepEqual(doc.warnings, [`${name} diverged (NaN in dense_2/bias at element 2): left out of the learned soup, it takes no weight`]);
+    assert.deepEqual(doc.diverged, [{ name, path: poisoned, tensor: 'dense_2/bias', element: 2, value: 'NaN' }]);
+    assert.deepEqual(doc.warnings, [`${name} diverged: NaN in dense_2/bias (element 2); left out of the learned soup, it takes no weight`]);
     assert.equal(doc.chosen.length, 2);
     assert.ok(!doc.chosen.includes(name));
     // Scored as every command scores a diverged run: its NaN outputs count as wrong.

@@ -384,7 +384,7 @@ describe('learned and uniform on a Trainer sweep with a diverged run', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(
       result.stderr,
-      `soup: warning: ${NAN_RUN}/checkpoint-20 diverged (NaN in fc1.weight at element 0): left out of the learned soup, it takes no weight\n`,
+      `soup: warning: ${NAN_RUN}/checkpoint-20 diverged: NaN in fc1.weight (element 0); left out of the learned soup, it takes no weight\n`,
     );
     const doc = JSON.parse(result.stdout);
     assert.deepEqual(scores(doc), [

@@ -54,7 +54,7 @@ describe('MixingSpace', () => {
         kept.map((checkpoint) => checkpoint.name),
         ['a', 'b'],
       );
-      assert.deepEqual(diverged, [{ name: 'c', path: path.join(dir, 'c.safetensors'), tensor: 'w', index: 0, value: Number.NaN }]);
+      assert.deepEqual(diverged, [{ name: 'c', path: path.join(dir, 'c.safetensors'), tensor: 'w', element: 0, value: 'NaN' }]);
       const space = new MixingSpace(kept, thetas, 'ingredient', undefined, ['h-a', 'h-b'], 1);
       assert.equal(space.dimension, 2);
       const mix = space.decode(Float64Array.of(1, 1));

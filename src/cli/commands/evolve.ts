@@ -10,7 +10,7 @@ import { printGenerations } from '../../report/learned-search.js';
 import { formatScore } from '../../recipe/scores.js';
 import { searchPlot } from '../../report/search-plot.js';
 import { Terminal } from '../../report/terminal.js';
-import { findDiverged } from '../../soup/diverged.js';
+import { describeDivergence, findDiverged, type Divergence } from '../../soup/diverged.js';
 import { RecipeSpace, foundYaml, parseEvolveYaml, type EvolveRecipe } from '../../soup/evolve.js';
 import { mergeFromConfig } from '../../soup/merge.js';
 import { readRecipeFile } from '../../soup/merge-config.js';
@@ -66,16 +66,8 @@ async function writeText(file: string, text: string): Promise<void> {
 }
 
 /** Models with a NaN or infinite weight: left out of the search (they never take weight), named with the first bad tensor. */
-async function divergedModels(
-  models: readonly Checkpoint[],
-  signal: AbortSignal,
-): Promise<{ checkpoint: Checkpoint; tensor: string; index: number; value: string }[]> {
-  return [...(await findDiverged(models, signal))].map(([checkpoint, found]) => ({
-    checkpoint,
-    tensor: found.tensor,
-    index: found.element,
-    value: found.value,
-  }));
+async function divergedModels(models: readonly Checkpoint[], signal: AbortSignal): Promise<({ checkpoint: Checkpoint } & Divergence)[]> {
+  return [...(await findDiverged(models, signal))].map(([checkpoint, found]) => ({ checkpoint, ...found }));
 }
 
 /** The recipe without the models listed at `paths` (as written in the recipe). */
@@ -103,8 +95,7 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
       throw new InputError(opened.base.path, 'the base model holds non-finite weights, so no merge from it can be scored');
     }
     if (diverged.length > 0) {
-      for (const bad of diverged)
-        terminal.warn(`${bad.checkpoint.name} diverged (${bad.value} in ${bad.tensor} at element ${bad.index}): left out of the search, it takes no weight`);
+      for (const bad of diverged) terminal.warn(`${bad.checkpoint.name} diverged: ${describeDivergence(bad)}; left out of the search, it takes no weight`);
       const paths = new Set(diverged.map((bad) => recipe.middle.models[opened.models.indexOf(bad.checkpoint)]!.model));
       recipe = withoutModels(recipe, paths);
       await closeAll(opened.all);
@@ -244,7 +235,7 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
       evaluatorCalls: outcome.evaluatorCalls,
       evaluationsFromCache: outcome.evaluations - outcome.evaluatorCalls,
       evaluationsPerSecond: Number((outcome.evaluations / Math.max(outcome.seconds, 1e-9)).toFixed(2)),
-      diverged: diverged.map((bad) => ({ name: bad.checkpoint.name, path: bad.checkpoint.path, tensor: bad.tensor, index: bad.index, value: bad.value })),
+      diverged: diverged.map((bad) => ({ name: bad.checkpoint.name, path: bad.checkpoint.path, tensor: bad.tensor, element: bad.element, value: bad.value })),
       output: written.path,
       plot: options.plot ?? null,
       seconds: Number(seconds.toFixed(3)),

@@ -19,6 +19,7 @@ import { runSearch } from '../../soup/search/run.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { createEvaluator, type EvaluationOptions } from '../evaluation.js';
 import { openSearchJournal, searchCommandArguments, searchJobs, objectiveDirection, searchObjective, type SearchJournal } from '../search-common.js';
+import { describeDivergence } from '../../soup/diverged.js';
 
 export interface LearnedSearchOptions extends EvaluationOptions {
   output: string;
@@ -99,7 +100,7 @@ export async function runLearnedSearch(
     }
     const { thetas, kept, diverged } = await loadIngredients(checkpoints, signal);
     for (const bad of diverged) {
-      terminal.warn(`${bad.name} diverged (${bad.value} in ${bad.tensor} at element ${bad.index}): left out of the learned soup, it takes no weight`);
+      terminal.warn(`${bad.name} diverged: ${describeDivergence(bad)}; left out of the learned soup, it takes no weight`);
     }
     if (kept.length < 2) {
       throw new UsageError(`a learned soup mixes at least 2 ingredients; only ${kept.length} of ${checkpoints.length} hold finite weights`, {
