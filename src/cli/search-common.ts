@@ -1,10 +1,13 @@
 /** What the search commands (learned without gradients, evolve) share: the journal, the objective, the recorded command. */
+import { totalmem } from 'node:os';
 import { hashFiles } from '../checkpoint/hash.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { UsageError } from '../errors.js';
 import type { Evaluator } from '../eval/evaluator.js';
 import { metricDirection, type Direction } from '../eval/metrics.js';
+import { formatBytes } from '../report/format.js';
 import type { Terminal } from '../report/terminal.js';
+import { learnedMemoryBytes } from '../soup/learned.js';
 import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../soup/score-cache.js';
 import { evaluatorIdentity, type EvaluationOptions, type EvaluationSetup } from './evaluation.js';
 import { commandArguments } from './options.js';
@@ -84,4 +87,20 @@ export function searchJobs(evaluator: Evaluator, jobs: number | undefined, termi
   if (evaluator.concurrent === true) return jobs ?? 1;
   if (jobs !== undefined && jobs > 1) terminal.warn(`--jobs ${jobs} is for --eval-cmd; ${evaluator.description} scores one candidate at a time`);
   return 1;
+}
+
+/**
+ * The learned soup, with or without gradients, holds every ingredient it mixes in memory: refused up
+ * front when that is more than --max-memory (default: half the machine's memory).
+ */
+export function refuseOverMemory(mixed: readonly Checkpoint[], maxMemoryOption: number | undefined, inputs: readonly string[]): number {
+  const maxMemory = maxMemoryOption ?? Math.floor(totalmem() / 2);
+  const memory = learnedMemoryBytes(mixed);
+  if (memory > maxMemory) {
+    throw new UsageError(
+      `the learned soup holds every ingredient's weights in memory: ${mixed.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
+      { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
+    );
+  }
+  return memory;
 }

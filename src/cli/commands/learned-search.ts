@@ -3,22 +3,27 @@
  * weights' logits instead of gradient descent. Called by learned.ts once it knows the gradient path
  * cannot run.
  */
-import { totalmem } from 'node:os';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { UsageError } from '../../errors.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
-import { formatBytes } from '../../report/format.js';
 import { printLearnedSearch, type LearnedSearchDocument } from '../../report/learned-search.js';
 import type { Terminal } from '../../report/terminal.js';
 import { candidateProducer } from '../../weights/candidate.js';
-import { learnedMemoryBytes } from '../../soup/learned.js';
 import { MixingSpace, loadIngredients, type SearchBy } from '../../soup/learned-search.js';
 import { LayerIndex } from '../../soup/methods/parameters.js';
 import { runSearch } from '../../soup/search/run.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { createEvaluator, type EvaluationOptions } from '../evaluation.js';
-import { openSearchJournal, searchCommandArguments, searchJobs, objectiveDirection, searchObjective, type SearchJournal } from '../search-common.js';
+import {
+  openSearchJournal,
+  refuseOverMemory,
+  searchCommandArguments,
+  searchJobs,
+  objectiveDirection,
+  searchObjective,
+  type SearchJournal,
+} from '../search-common.js';
 import { describeDivergence } from '../../soup/diverged.js';
 
 export interface LearnedSearchOptions extends EvaluationOptions {
@@ -70,14 +75,7 @@ export async function runLearnedSearch(
   if (options.blocks !== undefined && by !== 'block')
     throw new UsageError('--blocks groups layers into blocks, which only --by block searches', { hint: 'add --by block' });
   if (checkpoints.length < 2) throw new UsageError(`a learned soup mixes at least 2 ingredients; ${inputs.join(', ')} holds ${checkpoints.length}`);
-  const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
-  const memory = learnedMemoryBytes(checkpoints);
-  if (memory > maxMemory) {
-    throw new UsageError(
-      `the learned soup holds every ingredient's weights in memory: ${checkpoints.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
-      { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
-    );
-  }
+  const memory = refuseOverMemory(checkpoints, options.maxMemory, inputs);
   const output = await prepareOutput(checkpoints, {
     out: options.output,
     force: options.force,
@@ -201,7 +199,7 @@ export async function runLearnedSearch(
     epochs: [],
     hyperparameters: params,
     samples: setup.dataset?.n ?? null,
-    memoryBytes: learnedMemoryBytes(checkpoints),
+    memoryBytes: memory,
     seconds: Number(seconds.toFixed(3)),
     warnings: terminal.warnings,
     optimizer: 'CMA-ES',

@@ -1,17 +1,16 @@
-import { totalmem } from 'node:os';
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { UsageError } from '../../errors.js';
 import type { Evaluator, GradientSource } from '../../eval/evaluator.js';
 import { scoreIngredients } from '../../eval/pool.js';
-import { formatBytes } from '../../report/format.js';
 import { printLearned, type LearnedDocument } from '../../report/learned.js';
 import { Terminal } from '../../report/terminal.js';
 import { openIngredients } from '../../soup/ingredients.js';
-import { LEARNED_DEFAULTS, LearnedSoup, learnedMemoryBytes, trainLearnedSoup, type LearnedParams } from '../../soup/learned.js';
+import { LEARNED_DEFAULTS, LearnedSoup, trainLearnedSoup, type LearnedParams } from '../../soup/learned.js';
 import { Mixer } from '../../soup/mix.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
+import { refuseOverMemory } from '../search-common.js';
 import { scanDiverged } from '../diverged.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
@@ -118,14 +117,7 @@ export async function runLearned(inputs: string[], rawOptions: unknown, signal: 
         },
       );
     }
-    const maxMemory = options.maxMemory ?? Math.floor(totalmem() / 2);
-    const memory = learnedMemoryBytes(mixed);
-    if (memory > maxMemory) {
-      throw new UsageError(
-        `the learned soup holds every ingredient's weights in memory: ${mixed.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
-        { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
-      );
-    }
+    const memory = refuseOverMemory(mixed, options.maxMemory, inputs);
     const output = await prepareOutput(checkpoints, {
       out: options.output,
       force: options.force,
