@@ -43,6 +43,8 @@ await writeFile(
     .join('')}parameters:\n  normalize: false\n`,
 );
 const evalCmd = `node '${scorer}' {ckpt}`;
+/** Score with the fixture command, whose `closeness` (higher is better) soup cannot know the direction of. */
+const byCloseness = ['--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize'];
 
 async function recipe(name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
@@ -133,7 +135,7 @@ describe('soup evolve', () => {
   it('searches with --eval-cmd, --jobs at a time, resumes from --score-cache without calling the command again, same bytes each way', async () => {
     const log = path.join(dir, 'calls.log');
     const journal = path.join(dir, 'evolve-scores.jsonl');
-    const base = ['evolve', tiesRecipe, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '21', '--seed', '1'];
+    const base = ['evolve', tiesRecipe, ...byCloseness, '--evaluations', '21', '--seed', '1'];
     const serial = await runSoup([...base, '-o', path.join(dir, 'serial.safetensors'), '--json']);
     assert.equal(serial.code, 0, serial.stderr);
     const doc = JSON.parse(serial.stdout);
@@ -161,11 +163,7 @@ describe('soup evolve', () => {
     const args = (out: string): string[] => [
       'evolve',
       tiesRecipe,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
+      ...byCloseness,
       '--evaluations',
       '21',
       '--seed',
@@ -191,21 +189,7 @@ describe('soup evolve', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((await count(log)) - before, 21 - journaled);
     assert.equal(JSON.parse(resumed.stdout).evaluationsFromCache, journaled);
-    const fresh = await runSoup([
-      'evolve',
-      tiesRecipe,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
-      '--evaluations',
-      '21',
-      '--seed',
-      '1',
-      '-o',
-      path.join(dir, 'no-kill.safetensors'),
-    ]);
+    const fresh = await runSoup(['evolve', tiesRecipe, ...byCloseness, '--evaluations', '21', '--seed', '1', '-o', path.join(dir, 'no-kill.safetensors')]);
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.deepEqual(await readFile(path.join(dir, 'after-kill.safetensors')), await readFile(path.join(dir, 'no-kill.safetensors')));
   });

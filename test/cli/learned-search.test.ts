@@ -33,6 +33,8 @@ console.log(JSON.stringify({ loss, closeness: 1 - loss }));
 `,
 );
 const evalCmd = `node '${scorer}' {ckpt}`;
+/** Score with the fixture command, whose `closeness` (higher is better) soup cannot know the direction of. */
+const byCloseness = ['--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize'];
 /** Complete lines of a file (a journal line torn by the kill is not an entry). */
 const lines = async (file: string): Promise<number> =>
   (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((line) => {
@@ -202,22 +204,7 @@ describe('soup learned without gradients (CMA-ES)', () => {
 
   it('searches with --eval-cmd, ranking by the loss the command reports, close to the best mix', async () => {
     const out = path.join(dir, 'cmd-soup.safetensors');
-    const result = await runSoup([
-      'learned',
-      runs,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
-      '--evaluations',
-      '60',
-      '--seed',
-      '1',
-      '-o',
-      out,
-      '--json',
-    ]);
+    const result = await runSoup(['learned', runs, ...byCloseness, '--evaluations', '60', '--seed', '1', '-o', out, '--json']);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);
     assert.equal(doc.backend, 'command');
@@ -233,11 +220,7 @@ describe('soup learned without gradients (CMA-ES)', () => {
     const byLoss = await runSoup([
       'learned',
       runs,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
+      ...byCloseness,
       '--objective',
       'loss',
       '--evaluations',
@@ -252,23 +235,8 @@ describe('soup learned without gradients (CMA-ES)', () => {
   it('scores a generation --jobs at a time and ends with the same bytes as one at a time', async () => {
     const serial = path.join(dir, 'serial.safetensors');
     const parallel = path.join(dir, 'parallel.safetensors');
-    const one = await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '16', '-o', serial, '--json']);
-    const four = await runSoup([
-      'learned',
-      runs,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
-      '--evaluations',
-      '16',
-      '--jobs',
-      '4',
-      '-o',
-      parallel,
-      '--json',
-    ]);
+    const one = await runSoup(['learned', runs, ...byCloseness, '--evaluations', '16', '-o', serial, '--json']);
+    const four = await runSoup(['learned', runs, ...byCloseness, '--evaluations', '16', '--jobs', '4', '-o', parallel, '--json']);
     assert.equal(one.code, 0, one.stderr);
     assert.equal(four.code, 0, four.stderr);
     assert.equal(JSON.parse(one.stdout).jobs, 1);
@@ -279,22 +247,7 @@ describe('soup learned without gradients (CMA-ES)', () => {
   it('resumes after a kill from --score-cache: no candidate scored twice, the same bytes as an uninterrupted run', async () => {
     const journal = path.join(dir, 'scores.jsonl');
     const log = path.join(dir, 'calls.log');
-    const args = (out: string): string[] => [
-      'learned',
-      runs,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
-      '--evaluations',
-      '30',
-      '--score-cache',
-      journal,
-      '-o',
-      out,
-      '--json',
-    ];
+    const args = (out: string): string[] => ['learned', runs, ...byCloseness, '--evaluations', '30', '--score-cache', journal, '-o', out, '--json'];
     const env = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: TEST_CACHE_HOME, SCORE_LOG: log };
     const killed = path.join(dir, 'killed.safetensors');
     const child = spawn(process.execPath, [SOUP_BIN, ...args(killed)], { env, stdio: 'ignore' });
@@ -318,7 +271,7 @@ describe('soup learned without gradients (CMA-ES)', () => {
     assert.equal(doc.evaluationsFromCache, journaled - 3, 'the 3 ingredients were journaled first, then the search');
 
     const fresh = path.join(dir, 'fresh.safetensors');
-    assert.equal((await runSoup(['learned', runs, '--eval-cmd', evalCmd, '--metric', 'closeness', '--maximize', '--evaluations', '30', '-o', fresh])).code, 0);
+    assert.equal((await runSoup(['learned', runs, ...byCloseness, '--evaluations', '30', '-o', fresh])).code, 0);
     assert.deepEqual(await readFile(resumed), await readFile(fresh), 'the resumed run writes what an uninterrupted one does');
 
     const third = await runSoup(args(path.join(dir, 'third.safetensors')), { env: { SCORE_LOG: log } });
@@ -344,21 +297,7 @@ describe('soup learned without gradients (CMA-ES)', () => {
       `soup: error: --by belongs to the gradient-free search (ONNX models, --eval-cmd); ${path.join(fixtures, 'ingredients', 'lr1e-3-ls-s5')} is a TF.js model, trained by gradient descent ` +
         '(leave it out, or score an ONNX export (--model model.onnx) to search without gradients)\n',
     );
-    const missing = await runSoup([
-      'learned',
-      runs,
-      '--eval-cmd',
-      evalCmd,
-      '--metric',
-      'closeness',
-      '--maximize',
-      '--objective',
-      'wer',
-      '--evaluations',
-      '3',
-      '-o',
-      path.join(dir, 'x.safetensors'),
-    ]);
+    const missing = await runSoup(['learned', runs, ...byCloseness, '--objective', 'wer', '--evaluations', '3', '-o', path.join(dir, 'x.safetensors')]);
     assert.equal(missing.code, 2);
     assert.equal(
       missing.stderr,

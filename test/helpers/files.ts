@@ -2,6 +2,7 @@ import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
+import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 
 /** A fresh temporary folder, removed when the test file finishes. */
 export async function tempDir(prefix = 'soup-test-'): Promise<string> {
@@ -77,4 +78,16 @@ export async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8A
 /** A producer's output for one tensor, as the writer would see it. */
 export async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes;
+}
+
+/** Opened ingredients named a, b, c... in `folder`, each holding one float32 weight `w` with the given value. */
+export async function oneWeightIngredients(folder: string, values: readonly number[]): Promise<SafetensorsFile[]> {
+  const list = [];
+  for (const [i, value] of values.entries()) {
+    const file = await writeSafetensorsFile(path.join(folder, `${String.fromCharCode(97 + i)}.safetensors`), {
+      w: { dtype: 'F32', shape: [1], values: [value] },
+    });
+    list.push(await SafetensorsFile.open(file));
+  }
+  return list;
 }

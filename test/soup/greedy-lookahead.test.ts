@@ -1,24 +1,17 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import type { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import type { CandidateWeights } from '../../src/weights/candidate.js';
 import { greedySoup } from '../../src/soup/greedy.js';
-import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { oneWeightIngredients, tempDir } from '../helpers/files.js';
 
 const dir = await tempDir();
 const opened: SafetensorsFile[] = [];
 after(() => Promise.all(opened.map((c) => c.close())));
 
 async function ingredients(values: number[]): Promise<SafetensorsFile[]> {
-  const folder = path.join(dir, `set-${opened.length}`);
-  const list = [];
-  for (const [i, value] of values.entries()) {
-    const file = await writeSafetensorsFile(path.join(folder, `${String.fromCharCode(97 + i)}.safetensors`), {
-      w: { dtype: 'F32', shape: [1], values: [value] },
-    });
-    list.push(await SafetensorsFile.open(file));
-  }
+  const list = await oneWeightIngredients(path.join(dir, `set-${opened.length}`), values);
   opened.push(...list);
   return list;
 }
