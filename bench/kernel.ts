@@ -2,7 +2,7 @@
  * The averaging kernel alone, in cache and without I/O: nanoseconds per output element of a mean of
  * four inputs, per dtype (the same dtype in and out). What a soup's arithmetic costs at any size.
  */
-import { WasmKernel, type KernelDType } from '../src/soup/wasm-kernel.js';
+import { WasmKernel, type KernelDType } from '../src/soup/kernel/wasm.js';
 
 interface Row {
   name: string;

@@ -7,7 +7,7 @@
  * Usage: node dist/bench/node-uniform.js OUT IN1 IN2 ...  (float32 tensors, as make-checkpoints.ts writes them)
  */
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { WasmKernel } from '../src/soup/wasm-kernel.js';
+import { WasmKernel } from '../src/soup/kernel/wasm.js';
 
 interface Entry {
   shape: number[];

@@ -1,7 +1,7 @@
 /**
  * The build after tsc (`npm run build`, `prepare`):
- * 1. assembles the WebAssembly averaging kernel, written by src/soup/kernel-source.ts, into
- *    dist/src/soup/kernel.wasm (and kernel-shared.wasm, the same over a shared memory);
+ * 1. assembles the WebAssembly averaging kernel, written by src/soup/kernel/source.ts, into
+ *    dist/src/soup/kernel/kernel.wasm (and kernel-shared.wasm, the same over a shared memory);
  * 2. bundles tfjs-core's gradient functions into dist/src/eval/tfjs-gradients.js (see below);
  * 3. bundles the command line into dist/cli with esbuild, the entry point bin/soup.js loads.
  *
@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import wabtInit from 'wabt';
-import { kernelSource } from '../src/soup/kernel-source.js';
+import { kernelSource } from '../src/soup/kernel/source.js';
 
 const fromDist = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 
@@ -27,7 +27,7 @@ for (const name of kernels) {
   const module = wabt.parseWat(name, kernelSource(shared), { simd: true, threads: true });
   // wabt's validator refuses shared memories whatever the features; V8 validates both as it compiles them.
   if (!shared) module.validate();
-  await writeFile(fromDist(`src/soup/${name}`), module.toBinary({}).buffer);
+  await writeFile(fromDist(`src/soup/kernel/${name}`), module.toBinary({}).buffer);
   module.destroy();
 }
 
@@ -53,7 +53,7 @@ const bundle = fromDist('cli');
 await rm(bundle, { recursive: true, force: true });
 await build({
   // Worker entry points keep their names: the code starts them by URL beside itself.
-  entryPoints: ['src/cli/main.js', 'src/checkpoint/hash-worker.js', 'src/eval/score-worker.js', 'src/soup/kernel-worker.js'].map(fromDist),
+  entryPoints: ['src/cli/main.js', 'src/checkpoint/hash-worker.js', 'src/eval/score-worker.js', 'src/soup/kernel/worker.js'].map(fromDist),
   outdir: bundle,
   entryNames: '[name]',
   chunkNames: '[name]-[hash]',
@@ -69,5 +69,5 @@ await build({
   banner: { js: requireBanner },
   logLevel: 'warning',
 });
-for (const name of kernels) await copyFile(fromDist(`src/soup/${name}`), `${bundle}/${name}`);
+for (const name of kernels) await copyFile(fromDist(`src/soup/kernel/${name}`), `${bundle}/${name}`);
 await copyFile(gradients, `${bundle}/tfjs-gradients.js`);

@@ -4,7 +4,7 @@ mergekit cannot be installed here (no pydantic, no transformers), and nothing of
 script reads mergekit's method files unmodified from a mergekit git directory or checkout (the `fetch`
 of github:arcee-ai/mergekit), stubs only the infrastructure they import (pydantic's BaseModel, the task
 graph, the architecture and config types) and runs the methods' own functions and tasks in float64
-on small seeded tensors. It writes fixtures/mergekit/cases.json, which test/soup/methods/mergekit.test.ts
+on small seeded tensors. It writes fixtures/mergekit/cases.json, which test/soup/merge/methods/mergekit.test.ts
 reads; soup's numbers are compared with these.
 
 Randomness: della draws its masks with torch.bernoulli. Here `torch.bernoulli` in mergekit's sparsify
@@ -116,7 +116,7 @@ def load_mergekit(where):
     return loaded
 
 
-# soup's CounterRandom (src/soup/methods/dare.ts), bit for bit.
+# soup's CounterRandom (src/soup/merge/methods/dare.ts), bit for bit.
 def mix32(h):
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF

@@ -2,9 +2,9 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { UsageError } from '../errors.js';
 import { openIngredients, type OpenOptions } from '../soup/ingredients.js';
-import type { MergePlan } from '../soup/merge.js';
-import type { ParameterValue } from '../soup/methods/parameters.js';
-import { METHODS } from '../soup/methods/registry.js';
+import type { MergePlan } from '../soup/merge/engine.js';
+import type { ParameterValue } from '../soup/merge/methods/parameters.js';
+import { METHODS } from '../soup/merge/methods/registry.js';
 import { configFromFlags, givesParameters, layerIndex, type MergeOptions } from './merge-options.js';
 
 export interface GreedyMethod {

@@ -3,12 +3,12 @@ import { z } from 'zod';
 import { closeAll } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
 import { openIngredientsWithBase, type OpenOptions } from '../soup/ingredients.js';
-import type { MergeCheckpoints } from '../soup/merge-inputs.js';
-import { checkFlagConfig, type MergeConfig } from '../soup/merge-config.js';
-import type { MergeMethod } from '../soup/methods/method.js';
-import { METHOD_NAMES, findMethod } from '../soup/methods/registry.js';
-import type { ParameterValue } from '../soup/methods/parameters.js';
-import { LayerIndex } from '../soup/methods/parameters.js';
+import type { MergeCheckpoints } from '../soup/merge/inputs.js';
+import { checkFlagConfig, type MergeConfig } from '../soup/merge/config.js';
+import type { MergeMethod } from '../soup/merge/methods/method.js';
+import { METHOD_NAMES, findMethod } from '../soup/merge/methods/registry.js';
+import type { ParameterValue } from '../soup/merge/methods/parameters.js';
+import { LayerIndex } from '../soup/merge/methods/parameters.js';
 
 const repeated = z.array(z.string()).optional();
 

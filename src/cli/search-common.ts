@@ -7,8 +7,8 @@ import type { Evaluator } from '../eval/evaluator.js';
 import { metricDirection, type Direction } from '../eval/metrics.js';
 import { formatBytes } from '../report/format.js';
 import type { Terminal } from '../report/terminal.js';
-import { learnedMemoryBytes } from '../soup/learned.js';
-import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../soup/score-cache.js';
+import { learnedMemoryBytes } from '../soup/strategies/learned.js';
+import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../eval/score-cache.js';
 import { evaluatorIdentity, type EvaluationOptions, type EvaluationSetup } from './evaluation.js';
 import { commandArguments } from './options.js';
 

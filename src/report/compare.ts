@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import { bestScore, byScore, describeDirection, knownDirection, type Direction } from '../eval/metrics.js';
-import type { CompareDocument } from '../soup/compare-document.js';
+import type { CompareDocument } from '../soup/strategies/compare-document.js';
 import { table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 

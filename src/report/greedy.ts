@@ -2,7 +2,7 @@ import { byScore, describeDirection, higherIsBetter, type Direction } from '../e
 import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import { compareNatural } from '../natural-order.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
-import type { GreedyStep } from '../soup/greedy.js';
+import type { GreedyStep } from '../soup/strategies/greedy.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';

@@ -1,7 +1,7 @@
 import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
 import { describeDivergence, type Divergence } from '../soup/diverged.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
-import type { InterpolationPoint } from '../soup/interpolate.js';
+import type { InterpolationPoint } from '../soup/strategies/interpolate.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';

@@ -1,5 +1,5 @@
 import { describeDirection, higherIsBetter, knownDirection } from '../eval/metrics.js';
-import type { Diverged } from '../soup/learned-search.js';
+import type { Diverged } from '../soup/strategies/learned-search.js';
 import type { GenerationRecord } from '../soup/search/run.js';
 import { formatSeconds, table } from './format.js';
 import type { LearnedDocument } from './learned.js';

@@ -1,6 +1,6 @@
 import { bestScore, describeDirection, type Direction } from '../eval/metrics.js';
 import type { Divergence } from '../soup/diverged.js';
-import type { LearnedEpoch, LearnedParams } from '../soup/learned.js';
+import type { LearnedEpoch, LearnedParams } from '../soup/strategies/learned.js';
 import { formatBytes, formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';

@@ -1,5 +1,5 @@
 import { describeDirection, type Direction } from '../eval/metrics.js';
-import type { CompareDocument } from '../soup/compare-document.js';
+import type { CompareDocument } from '../soup/strategies/compare-document.js';
 import { directionOf } from './compare.js';
 
 const WIDTH = 720;

@@ -6,7 +6,7 @@
 import { isFloatDType } from '../checkpoint/dtype.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
-import { indexOfNonFinite } from './average.js';
+import { indexOfNonFinite } from './kernel/average.js';
 
 /** Where a checkpoint first holds a non-finite value. */
 export interface Divergence {

@@ -8,8 +8,8 @@ import type { Checkpoint, TensorInfo } from '../../src/checkpoint/types.js';
 import { UsageError } from '../../src/errors.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { openIngredients } from '../../src/soup/ingredients.js';
-import { Mixer } from '../../src/soup/mix.js';
-import { uniformCoefficients } from '../../src/soup/uniform.js';
+import { Mixer } from '../../src/soup/kernel/mix.js';
+import { uniformCoefficients } from '../../src/soup/strategies/uniform.js';
 import { prepareOutput, writeSoup } from '../../src/soup/write.js';
 import { mlpTensors, tempDir, writeSafetensorsFile } from '../helpers/files.js';
 

@@ -3,7 +3,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { XMLValidator } from 'fast-xml-parser';
-import { compareDocumentSchema, type CompareDocument } from '../../src/soup/compare-document.js';
+import { compareDocumentSchema, type CompareDocument } from '../../src/soup/strategies/compare-document.js';
 import { runSoup, type RunResult } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 

@@ -10,7 +10,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { SOUP_BIN, TEST_CACHE_HOME, runSoup } from '../helpers/cli.js';
 import { PytorchFile } from '../../src/checkpoint/pytorch/reader.js';
-import { Mixer } from '../../src/soup/mix.js';
+import { Mixer } from '../../src/soup/kernel/mix.js';
 import { collect, mlpTensors, tempDir, writeSafetensorsFile, type RawTensor } from '../helpers/files.js';
 import { saveTinyModel } from '../helpers/tfjs.js';
 

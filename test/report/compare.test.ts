@@ -4,7 +4,7 @@ import { Chalk } from 'chalk';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { compareMarkdown, compareTable } from '../../src/report/compare.js';
 import { comparePlot } from '../../src/report/plot.js';
-import type { CompareDocument } from '../../src/soup/compare-document.js';
+import type { CompareDocument } from '../../src/soup/strategies/compare-document.js';
 
 const document: CompareDocument = {
   metric: 'accuracy',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { closeAll, discoverIngredients, openAll, type DiscoverOptions, type Ingredient } from '../../checkpoint/discover.js';
 import { GateError, UsageError } from '../../errors.js';
-import { diffCheckpoints } from '../../soup/diff.js';
+import { diffCheckpoints } from '../../soup/strategies/diff.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';

@@ -9,7 +9,7 @@ import { printInterpolation, type InterpolationDocument } from '../../report/int
 import { linePlot } from '../../report/line-plot.js';
 import { writeReport } from '../../report/output.js';
 import { Terminal } from '../../report/terminal.js';
-import { isBarrier, largestDip, scoreInterpolation, verdictPossible } from '../../soup/interpolate.js';
+import { isBarrier, largestDip, scoreInterpolation, verdictPossible } from '../../soup/strategies/interpolate.js';
 import { createEvaluator, evaluationOptions } from '../evaluation.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 

@@ -1,7 +1,7 @@
 import { closeAll } from '../../checkpoint/discover.js';
 import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
-import { Mixer } from '../../soup/mix.js';
-import { uniformCoefficients } from '../../soup/uniform.js';
+import { Mixer } from '../../soup/kernel/mix.js';
+import { uniformCoefficients } from '../../soup/strategies/uniform.js';
 import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';

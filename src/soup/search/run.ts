@@ -10,7 +10,7 @@ import type { Evaluation } from '../../eval/evaluator.js';
 import { higherIsBetter, type Direction } from '../../eval/metrics.js';
 import { runConcurrently } from '../../eval/pool.js';
 import { ignoreProgress, type ProgressListener } from '../../progress.js';
-import type { JournalEntry, ScoreJournal } from '../score-cache.js';
+import type { JournalEntry, ScoreJournal } from '../../eval/score-cache.js';
 import { Cmaes } from './cmaes.js';
 
 /** What is searched: points of R^n, each decoded into a candidate the evaluator can score. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ScoreJournal } from '../../../src/soup/score-cache.js';
+import { ScoreJournal } from '../../../src/eval/score-cache.js';
 import { runSearch, type SearchSpace } from '../../../src/soup/search/run.js';
 import { tempDir } from '../../helpers/files.js';
 
