@@ -68,6 +68,7 @@ export const soupOutputOptions = z.object({
     })
     .optional(),
 });
+export type SoupOutputOptions = z.output<typeof soupOutputOptions>;
 
 /** Flags that change what is printed, never the soup: left out of the recorded command. */
 const PRESENTATION_FLAGS = new Set(['--json', '-q', '--quiet', '--no-color', '--debug', '-f', '--force']);

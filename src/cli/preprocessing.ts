@@ -1,14 +1,5 @@
 import { z } from 'zod';
-import {
-  CHANNEL_ORDERS,
-  INTERPOLATIONS,
-  LAYOUTS,
-  MAX_IMAGE_SIDE,
-  PRESET_NAMES,
-  parseChannelValues,
-  type PresetName,
-  type Preprocessing,
-} from '../data/preprocess.js';
+import { CHANNEL_ORDERS, INTERPOLATIONS, LAYOUTS, MAX_IMAGE_SIDE, PRESET_NAMES, parseChannelValues, type PresetName } from '../data/preprocess.js';
 
 const channelValues = (flag: string) =>
   z
@@ -44,9 +35,3 @@ export const preprocessingOptions = z.object({
   channels: z.enum(CHANNEL_ORDERS).optional(),
   layout: z.enum(LAYOUTS).optional(),
 });
-
-/** The steps the flags set; dataset.json supplies the rest (see resolvePreprocessing). */
-export function preprocessingFlags(options: z.output<typeof preprocessingOptions>): Preprocessing {
-  const { preprocess, resize, interpolation, crop, scale, offset, mean, std, channels, layout } = options;
-  return { preprocess, resize, interpolation, crop, scale, offset, mean, std, channels, layout };
-}

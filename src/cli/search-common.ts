@@ -1,6 +1,5 @@
 /** What the search commands (learned without gradients, evolve) share: the journal, the objective, the recorded command. */
 import { totalmem } from 'node:os';
-import { hashFiles } from '../checkpoint/hash.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { UsageError } from '../errors.js';
 import type { Evaluator } from '../eval/evaluator.js';
@@ -8,37 +7,21 @@ import { metricDirection, type Direction } from '../eval/metrics.js';
 import { formatBytes } from '../report/format.js';
 import type { Terminal } from '../report/terminal.js';
 import { learnedMemoryBytes } from '../soup/strategies/learned.js';
-import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../eval/score-cache.js';
-import { evaluatorIdentity, type EvaluationOptions, type EvaluationSetup } from './evaluation.js';
+import { openScoreJournal, type OpenedJournal } from '../eval/score-cache.js';
+import type { EvaluationSetup } from '../eval/create.js';
 import { commandArguments } from './options.js';
-
-export interface SearchJournal {
-  evaluator: JournaledEvaluator;
-  journal: ScoreJournal;
-  key: string;
-  /** Each checkpoint's SHA-256, the journal keys of what candidates are made of. */
-  hashes: Map<Checkpoint, string>;
-}
 
 /** Opens --score-cache: the evaluator answers ingredients from it, and the search looks its candidates up there. */
 export async function openSearchJournal(
   setup: EvaluationSetup,
-  options: EvaluationOptions,
   file: string,
   checkpoints: readonly Checkpoint[],
   terminal: Terminal,
   signal: AbortSignal,
-): Promise<SearchJournal> {
-  const identity = await evaluatorIdentity(setup, options);
-  const fileHashes = await hashFiles(
-    checkpoints.flatMap((checkpoint) => checkpoint.files),
-    signal,
-  );
-  const { journal, warnings } = await ScoreJournal.open(file);
-  for (const warning of warnings) terminal.warn(warning);
-  const hashes = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, fileHashes)]));
-  const key = evaluatorKey(identity);
-  return { evaluator: new JournaledEvaluator(setup.evaluator, journal, key, hashes), journal, key, hashes };
+): Promise<OpenedJournal> {
+  const opened = await openScoreJournal(setup.evaluator, await setup.identity(), file, checkpoints, signal);
+  for (const warning of opened.warnings) terminal.warn(warning);
+  return opened;
 }
 
 /**

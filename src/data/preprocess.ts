@@ -27,6 +27,12 @@ export interface Preprocessing {
   layout?: Layout | undefined;
 }
 
+/** The preprocessing fields of a larger options object (the flags of every command that reads evaluation data). */
+export function pickPreprocessing(options: Preprocessing): Preprocessing {
+  const { preprocess, resize, interpolation, crop, scale, offset, mean, std, channels, layout } = options;
+  return { preprocess, resize, interpolation, crop, scale, offset, mean, std, channels, layout };
+}
+
 /** The presets' numbers are torchvision's ImageNet transforms and OpenAI CLIP's image transform. */
 export const PRESETS = {
   imagenet: { resize: 256, interpolation: 'bilinear', crop: 224, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channels: 'rgb' },

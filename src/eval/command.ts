@@ -149,11 +149,6 @@ export class CommandEvaluator implements Evaluator {
     return `command: ${this.options.command}`;
   }
 
-  /** Where {data} points, if the command takes a data set. */
-  get data(): string | undefined {
-    return this.options.data;
-  }
-
   async evaluate(candidate: CandidateWeights, signal?: AbortSignal, _bound?: unknown, context: EvaluationContext = {}): Promise<Evaluation> {
     // Laid out like the ingredients: a model folder with its config and tokenizer, or a file of their format.
     this.writer ??= new CandidateWriter(this.options.reference, this.options.workDir ?? tmpdir());

@@ -29,3 +29,4 @@ export interface Executor {
 }
 
 export const EXECUTORS = ['local', 'slurm'] as const;
+export type ExecutorName = (typeof EXECUTORS)[number];

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
-import { checkpointHashes } from '../checkpoint/hash.js';
+import { checkpointHashes, hashFiles } from '../checkpoint/hash.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { InputError, OutputError, describeFsError } from '../errors.js';
 import type { CandidateWeights, Evaluation, EvaluationContext, Evaluator, ScoreBound, ScoreMemory } from './evaluator.js';
@@ -247,4 +247,34 @@ export class JournaledEvaluator implements Evaluator, ScoreMemory {
     if (parts.some((part) => part.sha256 === undefined)) return undefined;
     return candidateKey('mean', parts as { sha256: string; weight: number }[]);
   }
+}
+
+export interface OpenedJournal {
+  /** The evaluator that answers ingredients (and, through `journal`, candidates) already scored. */
+  evaluator: JournaledEvaluator;
+  journal: ScoreJournal;
+  /** The evaluator's key: what decides its scores. */
+  key: string;
+  /** Each checkpoint's SHA-256, the journal keys of what candidates are made of. */
+  hashes: Map<Checkpoint, string>;
+  /** Lines of the file that could not be read (a run killed mid-write) and were dropped. */
+  warnings: string[];
+}
+
+/** Opens --score-cache around an evaluator, keyed by each ingredient's SHA-256 (from the hash cache when unchanged). */
+export async function openScoreJournal(
+  evaluator: Evaluator,
+  identity: Record<string, unknown>,
+  file: string,
+  checkpoints: readonly Checkpoint[],
+  signal: AbortSignal,
+): Promise<OpenedJournal> {
+  const fileHashes = await hashFiles(
+    checkpoints.flatMap((checkpoint) => checkpoint.files),
+    signal,
+  );
+  const { journal, warnings } = await ScoreJournal.open(file);
+  const hashes = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, fileHashes)]));
+  const key = evaluatorKey(identity);
+  return { evaluator: new JournaledEvaluator(evaluator, journal, key, hashes), journal, key, hashes, warnings };
 }

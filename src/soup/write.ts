@@ -90,6 +90,31 @@ export interface SoupRecord {
   command?: readonly string[];
 }
 
+/** What a strategy made: the soup's tensors, what its recipe records, and the --json document of the run. */
+export interface SoupOutcome<Document> {
+  producer: TensorProducer;
+  record: SoupRecord;
+  /** Everything the command reports, less what writing adds (the output path, its size, the time). */
+  document: Document;
+  /** Releases what the producer holds (a helper thread), once the soup is written or has failed. */
+  close?(): void | Promise<void>;
+}
+
+/** Writes what a strategy made into the prepared output, then lets it release what it holds. */
+export async function writeOutcome(
+  checkpoints: readonly Checkpoint[],
+  output: PreparedOutput,
+  outcome: SoupOutcome<unknown>,
+  signal?: AbortSignal,
+  moreFiles?: ReadonlyMap<string, Uint8Array>,
+): Promise<WriteResult> {
+  try {
+    return await writeSoup(checkpoints, output, outcome.producer, outcome.record, signal, moreFiles);
+  } finally {
+    await outcome.close?.();
+  }
+}
+
 /**
  * Streams the soup from `produce` into the output with its recipe. The ingredients are hashed in a
  * worker thread meanwhile (or taken from the hash cache); the header is written with placeholder

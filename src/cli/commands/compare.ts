@@ -26,7 +26,8 @@ import { writeReport } from '../../report/output.js';
 import { comparePlot } from '../../report/plot.js';
 import { Terminal } from '../../report/terminal.js';
 import { scanDiverged } from '../diverged.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
 import { describeDirection, type Direction } from '../../eval/metrics.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions } from '../options.js';
 

@@ -1,11 +1,11 @@
 import { loadDataset, type Dataset } from '../../data/dataset.js';
 import { imageDims } from '../../data/layout.js';
-import { describePreprocessing } from '../../data/preprocess.js';
+import { describePreprocessing, pickPreprocessing } from '../../data/preprocess.js';
 import { summarizeDataset } from '../../data/summary.js';
 import { formatBytes, formatShape, table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { commonOptions, parseOptions } from '../options.js';
-import { preprocessingFlags, preprocessingOptions } from '../preprocessing.js';
+import { preprocessingOptions } from '../preprocessing.js';
 
 const schema = commonOptions.merge(preprocessingOptions);
 
@@ -24,7 +24,7 @@ export async function runData(target: string, rawOptions: unknown, signal: Abort
   const options = parseOptions(schema, rawOptions);
   const terminal = new Terminal(options);
   const started = performance.now();
-  const dataset = await loadDataset(target, preprocessingFlags(options), { onProgress: terminal.progress(), signal });
+  const dataset = await loadDataset(target, pickPreprocessing(options), { onProgress: terminal.progress(), signal });
   terminal.endProgress();
   if (dataset.cache?.state === 'built') {
     const seconds = (performance.now() - started) / 1000;

@@ -8,7 +8,8 @@ import { formatScore } from '../../recipe/scores.js';
 import { table } from '../../report/format.js';
 import { Terminal } from '../../report/terminal.js';
 import { scanDiverged } from '../diverged.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({

@@ -17,10 +17,12 @@ import { readRecipeFile } from '../../soup/merge/config.js';
 import { openMergeCheckpoints } from '../../soup/merge/inputs.js';
 import { runSearch } from '../../soup/search/run.js';
 import { isFolderOutput, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
 import { layerIndex } from '../merge-options.js';
 import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
-import { openSearchJournal, searchCommandArguments, searchJobs, objectiveDirection, searchObjective, type SearchJournal } from '../search-common.js';
+import { openSearchJournal, searchCommandArguments, searchJobs, objectiveDirection, searchObjective } from '../search-common.js';
+import type { OpenedJournal } from '../../eval/score-cache.js';
 import { MERGEKIT_CONFIG } from './merge.js';
 
 const schema = commonOptions
@@ -123,12 +125,12 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
     const setup = await createEvaluator(options, reference, undefined, progress);
     for (const warning of setup.warnings ?? []) terminal.warn(warning);
     let evaluator: Evaluator = setup.evaluator;
-    let journal: SearchJournal | undefined;
+    let journal: OpenedJournal | undefined;
     let found;
     try {
       const objective = searchObjective(setup.evaluator, options);
       if (options.scoreCache !== undefined) {
-        journal = await openSearchJournal(setup, options, options.scoreCache, opened.all, terminal, signal);
+        journal = await openSearchJournal(setup, options.scoreCache, opened.all, terminal, signal);
         evaluator = journal.evaluator;
       }
       const space = new RecipeSpace(

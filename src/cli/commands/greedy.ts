@@ -1,7 +1,5 @@
 import { z } from 'zod';
 import { closeAll } from '../../checkpoint/discover.js';
-import { hashFiles } from '../../checkpoint/hash.js';
-import type { Checkpoint } from '../../checkpoint/types.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { knownDirection } from '../../eval/metrics.js';
 import { scoreIngredients } from '../../eval/pool.js';
@@ -10,10 +8,12 @@ import { Terminal } from '../../report/terminal.js';
 import { candidateProducer } from '../../weights/candidate.js';
 import { greedySoup } from '../../soup/strategies/greedy.js';
 import { MethodSoup } from '../../soup/merge/engine.js';
-import { JournaledEvaluator, ScoreJournal, evaluatorKey, ingredientKey } from '../../eval/score-cache.js';
+import { JournaledEvaluator } from '../../eval/score-cache.js';
 import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { scanDiverged } from '../diverged.js';
-import { createEvaluator, evaluationOptions, evaluatorIdentity } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
+import { openSearchJournal } from '../search-common.js';
 import { openGreedyMethod, type GreedyMethod } from '../greedy-method.js';
 import { mergeOptions } from '../merge-options.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
@@ -28,25 +28,6 @@ const schema = commonOptions
     prune: z.boolean().default(true),
     scoreCache: z.string().min(1).optional(),
   });
-
-/** Wraps the evaluator in the --score-cache journal, keyed by each ingredient's SHA-256 (from the hash cache when unchanged). */
-async function journaled(
-  evaluator: Evaluator,
-  identity: Record<string, unknown>,
-  file: string,
-  checkpoints: readonly Checkpoint[],
-  terminal: Terminal,
-  signal: AbortSignal,
-): Promise<JournaledEvaluator> {
-  const hashes = await hashFiles(
-    checkpoints.flatMap((checkpoint) => checkpoint.files),
-    signal,
-  );
-  const { journal, warnings } = await ScoreJournal.open(file);
-  for (const warning of warnings) terminal.warn(warning);
-  const keys = new Map(checkpoints.map((checkpoint) => [checkpoint, ingredientKey(checkpoint, hashes)]));
-  return new JournaledEvaluator(evaluator, journal, evaluatorKey(identity), keys);
-}
 
 export async function runGreedy(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
@@ -78,7 +59,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     let evaluator: Evaluator = setup.evaluator;
     if (options.scoreCache !== undefined) {
       try {
-        evaluator = await journaled(evaluator, await evaluatorIdentity(setup, options), options.scoreCache, checkpoints, terminal, signal);
+        evaluator = (await openSearchJournal(setup, options.scoreCache, checkpoints, terminal, signal)).evaluator;
       } catch (error) {
         await evaluator.dispose();
         throw error;

@@ -10,7 +10,8 @@ import { linePlot } from '../../report/line-plot.js';
 import { writeReport } from '../../report/output.js';
 import { Terminal } from '../../report/terminal.js';
 import { isBarrier, largestDip, scoreInterpolation, verdictPossible } from '../../soup/strategies/interpolate.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
 import { commonOptions, discoverOptions, parseOptions } from '../options.js';
 
 const schema = commonOptions.extend(evaluationOptions.shape).extend({

@@ -14,16 +14,9 @@ import { MixingSpace, loadIngredients, type SearchBy } from '../../soup/strategi
 import { LayerIndex } from '../../soup/merge/methods/parameters.js';
 import { runSearch } from '../../soup/search/run.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
-import { createEvaluator, type EvaluationOptions } from '../evaluation.js';
-import {
-  openSearchJournal,
-  refuseOverMemory,
-  searchCommandArguments,
-  searchJobs,
-  objectiveDirection,
-  searchObjective,
-  type SearchJournal,
-} from '../search-common.js';
+import { createEvaluator, type EvaluationOptions } from '../../eval/create.js';
+import { openSearchJournal, refuseOverMemory, searchCommandArguments, searchJobs, objectiveDirection, searchObjective } from '../search-common.js';
+import type { OpenedJournal } from '../../eval/score-cache.js';
 import { describeDivergence } from '../../soup/diverged.js';
 
 export interface LearnedSearchOptions extends EvaluationOptions {
@@ -88,12 +81,12 @@ export async function runLearnedSearch(
   const setup = await createEvaluator(options, reference, undefined, progress);
   for (const warning of setup.warnings ?? []) terminal.warn(warning);
   let evaluator: Evaluator = setup.evaluator;
-  let journal: SearchJournal | undefined;
+  let journal: OpenedJournal | undefined;
   let found;
   try {
     const objective = searchObjective(setup.evaluator, options);
     if (options.scoreCache !== undefined) {
-      journal = await openSearchJournal(setup, options, options.scoreCache, checkpoints, terminal, signal);
+      journal = await openSearchJournal(setup, options.scoreCache, checkpoints, terminal, signal);
       evaluator = journal.evaluator;
     }
     const { thetas, kept, diverged } = await loadIngredients(checkpoints, signal);

@@ -12,7 +12,8 @@ import { Mixer } from '../../soup/kernel/mix.js';
 import { prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
 import { refuseOverMemory } from '../search-common.js';
 import { scanDiverged } from '../diverged.js';
-import { createEvaluator, evaluationOptions } from '../evaluation.js';
+import { createEvaluator } from '../../eval/create.js';
+import { evaluationOptions } from '../evaluation.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
 
 /** "8G", "512MB", "1.5GiB", "1000000": a size in bytes (k, M, G, T as powers of 1024). */

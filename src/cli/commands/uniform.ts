@@ -1,11 +1,11 @@
 import { closeAll } from '../../checkpoint/discover.js';
-import { countBytes, countParameters, openIngredients } from '../../soup/ingredients.js';
-import { Mixer } from '../../soup/kernel/mix.js';
-import { uniformCoefficients } from '../../soup/strategies/uniform.js';
-import { describeModelFiles, prepareModelFiles, prepareOutput, writeSoup } from '../../soup/write.js';
-import { formatBytes, formatCount, formatSeconds } from '../../report/format.js';
+import { renderUniform } from '../../report/uniform.js';
 import { Terminal } from '../../report/terminal.js';
+import { openIngredients } from '../../soup/ingredients.js';
+import { uniformSoup } from '../../soup/strategies/uniform.js';
+import { describeModelFiles, writeOutcome } from '../../soup/write.js';
 import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOutputOptions } from '../options.js';
+import { prepareSoupOutput } from '../output.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape);
 
@@ -15,45 +15,18 @@ export async function runUniform(inputs: string[], rawOptions: unknown, signal: 
   const started = performance.now();
   const checkpoints = await openIngredients(inputs, discoverOptions(options, terminal));
   try {
-    const output = await prepareOutput(checkpoints, { out: options.output, force: options.force, dtype: options.dtype, shardSize: options.outShardSize });
-    for (const warning of await prepareModelFiles(checkpoints, output, options)) terminal.warn(warning);
-    const names = checkpoints.map((checkpoint) => checkpoint.name);
-    const mixer = new Mixer(checkpoints, { onProgress: terminal.progress(), signal, allowNonFinite: options.allowNonfinite, threads: true });
-    const written = await writeSoup(
-      checkpoints,
-      output,
-      mixer.producer(uniformCoefficients(checkpoints.length), { plan: output.tensors }),
-      { strategy: 'uniform', chosen: names, extra: options.dtype === undefined ? {} : { dtype: options.dtype }, command: commandArguments() },
+    const output = await prepareSoupOutput(checkpoints, options, terminal);
+    const made = uniformSoup(checkpoints, output, {
+      allowNonFinite: options.allowNonfinite,
+      dtype: options.dtype,
+      command: commandArguments(),
+      onProgress: terminal.progress(),
       signal,
-    ).finally(() => mixer.close());
+    });
+    const written = await writeOutcome(checkpoints, output, made, signal);
     terminal.endProgress();
     const seconds = (performance.now() - started) / 1000;
-    const read = checkpoints.reduce((sum, checkpoint) => sum + countBytes(checkpoint), 0);
-    const reference = checkpoints[0]!;
-    if (terminal.json) {
-      terminal.printJson({
-        strategy: 'uniform',
-        ingredients: checkpoints.map((checkpoint) => ({ name: checkpoint.name, path: checkpoint.path })),
-        chosen: names,
-        output: written.path,
-        format: output.target.kind,
-        tensors: reference.tensors().length,
-        parameters: countParameters(reference),
-        bytesRead: read,
-        bytesWritten: written.bytes,
-        seconds: Number(seconds.toFixed(3)),
-        warnings: terminal.warnings,
-      });
-      return;
-    }
-    const paint = terminal.paint;
-    terminal.print(`${paint.bold('Uniform soup')} of ${checkpoints.length} ingredients -> ${paint.cyan(written.path)}`);
-    terminal.print(`  ingredients  ${names.join(', ')}`);
-    terminal.print(`  tensors      ${reference.tensors().length} (${formatCount(countParameters(reference))} parameters)`);
-    terminal.print(`  read         ${formatBytes(read)} in ${formatSeconds(seconds)}`);
-    terminal.print(`  written      ${formatBytes(written.bytes)} (${output.target.kind})`);
-    const modelFiles = describeModelFiles(output);
-    if (modelFiles !== undefined) terminal.print(`  with         ${modelFiles}`);
+    renderUniform(terminal, made.document, { ...written, seconds, modelFiles: describeModelFiles(output) });
   } finally {
     terminal.endProgress();
     await closeAll(checkpoints);

@@ -1,10 +1,10 @@
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { DEFAULT_RETRY_STATES, RETRYABLE_STATES, SlurmExecutor, splitArguments } from '../eval/slurm.js';
+import { DEFAULT_RETRY_STATES, RETRYABLE_STATES, SlurmExecutor, splitArguments } from './slurm.js';
 import type { ProgressListener } from '../progress.js';
 
-/** The flags the Slurm executor reads (a structural type: evaluation.ts, which calls it, holds the whole schema). */
+/** The flags the Slurm executor reads (a structural type: the evaluation options hold them all). */
 export interface SlurmFlags {
   evalCmd?: string | undefined;
   slurmArgs?: string | undefined;
