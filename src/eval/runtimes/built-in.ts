@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import type { Dataset } from '../../data/dataset.js';
 import { UsageError } from '../../errors.js';
-import type { EvaluationOptions } from '../create.js';
+import type { EvaluationOptions } from '../runtime.js';
 import { METRIC_NAMES } from '../metrics.js';
 
 /** The data to score on; refused when none was given, or for a metric these runtimes do not measure. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { CANDIDATE_PATTERN, describeRemoved, removeDeadLeftovers } from '../../checkpoint/leftovers.js';
 import { UsageError } from '../../errors.js';
 import { NamingCommandEvaluator } from '../command-naming.js';
-import type { Runtime } from '../create.js';
+import type { Runtime } from '../runtime.js';
 import { slurmExecutor } from '../slurm-setup.js';
 
 export const commandRuntime: Runtime = {

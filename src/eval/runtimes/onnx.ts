@@ -11,7 +11,7 @@ import { loadNamedInputs } from '../../data/named-inputs.js';
 import { pickPreprocessing } from '../../data/preprocess.js';
 import { rawPixelsWarning } from '../../data/raw-pixels.js';
 import { InputError } from '../../errors.js';
-import type { Runtime } from '../create.js';
+import type { Runtime } from '../runtime.js';
 import { builtInData, datasetHash, someTensorNames } from './built-in.js';
 
 export const onnxRuntime: Runtime = {

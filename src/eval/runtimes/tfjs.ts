@@ -7,7 +7,7 @@ import { loadDataset } from '../../data/dataset.js';
 import { pickPreprocessing } from '../../data/preprocess.js';
 import { rawPixelsWarning } from '../../data/raw-pixels.js';
 import { InputError, UsageError } from '../../errors.js';
-import type { Runtime } from '../create.js';
+import type { Runtime } from '../runtime.js';
 import type { TfjsEvaluatorOptions } from '../tfjs.js';
 import { builtInData, datasetHash, someTensorNames } from './built-in.js';
 
