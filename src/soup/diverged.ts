@@ -42,3 +42,20 @@ export async function findDiverged(checkpoints: readonly Checkpoint[], signal?: 
 export function describeDivergence(divergence: Divergence): string {
   return `${divergence.value} in ${divergence.tensor} (element ${divergence.element})`;
 }
+
+/**
+ * The ingredients whose weights hold NaN or infinities, each told once through `warn`. With
+ * allowNonFinite nothing is looked for: the user keeps them in, as before.
+ */
+export async function scanDiverged(
+  checkpoints: readonly Checkpoint[],
+  options: { allowNonFinite?: boolean | undefined; leftOutOf?: string },
+  warn: (message: string) => void,
+  signal?: AbortSignal,
+): Promise<Map<Checkpoint, Divergence>> {
+  if (options.allowNonFinite === true) return new Map();
+  const found = await findDiverged(checkpoints, signal);
+  const leftOut = options.leftOutOf === undefined ? '' : `, ranked last and left out of ${options.leftOutOf} (--allow-nonfinite keeps it in)`;
+  for (const [checkpoint, divergence] of found) warn(`${checkpoint.name} diverged: ${describeDivergence(divergence)}; it is scored${leftOut}`);
+  return found;
+}

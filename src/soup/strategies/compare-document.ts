@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { InputError, describeFsError } from '../../errors.js';
 
 /** The --json document of `soup compare`: a contract with CI scripts (fields may be added, never removed). */
 /** A score; NaN and infinities (a diverged run's loss) are null in JSON, and read back as NaN. */
@@ -42,3 +44,22 @@ export const compareDocumentSchema = z.object({
 });
 
 export type CompareDocument = z.infer<typeof compareDocumentSchema>;
+
+/** An earlier `soup compare --json` document (--baseline), checked against the schema. */
+export async function readCompareDocument(file: string): Promise<CompareDocument> {
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new InputError(file, `cannot read the baseline: ${describeFsError(error)}`, { cause: error });
+  });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(file, `the baseline is not JSON (${(error as Error).message}); it should be the output of soup compare --json`);
+  }
+  const parsed = compareDocumentSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(file, `not a soup compare --json document: ${issue.path.join('.') || 'top level'}: ${issue.message}`);
+  }
+  return parsed.data;
+}

@@ -1,3 +1,4 @@
+import { GateError } from '../../errors.js';
 import { bestScore, knownDirection, type Direction } from '../../eval/metrics.js';
 import type { CompareDocument } from './compare-document.js';
 
@@ -100,4 +101,11 @@ export function checkGates(result: CompareDocument, gates: Gates): GateResult[] 
     });
   }
   return out;
+}
+
+/** The error a CI sees (exit 3) when any gate failed, naming each with its detail; undefined when all passed. */
+export function gateFailure(gates: readonly GateResult[]): GateError | undefined {
+  const failed = gates.filter((gate) => !gate.passed);
+  if (failed.length === 0) return undefined;
+  return new GateError(`${failed.length} gate${failed.length > 1 ? 's' : ''} failed: ${failed.map((g) => `${g.gate} (${g.detail})`).join('; ')}`);
 }
