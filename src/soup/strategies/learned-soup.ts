@@ -119,6 +119,7 @@ export async function checkLearnedIngredients(checkpoints: readonly Checkpoint[]
   return { checkpoints, mixed, diverged, memoryBytes: refuseOverMemory(mixed, options.maxMemory, options.inputs) };
 }
 
+/** It reports as the searches do; `endProgress` is called once scoring and training are over, before the soup is written. */
 export interface LearnedSoupOptions extends SearchHooks {
   evaluation: EvaluationOptions;
   /** The training's settings (any object holding them: the rest is ignored). */
