@@ -1,37 +1,27 @@
 import { describeDirection, higherIsBetter, knownDirection } from '../eval/metrics.js';
-import type { Diverged } from '../soup/strategies/learned-search.js';
+import type { LearnedSearchDocument } from '../soup/strategies/learned-search-soup.js';
+import type { ScoredWith } from '../soup/strategies/learned-soup.js';
 import type { GenerationRecord } from '../soup/search/run.js';
 import { formatSeconds, table } from './format.js';
-import type { LearnedDocument } from './learned.js';
-import { summarizeWeights } from './learned.js';
+import { learnedJson, summarizeWeights, type LearnedJson, type Written } from './learned.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 import { describeDivergence } from '../soup/diverged.js';
 
-/**
- * The --json document of the gradient-free learned soup: every field of the gradient path's (beta is
- * 1 and epochs empty: nothing is trained), plus the search: objective, generations, evaluation counts.
- */
-export interface LearnedSearchDocument extends Omit<LearnedDocument, 'hyperparameters'> {
-  hyperparameters: Record<string, unknown>;
-  optimizer: 'CMA-ES';
-  /** What candidates were ranked by (the loss where the evaluator gives one), and the winner's value. */
-  objective: string;
-  objectiveScore: number;
-  /** Every metric of the soup written. */
-  metrics: Record<string, number>;
-  by: 'ingredient' | 'block';
-  /** {block: {ingredient: alpha}}: the weights as searched (one block, "all tensors", with --by ingredient). */
-  blocks: Record<string, Record<string, number>>;
-  generations: GenerationRecord[];
-  /** Evaluations of the search (the uniform soup and every candidate), without the ingredients'. */
-  searchEvaluations: number;
-  /** Of those, scored by the evaluator now; the rest came from --score-cache. */
-  evaluatorCalls: number;
-  evaluationsFromCache: number;
-  evaluationsPerSecond: number;
-  /** Ingredients left out because a weight is NaN or infinite. */
-  diverged: Diverged[];
+/** What `soup learned` made without gradients: the --json document, or the search for people. */
+export function renderLearnedSearch(
+  terminal: Terminal,
+  doc: LearnedSearchDocument,
+  written: Written,
+  about: { scoredWith: ScoredWith; format: string; val?: string | undefined },
+): void {
+  const json = learnedJson(doc, written, terminal.warnings);
+  if (terminal.json) terminal.printJson(json);
+  else {
+    const { dataset, evaluator } = about.scoredWith;
+    const source = dataset === undefined ? (about.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
+    printLearnedSearch(terminal, json, { source, evaluator, format: about.format });
+  }
 }
 
 const alpha = (value: number): string => value.toFixed(3);
@@ -52,7 +42,11 @@ export function printGenerations(terminal: Terminal, generations: readonly Gener
 }
 
 /** The gradient-free learned soup for a person: the search, the weights it found, the outcome. */
-export function printLearnedSearch(terminal: Terminal, doc: LearnedSearchDocument, about: { source: string; evaluator: string; format: string }): void {
+export function printLearnedSearch(
+  terminal: Terminal,
+  doc: LearnedJson<LearnedSearchDocument>,
+  about: { source: string; evaluator: string; format: string },
+): void {
   const { paint } = terminal;
   const h = doc.hyperparameters;
   const way = doc.objective === doc.metric ? doc.direction : knownDirection(doc.objective);

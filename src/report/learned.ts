@@ -1,40 +1,37 @@
-import { bestScore, describeDirection, type Direction } from '../eval/metrics.js';
-import type { Divergence } from '../soup/diverged.js';
-import type { LearnedEpoch, LearnedParams } from '../soup/strategies/learned.js';
+import { bestScore, describeDirection } from '../eval/metrics.js';
+import type { LearnedSearchDocument } from '../soup/strategies/learned-search-soup.js';
+import type { LearnedDocument, ScoredWith } from '../soup/strategies/learned-soup.js';
 import { formatBytes, formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
-/** The --json document of `soup learned`: greedy's fields, plus the alphas, beta and the loss per epoch. */
-export interface LearnedDocument {
-  strategy: 'learned';
-  metric: string;
-  direction: Direction;
-  backend: string;
-  /** Worker threads that scored the ingredients. */
-  jobs: number;
-  ingredients: { name: string; path: string; score: number; diverged?: Divergence }[];
-  /** Diverged ingredients: scored, never mixed. */
-  leftOut: string[];
-  /** Always empty: greedy's field, kept so that a script reading either shape finds it (no step is tried one by one). */
-  steps: never[];
-  chosen: string[];
-  score: number;
-  /** Candidates scored: every ingredient, the soup before training and after. */
-  evaluations: number;
-  /** The soup before training: every alpha 1/N, the uniform soup. */
-  uniformScore: number;
-  output: string;
-  /** {tensor: {ingredient: alpha}}: the written soup is sum(alpha * theta) per tensor. */
-  weights: Record<string, Record<string, number>>;
-  beta: number;
-  epochs: LearnedEpoch[];
-  hyperparameters: LearnedParams;
-  samples: number | null;
-  /** What the ingredients held in memory took (checked against --max-memory). */
-  memoryBytes: number;
+/** What writing the soup adds to a learned soup's --json document. */
+export interface Written {
+  path: string;
   seconds: number;
-  warnings: string[];
+}
+
+/** A learned soup's --json document as printed: the written soup's path after uniformScore, the time and the warnings after memoryBytes. */
+export type LearnedJson<D extends LearnedDocument | LearnedSearchDocument> = D & { output: string; seconds: number; warnings: string[] };
+
+export function learnedJson<D extends LearnedDocument | LearnedSearchDocument>(doc: D, written: Written, warnings: string[]): LearnedJson<D> {
+  const json: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(doc)) {
+    json[key] = value;
+    if (key === 'uniformScore') json.output = written.path;
+    if (key === 'memoryBytes') Object.assign(json, { seconds: Number(written.seconds.toFixed(3)), warnings });
+  }
+  return json as unknown as LearnedJson<D>;
+}
+
+/** What `soup learned` made by gradients: the --json document, or the training run for people. */
+export function renderLearned(terminal: Terminal, doc: LearnedDocument, written: Written, about: { scoredWith: ScoredWith; format: string }): void {
+  const json = learnedJson(doc, written, terminal.warnings);
+  if (terminal.json) terminal.printJson(json);
+  else {
+    const dataset = about.scoredWith.dataset!;
+    printLearned(terminal, json, { source: `${dataset.name} (${dataset.n} samples)`, evaluator: about.scoredWith.evaluator, format: about.format });
+  }
 }
 
 /** Each ingredient's mean, smallest and largest alpha over the tensors, largest mean first. */
@@ -52,7 +49,7 @@ export function summarizeWeights(weights: LearnedDocument['weights']): { name: s
 const alpha = (value: number): string => value.toFixed(3);
 
 /** The learned soup for a person: the training run epoch by epoch, the weights it found, the outcome. */
-export function printLearned(terminal: Terminal, doc: LearnedDocument, about: { source: string; evaluator: string; format: string }): void {
+export function printLearned(terminal: Terminal, doc: LearnedJson<LearnedDocument>, about: { source: string; evaluator: string; format: string }): void {
   const { paint } = terminal;
   const h = doc.hyperparameters;
   terminal.print(

@@ -6,7 +6,7 @@
 import { isFloatDType } from '../checkpoint/dtype.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { throwIfAborted } from '../errors.js';
-import { indexOfNonFinite } from './kernel/average.js';
+import { indexOfNonFinite, type FloatArray } from './kernel/average.js';
 
 /** Where a checkpoint first holds a non-finite value. */
 export interface Divergence {
@@ -16,14 +16,23 @@ export interface Divergence {
   value: string;
 }
 
-/** The first NaN or infinity in the checkpoint's float tensors (in tensor order), or undefined if every value is finite. */
-export async function findNonFinite(checkpoint: Checkpoint, signal?: AbortSignal): Promise<Divergence | undefined> {
+/**
+ * The first NaN or infinity in the checkpoint's float tensors (in tensor order), or undefined if every
+ * value is finite. `keep` gets each finite tensor as read, for a caller that holds the weights anyway
+ * (the learned soup), so that no tensor is read twice.
+ */
+export async function findNonFinite(
+  checkpoint: Checkpoint,
+  signal?: AbortSignal,
+  keep?: (tensor: string, values: FloatArray) => void,
+): Promise<Divergence | undefined> {
   for (const tensor of checkpoint.tensors()) {
     if (!isFloatDType(tensor.dtype)) continue;
     throwIfAborted(signal);
     const values = await checkpoint.readFloats(tensor.name);
     const at = indexOfNonFinite(values);
     if (at >= 0) return { tensor: tensor.name, element: at, value: String(values[at]) };
+    keep?.(tensor.name, values);
   }
   return undefined;
 }

@@ -7,10 +7,9 @@
  */
 import { isFloatDType } from '../../checkpoint/dtype.js';
 import type { Checkpoint, TensorInfo } from '../../checkpoint/types.js';
-import { throwIfAborted } from '../../errors.js';
 import type { CandidateWeights } from '../../eval/evaluator.js';
-import { indexOfNonFinite, type FloatArray } from '../kernel/average.js';
-import type { Divergence } from '../diverged.js';
+import type { FloatArray } from '../kernel/average.js';
+import { findNonFinite, type Divergence } from '../diverged.js';
 import { softmax } from './learned.js';
 import { LayerIndex } from '../merge/methods/parameters.js';
 import { sha256Text } from '../../eval/score-cache.js';
@@ -18,7 +17,6 @@ import type { SearchSpace } from '../search/run.js';
 
 export type SearchBy = 'ingredient' | 'block';
 
-/** An ingredient left out of the mix because a weight is NaN or infinite. */
 /** A run left out for its non-finite weights: named, with its first bad value as every command reports it. */
 export interface Diverged extends Divergence {
   name: string;
@@ -60,7 +58,7 @@ export function tensorBlocks(
   return { labels, of: new Map(tensors.map((tensor) => [tensor.name, groupOf(moduleIndex.get(moduleOf(tensor.name))!)])) };
 }
 
-/** Every ingredient's float tensors in memory, and which ingredients hold non-finite values. */
+/** Every ingredient's float tensors in memory, each read once, and which ingredients hold non-finite values. */
 export async function loadIngredients(
   checkpoints: readonly Checkpoint[],
   signal?: AbortSignal,
@@ -68,27 +66,17 @@ export async function loadIngredients(
   const floats = checkpoints[0]!.tensors().filter((tensor) => isFloatDType(tensor.dtype));
   const diverged: Diverged[] = [];
   const kept: Checkpoint[] = [];
-  const values: FloatArray[][] = [];
+  const values: Map<string, FloatArray>[] = [];
   for (const checkpoint of checkpoints) {
-    const own: FloatArray[] = [];
-    let bad: Diverged | undefined;
-    for (const tensor of floats) {
-      throwIfAborted(signal);
-      const read = await checkpoint.readFloats(tensor.name);
-      const at = indexOfNonFinite(read);
-      if (at >= 0) {
-        bad = { name: checkpoint.name, path: checkpoint.path, tensor: tensor.name, element: at, value: String(read[at]) };
-        break;
-      }
-      own.push(read);
-    }
-    if (bad !== undefined) diverged.push(bad);
+    const own = new Map<string, FloatArray>();
+    const divergence = await findNonFinite(checkpoint, signal, (tensor, read) => own.set(tensor, read));
+    if (divergence !== undefined) diverged.push({ name: checkpoint.name, path: checkpoint.path, ...divergence });
     else {
       kept.push(checkpoint);
       values.push(own);
     }
   }
-  const thetas = new Map(floats.map((tensor, t) => [tensor.name, values.map((own) => own[t]!)]));
+  const thetas = new Map(floats.map((tensor) => [tensor.name, values.map((own) => own.get(tensor.name)!)]));
   return { thetas, kept, diverged };
 }
 

@@ -6,9 +6,11 @@
  * and its gradient with respect to the mixed weights come from a GradientSource, and the chain rule
  * back to the logits is done on plain arrays.
  */
+import { totalmem } from 'node:os';
+import { formatBytes } from '../../bytes.js';
 import { isFloatDType, numel } from '../../checkpoint/dtype.js';
 import type { Checkpoint, TensorInfo } from '../../checkpoint/types.js';
-import { InputError, throwIfAborted } from '../../errors.js';
+import { InputError, UsageError, throwIfAborted } from '../../errors.js';
 import type { CandidateWeights, GradientSource } from '../../eval/evaluator.js';
 import { ignoreProgress, type ProgressListener } from '../../progress.js';
 import { seededRandom, shuffledIndices } from '../../random.js';
@@ -43,6 +45,11 @@ export const LEARNED_DEFAULTS: LearnedParams = {
   initialBeta: 1,
 };
 
+/** The learned soup's settings out of a larger options object, in LEARNED_DEFAULTS' order (as --json and the recipe list them). */
+export function learnedParams(options: LearnedParams): LearnedParams {
+  return Object.fromEntries(Object.keys(LEARNED_DEFAULTS).map((key) => [key, options[key as keyof LearnedParams]])) as unknown as LearnedParams;
+}
+
 /**
  * Bytes the learned soup holds: every ingredient's float weights (as read: float32, or float64 for
  * F64 tensors), plus three float32 copies of one model (the mixed weights, their gradient, and the
@@ -52,6 +59,23 @@ export function learnedMemoryBytes(checkpoints: readonly Checkpoint[]): number {
   const floats = checkpoints[0]!.tensors().filter((tensor) => isFloatDType(tensor.dtype));
   const perModel = floats.reduce((sum, tensor) => sum + numel(tensor.shape) * (tensor.dtype === 'F64' ? 8 : 4), 0);
   return perModel * checkpoints.length + 3 * floats.reduce((sum, tensor) => sum + numel(tensor.shape) * 4, 0);
+}
+
+/**
+ * The learned soup, with or without gradients, holds every ingredient it mixes in memory: refused up
+ * front when that is more than --max-memory (default: half the machine's memory). `inputs` are what
+ * the user typed, for the greedy soup the hint offers instead.
+ */
+export function refuseOverMemory(mixed: readonly Checkpoint[], maxMemoryOption: number | undefined, inputs: readonly string[]): number {
+  const maxMemory = maxMemoryOption ?? Math.floor(totalmem() / 2);
+  const memory = learnedMemoryBytes(mixed);
+  if (memory > maxMemory) {
+    throw new UsageError(
+      `the learned soup holds every ingredient's weights in memory: ${mixed.length} ingredients need ${formatBytes(memory)}, more than --max-memory ${formatBytes(maxMemory)}`,
+      { hint: `raise --max-memory, use fewer ingredients, or make a greedy soup, which streams them: soup greedy ${inputs.join(' ')} --val DATA -o OUT` },
+    );
+  }
+  return memory;
 }
 
 export function softmax(logits: ArrayLike<number>): number[] {
