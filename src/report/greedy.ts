@@ -1,47 +1,54 @@
-import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
-import { describeDivergence, type Divergence } from '../soup/diverged.js';
+import { byScore, describeDirection, higherIsBetter } from '../eval/metrics.js';
+import { describeDivergence } from '../soup/diverged.js';
 import { compareNatural } from '../natural-order.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
-import type { GreedyStep } from '../soup/strategies/greedy.js';
+import type { GreedyDocument, GreedyMade, GreedyOutcome } from '../soup/strategies/greedy-soup.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
-/** The --json document of `soup greedy` (a contract with CI scripts: fields may be added, never removed). */
-export interface GreedyDocument {
-  strategy: 'greedy';
-  /** With --method: the merge method every candidate is made with, and its base model. */
-  method?: string;
-  base?: string;
-  metric: string;
-  /** Which way the metric points: the ranking and every decision follow it. */
-  direction: Direction;
-  backend: string;
-  jobs: number;
-  /** score is NaN (null in JSON) when it is not a number; diverged: where the weights first hold NaN or an infinity. */
-  ingredients: { name: string; path: string; score: number; diverged?: Divergence }[];
-  steps: GreedyStep[];
-  chosen: string[];
-  /** Diverged ingredients, left out without a candidate holding them being built. */
-  leftOut: string[];
-  score: number;
-  output: string;
-  evaluations: number;
-  /** Evaluations answered by the --score-cache journal instead of being run. */
-  evaluationsFromCache: number;
-  /** Evaluations scored ahead in idle slots (--jobs with --eval-cmd) that no decision needed. */
-  evaluationsWasted?: number;
-  /** --executor slurm: every job submitted, with the time it spent queued and running. */
-  slurmJobs?: SlurmJobRecord[];
-  samples: number | null;
-  samplesScored: number;
-  samplesSaved: number;
-  seconds: number;
-  warnings: string[];
+/** What `soup greedy` made: the --json document (its keys in their documented order), or the steps for people. */
+export function renderGreedy(
+  terminal: Terminal,
+  made: GreedyOutcome,
+  written: { path: string; seconds: number; modelFiles: string | undefined; scoreCache: string | undefined },
+): void {
+  const document = greedyDocument(made.document, written.path, written.seconds, terminal.warnings);
+  if (terminal.json) terminal.printJson(document);
+  else printGreedy(terminal, document, { ...made.about, scoreCache: written.scoreCache, modelFiles: written.modelFiles });
+}
+
+function greedyDocument(made: GreedyMade, output: string, seconds: number, warnings: string[]): GreedyDocument {
+  const { strategy, method, base, metric, direction, backend, jobs, ingredients, steps, chosen, leftOut, score } = made;
+  const { evaluations, evaluationsFromCache, evaluationsWasted, slurmJobs, samples, samplesScored, samplesSaved } = made;
+  return {
+    strategy,
+    ...(method === undefined ? {} : { method }),
+    ...(base === undefined ? {} : { base }),
+    metric,
+    direction,
+    backend,
+    jobs,
+    ingredients,
+    steps,
+    chosen,
+    leftOut,
+    score,
+    output,
+    evaluations,
+    evaluationsFromCache,
+    ...(evaluationsWasted === undefined ? {} : { evaluationsWasted }),
+    ...(slurmJobs === undefined ? {} : { slurmJobs }),
+    samples,
+    samplesScored,
+    samplesSaved,
+    seconds: Number(seconds.toFixed(3)),
+    warnings,
+  };
 }
 
 /** The greedy soup for a person: ingredients best first, each step with its change, the outcome. */
-export function printGreedy(
+function printGreedy(
   terminal: Terminal,
   doc: GreedyDocument,
   about: { source: string; evaluator: string; format: string; scoreCache?: string | undefined; modelFiles?: string | undefined },
