@@ -21,7 +21,6 @@ const schema = commonOptions
     /** commander's --no-prune sets prune: false. */
     prune: z.boolean().default(true),
   });
-type GreedyFlags = z.output<typeof schema>;
 
 export async function runGreedy(inputs: string[], rawOptions: unknown, signal: AbortSignal): Promise<void> {
   const options = parseOptions(schema, rawOptions);
@@ -32,9 +31,9 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
     const shape = method === undefined ? checkpoints : [method.base ?? checkpoints[0]!];
     const protect = [...all.map((checkpoint) => checkpoint.path), options.model, options.val];
     const output = await prepareSoupOutput(shape, options, terminal, { companionsFrom: checkpoints, protect });
-    const warn = (message: string): void => terminal.warn(message);
-    const common = { allowNonFinite: options.allowNonfinite, command: commandArguments(), onProgress: terminal.progress(), warn, signal };
-    const made = await makeGreedySoup(checkpoints, method, output, { ...options, ...common });
+    const warn = (line: string): void => terminal.warn(line);
+    const run = { allowNonFinite: options.allowNonfinite, command: commandArguments(), onProgress: terminal.progress(), warn, signal };
+    const made = await makeGreedySoup(checkpoints, method, output, { ...options, ...run });
     terminal.endProgress();
     const written = await writeOutcome(all, output, made, signal);
     const seconds = (performance.now() - started) / 1000;
@@ -46,7 +45,7 @@ export async function runGreedy(inputs: string[], rawOptions: unknown, signal: A
 }
 
 /** The ingredients, and with --method the merge each candidate is made with (its base among `all`). */
-async function openGreedy(inputs: string[], options: GreedyFlags, signal: AbortSignal, discover: OpenOptions) {
+async function openGreedy(inputs: string[], options: z.output<typeof schema>, signal: AbortSignal, discover: OpenOptions) {
   if (options.method === undefined) {
     const flag = givesParameters(options);
     if (flag !== undefined) throw new UsageError(`--${flag}: only used with --method (greedy over a merge method)`);
@@ -55,10 +54,6 @@ async function openGreedy(inputs: string[], options: GreedyFlags, signal: AbortS
   }
   const { config, opened } = await configFromFlags(inputs, options, discover, refuseUngrowable);
   const names = opened.all[0]!.tensors().map((tensor) => tensor.name);
-  const layers = layerIndex(options, names);
-  return {
-    checkpoints: opened.models,
-    method: greedyMethod(config, opened, { seed: options.randomSeed, layers, allowNonFinite: options.allowNonfinite, signal }),
-    all: opened.all,
-  };
+  const plan = greedyMethod(config, opened, { seed: options.randomSeed, layers: layerIndex(options, names), allowNonFinite: options.allowNonfinite, signal });
+  return { checkpoints: opened.models, method: plan, all: opened.all };
 }
