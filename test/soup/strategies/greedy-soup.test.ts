@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { closeAll } from '../../../src/checkpoint/discover.js';
@@ -7,7 +8,7 @@ import { readRecipe } from '../../../src/recipe/recipe.js';
 import { openIngredients } from '../../../src/soup/ingredients.js';
 import { makeGreedySoup } from '../../../src/soup/strategies/greedy-soup.js';
 import { prepareOutput, writeOutcome } from '../../../src/soup/write.js';
-import { tempDir } from '../../helpers/files.js';
+import { oneWeightIngredients, tempDir } from '../../helpers/files.js';
 
 const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
 const val = path.join(fixtures, 'data', 'val');
@@ -100,6 +101,63 @@ describe('makeGreedySoup', () => {
       assert.deepEqual(recipe.chosen, chosen);
       assert.equal(recipe.score, 0.846);
       assert.deepEqual(recipe.command, ['greedy', 'ingredients', '--val', 'val']);
+    } finally {
+      await closeAll(checkpoints);
+    }
+  });
+
+  it('warns through its callback: a diverged run is scored, left out and recorded, and a second run on the same --score-cache runs nothing', async () => {
+    const dir = await tempDir();
+    const checkpoints = await oneWeightIngredients(path.join(dir, 'runs'), [0.25, 0.4375, Number.NaN, 0.75]);
+    const scorer = path.join(dir, 'score.mjs');
+    await writeFile(
+      scorer,
+      `import { readFileSync } from 'node:fs';
+const bytes = readFileSync(process.argv[2]);
+console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) - 0.5));
+`,
+    );
+    const evalCmd = `node '${scorer}' {ckpt}`;
+    const run = async (name: string) => {
+      const warnings: string[] = [];
+      const output = await prepareOutput(checkpoints, { out: path.join(dir, `${name}.safetensors`) });
+      const made = await makeGreedySoup(checkpoints, undefined, output, {
+        evalCmd,
+        scoreCache: path.join(dir, 'scores.jsonl'),
+        metric: 'accuracy',
+        batchSize: 512,
+        executor: 'local',
+        retries: 2,
+        acceptTies: false,
+        prune: true,
+        allowNonFinite: false,
+        command: ['greedy', 'runs'],
+        warn: (message) => warnings.push(message),
+      });
+      await writeOutcome(checkpoints, output, made);
+      return { made, warnings };
+    };
+    try {
+      const first = await run('first');
+      assert.deepEqual(first.warnings, [
+        'c diverged: NaN in w (element 0); it is scored, ranked last and left out of the soup (--allow-nonfinite keeps it in)',
+      ]);
+      assert.deepEqual(first.made.document.chosen, ['b']);
+      assert.deepEqual(first.made.document.leftOut, ['c']);
+      assert.deepEqual(first.made.document.ingredients[2], {
+        name: 'c',
+        path: checkpoints[2]!.path,
+        score: Number.NaN,
+        diverged: { tensor: 'w', element: 0, value: 'NaN' },
+      });
+      assert.deepEqual(first.made.record.extra?.diverged, { c: { tensor: 'w', element: 0, value: 'NaN' } });
+      assert.deepEqual([first.made.document.evaluations, first.made.document.evaluationsFromCache], [6, 0]);
+      assert.deepEqual(first.made.about, { evaluator: `command: ${evalCmd}`, source: "the command's own data", format: 'safetensors' });
+
+      const second = await run('second');
+      assert.deepEqual(second.made.document.chosen, ['b']);
+      assert.deepEqual(second.made.document.steps, first.made.document.steps);
+      assert.deepEqual([second.made.document.evaluations, second.made.document.evaluationsFromCache], [6, 6], 'every score came from the journal');
     } finally {
       await closeAll(checkpoints);
     }
