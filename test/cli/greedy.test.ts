@@ -6,6 +6,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
+import { halfwayScorer } from '../helpers/scorer.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
 
 const dir = await tempDir();
@@ -96,18 +97,11 @@ describe('soup greedy', () => {
     ] as const) {
       await writeSafetensorsFile(path.join(runs, `${name}.safetensors`), { w: { dtype: 'F32', shape: [1], values: [value] } });
     }
-    const scorer = path.join(dir, 'score.mjs');
-    await writeFile(
-      scorer,
-      `import { readFileSync } from 'node:fs';
-const bytes = readFileSync(process.argv[2]);
-console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) - 0.5));
-`,
-    );
+    const evalCmd = await halfwayScorer(dir);
     const hostileTmp = path.join(dir, `tmp dir 'q' $(touch PWNED)`);
     await mkdir(hostileTmp);
     const out = path.join(dir, 'cmd-soup.safetensors');
-    const result = await runSoup(['greedy', runs, '--eval-cmd', `node '${scorer}' {ckpt}`, '-o', out, '--json'], {
+    const result = await runSoup(['greedy', runs, '--eval-cmd', evalCmd, '-o', out, '--json'], {
       env: { TMPDIR: hostileTmp },
       cwd: dir,
     });

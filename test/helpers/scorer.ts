@@ -19,3 +19,16 @@ console.log(Number.isNaN(loss) ? '{"loss": NaN}' : JSON.stringify({ loss }));
   );
   return `node '${scorer}' {ckpt}`;
 }
+
+/** An --eval-cmd scorer for safetensors runs of one weight `w`: accuracy 1 - |w - 0.5|. Returns the command, {ckpt} in place. */
+export async function halfwayScorer(dir: string): Promise<string> {
+  const scorer = path.join(dir, 'score.mjs');
+  await writeFile(
+    scorer,
+    `import { readFileSync } from 'node:fs';
+const bytes = readFileSync(process.argv[2]);
+console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) - 0.5));
+`,
+  );
+  return `node '${scorer}' {ckpt}`;
+}

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { closeAll } from '../../../src/checkpoint/discover.js';
@@ -9,9 +8,12 @@ import { openIngredients } from '../../../src/soup/ingredients.js';
 import { makeGreedySoup } from '../../../src/soup/strategies/greedy-soup.js';
 import { prepareOutput, writeOutcome } from '../../../src/soup/write.js';
 import { oneWeightIngredients, tempDir } from '../../helpers/files.js';
+import { halfwayScorer } from '../../helpers/scorer.js';
 
 const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
 const val = path.join(fixtures, 'data', 'val');
+/** soup greedy's defaults, as its flags parse them. */
+const defaults = { metric: 'accuracy', batchSize: 512, executor: 'local', retries: 2, acceptTies: false, prune: true, allowNonFinite: false } as const;
 
 describe('makeGreedySoup', () => {
   it('scores the shipped ingredients, grows the soup and returns the recipe and document soup greedy --json reports', async () => {
@@ -22,16 +24,10 @@ describe('makeGreedySoup', () => {
       const warnings: string[] = [];
       const made = await makeGreedySoup(checkpoints, undefined, output, {
         val,
-        metric: 'accuracy',
+        ...defaults,
         backend: 'wasm',
         // One thread: without --jobs, whether worker threads pay is measured, and so varies with the machine's load.
         jobs: 1,
-        batchSize: 512,
-        executor: 'local',
-        retries: 2,
-        acceptTies: false,
-        prune: true,
-        allowNonFinite: false,
         command: ['greedy', 'ingredients', '--val', 'val'],
         warn: (message) => warnings.push(message),
       });
@@ -111,28 +107,14 @@ describe('makeGreedySoup', () => {
   it('warns through its callback: a diverged run is scored, left out and recorded, and a second run on the same --score-cache runs nothing', async () => {
     const dir = await tempDir();
     const checkpoints = await oneWeightIngredients(path.join(dir, 'runs'), [0.25, 0.4375, Number.NaN, 0.75]);
-    const scorer = path.join(dir, 'score.mjs');
-    await writeFile(
-      scorer,
-      `import { readFileSync } from 'node:fs';
-const bytes = readFileSync(process.argv[2]);
-console.log(1 - Math.abs(bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) - 0.5));
-`,
-    );
-    const evalCmd = `node '${scorer}' {ckpt}`;
+    const evalCmd = await halfwayScorer(dir);
     const run = async (name: string) => {
       const warnings: string[] = [];
       const output = await prepareOutput(checkpoints, { out: path.join(dir, `${name}.safetensors`) });
       const made = await makeGreedySoup(checkpoints, undefined, output, {
         evalCmd,
         scoreCache: path.join(dir, 'scores.jsonl'),
-        metric: 'accuracy',
-        batchSize: 512,
-        executor: 'local',
-        retries: 2,
-        acceptTies: false,
-        prune: true,
-        allowNonFinite: false,
+        ...defaults,
         command: ['greedy', 'runs'],
         warn: (message) => warnings.push(message),
       });
