@@ -9,6 +9,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { readW, writeRecipe } from '../helpers/merge.js';
 
 const dir = await tempDir();
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/ingredients', import.meta.url));
@@ -19,20 +20,7 @@ const a = await writeSafetensorsFile(path.join(dir, 'ckpts', 'a.safetensors'), t
 const b = await writeSafetensorsFile(path.join(dir, 'ckpts', 'b.safetensors'), tensor([-2, -4, 1, 1]));
 await writeFile(path.join(dir, 'tokenizer.json'), '{"version": "1.0"}');
 
-async function recipe(name: string, lines: string[]): Promise<string> {
-  const file = path.join(dir, name);
-  await writeFile(file, `${lines.join('\n')}\n`);
-  return file;
-}
-
-async function readW(file: string): Promise<number[]> {
-  const checkpoint = await SafetensorsFile.open(file);
-  try {
-    return [...(await checkpoint.readFloats('w'))];
-  } finally {
-    await checkpoint.close();
-  }
-}
+const recipe = (name: string, lines: string[]) => writeRecipe(path.join(dir, name), lines);
 
 const tiesLines = [
   'merge_method: ties',
