@@ -9,7 +9,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
-import { readW, writeRecipe } from '../helpers/merge.js';
+import { readW, tiesLines, writeRecipe } from '../helpers/merge.js';
 
 const dir = await tempDir();
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/ingredients', import.meta.url));
@@ -22,20 +22,12 @@ await writeFile(path.join(dir, 'tokenizer.json'), '{"version": "1.0"}');
 
 const recipe = (name: string, lines: string[]) => writeRecipe(path.join(dir, name), lines);
 
-const tiesLines = [
-  'merge_method: ties',
-  `base_model: ${base}`,
-  'models:',
-  `  - model: ${a}`,
-  '    parameters: {weight: 1, density: 0.5}',
-  `  - model: ${b}`,
-  '    parameters: {weight: 1, density: 0.5}',
-];
+const ties = tiesLines(base, a, b);
 
 describe('soup merge', () => {
   it('merges a mergekit YAML recipe into a .safetensors file with the recipe in its metadata', async () => {
     const out = path.join(dir, 'ties.safetensors');
-    const result = await runSoup(['merge', await recipe('ties.yml', tiesLines), '-o', out]);
+    const result = await runSoup(['merge', await recipe('ties.yml', ties), '-o', out]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, '');
     assert.match(result.stdout, /^Merge \(ties\) of 2 ingredients -> /);
@@ -98,7 +90,7 @@ describe('soup merge', () => {
 
   it('writes mergekit_config.yml and the tokenizer beside a folder output', async () => {
     const out = path.join(dir, 'ties-folder');
-    const file = await recipe('ties-tokenizer.yml', [...tiesLines, 'tokenizer_source: base', 'out_dtype: float16']);
+    const file = await recipe('ties-tokenizer.yml', [...ties, 'tokenizer_source: base', 'out_dtype: float16']);
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual((await readdir(out)).sort(), ['README.md', 'mergekit_config.yml', 'model.safetensors', 'tokenizer.json']);
@@ -150,7 +142,7 @@ describe('soup merge', () => {
   it('reports a bad recipe value in one line naming the file and key, and writes nothing', async () => {
     const file = await recipe(
       'bad.yml',
-      tiesLines.map((line) => line.replace('density: 0.5}', 'density: 1.5}')),
+      ties.map((line) => line.replace('density: 0.5}', 'density: 1.5}')),
     );
     const out = path.join(dir, 'bad.safetensors');
     const result = await runSoup(['merge', file, '-o', out]);

@@ -7,6 +7,19 @@ export async function writeRecipe(file: string, lines: readonly string[]): Promi
   return file;
 }
 
+/** A TIES recipe merging `a` and `b` onto `base`, each with weight 1 and density 0.5. */
+export function tiesLines(base: string, a: string, b: string): string[] {
+  return [
+    'merge_method: ties',
+    `base_model: ${base}`,
+    'models:',
+    `  - model: ${a}`,
+    '    parameters: {weight: 1, density: 0.5}',
+    `  - model: ${b}`,
+    '    parameters: {weight: 1, density: 0.5}',
+  ];
+}
+
 /** The values of tensor `w` in a .safetensors file. */
 export async function readW(file: string): Promise<number[]> {
   const checkpoint = await SafetensorsFile.open(file);

@@ -7,7 +7,7 @@ import { openMergeRecipe } from '../../../src/soup/merge/inputs.js';
 import { MERGEKIT_CONFIG, mergeOutputPlan, mergeSoup } from '../../../src/soup/strategies/merge.js';
 import { prepareOutput, writeOutcome, type PreparedOutput } from '../../../src/soup/write.js';
 import { tempDir, writeSafetensorsFile } from '../../helpers/files.js';
-import { readW, writeRecipe } from '../../helpers/merge.js';
+import { readW, tiesLines, writeRecipe } from '../../helpers/merge.js';
 
 const dir = await tempDir();
 const tensor = (values: number[]) => ({ w: { dtype: 'F32', shape: [values.length], values } });
@@ -16,16 +16,10 @@ const a = await writeSafetensorsFile(path.join(dir, 'a.safetensors'), tensor([3,
 const b = await writeSafetensorsFile(path.join(dir, 'b.safetensors'), tensor([-2, -4, 1, 1]));
 
 const options = { source: 'the test', randomSeed: 0, allowNonFinite: false, command: ['merge', 'r.yml'] };
-const ties = (more: string[] = []) => [
-  'merge_method: ties',
-  ...more,
-  `base_model: ${base}`,
-  'models:',
-  `  - model: ${a}`,
-  '    parameters: {weight: 1, density: 0.5}',
-  `  - model: ${b}`,
-  '    parameters: {weight: 1, density: 0.5}',
-];
+const ties = (more: string[] = []) => {
+  const [method, ...rest] = tiesLines(base, a, b);
+  return [method!, ...more, ...rest];
+};
 
 /** Opens the recipe's checkpoints and prepares `out` as soup merge does, then runs `use` and closes them. */
 async function withRecipe(
