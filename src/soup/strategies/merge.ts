@@ -95,9 +95,9 @@ export async function mergeSoup(config: MergeConfig, opened: MergeCheckpoints, o
     ...(options.dtype === undefined ? {} : { dtype: options.dtype }),
     mergekit: yaml,
   };
-  const mixer = fastLinear(config, opened.models, options);
+  const fast = fastLinear(config, opened.models, options);
   return {
-    producer: mixer?.producer() ?? merge.producer(),
+    producer: fast?.producer() ?? merge.producer(),
     record: { strategy: 'merge', chosen, extra, command: options.command },
     document: {
       strategy: 'merge',
@@ -111,7 +111,7 @@ export async function mergeSoup(config: MergeConfig, opened: MergeCheckpoints, o
       format: output.target.kind,
     },
     moreFiles,
-    close: () => mixer?.mixer.close(),
+    close: () => fast?.mixer.close(),
   };
 }
 
