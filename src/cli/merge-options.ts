@@ -3,12 +3,13 @@ import { z } from 'zod';
 import { closeAll } from '../checkpoint/discover.js';
 import { UsageError } from '../errors.js';
 import { openIngredientsWithBase, type OpenOptions } from '../soup/ingredients.js';
-import type { MergeCheckpoints } from '../soup/merge/inputs.js';
+import { openMergeRecipe, type MergeCheckpoints } from '../soup/merge/inputs.js';
+import { layerIndexFor } from '../soup/merge/layers.js';
 import { checkFlagConfig, type MergeConfig } from '../soup/merge/config.js';
 import type { MergeMethod } from '../soup/merge/methods/method.js';
 import { METHOD_NAMES, findMethod } from '../soup/merge/methods/registry.js';
 import type { ParameterValue } from '../soup/merge/methods/parameters.js';
-import { LayerIndex } from '../soup/merge/methods/parameters.js';
+import type { LayerIndex } from '../soup/merge/methods/parameters.js';
 
 const repeated = z.array(z.string()).optional();
 
@@ -93,15 +94,9 @@ export function flagParameters(
   return { global, perModel };
 }
 
+/** --layer-pattern over a checkpoint's tensor names (mergekit's default pattern without it). */
 export function layerIndex(options: MergeOptions, names: readonly string[]): LayerIndex {
-  if (options.layerPattern === undefined) return new LayerIndex(names);
-  let pattern: RegExp;
-  try {
-    pattern = new RegExp(options.layerPattern);
-  } catch (error) {
-    throw new UsageError(`--layer-pattern: not a regular expression: ${(error as Error).message}`);
-  }
-  return new LayerIndex(names, pattern);
+  return layerIndexFor(names, options.layerPattern);
 }
 
 /**
@@ -139,4 +134,20 @@ export async function configFromFlags(
     await closeAll(opened.all);
     throw error;
   }
+}
+
+/**
+ * The recipe soup merge's arguments give, its checkpoints opened: one .yml/.yaml file is a mergekit
+ * recipe (and then no flag may say how to merge), anything else the ingredients of the flag form.
+ */
+export async function mergeRecipe(
+  inputs: readonly string[],
+  options: MergeOptions,
+  discover: OpenOptions,
+): Promise<{ config: MergeConfig; opened: MergeCheckpoints; source: string }> {
+  const file = inputs.length === 1 && /\.ya?ml$/i.test(inputs[0]!) ? inputs[0]! : undefined;
+  if (file === undefined) return { ...(await configFromFlags(inputs, options, discover)), source: 'the command line' };
+  const flag = givesParameters(options);
+  if (flag !== undefined) throw new UsageError(`--${flag}: a YAML recipe says how to merge; set it in ${file}, or use the flag form without a recipe`);
+  return { ...(await openMergeRecipe(file)), source: file };
 }

@@ -1,41 +1,47 @@
-import { byScore, describeDirection, higherIsBetter, type Direction } from '../eval/metrics.js';
-import { describeDivergence, type Divergence } from '../soup/diverged.js';
-import type { SlurmJobRecord } from '../eval/slurm.js';
-import type { InterpolationPoint } from '../soup/strategies/interpolate.js';
+import { byScore, describeDirection, higherIsBetter } from '../eval/metrics.js';
+import { describeDivergence } from '../soup/diverged.js';
+import type { Interpolation, InterpolationDocument } from '../soup/strategies/interpolate.js';
+import { describeScoredData } from './data-source.js';
 import { formatSeconds, table } from './format.js';
+import { linePlot } from './line-plot.js';
+import { writeReport } from './output.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
 
-/** The --json document of `soup interpolate`. */
-export interface InterpolationDocument {
-  a: string;
-  b: string;
-  /** The ends' names, told apart as ingredient names are (`ft-a/checkpoint-20`). */
-  names: [string, string];
-  metric: string;
-  direction: Direction;
-  backend: string;
-  /** Scores of (1 - t) a + t b, t from 0 to 1. */
-  points: InterpolationPoint[];
-  /** The largest fall below the straight line between the end points' scores, and where; null when a point is not finite (no verdict). */
-  dip: { t: number; dip: number } | null;
-  /** The dip is larger than noise (isBarrier): the runs may lie in different basins; null when no verdict can be given. */
-  barrier: boolean | null;
-  /** End points whose weights hold NaN or infinities. */
-  diverged?: (Divergence & { name: string; path: string })[];
-  samples: number | null;
-  plot?: string;
-  seconds: number;
-  warnings: string[];
-  /** --executor slurm: every job submitted, with the time it spent queued and running. */
-  slurmJobs?: SlurmJobRecord[];
+/** What `soup interpolate` found: the --plot file, then the --json document or a table and a verdict for people. */
+export async function renderInterpolation(
+  terminal: Terminal,
+  made: Interpolation,
+  run: { val: string | undefined; plot: string | undefined; seconds: number },
+): Promise<void> {
+  const { slurmJobs, ...found } = made.document;
+  const doc: Document = {
+    ...found,
+    ...(run.plot === undefined ? {} : { plot: run.plot }),
+    seconds: Number(run.seconds.toFixed(3)),
+    warnings: terminal.warnings,
+    ...(slurmJobs === undefined ? {} : { slurmJobs }),
+  };
+  if (run.plot !== undefined) await writeReport(run.plot, plotOf(made));
+  if (terminal.json) terminal.printJson(doc);
+  else printInterpolation(terminal, doc, { names: doc.names, source: describeScoredData(made.data, run.val), evaluator: made.evaluator });
 }
 
-export function printInterpolation(
-  terminal: Terminal,
-  doc: InterpolationDocument,
-  about: { names: [string, string]; source: string; evaluator: string },
-): void {
+type Document = InterpolationDocument & { plot?: string; seconds: number; warnings: string[] };
+
+function plotOf({ document: doc, data }: Interpolation): string {
+  const [a, b] = doc.names;
+  return linePlot({
+    title: `From ${a} to ${b}`,
+    xTitle: `t: (1 - t) ${a} + t ${b}`,
+    yTitle: `${doc.metric} (${describeDirection(doc.direction)}) on ${data?.name ?? 'the --eval-cmd data'}`,
+    points: doc.points.map((point) => ({ x: point.t, y: point.score, ...(point.diverged === true ? { hollow: true } : {}) })),
+    ends: [a, b],
+    chord: doc.dip !== null,
+  });
+}
+
+function printInterpolation(terminal: Terminal, doc: Document, about: { names: [string, string]; source: string; evaluator: string }): void {
   const { paint } = terminal;
   const [a, b] = about.names;
   terminal.print(

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { XMLValidator } from 'fast-xml-parser';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { writeFirstValueScorer } from '../helpers/merge.js';
 import { linearSpec, writeModel } from '../helpers/onnx.js';
 
 const dir = await tempDir();
@@ -60,14 +61,7 @@ describe('soup interpolate', () => {
   it('scores with --eval-cmd, on checkpoints of any format', async () => {
     const first = await writeSafetensorsFile(path.join(dir, 'x.safetensors'), { w: { dtype: 'F32', shape: [1], values: [0.25] } });
     const second = await writeSafetensorsFile(path.join(dir, 'y.safetensors'), { w: { dtype: 'F32', shape: [1], values: [0.75] } });
-    const scorer = path.join(dir, 'score.mjs');
-    await writeFile(
-      scorer,
-      `import { readFileSync } from 'node:fs';
-const bytes = readFileSync(process.argv[2]);
-console.log(JSON.stringify({ accuracy: bytes.readFloatLE(8 + Number(bytes.readBigUInt64LE(0))) }));
-`,
-    );
+    const scorer = await writeFirstValueScorer(path.join(dir, 'score.mjs'));
     const result = await runSoup(['interpolate', first, second, '--eval-cmd', `node '${scorer}' {ckpt}`, '--steps', '5', '--json']);
     assert.equal(result.code, 0, result.stderr);
     const doc = JSON.parse(result.stdout);

@@ -9,6 +9,7 @@ import { TfjsCheckpoint } from '../../src/checkpoint/tfjs.js';
 import { readRecipe } from '../../src/recipe/recipe.js';
 import { runSoup } from '../helpers/cli.js';
 import { tempDir, writeSafetensorsFile } from '../helpers/files.js';
+import { readW, tiesLines, writeRecipe } from '../helpers/merge.js';
 
 const dir = await tempDir();
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/ingredients', import.meta.url));
@@ -19,35 +20,14 @@ const a = await writeSafetensorsFile(path.join(dir, 'ckpts', 'a.safetensors'), t
 const b = await writeSafetensorsFile(path.join(dir, 'ckpts', 'b.safetensors'), tensor([-2, -4, 1, 1]));
 await writeFile(path.join(dir, 'tokenizer.json'), '{"version": "1.0"}');
 
-async function recipe(name: string, lines: string[]): Promise<string> {
-  const file = path.join(dir, name);
-  await writeFile(file, `${lines.join('\n')}\n`);
-  return file;
-}
+const recipe = (name: string, lines: string[]) => writeRecipe(path.join(dir, name), lines);
 
-async function readW(file: string): Promise<number[]> {
-  const checkpoint = await SafetensorsFile.open(file);
-  try {
-    return [...(await checkpoint.readFloats('w'))];
-  } finally {
-    await checkpoint.close();
-  }
-}
-
-const tiesLines = [
-  'merge_method: ties',
-  `base_model: ${base}`,
-  'models:',
-  `  - model: ${a}`,
-  '    parameters: {weight: 1, density: 0.5}',
-  `  - model: ${b}`,
-  '    parameters: {weight: 1, density: 0.5}',
-];
+const ties = tiesLines(base, a, b);
 
 describe('soup merge', () => {
   it('merges a mergekit YAML recipe into a .safetensors file with the recipe in its metadata', async () => {
     const out = path.join(dir, 'ties.safetensors');
-    const result = await runSoup(['merge', await recipe('ties.yml', tiesLines), '-o', out]);
+    const result = await runSoup(['merge', await recipe('ties.yml', ties), '-o', out]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, '');
     assert.match(result.stdout, /^Merge \(ties\) of 2 ingredients -> /);
@@ -110,7 +90,7 @@ describe('soup merge', () => {
 
   it('writes mergekit_config.yml and the tokenizer beside a folder output', async () => {
     const out = path.join(dir, 'ties-folder');
-    const file = await recipe('ties-tokenizer.yml', [...tiesLines, 'tokenizer_source: base', 'out_dtype: float16']);
+    const file = await recipe('ties-tokenizer.yml', [...ties, 'tokenizer_source: base', 'out_dtype: float16']);
     const result = await runSoup(['merge', file, '-o', out]);
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual((await readdir(out)).sort(), ['README.md', 'mergekit_config.yml', 'model.safetensors', 'tokenizer.json']);
@@ -162,7 +142,7 @@ describe('soup merge', () => {
   it('reports a bad recipe value in one line naming the file and key, and writes nothing', async () => {
     const file = await recipe(
       'bad.yml',
-      tiesLines.map((line) => line.replace('density: 0.5}', 'density: 1.5}')),
+      ties.map((line) => line.replace('density: 0.5}', 'density: 1.5}')),
     );
     const out = path.join(dir, 'bad.safetensors');
     const result = await runSoup(['merge', file, '-o', out]);

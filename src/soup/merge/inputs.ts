@@ -5,7 +5,7 @@ import { closeAll, discoverIngredients, nameTogether, openAll, type Ingredient }
 import { findIncompatibilities } from '../../checkpoint/compatible.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { IncompatibleError, InputError, UsageError } from '../../errors.js';
-import type { MergeConfig } from './config.js';
+import { parseMergeYaml, readRecipeFile, type MergeConfig } from './config.js';
 import { planSlices, type Slice, type SlicePlan } from './slices.js';
 
 export interface MergeCheckpoints {
@@ -39,6 +39,12 @@ export async function openMergeCheckpoints(config: MergeConfig, source: string):
     throw new IncompatibleError(problems);
   }
   return base === undefined ? { base: undefined, models: opened, all: opened } : { base: opened[0], models: opened.slice(1), all: opened };
+}
+
+/** A mergekit YAML recipe read from `file`, and every checkpoint it names opened. */
+export async function openMergeRecipe(file: string): Promise<{ config: MergeConfig; opened: MergeCheckpoints }> {
+  const config = parseMergeYaml(await readRecipeFile(file), file);
+  return { config, opened: await openMergeCheckpoints(config, file) };
 }
 
 /** Every model a `slices:` recipe names, opened once, and its slots laid out over them. */

@@ -54,3 +54,30 @@ export async function diffCheckpoints(a: Checkpoint, b: Checkpoint, signal?: Abo
     minCosine: Math.min(1, ...tensors.map((t) => t.cosine)),
   };
 }
+
+/** What `soup diff` reports (--json): the two checkpoints' differences, judged against a tolerance. */
+export interface DiffDocument {
+  a: string;
+  b: string;
+  tolerance: number;
+  verdict: 'identical' | 'within-tolerance' | 'different';
+  maxAbsDiff: number;
+  worst: string | null;
+  minCosine: number;
+  tensors: TensorDiff[];
+}
+
+/** Compares two checkpoints and judges the largest difference: none, at most `tolerance`, or more. */
+export async function diffAgainst(a: Checkpoint, b: Checkpoint, tolerance: number, signal?: AbortSignal): Promise<DiffDocument> {
+  const diff = await diffCheckpoints(a, b, signal);
+  return {
+    a: a.path,
+    b: b.path,
+    tolerance,
+    verdict: diff.maxAbsDiff === 0 ? 'identical' : diff.maxAbsDiff <= tolerance ? 'within-tolerance' : 'different',
+    maxAbsDiff: diff.maxAbsDiff,
+    worst: diff.worst ?? null,
+    minCosine: diff.minCosine,
+    tensors: diff.tensors,
+  };
+}

@@ -2,15 +2,20 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SafetensorsFile } from '../../../src/checkpoint/safetensors.js';
+import { closeAll } from '../../../src/checkpoint/discover.js';
+import type { EvaluationOptions } from '../../../src/eval/create.js';
 import {
+  interpolate,
   interpolatedWeights,
   interpolationPoints,
   isBarrier,
   largestDip,
+  openInterpolationEnds,
   scoreInterpolation,
   verdictPossible,
 } from '../../../src/soup/strategies/interpolate.js';
 import { tempDir, writeSafetensorsFile } from '../../helpers/files.js';
+import { writeFirstValueScorer } from '../../helpers/merge.js';
 
 const dir = await tempDir();
 const a = await SafetensorsFile.open(
@@ -26,6 +31,17 @@ const b = await SafetensorsFile.open(
   }),
 );
 after(() => Promise.all([a.close(), b.close()]));
+
+/** ends/x.safetensors (w = [0.25, 0]), y (w = [0.75, 0]) and nan (w = [0.5, NaN]). */
+async function writeEnds(): Promise<void> {
+  for (const [name, first, second] of [
+    ['x', 0.25, 0],
+    ['y', 0.75, 0],
+    ['nan', 0.5, NaN],
+  ] as const) {
+    await writeSafetensorsFile(path.join(dir, 'ends', `${name}.safetensors`), { w: { dtype: 'F32', shape: [2], values: [first, second] } });
+  }
+}
 
 describe('interpolation', () => {
   it('spaces t evenly from 0 to 1, both ends included exactly', () => {
@@ -102,5 +118,51 @@ describe('interpolation', () => {
     ];
     assert.ok(largestDip(losses, false).dip <= 0, 'a loss below the line is no dip');
     assert.equal(isBarrier(0.1, 'loss', losses), true);
+  });
+
+  it('scores the segment with the evaluator the options ask for, without the CLI, and reports a diverged end', async () => {
+    const scorer = await writeFirstValueScorer(path.join(dir, 'score.mjs'));
+    await writeEnds();
+    const evaluation: EvaluationOptions = { evalCmd: `node '${scorer}' {ckpt}`, metric: 'accuracy', batchSize: 512, executor: 'local', retries: 2 };
+    const [x, y] = await openInterpolationEnds(path.join(dir, 'ends', 'x.safetensors'), path.join(dir, 'ends', 'y.safetensors'), {}, false);
+    const warnings: string[] = [];
+    try {
+      const made = await interpolate(x, y, evaluation, { steps: 3, allowNonFinite: false, warn: (message) => warnings.push(message) });
+      assert.deepEqual(Object.keys(made.document), ['a', 'b', 'names', 'metric', 'direction', 'backend', 'points', 'dip', 'barrier', 'samples']);
+      assert.deepEqual(made.document.names, ['x', 'y']);
+      assert.deepEqual(made.document.points, [
+        { t: 0, score: 0.25 },
+        { t: 0.5, score: 0.5 },
+        { t: 1, score: 0.75 },
+      ]);
+      assert.deepEqual(made.document.dip, { t: 0, dip: 0 });
+      assert.equal(made.document.barrier, false);
+      assert.equal(made.document.samples, null);
+      assert.equal(made.data, undefined);
+      assert.deepEqual(warnings, []);
+    } finally {
+      await closeAll([x, y]);
+    }
+    const [z, nan] = await openInterpolationEnds(path.join(dir, 'ends', 'x.safetensors'), path.join(dir, 'ends', 'nan.safetensors'), {}, false);
+    try {
+      const told: string[] = [];
+      const made = await interpolate(z, nan, evaluation, { steps: 2, allowNonFinite: false, warn: (message) => told.push(message) });
+      assert.equal(made.document.dip, null);
+      assert.equal(made.document.barrier, null);
+      assert.deepEqual(made.document.diverged, [{ name: 'nan', path: nan.path, tensor: 'w', element: 1, value: 'NaN' }]);
+      assert.deepEqual(told, ['nan diverged: NaN in w (element 1); every point it weighs in holds non-finite weights, so no basin verdict is given']);
+    } finally {
+      await closeAll([z, nan]);
+    }
+  });
+
+  it('opens the two ends one path each, and refuses a folder of several checkpoints or ends that do not fit', async () => {
+    await writeEnds();
+    await assert.rejects(openInterpolationEnds(path.join(dir, 'ends'), path.join(dir, 'ends', 'y.safetensors'), {}, false), {
+      message: `${path.join(dir, 'ends')} holds 3 checkpoints; soup interpolate goes from one checkpoint to another`,
+    });
+    await assert.rejects(openInterpolationEnds(path.join(dir, 'ends', 'x.safetensors'), path.join(dir, 'a.safetensors'), {}, false), {
+      message: /^size mismatch for w: \[2\] in .*ends\/x\.safetensors vs \[3\] in .*a\.safetensors/,
+    });
   });
 });
