@@ -4,6 +4,7 @@ import { compareNatural } from '../natural-order.js';
 import type { SlurmJobRecord } from '../eval/slurm.js';
 import type { GreedyDocument, GreedyMade } from '../soup/strategies/greedy-document.js';
 import type { GreedyOutcome } from '../soup/strategies/greedy-soup.js';
+import { describeScoredData } from './data-source.js';
 import { formatSeconds, table } from './format.js';
 import { formatScore } from '../recipe/scores.js';
 import type { Terminal } from './terminal.js';
@@ -16,7 +17,16 @@ export function renderGreedy(
 ): void {
   const document = greedyDocument(made.document, written.path, written.seconds, terminal.warnings);
   if (terminal.json) terminal.printJson(document);
-  else printGreedy(terminal, document, { ...made.about, scoreCache: written.scoreCache, modelFiles: written.modelFiles });
+  else {
+    const { evaluator, dataset, val, format } = made.about;
+    printGreedy(terminal, document, {
+      evaluator,
+      source: describeScoredData(dataset, val),
+      format,
+      scoreCache: written.scoreCache,
+      modelFiles: written.modelFiles,
+    });
+  }
 }
 
 function greedyDocument(made: GreedyMade, output: string, seconds: number, warnings: string[]): GreedyDocument {

@@ -5,6 +5,7 @@ import type { GenerationRecord } from '../soup/search/run.js';
 import { formatSeconds, table } from './format.js';
 import { learnedJson, summarizeWeights, type LearnedJson, type Written } from './learned.js';
 import { formatScore } from '../recipe/scores.js';
+import { describeScoredData } from './data-source.js';
 import type { Terminal } from './terminal.js';
 import { describeDivergence } from '../soup/diverged.js';
 
@@ -19,8 +20,7 @@ export function renderLearnedSearch(
   if (terminal.json) terminal.printJson(json);
   else {
     const { dataset, evaluator } = about.scoredWith;
-    const source = dataset === undefined ? (about.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`;
-    printLearnedSearch(terminal, json, { source, evaluator, format: about.format });
+    printLearnedSearch(terminal, json, { source: describeScoredData(dataset, about.val), evaluator, format: about.format });
   }
 }
 

@@ -9,7 +9,6 @@ import { layerIndex } from '../merge-options.js';
 import { commonOptions, parseOptions, soupOutputOptions } from '../options.js';
 import { prepareSoupOutput } from '../output.js';
 import { searchCommandArguments, searchFlags, searchHooks } from '../search-common.js';
-import { MERGEKIT_CONFIG } from './merge.js';
 
 const schema = commonOptions
   .extend(evaluationOptions.shape)
@@ -40,7 +39,7 @@ export async function runEvolve(file: string, rawOptions: unknown, signal: Abort
       companionsFrom: opened.base === undefined ? opened.models : [opened.base, ...opened.models],
       protect: [...opened.all.flatMap((checkpoint) => [checkpoint.path, ...checkpoint.files]), options.model, options.val],
     });
-    const files = await prepareEvolveFiles(output, { ...options, out: options.output, configName: MERGEKIT_CONFIG });
+    const files = await prepareEvolveFiles(output, { ...options, out: options.output });
     const layers = layerIndex(
       options,
       reference.tensors().map((tensor) => tensor.name),

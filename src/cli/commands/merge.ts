@@ -8,7 +8,6 @@ import { commandArguments, commonOptions, discoverOptions, parseOptions, soupOut
 import { prepareSoupOutput } from '../output.js';
 
 // soup evolve writes the same file beside its soups.
-export { MERGEKIT_CONFIG } from '../../soup/strategies/merge.js';
 
 const schema = commonOptions.extend(soupOutputOptions.shape).extend(mergeOptions.shape);
 

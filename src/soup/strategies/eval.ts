@@ -5,7 +5,7 @@ import type { Direction } from '../../eval/metrics.js';
 import type { SlurmJobRecord } from '../../eval/slurm.js';
 import type { ProgressListener } from '../../progress.js';
 import { ingredientWeights } from '../../weights/candidate.js';
-import { describeDivergence, findNonFinite, type Divergence } from '../diverged.js';
+import { scanDiverged, type Divergence } from '../diverged.js';
 
 /** What `soup eval` reports (--json). */
 export interface EvalDocument {
@@ -44,8 +44,7 @@ export async function scoreCheckpoint(checkpoint: Checkpoint, evaluation: Evalua
   let scored;
   let divergence: Divergence | undefined;
   try {
-    divergence = options.allowNonFinite ? undefined : await findNonFinite(checkpoint, options.signal);
-    if (divergence !== undefined) options.warn(`${checkpoint.name} diverged: ${describeDivergence(divergence)}; it is scored`);
+    divergence = (await scanDiverged([checkpoint], { allowNonFinite: options.allowNonFinite }, options.warn, options.signal)).get(checkpoint);
     // A diverged checkpoint is scored as it is: its NaN outputs count as wrong, its loss is NaN.
     scored = await evaluator.evaluate(ingredientWeights(checkpoint, true), options.signal);
   } finally {

@@ -13,6 +13,7 @@ import { readRecipeFile } from '../merge/config.js';
 import { mergeFromConfig } from '../merge/engine.js';
 import { openMergeCheckpoints, type MergeCheckpoints } from '../merge/inputs.js';
 import type { LayerIndex } from '../merge/methods/parameters.js';
+import { MERGEKIT_CONFIG } from './merge.js';
 import type { GenerationRecord } from '../search/run.js';
 import { searchCounts, searchJobs, withSearchScoring, type SearchEvaluationOptions, type SearchHooks } from '../search/session.js';
 import { isFolderOutput, type PreparedOutput, type SoupOutcome } from '../write.js';
@@ -123,12 +124,12 @@ async function refuseExisting(file: string, flag: string, force: boolean): Promi
 /** Decides where the recipe found and the plot go, and refuses to replace either without `force`. */
 export async function prepareEvolveFiles(
   output: PreparedOutput,
-  options: { out: string; configOut?: string | undefined; plot?: string | undefined; force: boolean; configName: string },
+  options: { out: string; configOut?: string | undefined; plot?: string | undefined; force: boolean },
 ): Promise<EvolveFiles> {
   const folder = isFolderOutput(output.target);
   const inOutput = folder && options.configOut === undefined;
   const recipeFile =
-    options.configOut ?? (folder ? path.join(options.out, options.configName) : `${options.out.replace(/\.(safetensors|onnx|pt|pth|bin)$/i, '')}.mergekit.yml`);
+    options.configOut ?? (folder ? path.join(options.out, MERGEKIT_CONFIG) : `${options.out.replace(/\.(safetensors|onnx|pt|pth|bin)$/i, '')}.mergekit.yml`);
   if (!inOutput) await refuseExisting(recipeFile, 'the recipe found', options.force);
   if (options.plot !== undefined) await refuseExisting(options.plot, '--plot', options.force);
   return { recipeFile, inOutput, plot: options.plot };

@@ -20,8 +20,8 @@ import { greedySoup, type GreedyResult, type ScoreFunction } from './greedy.js';
 import type { GreedyMade } from './greedy-document.js';
 
 export interface GreedyOutcome extends SoupOutcome<GreedyMade> {
-  /** For people: what scored the candidates ("tfjs (wasm)", "command: ..."), on which data, and the output's format. */
-  about: { evaluator: string; source: string; format: string };
+  /** For people: what scored the candidates ("tfjs (wasm)", "command: ..."), on which data (--val's, or the command's own), and the output's format. */
+  about: { evaluator: string; dataset: { name: string; n: number } | undefined; val: string | undefined; format: string };
 }
 
 export interface GreedySoupOptions extends EvaluationOptions {
@@ -114,7 +114,8 @@ export async function makeGreedySoup(
     },
     about: {
       evaluator: evaluator.description,
-      source: dataset === undefined ? (options.val ?? "the command's own data") : `${dataset.name} (${dataset.n} samples)`,
+      dataset: dataset === undefined ? undefined : { name: dataset.name, n: dataset.n },
+      val: options.val,
       format: output.target.kind,
     },
   };

@@ -80,7 +80,7 @@ describe('evolveSoup', () => {
     try {
       const out = path.join(dir, 'evolved.safetensors');
       const output = await prepareOutput([inputs.opened.models[0]!], { out });
-      const files = await prepareEvolveFiles(output, { out, force: false, configName: 'mergekit_config.yml' });
+      const files = await prepareEvolveFiles(output, { out, force: false });
       const warnings: string[] = [];
       const made = await evolveSoup(inputs, files, {
         evaluation: { ...evaluation, jobs: 3 },

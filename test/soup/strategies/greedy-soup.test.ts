@@ -90,7 +90,7 @@ describe('makeGreedySoup', () => {
         { candidate: 'lr3e-2-s8', score: 0.8075, accepted: false, pruned: true },
         { candidate: 'lr1e-3-s4', score: 0.8455, accepted: false },
       ]);
-      assert.deepEqual(made.about, { evaluator: 'tfjs (wasm)', source: 'val (2000 samples)', format: 'tfjs' });
+      assert.deepEqual(made.about, { evaluator: 'tfjs (wasm)', dataset: { name: 'val', n: 2000 }, val, format: 'tfjs' });
 
       await writeOutcome(checkpoints, output, made);
       const soup = await TfjsCheckpoint.open(out);
@@ -136,7 +136,7 @@ describe('makeGreedySoup', () => {
       });
       assert.deepEqual(first.made.record.extra?.diverged, { c: { tensor: 'w', element: 0, value: 'NaN' } });
       assert.deepEqual([first.made.document.evaluations, first.made.document.evaluationsFromCache], [6, 0]);
-      assert.deepEqual(first.made.about, { evaluator: `command: ${evalCmd}`, source: "the command's own data", format: 'safetensors' });
+      assert.deepEqual(first.made.about, { evaluator: `command: ${evalCmd}`, dataset: undefined, val: undefined, format: 'safetensors' });
 
       const second = await run('second');
       assert.deepEqual(second.made.document.chosen, ['b']);
