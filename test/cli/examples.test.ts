@@ -154,7 +154,9 @@ const sources: [string, string[]][] = [
 ];
 const seen = new Set<string>();
 
-describe('every example soup shows a user runs as written', () => {
+// Two sources at a time, two examples of each: the machine's two cores stay busy while one source's
+// slowest example (a search) finishes; each example has its own sandbox, so none sees another's files.
+describe('every example soup shows a user runs as written', { concurrency: 2 }, () => {
   it("finds the commands in soup --help, and examples in each command's --help and each document", () => {
     assert.ok(COMMANDS.includes('greedy') && COMMANDS.includes('merge'), COMMANDS.join(', '));
     const empty = sources.filter(([, examples]) => examples.length === 0).map(([source]) => source);
