@@ -94,7 +94,7 @@ function shell(line: string, cwd: string): Promise<Ran> {
         NO_COLOR: '1',
         FORCE_COLOR: undefined,
         XDG_CACHE_HOME: TEST_CACHE_HOME,
-        // Clusters name a per-user shared scratch folder so; the examples' --work-dir points there.
+        // HPC clusters point $SCRATCH at each user's folder on storage all nodes share: --work-dir's example uses it.
         SCRATCH: path.join(cwd, 'scratch'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],

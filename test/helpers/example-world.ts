@@ -16,8 +16,9 @@ const INGREDIENTS = path.join(FIXTURES, 'ingredients');
 /**
  * A user's evaluation script for the fixtures' Fashion-MNIST network (dense_1: 784 -> 64, relu;
  * dense_2: 64 -> 10), as the examples' `python eval.py {ckpt}` expects one: it loads the candidate
- * soup hands it (a .safetensors file, a model folder of model.safetensors, or a TF.js folder), scores
- * it on DATA (.npz or .jsonl; val.npz by default) and prints its metrics as JSON on its last line.
+ * soup hands it (a .safetensors file, a model folder of model.safetensors or pytorch_model.bin, or a
+ * TF.js folder), scores it on DATA (.npz or .jsonl; val.npz by default) and prints its metrics as JSON
+ * on its last line.
  */
 const EVAL_PY = `"""Scores a checkpoint of the Fashion-MNIST MLP and prints its metrics as JSON.
 
@@ -214,7 +215,7 @@ async function trainerSweep(sweep: string): Promise<void> {
   await symlink(path.join(FIXTURES, 'onnx', 'lr1e-4-s1.onnx'), path.join(sweep, 'model.onnx'));
 }
 
-/** Names that only the documents use, after the four runs `runs/` holds. */
+/** The fixture runs ./runs holds as model folders (model.safetensors, config.json), as transformers saves them. */
 const RUNS = ['lr1e-4-s1', 'lr3e-4-s2', 'lr3e-4-aug-s3', 'lr1e-3-s4'];
 
 /**
@@ -245,12 +246,12 @@ export async function buildWorld(world: string): Promise<void> {
   for (const [file, ingredient] of Object.entries({ a: 'lr1e-4-s1', 'run-a': 'lr1e-4-s1', b: 'lr3e-4-s2', 'run-b': 'lr3e-4-s2', tuned: 'lr3e-4-s2' })) {
     await safetensorsOf(ingredient, path.join(world, `${file}.safetensors`));
   }
-  const sweep = ['ckpts/lr3e-4-s2', 'ckpts/lr3e-4-aug-s3', 'ckpts/lr1e-3-s4', 'ckpts/lr3e-4-e4-s6'];
+  const merged = ['ckpts/lr3e-4-s2', 'ckpts/lr3e-4-aug-s3', 'ckpts/lr1e-3-s4', 'ckpts/lr3e-4-e4-s6'];
   await writeFile(
     path.join(world, 'ties.yml'),
-    mergeConfig('ties', sweep, 'base.safetensors', '      weight: 1\n      density: 0.5\n', 'parameters:\n  normalize: true\n'),
+    mergeConfig('ties', merged, 'base.safetensors', '      weight: 1\n      density: 0.5\n', 'parameters:\n  normalize: true\n'),
   );
-  await writeFile(path.join(world, 'dare.yml'), mergeConfig('dare_ties', sweep, 'base.safetensors', '      weight: 1\n      density: 0.5\n'));
+  await writeFile(path.join(world, 'dare.yml'), mergeConfig('dare_ties', merged, 'base.safetensors', '      weight: 1\n      density: 0.5\n'));
   const onnx = ['fixtures/onnx/lr3e-4-s2.onnx', 'fixtures/onnx/lr3e-4-aug-s3.onnx', 'fixtures/onnx/lr1e-3-s4.onnx'];
   const ranges = '      weight: {min: 0, max: 1}\n      density: {min: 0.2, max: 1}\n';
   await writeFile(path.join(world, 'ties-search.yml'), mergeConfig('ties', onnx, 'fixtures/onnx/lr1e-4-s1.onnx', ranges));
