@@ -243,9 +243,9 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --val data/val -o soup',
         'soup greedy ./ckpts --val val.npz --metric loss -o soup',
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
-        'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir /shared/tmp --score-cache soup-scores.jsonl -o soup',
+        'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir $SCRATCH --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
-        'soup greedy ./ckpts --val val.npz --method ties --base base.safetensors --density 0.5 -o soup',
+        'soup greedy ./ckpts --val val.npz --method ties --base ./base --density 0.5 -o soup',
         'soup greedy fixtures/onnx --val fixtures/data/val -o soup.onnx',
         'soup greedy ./runs --val val.npz --model model.onnx -o soup.safetensors',
       ]),
@@ -302,7 +302,7 @@ function buildProgram(): Command {
         'soup learned ./ckpts --val val.npz --by-model -o soup --json | jq .weights',
         'soup learned ./ckpts --model model.json --val val.npz -o soup.safetensors --max-memory 16G',
         'soup learned fixtures/onnx --val fixtures/data/val --evaluations 400 --seed 1 -o learned.onnx',
-        'soup learned ./runs --eval-cmd "python eval.py {ckpt}" --by block --blocks 4 --jobs 4 --score-cache scores.jsonl -o soup',
+        'soup learned ./runs --eval-cmd "python eval.py {ckpt}" --by block --blocks 4 --evaluations 40 --jobs 4 --score-cache scores.jsonl -o soup',
       ]),
     )
     .action(async (inputs: string[], options: unknown) => {
@@ -340,7 +340,7 @@ function buildProgram(): Command {
       'after',
       examples([
         'soup evolve ties-search.yml --val fixtures/data/val -o evolved.onnx --plot convergence.svg',
-        'soup evolve search.yml --eval-cmd "python eval.py {ckpt}" --jobs 4 --score-cache scores.jsonl --evaluations 400 -o evolved',
+        'soup evolve search.yml --eval-cmd "python eval.py {ckpt}" --jobs 4 --score-cache scores.jsonl --evaluations 40 -o evolved',
       ]),
     )
     .action(async (config: string, options: unknown) => {
