@@ -245,7 +245,7 @@ function buildProgram(): Command {
         'soup greedy ./ckpts --eval-cmd "python eval.py {ckpt}" -o soup.safetensors',
         'soup greedy runs --eval-cmd "srun --gres=gpu:1 python eval.py {ckpt}" --jobs 8 --work-dir $SCRATCH --score-cache soup-scores.jsonl -o soup',
         'soup greedy fixtures/ingredients --val fixtures/data/val -o soup --json',
-        'soup greedy ./ckpts --val val.npz --method ties --base ./base --density 0.5 -o soup',
+        'soup greedy ./ckpts --val val.npz --method ties --base base.safetensors --density 0.5 -o soup',
         'soup greedy fixtures/onnx --val fixtures/data/val -o soup.onnx',
         'soup greedy ./runs --val val.npz --model model.onnx -o soup.safetensors',
       ]),

@@ -32,3 +32,15 @@ export async function createEvaluator(
   const setup = await runtime.create(options, reference, data, onProgress);
   return { ...setup, direction: direction ?? metricDirection(options.metric, options) };
 }
+
+/**
+ * Of checkpoints that hold the same tensors (a merge's base, then its models), the one to score
+ * through: the first, whose format candidates take, unless only a later one carries a model that a
+ * runtime runs (a safetensors base beside TF.js or ONNX models). --eval-cmd and --model bring their own.
+ */
+export function scoringReference(options: EvaluationOptions, checkpoints: readonly Checkpoint[]): Checkpoint {
+  const first = checkpoints[0]!;
+  if (options.evalCmd !== undefined || options.model !== undefined) return first;
+  const runnable = (checkpoint: Checkpoint): boolean => RUNTIMES.some((runtime) => runtime.runs?.(checkpoint) === true);
+  return runnable(first) ? first : (checkpoints.find(runnable) ?? first);
+}

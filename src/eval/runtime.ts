@@ -57,6 +57,8 @@ export interface Runtime {
   readonly name: string;
   /** Whether this runtime scores for these options and ingredients (the first runtime that does is used). */
   takes(options: EvaluationOptions, reference: Checkpoint): boolean;
+  /** Whether the checkpoint carries a model this runtime runs without --model (a TF.js folder, an ONNX graph). */
+  runs?(checkpoint: Checkpoint): boolean;
   create(
     options: EvaluationOptions,
     reference: Checkpoint,

@@ -266,6 +266,21 @@ describe('soup greedy --method', () => {
     assert.deepEqual(written.chosen, document.chosen);
   });
 
+  it('scores through the TF.js models when the base is a safetensors file of the same tensors', async () => {
+    const base = path.join(dir, 'tfjs-base.safetensors');
+    const made = await runSoup(['uniform', path.join(FIXTURES, 'lr1e-4-s1'), path.join(FIXTURES, 'lr3e-4-s2'), '-o', base]);
+    assert.equal(made.code, 0, made.stderr);
+    const data = fileURLToPath(new URL('../../../fixtures/data/val', import.meta.url));
+    const out = path.join(dir, 'greedy-ties-safetensors-base.safetensors');
+    const models = ['lr1e-4-s1', 'lr3e-4-s2', 'lr1e-3-ls-s5'].map((name) => path.join(FIXTURES, name));
+    const result = await runSoup(['greedy', ...models, '--val', data, '--method', 'ties', '--base', base, '--density', '0.5', '-o', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const document = JSON.parse(result.stdout) as { base: string; backend: string; ingredients: { score: number }[] };
+    assert.equal(document.base, 'tfjs-base');
+    assert.match(document.backend, /^(wasm|node|cpu)$/);
+    assert.ok(document.ingredients.every((ingredient) => ingredient.score > 0.5));
+  });
+
   it('refuses a method greedy cannot grow, and merge flags without --method', async () => {
     const slerp = await runSoup(['greedy', path.join(dir, 'ckpts'), '--val', 'x.npz', '--method', 'slerp', '-o', path.join(dir, 'g.safetensors')]);
     assert.equal(

@@ -17,6 +17,7 @@ import { builtInData, datasetHash, someTensorNames } from './built-in.js';
 export const onnxRuntime: Runtime = {
   name: 'onnx',
   takes: (options, reference) => options.model?.endsWith(ONNX_SUFFIX) ?? reference instanceof OnnxCheckpoint,
+  runs: (checkpoint) => checkpoint instanceof OnnxCheckpoint,
   async create(options, reference, data, onProgress) {
     const path = builtInData(options, data);
     const model = options.model === undefined ? (reference as OnnxCheckpoint) : await OnnxCheckpoint.open(options.model);

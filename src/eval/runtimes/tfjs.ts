@@ -15,6 +15,7 @@ export const tfjsRuntime: Runtime = {
   name: 'tfjs',
   // The last runtime: it takes whatever the others did not, and says what it lacks.
   takes: () => true,
+  runs: (checkpoint) => checkpoint instanceof TfjsCheckpoint,
   async create(options, reference, data, onProgress) {
     const dataPath = builtInData(options, data);
     const { modelTopology, source } = await topologyFor(options.model, reference);

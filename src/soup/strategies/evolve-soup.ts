@@ -14,6 +14,7 @@ import { mergeFromConfig } from '../merge/engine.js';
 import { openMergeCheckpoints, type MergeCheckpoints } from '../merge/inputs.js';
 import type { LayerIndex } from '../merge/methods/parameters.js';
 import { MERGEKIT_CONFIG } from './merge.js';
+import { scoringReference } from '../../eval/create.js';
 import type { GenerationRecord } from '../search/run.js';
 import { searchCounts, searchJobs, withSearchScoring, type SearchEvaluationOptions, type SearchHooks } from '../search/session.js';
 import { isFolderOutput, type PreparedOutput, type SoupOutcome } from '../write.js';
@@ -172,7 +173,7 @@ async function scoreMerge(
 export async function evolveSoup(inputs: EvolveInputs, files: EvolveFiles, options: EvolveOptions): Promise<EvolveOutcome> {
   const { recipe, opened, diverged } = inputs;
   const { evaluation, settings, signal } = options;
-  const reference = opened.base ?? opened.models[0]!;
+  const reference = scoringReference(evaluation, opened.base === undefined ? opened.models : [opened.base, ...opened.models]);
   const found = await withSearchScoring(evaluation, reference, opened.all, options, async (scoring) => {
     const space = new RecipeSpace(recipe, opened.all.map(scoring.hashOf), settings.randomSeed, settings.sigma);
     const jobs = searchJobs(scoring.evaluator, evaluation.jobs, options.warn);

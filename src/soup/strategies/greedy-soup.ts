@@ -4,7 +4,7 @@
  */
 import type { FloatDType } from '../../checkpoint/dtype.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
-import { createEvaluator, type EvaluationOptions } from '../../eval/create.js';
+import { createEvaluator, scoringReference, type EvaluationOptions } from '../../eval/create.js';
 import type { Evaluator } from '../../eval/evaluator.js';
 import { knownDirection, type Direction } from '../../eval/metrics.js';
 import { scoreIngredients } from '../../eval/pool.js';
@@ -50,7 +50,8 @@ export async function makeGreedySoup(
 ): Promise<GreedyOutcome> {
   const warn = options.warn ?? (() => {});
   const signal = options.signal ?? new AbortController().signal;
-  const setup = await createEvaluator(options, method?.base ?? checkpoints[0]!, undefined, options.onProgress);
+  const reference = scoringReference(options, method?.base === undefined ? checkpoints : [method.base, ...checkpoints]);
+  const setup = await createEvaluator(options, reference, undefined, options.onProgress);
   for (const warning of setup.warnings ?? []) warn(warning);
   let evaluator: Evaluator = setup.evaluator;
   let diverged: Map<Checkpoint, Divergence>;
