@@ -1,9 +1,6 @@
-/** What the search commands (learned without gradients, evolve) share on the command line: their flags, the journal, the recorded command. */
+/** What the search commands (learned without gradients, evolve) share on the command line: their flags, the recorded command, the terminal hooks. */
 import { z } from 'zod';
-import type { Checkpoint } from '../checkpoint/types.js';
 import type { Terminal } from '../report/terminal.js';
-import { openScoreJournal, type OpenedJournal } from '../eval/score-cache.js';
-import type { EvaluationSetup } from '../eval/create.js';
 import type { SearchHooks } from '../soup/search/session.js';
 import { commandArguments } from './options.js';
 
@@ -16,19 +13,6 @@ export const searchFlags = {
   scoreCache: z.string().min(1).optional(),
   layerPattern: z.string().min(1).optional(),
 };
-
-/** Opens --score-cache: the evaluator answers ingredients from it, and the search looks its candidates up there. */
-export async function openSearchJournal(
-  setup: EvaluationSetup,
-  file: string,
-  checkpoints: readonly Checkpoint[],
-  terminal: Terminal,
-  signal: AbortSignal,
-): Promise<OpenedJournal> {
-  const opened = await openScoreJournal(setup.evaluator, await setup.identity(), file, checkpoints, signal);
-  for (const warning of opened.warnings) terminal.warn(warning);
-  return opened;
-}
 
 /** Flags that change how fast a search runs or what else is written, never what it finds: left out of the recipe's command. */
 const SPEED_FLAGS = new Set(['--jobs', '--score-cache', '--plot', '--config-out']);
