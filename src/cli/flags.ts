@@ -1,5 +1,5 @@
 /** The commander declarations of flags that more than one command takes. */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 
 /** An option whose default is shown as every other default is, `(default: 512)`, not commander's `(default: "512")`. */
 export function withDefault(flags: string, help: string, value: string): Option {
